@@ -1,0 +1,168 @@
+"""An OpenAI-compatible fake upstream, the only stand-in Tally's tests allow (real providers cost
+money and are unreachable here). `make up` runs it as the demo upstream so the default config works
+offline. Deterministic: usage is 20 prompt + 80 completion tokens unless the request says otherwise.
+
+A request may steer it with a body field `x_fake` (the proxy forwards unknown fields upstream):
+  {"usage": {...OpenAI usage object...}, "status": 429, "message": "...", "model": "gpt-4",
+   "delay_ms": 50, "chunks": 5}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+DEFAULT_USAGE = {"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}
+CALLS: web.AppKey[list[dict[str, Any]]] = web.AppKey("calls", list)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _usage(steer: dict[str, Any]) -> dict[str, Any]:
+    usage = dict(DEFAULT_USAGE)
+    usage.update(steer.get("usage") or {})
+    usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    return usage
+
+
+async def _steer(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = await request.json(loads=orjson.loads)
+    request.app[CALLS].append({"path": request.path, "headers": dict(request.headers), "body": body})
+    steer = body.get("x_fake") or {}
+    if steer.get("delay_ms"):
+        await asyncio.sleep(steer["delay_ms"] / 1000)
+    if steer.get("status"):
+        raise _error(steer)
+    return body, steer
+
+
+def _error(steer: dict[str, Any]) -> web.HTTPException:
+    exc = web.HTTPException(
+        body=orjson.dumps({"error": {"message": steer.get("message", "fake upstream error"), "type": "fake_error", "code": str(steer["status"])}}),
+        content_type="application/json",
+    )
+    exc.status_code = int(steer["status"])
+    return exc
+
+
+def _content(body: dict[str, Any]) -> str:
+    return "This is a fake answer from Tally's demo upstream."
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body, steer = await _steer(request)
+    model = steer.get("model") or body.get("model", "fake")
+    usage = _usage(steer)
+    call_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    if not body.get("stream"):
+        return _json({
+            "id": call_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": _content(body)}, "finish_reason": "stop"}],
+            "usage": usage,
+        })
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    words = _content(body).split(" ")
+    chunks = int(steer.get("chunks") or len(words))
+    for i in range(chunks):
+        piece = words[i % len(words)] + ("" if i == chunks - 1 else " ")
+        chunk = {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": {"content": piece} if i else {"role": "assistant", "content": piece}, "finish_reason": None}]}
+        await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        if steer.get("chunk_delay_ms"):
+            await asyncio.sleep(steer["chunk_delay_ms"] / 1000)
+    final = {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage_chunk = {"id": call_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage}
+        await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def completions(request: web.Request) -> web.Response:
+    body, steer = await _steer(request)
+    return _json({
+        "id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+        "model": steer.get("model") or body.get("model", "fake"),
+        "choices": [{"index": 0, "text": _content(body), "finish_reason": "stop", "logprobs": None}],
+        "usage": _usage(steer),
+    })
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    body, steer = await _steer(request)
+    inputs = body.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    usage = {"prompt_tokens": 8 * len(items), "total_tokens": 8 * len(items)}
+    usage.update(steer.get("usage") or {})
+    return _json({
+        "object": "list", "model": steer.get("model") or body.get("model", "fake"),
+        "data": [{"object": "embedding", "index": i, "embedding": [0.0, 0.1, 0.2]} for i in range(len(items))],
+        "usage": usage,
+    })
+
+
+async def images(request: web.Request) -> web.Response:
+    body, steer = await _steer(request)
+    n = int(body.get("n") or 1)
+    return _json({"created": int(time.time()), "data": [{"url": f"https://example.invalid/image-{i}.png"} for i in range(n)]})
+
+
+async def anthropic_messages(request: web.Request) -> web.Response:
+    body, steer = await _steer(request)
+    usage = {"input_tokens": 20, "output_tokens": 80, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    usage.update(steer.get("anthropic_usage") or {})
+    return _json({
+        "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+        "model": steer.get("model") or body.get("model", "fake"),
+        "content": [{"type": "text", "text": _content(body)}],
+        "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
+    })
+
+
+async def models(request: web.Request) -> web.Response:
+    return _json({"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "tally"}]})
+
+
+def build_app() -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[CALLS] = []
+    for prefix in ("", "/v1", "/openai/v1"):
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_post(f"{prefix}/completions", completions)
+        app.router.add_post(f"{prefix}/embeddings", embeddings)
+        app.router.add_post(f"{prefix}/images/generations", images)
+        app.router.add_get(f"{prefix}/models", models)
+    # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+    app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
+    app.router.add_post("/openai/deployments/{deployment}/completions", completions)
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", embeddings)
+    app.router.add_post("/openai/deployments/{deployment}/images/generations", images)
+    app.router.add_post("/v1/messages", anthropic_messages)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Tally's OpenAI-compatible fake upstream")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4010)
+    args = parser.parse_args()
+    from shared.service import run_service
+
+    run_service(build_app(), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
