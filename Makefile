@@ -1,0 +1,47 @@
+# Tally: `make up` brings the whole stack up, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/config.yaml
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test test-unit bench bench-full venv ui-assets browser clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "make: cannot create a virtual environment: apt-get install -y python3-venv"; exit 1; }
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' || { echo "make: installing Python packages from PyPI failed (see above)"; exit 1; }
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# The Usage page's charting library, from the npm registry (not committed).
+ui-assets:
+	@bash stack/vendor_ui.sh
+
+up: venv ui-assets
+	@TALLY_CONFIG=$(abspath $(CONFIG)) $(PY) -m stack up --config $(abspath $(CONFIG))
+
+down:
+	@test -x $(PY) && $(PY) -m stack down || echo "nothing to stop (no virtual environment)"
+
+status: venv
+	@$(PY) -m stack status
+
+# Headless Chromium for the Usage page's browser test, from Debian's packages.
+browser:
+	@test -x /usr/bin/chromium || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || { echo "make: installing chromium failed"; exit 1; }; }
+
+test: venv ui-assets browser
+	@$(PY) -m pytest -q
+
+test-unit: venv
+	@$(PY) -m pytest -q tests/unit
+
+bench: venv ui-assets
+	@$(PY) -m bench
+
+clean: down
+	rm -rf .run
