@@ -1,0 +1,67 @@
+"""The pricer's aiohttp app: /health and /metrics, and the pricing loop as a supervised task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiokafka.errors import ProducerFenced
+
+from services.pricer.consumer import Pricer, PricerMetrics
+from services.pricer.settings import PricerSettings
+from shared import kafka
+from shared.errors import openai_errors
+from shared.health import HEALTH_CHECKS, add_health_routes
+from shared.metrics import Registry
+from shared.pricing import Catalog
+from shared.supervise import supervise
+from shared.topics import USAGE
+
+SETTINGS: web.AppKey[PricerSettings] = web.AppKey("settings", PricerSettings)
+CATALOG: web.AppKey[Catalog] = web.AppKey("catalog", Catalog)
+METRICS: web.AppKey[PricerMetrics] = web.AppKey("pricer_metrics", PricerMetrics)
+READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+
+
+async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+
+    async def run_once() -> None:
+        producer = kafka.transactional_producer(settings, settings.transactional_id)
+        consumer = kafka.consumer(settings, USAGE, group_id=settings.group_id)
+        try:
+            await producer.start()
+            await consumer.start()
+            app[READY].set()
+            await Pricer(settings, app[CATALOG], consumer, producer, app[METRICS]).run()
+        finally:
+            app[READY].clear()
+            await consumer.stop()
+            await producer.stop()
+
+    task = asyncio.create_task(supervise("pricer", run_once, fatal=(ProducerFenced,)))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def build_app(settings: PricerSettings, catalog: Catalog) -> web.Application:
+    app = web.Application(middlewares=[openai_errors])
+    registry = Registry()
+    app[SETTINGS] = settings
+    app[CATALOG] = catalog
+    app[METRICS] = PricerMetrics(registry)
+    app[READY] = asyncio.Event()
+    registry.gauge("pricer_catalog_entries", "Models in the price catalog", callback=lambda: float(len(catalog)))
+    add_health_routes(app, registry)
+    checks = app[HEALTH_CHECKS]
+
+    async def kafka_up() -> None:
+        if not app[READY].is_set():
+            raise ConnectionError("not connected to Kafka yet")
+        await kafka.wait_for_broker(settings, timeout=2)
+
+    checks["kafka"] = kafka_up
+    app.cleanup_ctx.append(pricing_loop)
+    return app

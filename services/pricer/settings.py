@@ -1,0 +1,39 @@
+"""The pricer's settings: one frozen object, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ConfigDict
+
+from shared.settings import CommonSettings, common_from_env, env_int
+
+
+class PricerSettings(CommonSettings):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: int = 4002
+    group_id: str = "tally-pricer"
+    # Stable per replica: a restarted replica with the same id fences its zombie predecessor.
+    transactional_id: str = "tally-pricer-0"
+    price_maps: tuple[Path, ...] = ()  # the user's own price-map files, extending the default
+    batch_size: int = 2000
+
+
+def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
+    env = os.environ if env is None else env
+    maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    return PricerSettings(
+        **common_from_env(env),
+        port=env_int(env, "PRICER_PORT", 4002),
+        transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"tally-pricer-{env.get('PRICER_INSTANCE', '0')}",
+        price_maps=maps,
+        batch_size=env_int(env, "PRICER_BATCH_SIZE", 2000),
+    )
+
+
+def instance_name() -> str:
+    return socket.gethostname()
