@@ -15,7 +15,7 @@ def main() -> int:
     settings = pricer_settings()
     configure_logging("pricer", settings.log_level)
     try:
-        catalog = load_catalog(settings.price_maps)
+        catalog = load_catalog(*settings.price_maps)
     except CatalogError as exc:
         print(f"pricer: {exc}", file=sys.stderr)
         return 2

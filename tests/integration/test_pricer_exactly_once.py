@@ -1,0 +1,109 @@
+"""The pricer against a real broker: every usage event priced exactly once, even across SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from shared.events import DeadLetter, PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
+from shared.kafka import idempotent_producer
+from shared.topics import PRICED, USAGE, USAGE_DLQ
+from tests.fixtures.stack import free_port
+from tests.fixtures.topics import read_topic
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2024, 5, 13, 12, 0, tzinfo=timezone.utc)
+
+
+def usage(i: int) -> UsageEvent:
+    return UsageEvent(request_id=f"req-{i:06d}", call_type="acompletion", start_time=T0, end_time=T0,
+                      api_key_hash=f"{i % 7:064x}", model_group="gpt-4o-mini", model="openai/gpt-4o-mini",
+                      usage=TokenUsage(prompt_tokens=20, completion_tokens=80))
+
+
+async def produce(settings, payloads: list[tuple[bytes, bytes]]) -> None:
+    producer = idempotent_producer(settings)
+    await producer.start()
+    try:
+        for key, value in payloads:
+            await producer.send(settings.topic(USAGE), value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def start_pricer(settings, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "TALLY_TOPIC_PREFIX": settings.topic_prefix, "PRICER_PORT": str(free_port()), "PRICER_BATCH_SIZE": "200"}
+    return subprocess.Popen([sys.executable, "-m", "services.pricer"], cwd=ROOT, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+async def wait_for_priced(settings, count: int, timeout: float) -> list:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        records = await read_topic(settings, PRICED)
+        if len(records) >= count or loop.time() > deadline:
+            return records
+
+
+async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_path):
+    """Killed with SIGKILL while pricing and restarted, the pricer leaves each request id once."""
+    total = 4000
+    await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
+    pricer = start_pricer(settings, tmp_path / "pricer.log")
+    try:
+        partial = await wait_for_priced(settings, 400, timeout=60)
+        assert 0 < len(partial), (tmp_path / "pricer.log").read_text()[-2000:]
+        pricer.send_signal(signal.SIGKILL)
+        pricer.wait()
+        pricer = start_pricer(settings, tmp_path / "pricer.log")
+        records = await wait_for_priced(settings, total, timeout=90)
+    finally:
+        pricer.send_signal(signal.SIGKILL)
+        pricer.wait()
+    counts = Counter(decode(r.value).request_id for r in records)
+    assert len(counts) == total and set(counts.values()) == {1}
+
+
+async def test_priced_event_carries_the_exact_cost_and_catalog_version(settings, tmp_path):
+    """gpt-4o-mini, 20 in + 80 out: 20 * 1.5e-07 + 80 * 6e-07 = 0.000051, with the catalog version."""
+    event = usage(1)
+    await produce(settings, [(b"k", encode(event))])
+    pricer = start_pricer(settings, tmp_path / "pricer.log")
+    try:
+        records = await wait_for_priced(settings, 1, timeout=60)
+    finally:
+        pricer.send_signal(signal.SIGKILL)
+        pricer.wait()
+    priced = decode(records[0].value)
+    assert isinstance(priced, PricedUsageEvent)
+    assert (priced.cost.total, priced.priced_model, priced.unpriced) == (Decimal("0.000051"), "gpt-4o-mini", False)
+    assert len(priced.catalog_version) >= 8
+
+
+async def test_unreadable_events_go_to_the_dead_letter_topic_and_pricing_goes_on(settings, tmp_path):
+    """A broken message is dead-lettered with its reason; the good one after it is still priced."""
+    good = usage(2)
+    await produce(settings, [(b"k", b'{"type": "usage", "schema_version": 1}'), (b"k", encode(good))])
+    pricer = start_pricer(settings, tmp_path / "pricer.log")
+    try:
+        priced = await wait_for_priced(settings, 1, timeout=60)
+        letters = await read_topic(settings, USAGE_DLQ)
+    finally:
+        pricer.send_signal(signal.SIGKILL)
+        pricer.wait()
+    assert [decode(r.value).request_id for r in priced] == ["req-000002"]
+    letter = decode(letters[0].value)
+    assert isinstance(letter, DeadLetter) and letter.reason.startswith("invalid usage event: request_id: Field required")
