@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from shared.events import PricedUsageEvent, UnknownEventVersion, UsageEvent, decode_as
-from shared.pricing import Catalog, price_usage_event
+from shared.pricing import Catalog, InconsistentUsage, price_usage_event
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,10 @@ def price_message(catalog: Catalog, raw: bytes | None) -> PricedUsageEvent | Rej
         return Rejected(f"invalid usage event: {where}: {first['msg']}")
     except (UnknownEventVersion, ValueError) as exc:
         return Rejected(f"unreadable usage event: {exc}")
-    result = price_usage_event(catalog, usage)
+    try:
+        result = price_usage_event(catalog, usage)
+    except InconsistentUsage as exc:
+        return Rejected(f"inconsistent usage: {exc}")
     return PricedUsageEvent(
         event_id=usage.request_id,  # one priced event per request: its id is the request id
         usage_event=usage,

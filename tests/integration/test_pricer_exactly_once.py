@@ -65,7 +65,7 @@ async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_
     pricer = start_pricer(settings, tmp_path / "pricer.log")
     try:
         partial = await wait_for_priced(settings, 400, timeout=60)
-        assert 0 < len(partial), (tmp_path / "pricer.log").read_text()[-2000:]
+        assert 0 < len(partial) < total, f"killed after {len(partial)} of {total}: not mid-stream"
         pricer.send_signal(signal.SIGKILL)
         pricer.wait()
         pricer = start_pricer(settings, tmp_path / "pricer.log")
