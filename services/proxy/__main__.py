@@ -1,0 +1,30 @@
+"""python -m services.proxy: read settings, load the price catalog, build the app, run it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from services.proxy.app import build_app
+from services.proxy.errors import ConfigurationError
+from services.proxy.settings import proxy_settings_from_env
+from shared.config import ConfigError
+from shared.logging import configure_logging
+from shared.pricing import CatalogError, load_catalog
+from shared.service import run_service
+
+
+def main() -> None:
+    try:
+        settings = proxy_settings_from_env()
+        configure_logging("proxy", settings.common.log_level)
+        catalog = load_catalog(*settings.price_maps)
+        app = build_app(settings, catalog, env=dict(os.environ))
+    except (ConfigError, CatalogError, ConfigurationError, ValueError) as exc:
+        print(f"proxy: {exc}", file=sys.stderr)
+        sys.exit(2)
+    run_service(app, settings.common.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The budget hook: admit a call before it goes upstream, settle it once its cost is known.
+
+Budget enforcement (services/proxy/budget/, built later) implements `BudgetGate` from memory
+(totals.v1 + in-flight reservations) and is installed with `app[BUDGET_GATE] = ...` before the app
+starts. Both calls are synchronous on purpose: the request path never waits on I/O. Until then
+`NoBudgetGate` admits everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from aiohttp import web
+
+from services.proxy.auth import CallerIdentity
+from shared.events import UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRequest:
+    """What a gate may look at before the upstream is called."""
+
+    request_id: str
+    caller: CallerIdentity
+    model_group: str
+    end_user: str | None
+    tags: tuple[str, ...]
+    call_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A gate's yes. `reservation` is the gate's own token (e.g. an amount held back) for settle."""
+
+    request: BudgetRequest
+    soft_budget_exceeded: bool = False
+    reservation: object = None
+
+
+class BudgetGate(Protocol):
+    def admit(self, request: BudgetRequest) -> Admission:
+        """Say yes (return an Admission) or no (raise a shared.errors.TallyError, e.g. 400/429)."""
+        ...
+
+    def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
+        """The call finished (success or failure; event.quoted_cost is its cost or None).
+        Release the reservation, count the cost, and return the key's spend including this
+        call (for x-litellm-key-spend), or None when unknown."""
+        ...
+
+
+class NoBudgetGate:
+    """Admits every call; the key's spend is the one last seen on the entities topic plus this call."""
+
+    def admit(self, request: BudgetRequest) -> Admission:
+        return Admission(request)
+
+    def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
+        cost = event.quoted_cost or Decimal(0)
+        return admission.request.caller.spend + cost
+
+
+BUDGET_GATE: web.AppKey[BudgetGate] = web.AppKey("budget_gate", BudgetGate)  # type: ignore[type-abstract]

@@ -1,0 +1,170 @@
+"""The proxy's app factory and the cleanup contexts of its resources: upstream connection pools,
+the usage emitter (Kafka + spool), the key table's sync from the entities topic, the reports
+client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+
+from services.proxy.admission import BUDGET_GATE, NoBudgetGate
+from services.proxy.auth import Authenticator, KeyTable
+from services.proxy.cost import CostQuoter
+from services.proxy.emitter import UsageEmitter
+from services.proxy.errors import ConfigurationError
+from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
+from services.proxy.keysync import KeySync
+from services.proxy.relay import Relay
+from services.proxy.routing import Router
+from services.proxy.settings import ProxySettings, weak_key_reason
+from services.proxy.spool import Spool
+from shared import topics
+from shared.errors import openai_errors
+from shared.health import HEALTH_CHECKS, METRICS, add_health_routes
+from shared.kafka import idempotent_producer
+from shared.metrics import Registry
+from shared.pricing import Catalog
+
+log = structlog.get_logger(__name__)
+
+RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+KEY_TABLE: web.AppKey[KeyTable] = web.AppKey("key_table", KeyTable)
+KEY_SYNC: web.AppKey[KeySync] = web.AppKey("key_sync", KeySync)
+EMITTER: web.AppKey[UsageEmitter] = web.AppKey("usage_emitter", UsageEmitter)
+SETTINGS: web.AppKey[ProxySettings] = web.AppKey("proxy_settings", ProxySettings)
+
+LLM_ROUTES = (
+    ("/chat/completions", "chat_completions"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+    ("/images/generations", "image_generations"),
+)
+
+
+def check_master_key(settings: ProxySettings) -> None:
+    """A guessable master key is refused unless only this machine can reach the proxy."""
+    key = settings.master_key
+    if not key:
+        log.warning("no_master_key", hint="set LITELLM_MASTER_KEY or general_settings.master_key; only virtual keys will work")
+        return
+    reason = weak_key_reason(key)
+    if reason is None:
+        return
+    if not settings.loopback_only:
+        raise ConfigurationError(
+            f"the master key is weak ({reason}) and the proxy would listen on {settings.common.host}: "
+            "set LITELLM_MASTER_KEY to a long random value (e.g. sk- followed by 32 random characters), "
+            "or listen on 127.0.0.1 only (TALLY_HOST)")
+    log.warning("weak_master_key", reason=reason, host=settings.common.host,
+                hint="accepted because the proxy listens on loopback only; set a strong LITELLM_MASTER_KEY before exposing it")
+
+
+def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] | None = None) -> web.Application:
+    """`env` supplies provider keys the config leaves out (OPENAI_API_KEY, ...), read once here."""
+    check_master_key(settings)
+    app = web.Application(middlewares=[openai_errors], client_max_size=int(settings.max_request_size_mb * 1024 * 1024))
+    registry = Registry()
+    add_health_routes(app, registry)
+    keys = KeyTable()
+    router = Router.from_deployments(settings.config.model_list, env or {})
+    relay = Relay(settings, router, Authenticator(settings.master_key, keys), CostQuoter(catalog))
+    app[SETTINGS] = settings
+    app[KEY_TABLE] = keys
+    app[RELAY] = relay
+    app[BUDGET_GATE] = NoBudgetGate()  # the budget module replaces it before start-up
+    app[REPORTS_URL] = settings.reports_url
+
+    for prefix in ("", "/v1"):
+        for path, name in LLM_ROUTES:
+            app.router.add_post(prefix + path, getattr(relay, name))
+        app.router.add_get(prefix + "/models", relay.models)
+    # Azure-style clients: /openai/deployments/{model}/chat/completions
+    app.router.add_post("/openai/deployments/{model}/chat/completions", relay.chat_completions)
+    app.router.add_get("/health/liveliness", liveliness)
+    app.router.add_get("/health/liveness", liveliness)
+    app.router.add_get("/health/readiness", readiness)
+    add_report_routes(app)
+
+    registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
+    app.cleanup_ctx.extend([upstream_sessions, usage_emitter, key_sync, reports_session])
+    app.on_startup.append(install_budget_gate)
+    return app
+
+
+async def install_budget_gate(app: web.Application) -> None:
+    app[RELAY].gate = app[BUDGET_GATE]
+
+
+async def upstream_sessions(app: web.Application) -> AsyncIterator[None]:
+    """One connection pool per upstream origin, reused by every call to it."""
+    relay, settings = app[RELAY], app[SETTINGS]
+    for target in relay.router.all_targets():
+        if target.origin not in relay.sessions:
+            connector = aiohttp.TCPConnector(limit=settings.upstream_connections, ttl_dns_cache=300, keepalive_timeout=30)
+            relay.sessions[target.origin] = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    yield
+    await asyncio.gather(*(s.close() for s in relay.sessions.values()))
+    relay.sessions.clear()
+
+
+async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    common = settings.common
+    emitter = UsageEmitter(
+        common.topic(topics.USAGE),
+        lambda: idempotent_producer(common, request_timeout_ms=10000),
+        Spool(settings.spool_path),
+        app[METRICS],
+        queue_size=settings.usage_queue_size,
+    )
+    app[EMITTER] = emitter
+    app[RELAY].emitter = emitter
+    app[HEALTH_CHECKS]["kafka"] = emitter.check
+    await emitter.start()
+    yield
+    await emitter.close()
+
+
+async def key_sync(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sync = KeySync(settings.common, app[KEY_TABLE])
+    app[KEY_SYNC] = sync
+    task = asyncio.create_task(sync.run(), name="key-sync")
+    if settings.key_sync_timeout_s > 0:
+        try:
+            await asyncio.wait_for(sync.caught_up.wait(), settings.key_sync_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("key_table_not_synced", waited_s=settings.key_sync_timeout_s,
+                        hint="virtual keys answer 401 until the entities topic is read; the master key works")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def reports_session(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+    app[REPORTS_SESSION] = session
+    yield
+    await session.close()
+
+
+async def liveliness(request: web.Request) -> web.Response:
+    return web.json_response("I'm alive!")
+
+
+async def readiness(request: web.Request) -> web.Response:
+    """Ready when the key table has caught up; Kafka being down only means events are spooled."""
+    keys, emitter = request.app[KEY_TABLE], request.app[EMITTER]
+    body = {
+        "status": "healthy" if keys.synced else "unhealthy",
+        "key_table": "synced" if keys.synced else "syncing",
+        "keys": len(keys),
+        "kafka": "connected" if emitter.healthy else "unreachable (spooling usage events)",
+        "spool_pending": emitter.spool.pending,
+    }
+    return web.Response(body=orjson.dumps(body), status=200 if keys.synced else 503, content_type="application/json")

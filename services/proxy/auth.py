@@ -1,0 +1,195 @@
+"""Who is calling: the master key or a virtual key, answered from memory.
+
+Virtual keys are known only by their SHA-256 hash. The `KeyTable` is an in-memory projection of
+the entities topic (EntityChanged with entity_type "key", state shaped like a
+"LiteLLM_VerificationToken" row); `keysync.py` keeps it current. The request path never queries
+Postgres or Kafka. The admin routes and budget enforcement (built later) read `CallerIdentity`."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any
+
+from multidict import CIMultiDictProxy
+
+from services.proxy.errors import AuthError, PermissionDenied
+from shared.events import EntityChanged
+from shared.keys import hash_key
+
+ALL_MODELS = "all-proxy-models"
+MASTER_USER_ID = "default_user_id"  # LiteLLM's name for the proxy admin
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """The authenticated caller, as every later step (attribution, budgets, admin) sees it."""
+
+    api_key_hash: str
+    is_master: bool = False
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    organization_id: str | None = None
+    models: tuple[str, ...] = ()  # empty or containing "all-proxy-models": every model
+    permissions: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # the key's metadata (tags, spend_logs_metadata, ...)
+    expires: datetime | None = None
+    max_budget: Decimal | None = None
+    soft_budget: Decimal | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    budget_duration: str | None = None
+    spend: Decimal = Decimal(0)  # as of the last entity change; live spend comes from budgets
+    blocked: bool = False
+    # Derived once so the request path does no parsing.
+    tags: tuple[str, ...] = ()
+    spend_logs_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    expires_at: float | None = None  # epoch seconds
+
+    def allows_model(self, model_group: str) -> bool:
+        return not self.models or model_group in self.models or ALL_MODELS in self.models
+
+    def is_expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
+
+    @classmethod
+    def master(cls, master_key: str) -> CallerIdentity:
+        return cls(api_key_hash=hash_key(master_key), is_master=True, user_id=MASTER_USER_ID, key_alias="master_key")
+
+    @classmethod
+    def from_state(cls, api_key_hash: str, state: Mapping[str, Any]) -> CallerIdentity:
+        """Build from a LiteLLM_VerificationToken-shaped dict (as carried by EntityChanged)."""
+        metadata = state.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            metadata = {}
+        tags = metadata.get("tags") or ()
+        slm = metadata.get("spend_logs_metadata") or {}
+        expires = _datetime(state.get("expires"))
+        return cls(
+            api_key_hash=api_key_hash,
+            key_alias=state.get("key_alias"),
+            user_id=state.get("user_id"),
+            team_id=state.get("team_id"),
+            organization_id=state.get("organization_id"),
+            models=tuple(str(m) for m in state.get("models") or ()),
+            permissions=MappingProxyType(dict(state.get("permissions") or {})),
+            metadata=MappingProxyType(dict(metadata)),
+            expires=expires,
+            max_budget=_decimal(state.get("max_budget")),
+            soft_budget=_decimal(state.get("soft_budget")),
+            tpm_limit=_int(state.get("tpm_limit")),
+            rpm_limit=_int(state.get("rpm_limit")),
+            max_parallel_requests=_int(state.get("max_parallel_requests")),
+            budget_duration=state.get("budget_duration"),
+            spend=_decimal(state.get("spend")) or Decimal(0),
+            blocked=bool(state.get("blocked")),
+            tags=tuple(str(t) for t in tags) if isinstance(tags, (list, tuple)) else (),
+            spend_logs_metadata=MappingProxyType(dict(slm)) if isinstance(slm, Mapping) else _EMPTY,
+            expires_at=expires.timestamp() if expires is not None else None,
+        )
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _datetime(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+class KeyTable:
+    """hash -> CallerIdentity, fed by entity changes. Plain code, no I/O."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, CallerIdentity] = {}
+        self.synced = False  # set once the table has caught up with the topic at start-up
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, api_key_hash: str) -> CallerIdentity | None:
+        return self._keys.get(api_key_hash)
+
+    def apply(self, change: EntityChanged) -> None:
+        if change.entity_type != "key":
+            return
+        if change.deleted:
+            self._keys.pop(change.entity_id, None)
+        else:
+            self._keys[change.entity_id] = CallerIdentity.from_state(change.entity_id, change.state)
+
+    def put(self, identity: CallerIdentity) -> None:
+        self._keys[identity.api_key_hash] = identity
+
+
+def raw_key_from_headers(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> str | None:
+    """`Authorization: Bearer <key>`, else `api-key` (Azure clients), else `x-litellm-api-key`."""
+    value = headers.get("Authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        if not token:
+            return value.strip() or None  # a bare key, as some clients send it
+    return headers.get("api-key") or headers.get("x-litellm-api-key") or None
+
+
+class Authenticator:
+    """Turns request headers into a CallerIdentity, or raises a 401 / 403."""
+
+    def __init__(self, master_key: str | None, keys: KeyTable) -> None:
+        self._master_key = master_key.encode() if master_key else None
+        self._master = CallerIdentity.master(master_key) if master_key else None
+        self.keys = keys
+
+    def authenticate(self, headers: CIMultiDictProxy[str] | Mapping[str, str]) -> CallerIdentity:
+        raw = raw_key_from_headers(headers)
+        if raw is None:
+            raise AuthError("No api key passed in. Send it as 'Authorization: Bearer <key>' or an 'api-key' header.")
+        if self._master_key is not None and hmac.compare_digest(raw.encode(), self._master_key):
+            assert self._master is not None
+            return self._master
+        identity = self.keys.get(hash_key(raw))
+        if identity is None:
+            raise AuthError("Invalid proxy server token passed. Unable to find token in cache.")
+        if identity.blocked:
+            raise AuthError("Key is blocked. Update via `/key/unblock` if you're admin.")
+        if identity.is_expired():
+            raise AuthError(f"Key expired. Key expiry time {identity.expires.isoformat() if identity.expires else ''}")
+        return identity
+
+    @staticmethod
+    def check_model(identity: CallerIdentity, model_group: str) -> None:
+        if not identity.allows_model(model_group):
+            raise PermissionDenied(
+                f"key not allowed to access model. This key can only access models={list(identity.models)}. "
+                f"Tried to access {model_group}"
+            )

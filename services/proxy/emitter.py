@@ -1,0 +1,223 @@
+"""Usage events to Kafka, off the request path, never lost.
+
+`emit()` is synchronous and cheap: it appends to a bounded in-memory queue and wakes the sender.
+The sender hands events to the idempotent producer without waiting for acks; a failed send goes
+to the spool. While Kafka is unreachable (not yet connected, or a send just failed) events go
+straight to the spool; the drain loop retries the spool every `drain_interval_s` and, when a
+whole file is acknowledged, marks Kafka healthy again. On start-up a non-empty spool is drained
+first. A full queue spills to the spool synchronously: back-pressure, not loss."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from services.proxy.spool import Spool
+from shared.events import UsageEvent, encode
+from shared.metrics import Registry
+
+log = structlog.get_logger(__name__)
+
+Record = tuple[bytes, bytes, bytes]  # (key, value, request_id)
+
+
+class UsageEmitter:
+    def __init__(
+        self,
+        topic: str,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        spool: Spool,
+        registry: Registry,
+        *,
+        queue_size: int = 50_000,
+        max_in_flight: int = 20_000,
+        drain_interval_s: float = 1.0,
+    ) -> None:
+        self.topic = topic
+        self._factory = producer_factory
+        self.spool = spool
+        self.producer: AIOKafkaProducer | None = None
+        self.healthy = False  # connected and the last send succeeded
+        self._queue: collections.deque[Record] = collections.deque()
+        self._queue_size = queue_size
+        self._wakeup = asyncio.Event()
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+        self._room = asyncio.Event()
+        self._room.set()
+        self._failed: list[bytes] = []
+        self._drain_interval = drain_interval_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._drain_lock = asyncio.Lock()
+        self.sent = registry.counter("proxy_usage_events_sent_total", "Usage events acknowledged by Kafka")
+        self.spooled = registry.counter("proxy_usage_events_spooled_total", "Usage events written to the spool")
+        registry.gauge("proxy_usage_queue_length", "Usage events waiting in memory", callback=lambda: float(len(self._queue)))
+        registry.gauge("proxy_spool_pending", "Usage events in the spool waiting for Kafka", callback=lambda: float(self.spool.pending))
+
+    # -- request path ---------------------------------------------------------------------------
+
+    def emit(self, event: UsageEvent) -> None:
+        record = (event.api_key_hash.encode(), encode(event), event.request_id.encode())
+        if len(self._queue) >= self._queue_size:
+            self._to_spool([record[1]])
+            return
+        self._queue.append(record)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
+                       asyncio.create_task(self._send_loop(), name="usage-send"),
+                       asyncio.create_task(self._drain_loop(), name="usage-drain")]
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued if Kafka is healthy, spool the rest, stop the producer."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        leftover = list(self._queue)
+        self._queue.clear()
+        if self.producer is not None and self.healthy and leftover:
+            try:
+                await asyncio.wait_for(self._send_all(leftover), timeout)
+                leftover = []
+            except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("usage_flush_failed", error=str(exc), events=len(leftover))
+        if self.producer is not None:
+            try:
+                await asyncio.wait_for(self.producer.stop(), timeout)
+            except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("producer_stop_failed", error=str(exc))
+        self._to_spool([r[1] for r in leftover] + self._failed)
+        self._failed = []
+        self.spool.close()
+
+    async def check(self) -> None:
+        """For /health: raises unless a broker answers right now."""
+        if self.producer is None:
+            raise ConnectionError("not connected to Kafka (usage events are going to the spool)")
+        client = self.producer.client
+        if not await client.force_metadata_update() or not client.cluster.brokers():
+            raise ConnectionError("no Kafka broker answers")
+
+    # -- background -----------------------------------------------------------------------------
+
+    async def _connect_loop(self) -> None:
+        delay = 0.2
+        while self.producer is None:
+            producer = self._factory()
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka_unreachable", error=str(exc), retry_in_s=delay)
+                await producer.stop()
+                await asyncio.sleep(delay)  # backoff between connection attempts
+                delay = min(delay * 2, 5.0)
+                continue
+            self.producer = producer
+            log.info("kafka_connected")
+            await self._drain_once()  # a non-empty spool goes first
+            if not self.spool.pending:
+                self.healthy = True
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                if self._failed:
+                    self._to_spool(self._failed)
+                    self._failed = []
+                if not self.healthy or self.producer is None:
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    self._to_spool([r[1] for r in batch])
+                    break
+                if self._in_flight >= self._max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                key, value, request_id = self._queue.popleft()
+                await self._send(key, value, request_id)
+
+    async def _send(self, key: bytes, value: bytes, request_id: bytes) -> None:
+        assert self.producer is not None
+        try:
+            future = await self.producer.send(self.topic, value, key=key, headers=[("request_id", request_id)])
+        except (KafkaError, OSError) as exc:
+            self._mark_failed(exc)
+            self._failed.append(value)
+            return
+        self._in_flight += 1
+        future.add_done_callback(lambda f, v=value: self._on_ack(f, v))
+
+    def _on_ack(self, future: asyncio.Future, value: bytes) -> None:  # type: ignore[type-arg]
+        self._in_flight -= 1
+        if not self._room.is_set() and self._in_flight < self._max_in_flight // 2:
+            self._room.set()
+        if future.cancelled() or future.exception() is not None:
+            self._mark_failed(future.exception() if not future.cancelled() else asyncio.CancelledError())
+            self._failed.append(value)
+            if not self._wakeup.is_set():
+                self._wakeup.set()
+            return
+        self.sent.inc()
+
+    def _mark_failed(self, exc: BaseException | None) -> None:
+        if self.healthy:
+            log.warning("kafka_send_failed", error=str(exc))
+        self.healthy = False
+
+    def _to_spool(self, values: list[bytes]) -> None:
+        if values:
+            self.spool.append(values)
+            self.spooled.inc(len(values))
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._drain_interval)  # the retry period of the spool
+            if self._failed and not self._queue:
+                self._to_spool(self._failed)
+                self._failed = []
+            if self.producer is not None and (self.spool.pending or not self.healthy):
+                await self._drain_once()
+
+    async def _drain_once(self) -> None:
+        """Send every spooled event; release each file Kafka fully acknowledged."""
+        async with self._drain_lock:
+            await self._drain_files()
+
+    async def _drain_files(self) -> None:
+        for path in self.spool.claim():
+            records = []
+            for value in self.spool.read(path):
+                try:
+                    head = orjson.loads(value)
+                    records.append((head["api_key_hash"].encode(), value, head["request_id"].encode()))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    log.error("spool_line_unreadable", file=str(path), line=value[:200].decode(errors="replace"))
+            try:
+                await self._send_all(records)
+            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                self._mark_failed(exc)
+                return
+            self.spool.release(path, len(records))
+            self.sent.inc(len(records))
+            log.info("spool_drained", file=path.name, events=len(records))
+        self.healthy = True
+
+    async def _send_all(self, records: list[Record]) -> None:
+        assert self.producer is not None
+        futures = [await self.producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid in records]
+        if futures:
+            await asyncio.gather(*futures)

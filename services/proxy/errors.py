@@ -1,0 +1,40 @@
+"""The proxy's errors. Each maps to one OpenAI-style answer via shared.errors.openai_errors."""
+
+from __future__ import annotations
+
+from shared.errors import TallyError
+
+
+class ProxyError(TallyError):
+    """Base of every error the proxy answers itself."""
+
+
+class InvalidRequest(ProxyError):
+    status = 400
+
+
+class AuthError(ProxyError):
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"Authentication Error, {message}", type="auth_error", code="401")
+
+
+class PermissionDenied(ProxyError):
+    status = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="permission_error", code="403")
+
+
+class UpstreamError(ProxyError):
+    """The upstream answered with an error status, or could not be reached, or timed out."""
+
+    def __init__(self, message: str, status: int, *, type: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, status=status, type=type, code=code)
+
+
+class ConfigurationError(ProxyError):
+    """The proxy cannot start with this configuration (message says what to change)."""
+
+    status = 500

@@ -1,0 +1,67 @@
+"""One finished call as a UsageEvent. Pure: every value is handed in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.proxy.attribution import Attribution
+from services.proxy.auth import CallerIdentity
+from services.proxy.routing import Target
+from shared.events import TokenUsage, UsageEvent
+
+
+def usage_event(
+    *,
+    request_id: str,
+    call_type: str,
+    caller: CallerIdentity,
+    attribution: Attribution,
+    target: Target,
+    start_time: datetime,
+    end_time: datetime,
+    usage: TokenUsage,
+    stream: bool = False,
+    completion_start_time: datetime | None = None,
+    response_model: str | None = None,
+    error_status: int | None = None,
+    error_message: str | None = None,
+    soft_budget_exceeded: bool = False,
+    requester_ip_address: str | None = None,
+    metadata_extra: dict | None = None,
+) -> UsageEvent:
+    metadata = dict(attribution.metadata)
+    if metadata_extra:
+        metadata.update(metadata_extra)
+    return UsageEvent(
+        event_id=request_id,
+        request_id=request_id,
+        call_type=call_type,  # type: ignore[arg-type]
+        status="failure" if error_status is not None else "success",
+        stream=stream,
+        start_time=start_time,
+        end_time=end_time,
+        completion_start_time=completion_start_time,
+        api_key_hash=caller.api_key_hash,
+        key_alias=caller.key_alias,
+        user_id=caller.user_id,
+        team_id=caller.team_id,
+        organization_id=caller.organization_id,
+        end_user=attribution.end_user,
+        model_group=target.model_group,
+        model=target.model,
+        model_id=target.model_id,
+        custom_llm_provider=target.provider,
+        api_base=target.api_base,
+        response_model=response_model,
+        base_model=target.base_model,
+        custom_prices=target.custom_prices,
+        usage=usage,
+        request_tags=list(attribution.request_tags),
+        spend_logs_metadata=dict(attribution.spend_logs_metadata),
+        metadata=metadata,
+        error_status=error_status,
+        error_message=error_message,
+        soft_budget_exceeded=soft_budget_exceeded,
+        requester_ip_address=requester_ip_address,
+        session_id=attribution.session_id,
+    )

@@ -1,0 +1,243 @@
+"""The LLM routes: authenticate, route, admit, call the upstream, quote the cost, answer, record.
+
+Everything the hot path needs is prepared at start-up (targets, headers, timeouts, one connection
+pool per upstream origin); a call does one JSON parse of the request, one serialisation of the
+upstream body, one parse of the upstream answer (passed to the client byte for byte when it is
+already OpenAI-shaped), one pricing, and one queue append for the usage event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+
+from services.proxy import upstream
+from services.proxy.admission import Admission, BudgetGate, BudgetRequest, NoBudgetGate
+from services.proxy.attribution import Attribution, attribute, upstream_body
+from services.proxy.auth import Authenticator, CallerIdentity
+from services.proxy.cost import CostQuoter
+from services.proxy.emitter import UsageEmitter
+from services.proxy.errors import InvalidRequest, UpstreamError
+from services.proxy.mock import mock_completion
+from services.proxy.record import usage_event
+from services.proxy.routing import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
+from services.proxy.settings import ProxySettings
+from services.proxy.sse import format_money
+from services.proxy.streaming import relay_stream
+from shared.events import TokenUsage, UsageEvent, utcnow
+
+log = structlog.get_logger(__name__)
+
+JSON = "application/json"
+_REQUIRED = {CHAT: "messages", TEXT: "prompt", EMBEDDING: "input", IMAGE: "prompt"}
+
+
+@dataclass(slots=True)
+class Call:
+    """One call in flight: what every step after admission needs."""
+
+    request_id: str
+    call_type: str
+    caller: CallerIdentity
+    target: Target
+    attribution: Attribution
+    admission: Admission
+    body: dict[str, Any]  # what goes upstream (proxy-only fields removed)
+    start_time: datetime
+    t0: float  # perf_counter at arrival
+    requester_ip: str | None
+
+
+def validate(call_type: str, body: Any) -> str:
+    """The requested model, after the shape checks that must fail before any upstream call."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model is required and must be a string", param="model")
+    field = _REQUIRED[call_type]
+    value = body.get(field)
+    if call_type == CHAT:
+        if not isinstance(value, list) or not value or not all(isinstance(m, dict) for m in value):
+            raise InvalidRequest("messages must be a non-empty list of message objects", param="messages")
+    elif call_type == IMAGE:
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest("prompt must be a non-empty string", param="prompt")
+    elif not isinstance(value, (str, list)) or not value:
+        raise InvalidRequest(f"{field} must be a string or a list", param=field)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", param="stream")
+    return model
+
+
+class Relay:
+    def __init__(self, settings: ProxySettings, router: Router, auth: Authenticator, quoter: CostQuoter) -> None:
+        self.settings = settings
+        self.router = router
+        self.auth = auth
+        self.quoter = quoter
+        self.gate: BudgetGate = NoBudgetGate()
+        self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
+        self.sessions: dict[str, aiohttp.ClientSession] = {}
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        self._stream_timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        connect = settings.upstream_connect_timeout_s
+        for target in router.all_targets():
+            seconds = target.timeout_s or settings.upstream_timeout_s
+            self._timeouts[target.model_id] = aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
+            self._stream_timeouts[target.model_id] = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+        self.debug_log = settings.common.log_level.lower() == "debug"
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay(request, CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay(request, TEXT)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay(request, EMBEDDING)
+
+    async def image_generations(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay(request, IMAGE)
+
+    async def models(self, request: web.Request) -> web.Response:
+        caller = self.auth.authenticate(request.headers)
+        names = [n for n in self.router.model_names if caller.allows_model(n)]
+        data = [{"id": n, "object": "model", "created": 1677610602, "owned_by": "openai"} for n in names]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
+
+    # -- the call -------------------------------------------------------------------------------
+
+    async def relay(self, request: web.Request, call_type: str) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        start_time = utcnow()
+        caller = self.auth.authenticate(request.headers)
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+        try:
+            model = validate(call_type, body)
+        except InvalidRequest as exc:
+            if exc.param == "model":
+                exc.message += f". Available models: [{', '.join(self.router.model_names)}]"
+            raise
+        target = self.router.pick(model)
+        self.auth.check_model(caller, model)
+        attribution = attribute(body, request.headers, caller)
+        request_id = str(uuid.uuid4())
+        admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type))
+        call = Call(request_id, call_type, caller, target, attribution, admission, upstream_body(body), start_time, t0, request.remote)
+        if attribution.mock_response is not None and call_type in (CHAT, TEXT):
+            return await self._mock(request, call)
+        if call.body.get("stream") is True:
+            return await relay_stream(self, request, call)
+        return await self._plain(call)
+
+    async def _plain(self, call: Call) -> web.Response:
+        target = call.target
+        payload = upstream.request_payload(target, call.call_type, call.body, stream=False)
+        session = self.sessions[target.origin]
+        t_up = time.perf_counter()
+        try:
+            async with session.post(target.url(call.call_type), data=payload, headers=target.headers,
+                                    timeout=self._timeouts[target.model_id]) as response:
+                raw = await response.read()
+                status = response.status
+        except asyncio.TimeoutError as exc:
+            self.fail(call, 504, f"upstream {target.api_base} did not answer within the timeout")
+            raise UpstreamError(f"Request timed out: upstream {target.api_base} did not answer in time", 504, type="timeout") from exc
+        except aiohttp.ClientError as exc:
+            self.fail(call, 502, f"upstream {target.api_base} unreachable: {exc}")
+            raise UpstreamError(f"upstream {target.api_base} unreachable: {type(exc).__name__}", 502, type="api_connection_error") from exc
+        upstream_s = time.perf_counter() - t_up
+        if status >= 400:
+            error = upstream.upstream_error(target, status, raw)
+            self.fail(call, status, error.message)
+            raise error
+        try:
+            data, usage, response_model = upstream.parse_response(target, call.call_type, call.body, raw)
+        except UpstreamError as error:
+            self.fail(call, error.status, error.message)
+            raise
+        return self.answer(call, data, usage, response_model, upstream_s)
+
+    async def _mock(self, request: web.Request, call: Call) -> web.StreamResponse:
+        content = call.attribution.mock_response or ""
+        if call.body.get("stream") is True:
+            return await relay_stream(self, request, call, mock=content)
+        completion = mock_completion(call.call_type, call.target.model_group, content, call.request_id)
+        usage = TokenUsage(prompt_tokens=10, completion_tokens=20)
+        return self.answer(call, orjson.dumps(completion), usage, None, 0.0)
+
+    # -- the outcome ----------------------------------------------------------------------------
+
+    def answer(self, call: Call, data: bytes, usage: TokenUsage, response_model: str | None, upstream_s: float) -> web.Response:
+        event, cost, key_spend = self.finish(call, usage, response_model=response_model)
+        headers = self.headers(call, cost, key_spend)
+        total = time.perf_counter() - call.t0
+        headers["x-litellm-response-duration-ms"] = f"{total * 1000:.3f}"
+        headers["x-litellm-overhead-duration-ms"] = f"{(total - upstream_s) * 1000:.3f}"
+        return web.Response(body=data, headers=headers, content_type=JSON)
+
+    def headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
+        headers = dict(call.target.response_headers)
+        headers["x-litellm-call-id"] = call.request_id
+        if cost is not None:
+            headers["x-litellm-response-cost"] = format_money(cost)
+        if key_spend is not None:
+            headers["x-litellm-key-spend"] = format_money(key_spend)
+        if call.caller.max_budget is not None:
+            headers["x-litellm-key-max-budget"] = format_money(call.caller.max_budget)
+        return headers
+
+    def finish(self, call: Call, usage: TokenUsage, *, response_model: str | None = None, stream: bool = False,
+               completion_start_time: datetime | None = None, metadata_extra: dict | None = None
+               ) -> tuple[UsageEvent, Decimal | None, Decimal | None]:
+        """Price, settle and record a successful call. Returns (event, cost, key spend)."""
+        event = usage_event(
+            request_id=call.request_id, call_type=call.call_type, caller=call.caller, attribution=call.attribution,
+            target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage, stream=stream,
+            completion_start_time=completion_start_time, response_model=response_model,
+            soft_budget_exceeded=call.admission.soft_budget_exceeded, requester_ip_address=call.requester_ip,
+            metadata_extra=metadata_extra,
+        )
+        event, cost = self.quoter.quote(event)
+        key_spend = self.gate.settle(call.admission, event)
+        self.record(event)
+        return event, cost, key_spend
+
+    def fail(self, call: Call, status: int, message: str, usage: TokenUsage | None = None, *, stream: bool = False) -> None:
+        """Record an upstream failure (no cost quoted) and release the budget admission."""
+        event = usage_event(
+            request_id=call.request_id, call_type=call.call_type, caller=call.caller, attribution=call.attribution,
+            target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage or TokenUsage(),
+            stream=stream, error_status=status, error_message=message[:2000],
+            soft_budget_exceeded=call.admission.soft_budget_exceeded, requester_ip_address=call.requester_ip,
+        )
+        self.gate.settle(call.admission, event)
+        self.record(event)
+        log.warning("upstream_failed", request_id=call.request_id, model_group=call.target.model_group,
+                    api_base=call.target.api_base, status=status, error=message[:300])
+
+    def record(self, event: UsageEvent) -> None:
+        assert self.emitter is not None, "the usage emitter starts with the app"
+        self.emitter.emit(event)
+        if self.debug_log:
+            log.debug("call", request_id=event.request_id, model_group=event.model_group, status=event.status,
+                      cost=str(event.quoted_cost), prompt_tokens=event.usage.prompt_tokens,
+                      completion_tokens=event.usage.completion_tokens)
+

@@ -1,0 +1,228 @@
+"""From the config's model_list to ready-to-call upstream targets, computed once at start-up.
+
+Pure: no I/O. A `Target` holds everything the hot path needs for one deployment (URLs per call
+type, auth headers, the x-litellm-model-* header values); the `Router` picks one target per call
+among the deployments sharing a model_name (LiteLLM's load balancing)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from services.proxy.errors import ConfigurationError, InvalidRequest
+from shared.config import Deployment
+
+CHAT, TEXT, EMBEDDING, IMAGE = "acompletion", "atext_completion", "aembedding", "aimage_generation"
+PATHS = {CHAT: "/chat/completions", TEXT: "/completions", EMBEDDING: "/embeddings", IMAGE: "/images/generations"}
+
+# Providers that speak OpenAI's API, with their public endpoint (None: api_base is required).
+OPENAI_COMPATIBLE: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "text-completion-openai": "https://api.openai.com/v1",
+    "custom_openai": None,
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "perplexity": "https://api.perplexity.ai",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+    "xai": "https://api.x.ai/v1",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "hosted_vllm": None,
+    "lm_studio": "http://localhost:1234/v1",
+    "ollama": "http://localhost:11434",
+    "ollama_chat": "http://localhost:11434",
+}
+# Where LiteLLM looks for a provider's key when the config gives none.
+PROVIDER_KEY_ENV = {
+    "openai": "OPENAI_API_KEY", "text-completion-openai": "OPENAI_API_KEY", "groq": "GROQ_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY", "mistral": "MISTRAL_API_KEY", "deepseek": "DEEPSEEK_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY", "perplexity": "PERPLEXITYAI_API_KEY", "openrouter": "OPENROUTER_API_KEY",
+    "deepinfra": "DEEPINFRA_API_KEY", "xai": "XAI_API_KEY", "cerebras": "CEREBRAS_API_KEY",
+    "azure": "AZURE_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
+}
+PROVIDER_BASE_ENV = {"azure": "AZURE_API_BASE", "openai": "OPENAI_API_BASE"}
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+ANTHROPIC_BASE = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+
+OPENAI, AZURE, ANTHROPIC = "openai", "azure", "anthropic"  # wire protocols
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment, ready to call."""
+
+    model_group: str
+    model: str  # litellm_params.model as configured, e.g. "groq/llama3-8b-8192"
+    provider: str  # custom_llm_provider: "groq", "azure", "anthropic", ...
+    wire: str  # OPENAI | AZURE | ANTHROPIC
+    upstream_model: str  # the name sent upstream
+    api_base: str  # shown in x-litellm-model-api-base and recorded, without query string
+    origin: str  # scheme://host:port, the key of the connection pool
+    urls: Mapping[str, str]  # call type -> full URL
+    headers: Mapping[str, str]  # auth and protocol headers sent upstream
+    model_id: str
+    base_model: str | None = None
+    custom_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    timeout_s: float | None = None
+    weight: float = 1.0
+    mode: str | None = None
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def url(self, call_type: str) -> str:
+        return self.urls[call_type]
+
+
+def split_provider(model: str, custom_llm_provider: str | None = None) -> tuple[str, str]:
+    """("groq", "llama3-8b-8192") from "groq/llama3-8b-8192"; a bare name is OpenAI's (or Anthropic's
+    for claude-*)."""
+    if custom_llm_provider:
+        prefix = custom_llm_provider + "/"
+        return custom_llm_provider, model[len(prefix):] if model.startswith(prefix) else model
+    provider, sep, name = model.partition("/")
+    if sep and (provider in OPENAI_COMPATIBLE or provider in (AZURE, ANTHROPIC)):
+        return provider, name
+    if model.startswith("claude"):
+        return ANTHROPIC, model
+    if sep:
+        raise ConfigurationError(f"model {model!r}: unknown provider {provider!r}; use openai/<name> with an api_base for an OpenAI-compatible server")
+    return "openai", model
+
+
+def strip_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def deployment_id(deployment: Deployment) -> str:
+    if deployment.model_info.id:
+        return deployment.model_info.id
+    params = deployment.litellm_params.model_dump(exclude_none=True)
+    raw = orjson.dumps({"model_name": deployment.model_name, **params}, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
+    params = deployment.litellm_params
+    provider, name = split_provider(params.model, params.custom_llm_provider)
+    api_key = params.api_key or env.get(PROVIDER_KEY_ENV.get(provider, ""), "")
+    where = f"model_list entry {deployment.model_name!r} ({params.model})"
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if provider == AZURE:
+        base = (params.api_base or env.get("AZURE_API_BASE") or "").rstrip("/")
+        if not base:
+            raise ConfigurationError(f"{where}: azure needs an api_base (https://<resource>.openai.azure.com)")
+        version = params.api_version or env.get("AZURE_API_VERSION") or DEFAULT_AZURE_API_VERSION
+        if base.endswith("/openai"):
+            base = base[: -len("/openai")]
+        urls = {ct: f"{base}/openai/deployments/{name}{path}?api-version={version}" for ct, path in PATHS.items()}
+        if api_key:
+            headers["api-key"] = api_key
+        wire, shown = AZURE, strip_query(params.api_base or base)
+    elif provider == ANTHROPIC:
+        base = (params.api_base or ANTHROPIC_BASE).rstrip("/")
+        for suffix in ("/v1/messages", "/v1"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+        urls = {CHAT: f"{base}/v1/messages"}
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        if api_key:
+            headers["x-api-key"] = api_key
+        wire, shown = ANTHROPIC, base
+    else:
+        base = params.api_base or env.get(PROVIDER_BASE_ENV.get(provider, ""), "") or OPENAI_COMPATIBLE[provider] or ""
+        if not base:
+            raise ConfigurationError(f"{where}: {provider} needs an api_base")
+        base = base.rstrip("/")
+        if provider in ("ollama", "ollama_chat") and not base.endswith("/v1"):
+            base += "/v1"  # Ollama's OpenAI-compatible API
+        query = urlsplit(base).query
+        clean = strip_query(base)
+        urls = {ct: f"{clean}{path}" + (f"?{query}" if query else "") for ct, path in PATHS.items()}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        wire, shown = OPENAI, clean
+    model_id = deployment_id(deployment)
+    weight = (params.model_extra or {}).get("weight") or params.rpm or params.tpm or 1
+    return Target(
+        model_group=deployment.model_name,
+        model=params.model,
+        provider=provider,
+        wire=wire,
+        upstream_model=name,
+        api_base=shown,
+        origin=origin_of(next(iter(urls.values()))),
+        urls=urls,
+        headers=headers,
+        model_id=model_id,
+        base_model=deployment.base_model,
+        custom_prices=deployment.custom_prices(),
+        timeout_s=params.timeout,
+        weight=float(weight),
+        mode=deployment.model_info.mode,
+        response_headers={
+            "x-litellm-model-group": deployment.model_name,
+            "x-litellm-model-id": model_id,
+            "x-litellm-model-api-base": shown,
+        },
+    )
+
+
+class Router:
+    """model_name -> its targets. Equal weights rotate in turn; unequal weights draw at random in
+    proportion (LiteLLM's simple-shuffle)."""
+
+    def __init__(self, targets: Sequence[Target], rng: random.Random | None = None) -> None:
+        groups: dict[str, list[Target]] = {}
+        for target in targets:
+            groups.setdefault(target.model_group, []).append(target)
+        self._groups = groups
+        self._rng = rng or random.Random()
+        self._pickers: dict[str, Iterator[Target] | tuple[list[Target], list[float]]] = {}
+        for name, group in groups.items():
+            weights = [t.weight for t in group]
+            if len(set(weights)) <= 1:
+                self._pickers[name] = itertools.cycle(group)
+            else:
+                self._pickers[name] = (group, weights)
+        self.model_names: list[str] = sorted(groups)
+        self._unknown_hint = ", ".join(self.model_names)
+
+    @classmethod
+    def from_deployments(cls, deployments: Sequence[Deployment], env: Mapping[str, str]) -> Router:
+        return cls([build_target(d, env) for d in deployments])
+
+    def targets(self, model_group: str) -> list[Target]:
+        return self._groups.get(model_group, [])
+
+    def all_targets(self) -> list[Target]:
+        return [t for group in self._groups.values() for t in group]
+
+    def pick(self, model_group: str) -> Target:
+        picker = self._pickers.get(model_group)
+        if picker is None:
+            raise InvalidRequest(
+                f"Invalid model name passed in model={model_group}. Call `/v1/models` to view available models for your key. "
+                f"Available models: [{self._unknown_hint}]",
+                param="model", code="invalid_model",
+            )
+        if isinstance(picker, tuple):
+            group, weights = picker
+            return self._rng.choices(group, weights)[0]
+        return next(picker)

@@ -1,0 +1,101 @@
+"""The proxy's settings: one frozen object built at start-up from the environment and the
+LiteLLM-style config file, then passed down. Nothing reads os.environ after this."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.config import ProxyConfig, load_config
+from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int
+from stack.paths import RUN
+
+# Keys from tutorials and READMEs: anyone can guess them.
+WELL_KNOWN_KEYS = frozenset({
+    "sk-1234", "sk-12345", "sk-123456", "sk-1234567890", "sk-test", "sk-master", "sk-admin",
+    "changeme", "password", "admin", "master", "secret", "test", "sk-litellm", "sk-master-key",
+})
+MIN_MASTER_KEY_LENGTH = 16
+
+
+class ProxySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
+    config: ProxyConfig = Field(default_factory=ProxyConfig)
+    port: int = 4000
+    master_key: str | None = None
+    reports_url: str = "http://127.0.0.1:4001"
+    spool_dir: Path | None = None  # default: .run/spool/proxy-<port>
+    upstream_timeout_s: float = 600.0
+    upstream_connect_timeout_s: float = 10.0
+    max_request_size_mb: float = 64.0
+    usage_queue_size: int = 50_000
+    spool_fsync_batch: int = 256
+    key_sync_timeout_s: float = 15.0  # start-up waits this long for the key table to catch up
+    always_include_stream_usage: bool = False
+    upstream_connections: int = 200  # per upstream origin
+    price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir if self.spool_dir is not None else RUN / "spool" / f"proxy-{self.port}"
+
+    @property
+    def loopback_only(self) -> bool:
+        return is_loopback(self.common.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def weak_key_reason(key: str) -> str | None:
+    """Why a master key is guessable, or None when it looks strong enough."""
+    if key.lower() in WELL_KNOWN_KEYS:
+        return "it is a well-known example key"
+    if len(key) < MIN_MASTER_KEY_LENGTH:
+        return f"it is shorter than {MIN_MASTER_KEY_LENGTH} characters"
+    body = key[3:] if key.startswith("sk-") else key
+    if len(set(body)) < 6:
+        return "it repeats too few distinct characters"
+    return None
+
+
+def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettings:
+    env = os.environ if env is None else env
+    common = CommonSettings(**common_from_env(env))  # type: ignore[arg-type]
+    config = load_config(common.config_path, env)
+    general = config.general_settings
+    litellm_settings = config.litellm_settings
+    # LITELLM_MASTER_KEY from the real environment wins over the file (as in LiteLLM).
+    master_key = env.get("LITELLM_MASTER_KEY") or general.master_key
+    max_mb = env_float(env, "TALLY_MAX_REQUEST_SIZE_MB", general.max_request_size_mb or 64.0)
+    spool = env.get("TALLY_SPOOL_DIR")
+    timeout = litellm_settings.get("request_timeout")
+    maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    return ProxySettings(
+        common=common,
+        price_maps=maps,
+        config=config,
+        port=env_int(env, "PROXY_PORT", 4000),
+        master_key=master_key or None,
+        reports_url=env.get("REPORTS_URL", "http://127.0.0.1:4001").rstrip("/"),
+        spool_dir=Path(spool) if spool else None,
+        upstream_timeout_s=env_float(env, "TALLY_UPSTREAM_TIMEOUT_S", float(timeout) if timeout else 600.0),
+        max_request_size_mb=max_mb,
+        usage_queue_size=env_int(env, "TALLY_USAGE_QUEUE_SIZE", 50_000),
+        key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
+        always_include_stream_usage=env_bool(
+            env, "TALLY_ALWAYS_INCLUDE_STREAM_USAGE", bool(litellm_settings.get("always_include_stream_usage", False))
+        ),
+    )

@@ -1,0 +1,88 @@
+"""Server-sent events as OpenAI streams them: `data: {...}\n\n` … `data: [DONE]\n\n`. Pure.
+
+The proxy passes upstream bytes through untouched except the one chunk that carries `usage`,
+which it parses to price the call and rewrites with `"cost"` added (or drops, when the client did
+not ask for usage)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+DONE = b"[DONE]"
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def split_complete(buffer: bytes) -> tuple[bytes, bytes]:
+    """(every complete event, the unfinished tail). Events end with a blank line."""
+    last = None
+    for last in _EVENT_END.finditer(buffer):
+        pass
+    if last is None:
+        return b"", buffer
+    return buffer[: last.end()], buffer[last.end():]
+
+
+def iter_events(block: bytes) -> Iterator[tuple[bytes | None, bytes, bytes]]:
+    """(event name or None, data payload, the event's raw bytes incl. its blank line) per event."""
+    start = 0
+    for end in _EVENT_END.finditer(block):
+        raw = block[start:end.end()]
+        start = end.end()
+        name: bytes | None = None
+        data: list[bytes] = []
+        for line in raw.splitlines():
+            if line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        yield name, b"\n".join(data), raw
+
+
+def has_usage(block: bytes) -> bool:
+    return _USAGE.search(block) is not None
+
+
+def encode_event(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def money_fragment(amount: Decimal) -> orjson.Fragment:
+    """A JSON number with the exact digits of `amount` (never a float, never 1e-05)."""
+    return orjson.Fragment(format_money(amount).encode())
+
+
+def format_money(amount: Decimal) -> str:
+    """"0.000051": plain decimal text, no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def rewrite_usage(block: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool) -> bytes:
+    """Call `on_usage(chunk)` for each chunk carrying a usage object; put the returned cost into
+    that chunk's usage as "cost" when `keep`, else drop the usage (and the chunk, when it carries
+    nothing else). Other events pass byte for byte."""
+    out: list[bytes] = []
+    for _name, data, raw in iter_events(block):
+        if not _USAGE.search(data):
+            out.append(raw)
+            continue
+        chunk = orjson.loads(data)
+        usage = chunk.get("usage")
+        if not isinstance(usage, dict):
+            out.append(raw)
+            continue
+        cost = on_usage(chunk)
+        if keep:
+            if cost is not None:
+                chunk["usage"] = {**usage, "cost": money_fragment(cost)}
+            out.append(encode_event(chunk))
+        elif chunk.get("choices"):
+            chunk.pop("usage")
+            out.append(encode_event(chunk))
+    return b"".join(out)

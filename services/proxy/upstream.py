@@ -1,0 +1,79 @@
+"""The wire to each kind of upstream: request bytes out, OpenAI-shaped response and usage back.
+Pure: the HTTP call itself is in relay.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.proxy import anthropic
+from services.proxy.errors import UpstreamError
+from services.proxy.routing import ANTHROPIC, CHAT, EMBEDDING, IMAGE, Target
+from services.proxy.usage import usage_for_images, usage_from_openai
+from shared.events import TokenUsage
+
+INCLUDE_USAGE = {"include_usage": True}
+
+
+def request_payload(target: Target, call_type: str, body: dict[str, Any], stream: bool) -> bytes:
+    """The body to send upstream: the deployment's model name, usage asked for when streaming."""
+    if target.wire == ANTHROPIC:
+        if call_type != CHAT:
+            raise UpstreamError(f"{target.model} (Anthropic) serves chat completions only", 400, type="invalid_request_error")
+        return orjson.dumps(anthropic.request_to_anthropic(body, target.upstream_model))
+    payload = {**body, "model": target.upstream_model}
+    if stream:
+        options = body.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage")):
+            payload["stream_options"] = {**options, **INCLUDE_USAGE} if isinstance(options, dict) else INCLUDE_USAGE
+    return orjson.dumps(payload)
+
+
+def client_wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
+    """(bytes for the client, usage, the model the upstream named). OpenAI-shaped answers pass
+    byte for byte; Anthropic's are translated."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
+    if target.wire == ANTHROPIC:
+        parsed = anthropic.response_from_anthropic(parsed)
+        raw = orjson.dumps(parsed)
+    if call_type == IMAGE:
+        usage = usage_for_images(request, parsed)
+    else:
+        usage = usage_from_openai(parsed.get("usage"))
+        if call_type == EMBEDDING and usage.completion_tokens:
+            usage = usage.model_copy(update={"completion_tokens": 0})
+    model = parsed.get("model")
+    return raw, usage, model if isinstance(model, str) else None
+
+
+def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
+    """The upstream's error, its status kept, in OpenAI's error shape."""
+    message: str | None = None
+    kind: str | None = None
+    code: str | None = None
+    try:
+        payload = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        payload = None
+    if target.wire == ANTHROPIC and payload is not None:
+        message, kind = anthropic.error_from_anthropic(payload)
+    elif isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        error = payload["error"]
+        message, kind = error.get("message"), error.get("type")
+        code = str(error["code"]) if error.get("code") is not None else None
+    elif isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        message = payload["error"]
+    if not message:
+        message = raw[:500].decode(errors="replace") or f"upstream answered {status}"
+    return UpstreamError(f"{target.provider} error from {target.api_base}: {message}", status, type=kind, code=code or str(status))

@@ -1,0 +1,51 @@
+"""Token usage as the upstream reported it, normalised into shared.events.TokenUsage. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.events import TokenUsage
+
+EMPTY = TokenUsage()
+
+
+def _int(value: Any) -> int:
+    return value if type(value) is int and value > 0 else (int(value) if isinstance(value, (int, float)) and value > 0 else 0)
+
+
+def usage_from_openai(usage: Any) -> TokenUsage:
+    """OpenAI's usage object (and the cache fields LiteLLM / DeepSeek / Anthropic add beside it)."""
+    if not isinstance(usage, dict):
+        return EMPTY
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    cache_read = _int(usage.get("cache_read_input_tokens")) or _int(prompt_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
+    prompt = _int(usage.get("prompt_tokens"))
+    if not prompt and "input_tokens" in usage:  # Responses-API style names
+        prompt = _int(usage.get("input_tokens"))
+    completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
+    return TokenUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cache_read_input_tokens=cache_read,
+        cache_creation_input_tokens=_int(usage.get("cache_creation_input_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+    )
+
+
+def usage_for_images(request: dict[str, Any], response: dict[str, Any]) -> TokenUsage:
+    data = response.get("data")
+    count = len(data) if isinstance(data, list) else int(request.get("n") or 1)
+    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    return TokenUsage(
+        prompt_tokens=_int(usage.get("input_tokens")),
+        completion_tokens=_int(usage.get("output_tokens")),
+        image_count=count,
+        image_size=str(request.get("size") or "1024x1024"),
+        image_quality=str(request.get("quality") or "standard"),
+    )
+
+
+def estimated_usage(prompt_chars: int, completion_chunks: int) -> TokenUsage:
+    """When a stream ends without a usage chunk: ~4 characters per prompt token, a token per chunk."""
+    return TokenUsage(prompt_tokens=(prompt_chars + 3) // 4, completion_tokens=completion_chunks)
