@@ -1,0 +1,119 @@
+"""The reports service's aiohttp app: routes, the Postgres pool and the Kafka producer (for
+/global/spend/reset) as cleanup contexts, /health and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from services.reports.auth import Authenticator
+from services.reports.handlers import activity, calculate, global_spend, report, spend, ui
+from services.reports.settings import ReportsSettings
+from services.reports.state import AUTH, CATALOG, CONFIG, PRODUCER, SETTINGS, STORE
+from services.reports.store import ReportsStore
+from shared import db, kafka
+from shared.config import ProxyConfig
+from shared.errors import openai_errors
+from shared.health import HEALTH_CHECKS, METRICS, add_health_routes, kafka_check, postgres_check
+from shared.metrics import Registry
+
+log = structlog.get_logger(__name__)
+
+
+async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+    pool = db.pool(app[SETTINGS].database_url, min_size=1, max_size=8)
+    await pool.open(wait=False)  # connects in the background; /health says when it answers
+    store = ReportsStore(pool)
+    app[STORE] = store
+    app[AUTH] = Authenticator(app[SETTINGS].master_key, store.key, app[SETTINGS].auth_cache_seconds)
+    app[HEALTH_CHECKS]["postgres"] = postgres_check(pool)
+    yield
+    await pool.close()
+
+
+async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
+    producer = kafka.idempotent_producer(app[SETTINGS])
+    app[PRODUCER] = producer
+    app[HEALTH_CHECKS]["kafka"] = kafka_check(producer)
+
+    async def start() -> None:
+        delay = 0.5
+        while True:
+            try:
+                await producer.start()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried with capped backoff, reported by /health
+                log.warning("kafka_producer_start_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            await asyncio.sleep(delay)  # backoff between retries
+            delay = min(delay * 2, 15.0)
+
+    starting = asyncio.create_task(start())
+    yield
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    await producer.stop()
+
+
+@web.middleware
+async def request_summary(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Binds request_id and writes one summary line per request."""
+    request_id = request.headers.get("x-litellm-call-id") or request.headers.get("x-request-id") or str(uuid.uuid4())
+    started = time.perf_counter()
+    status = 500
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+            metrics = request.app[METRICS]
+            metrics.counter("reports_requests_total", "Requests answered").inc(route=route, status=str(status))
+            metrics.counter("reports_request_ms_total", "Milliseconds spent answering").inc(elapsed_ms, route=route)
+            log.info("request", method=request.method, path=request.path, status=status, ms=round(elapsed_ms, 2))
+
+
+def add_routes(app: web.Application, static_dir: Any) -> None:
+    r = app.router
+    r.add_get("/global/spend/report", report.global_spend_report)
+    r.add_get("/global/spend/logs", global_spend.global_spend_logs)
+    r.add_get("/global/spend", global_spend.global_spend)
+    r.add_get("/global/spend/keys", global_spend.global_spend_keys)
+    r.add_get("/global/spend/teams", global_spend.global_spend_teams)
+    r.add_get("/global/spend/models", global_spend.global_spend_models)
+    r.add_get("/global/spend/provider", global_spend.global_spend_provider)
+    r.add_get("/global/spend/all_tag_names", global_spend.global_spend_all_tag_names)
+    r.add_get("/global/spend/tags", global_spend.global_spend_tags)
+    r.add_post("/global/spend/end_users", global_spend.global_spend_end_users)
+    r.add_post("/global/spend/reset", global_spend.global_spend_reset)
+    r.add_get("/spend/logs", spend.spend_logs)
+    r.add_get("/spend/tags", spend.spend_tags)
+    r.add_get("/spend/keys", spend.spend_keys)
+    r.add_get("/spend/users", spend.spend_users)
+    r.add_post("/spend/calculate", calculate.spend_calculate)
+    r.add_get("/user/daily/activity", activity.user_daily_activity)
+    r.add_get("/team/daily/activity", activity.team_daily_activity)
+    r.add_get("/tag/daily/activity", activity.tag_daily_activity)
+    r.add_get("/ui", ui.usage_page)
+    r.add_get("/ui/", ui.usage_page)
+    r.add_get("/", ui.to_ui)
+    r.add_static("/ui/assets", static_dir, append_version=False)
+
+
+def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:
+    app = web.Application(middlewares=[request_summary, openai_errors])
+    app[SETTINGS] = settings
+    app[CONFIG] = config or ProxyConfig()
+    app[CATALOG] = catalog
+    add_health_routes(app, Registry())
+    add_routes(app, settings.static_dir)
+    app.cleanup_ctx.append(postgres_pool)
+    app.cleanup_ctx.append(kafka_producer)
+    return app

@@ -1,0 +1,36 @@
+"""GET /global/spend/report: spend per day per team or customer (per key+model), or per key
+(per model), in exactly the seed's shapes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.reports import params
+from services.reports.auth import require_spend_reader
+from services.reports.jsonout import raw_json_response
+from services.reports.state import caller, store
+
+
+async def global_spend_report(request: web.Request) -> web.Response:
+    require_spend_reader(await caller(request), request.path)
+    q = request.query
+    days = params.date_range(q)
+    assert days is not None
+    group_by = params.parse_group_by(q.get("group_by"))
+    api_key = params.key_hash(q.get("api_key"))
+    internal_user_id = q.get("internal_user_id") or None
+    team_id, customer_id = q.get("team_id") or None, q.get("customer_id") or None
+    reports = store(request)
+    if api_key is not None:
+        body = await reports.key_report(days, api_key=api_key)
+    elif internal_user_id is not None:
+        body = await reports.key_report(days, user_id=internal_user_id)
+    elif team_id is not None and customer_id is not None:
+        body = await reports.team_customer_report(days, team_id, customer_id)
+    elif group_by == "api_key":
+        body = await reports.key_report(days)
+    elif group_by == "customer":
+        body = await reports.grouped_report("customer", days, customer_id)
+    else:
+        body = await reports.grouped_report("team", days, team_id)
+    return raw_json_response(body)

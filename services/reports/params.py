@@ -1,0 +1,142 @@
+"""Query-parameter parsing for the spend routes: pure functions that either return a clean value
+or raise BadRequest saying exactly what is wrong. Nothing here touches I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from shared.errors import BadRequest
+from shared.keys import hash_key
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+GROUP_BYS = ("team", "customer", "api_key")
+MAX_LIMIT = 100_000
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """An inclusive range of UTC days."""
+
+    start: date
+    end: date
+
+    @property
+    def start_text(self) -> str:
+        return self.start.isoformat()
+
+    @property
+    def end_text(self) -> str:
+        return self.end.isoformat()
+
+    @property
+    def start_at(self) -> datetime:
+        return datetime(self.start.year, self.start.month, self.start.day, tzinfo=timezone.utc)
+
+    @property
+    def end_before(self) -> datetime:
+        """The first instant after the range (exclusive upper bound)."""
+        return datetime(self.end.year, self.end.month, self.end.day, tzinfo=timezone.utc) + timedelta(days=1)
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+
+def parse_date(name: str, raw: str) -> date:
+    text = raw.strip()
+    if not _DATE.match(text):
+        raise BadRequest(f"{name} must be a date as YYYY-MM-DD, got {raw[:40]!r}", param=name)
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name} is not a real date: {raw[:40]!r} ({exc})", param=name) from exc
+
+
+def date_range(query: Mapping[str, str], *, required: bool = True, default_days: int | None = None,
+               today: date | None = None, start_name: str = "start_date", end_name: str = "end_date") -> DateRange | None:
+    """Both dates, inclusive, UTC. Missing dates: 400 when required, else the last `default_days`
+    days ending today, else None."""
+    raw_start, raw_end = query.get(start_name), query.get(end_name)
+    if not raw_start and not raw_end:
+        if required:
+            raise BadRequest(f"Please provide {start_name} and {end_name} (YYYY-MM-DD)", param=start_name)
+        if default_days is None:
+            return None
+        end = today or datetime.now(timezone.utc).date()
+        return DateRange(end - timedelta(days=default_days - 1), end)
+    if not raw_start:
+        raise BadRequest(f"{start_name} is missing: give both {start_name} and {end_name}", param=start_name)
+    if not raw_end:
+        raise BadRequest(f"{end_name} is missing: give both {start_name} and {end_name}", param=end_name)
+    start, end = parse_date(start_name, raw_start), parse_date(end_name, raw_end)
+    if end < start:
+        raise BadRequest(f"{end_name} {end} is before {start_name} {start}", param=end_name)
+    return DateRange(start, end)
+
+
+def parse_datetime_or_date(name: str, raw: object) -> date | None:
+    """POST bodies carry startTime/endTime as ISO datetimes or dates; only the UTC day matters."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise BadRequest(f"{name} must be an ISO date or datetime string", param=name)
+    text = raw.strip()
+    if _DATE.match(text):
+        return parse_date(name, text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be an ISO date or datetime, got {raw[:40]!r}", param=name) from exc
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.date()
+
+
+def parse_int(name: str, raw: str | None, *, default: int | None, minimum: int = 1, maximum: int = MAX_LIMIT) -> int | None:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a whole number, got {raw[:40]!r}", param=name) from exc
+    if value < minimum:
+        raise BadRequest(f"{name} must be at least {minimum}, got {value}", param=name)
+    if value > maximum:
+        raise BadRequest(f"{name} must be at most {maximum}, got {value}", param=name)
+    return value
+
+
+def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    text = raw.strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}", param=name)
+
+
+def parse_group_by(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return "team"
+    if raw not in GROUP_BYS:
+        raise BadRequest(f"group_by must be one of team, customer, api_key; got {raw[:40]!r}", param="group_by")
+    return raw
+
+
+def comma_list(raw: str | None) -> list[str]:
+    """"a,b, c" → ["a", "b", "c"]; empty items dropped."""
+    if not raw:
+        return []
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def key_hash(raw: str | None) -> str | None:
+    """A key given as "sk-..." is hashed; a 64-hex hash is taken as is (LiteLLM accepts both)."""
+    if raw is None or raw == "":
+        return None
+    return hash_key(raw) if raw.startswith("sk-") else raw

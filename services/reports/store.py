@@ -1,0 +1,366 @@
+"""The reports' SQL: every query parameterised, identifiers only from fixed tables below.
+Grouped reports come from the daily rollups; only per-request detail reads the spend logs.
+Sums are NUMERIC in Postgres and arrive as Decimal; the big report bodies are built as JSON by
+Postgres itself (numeric → JSON text is exact) so tens of thousands of rows never become Python
+objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from services.reports.params import DateRange
+from shared.errors import TallyError
+
+
+class StoreUnavailable(TallyError):
+    status = 503
+
+
+@dataclass(frozen=True)
+class Rollup:
+    table: str
+    entity: str  # the entity column
+
+
+USER = Rollup("LiteLLM_DailyUserSpend", "user_id")
+TEAM = Rollup("LiteLLM_DailyTeamSpend", "team_id")
+TAG = Rollup("LiteLLM_DailyTagSpend", "tag")
+END_USER = Rollup("LiteLLM_DailyEndUserSpend", "end_user_id")
+API_KEY = Rollup("LiteLLM_DailyApiKeySpend", "api_key_id")
+
+
+# group_by=team / customer: days → entities → (key, model) rows, as the seed shows.
+_GROUPED_REPORT = """
+WITH km AS (
+    SELECT r.date, r.{entity} AS entity, r.api_key, r.model,
+           SUM(r.spend) AS spend, SUM(r.prompt_tokens + r.completion_tokens) AS total_tokens
+    FROM {table} r
+    WHERE r.date >= %(start)s AND r.date <= %(end)s {filter}
+    GROUP BY r.date, r.{entity}, r.api_key, r.model
+), per_entity AS (
+    SELECT km.date, km.entity, SUM(km.spend) AS total_spend,
+           json_agg(json_build_object('model', km.model, 'spend', km.spend, 'total_tokens', km.total_tokens,
+                                      'api_key', km.api_key)
+                    ORDER BY km.spend DESC, km.api_key, km.model) AS metadata
+    FROM km GROUP BY km.date, km.entity
+), per_day AS (
+    SELECT e.date,
+           json_agg(json_build_object({name_field}, {name_expr}, 'total_spend', e.total_spend, 'metadata', e.metadata)
+                    ORDER BY e.total_spend DESC, e.entity) AS entities
+    FROM per_entity e {join}
+    GROUP BY e.date
+)
+SELECT COALESCE(json_agg(json_build_object('group_by_day', d.date || 'T00:00:00+00:00', {list_field}, d.entities)
+                         ORDER BY d.date), '[]'::json)::text
+FROM per_day d
+"""
+
+# api_key= / internal_user_id= / group_by=api_key: keys → models.
+_KEY_REPORT = """
+WITH km AS (
+    SELECT r.api_key, r.model, SUM(r.spend) AS total_cost,
+           SUM(r.prompt_tokens) AS total_input_tokens, SUM(r.completion_tokens) AS total_output_tokens
+    FROM {table} r
+    WHERE r.date >= %(start)s AND r.date <= %(end)s {filter}
+    GROUP BY r.api_key, r.model
+), per_key AS (
+    SELECT api_key, SUM(total_cost) AS total_cost, SUM(total_input_tokens) AS total_input_tokens,
+           SUM(total_output_tokens) AS total_output_tokens,
+           json_agg(json_build_object('model', model, 'total_cost', total_cost, 'total_input_tokens', total_input_tokens,
+                                      'total_output_tokens', total_output_tokens)
+                    ORDER BY total_cost DESC, model) AS model_details
+    FROM km GROUP BY api_key
+)
+SELECT COALESCE(json_agg(json_build_object('api_key', api_key, 'total_cost', total_cost,
+                                           'total_input_tokens', total_input_tokens,
+                                           'total_output_tokens', total_output_tokens,
+                                           'model_details', model_details)
+                         ORDER BY total_cost DESC, api_key), '[]'::json)::text
+FROM per_key
+"""
+
+# team_id= and customer_id= together: only the logs hold both, so this one reads them.
+_TEAM_CUSTOMER_REPORT = """
+WITH km AS (
+    SELECT (sl."startTime" AT TIME ZONE 'UTC')::date AS day, sl.team_id, sl.end_user, sl.model, sl.api_key,
+           SUM(sl.spend) AS spend, SUM(sl.total_tokens) AS total_tokens
+    FROM "LiteLLM_SpendLogs" sl
+    WHERE sl."startTime" >= %(start_at)s AND sl."startTime" < %(end_before)s
+      AND sl.team_id = %(team_id)s AND sl.end_user = %(customer_id)s
+    GROUP BY 1, 2, 3, 4, 5
+), per_entity AS (
+    SELECT km.day, km.team_id, km.end_user, SUM(km.spend) AS total_spend,
+           json_agg(json_build_object('model', km.model, 'spend', km.spend, 'total_tokens', km.total_tokens,
+                                      'api_key', km.api_key) ORDER BY km.spend DESC, km.api_key, km.model) AS metadata
+    FROM km GROUP BY 1, 2, 3
+), per_day AS (
+    SELECT e.day, json_agg(json_build_object('team_name', COALESCE(tt.team_alias, e.team_id), 'customer', e.end_user,
+                                             'total_spend', e.total_spend, 'metadata', e.metadata)) AS teams_customers
+    FROM per_entity e LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = e.team_id
+    GROUP BY e.day
+)
+SELECT COALESCE(json_agg(json_build_object('group_by_day', to_char(d.day, 'YYYY-MM-DD') || 'T00:00:00+00:00',
+                                           'teams_customers', d.teams_customers) ORDER BY d.day), '[]'::json)::text
+FROM per_day d
+"""
+
+_ACTIVITY_COLUMNS = """r.date, r.{entity} AS entity, r.api_key, r.model, r.model_group, r.custom_llm_provider, r.endpoint,
+       r.prompt_tokens, r.completion_tokens, r.cache_read_input_tokens, r.cache_creation_input_tokens,
+       r.spend, r.api_requests, r.successful_requests, r.failed_requests"""
+
+_SUMS = """COALESCE(SUM(r.spend), 0) AS spend, COALESCE(SUM(r.prompt_tokens), 0) AS prompt_tokens,
+       COALESCE(SUM(r.completion_tokens), 0) AS completion_tokens,
+       COALESCE(SUM(r.cache_read_input_tokens), 0) AS cache_read_input_tokens,
+       COALESCE(SUM(r.cache_creation_input_tokens), 0) AS cache_creation_input_tokens,
+       COALESCE(SUM(r.api_requests), 0) AS api_requests, COALESCE(SUM(r.successful_requests), 0) AS successful_requests,
+       COALESCE(SUM(r.failed_requests), 0) AS failed_requests"""
+
+_LOG_COLUMNS = """request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, "startTime", "endTime",
+       "completionStartTime", request_duration_ms, model, model_id, model_group, custom_llm_provider, api_base, "user",
+       metadata, cache_hit, cache_key, request_tags, team_id, organization_id, end_user, requester_ip_address, session_id,
+       status, cache_read_input_tokens, cache_creation_input_tokens, reasoning_tokens, priced_model, unpriced,
+       catalog_version"""
+
+
+class ReportsStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def _rows(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        try:
+            async with self.pool.connection() as conn:
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await cur.execute(query, params)  # type: ignore[arg-type]
+                    return await cur.fetchall()
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
+
+    async def _scalar(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = ()) -> Any:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(query, params)  # type: ignore[arg-type]
+                row = await cur.fetchone()
+                return row[0] if row else None
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
+
+    # -- auth -------------------------------------------------------------------------------
+    async def key(self, token_hash: str) -> dict[str, Any] | None:
+        rows = await self._rows(
+            'SELECT token, key_alias, user_id, team_id, permissions, expires, blocked FROM "LiteLLM_VerificationToken" WHERE token = %s',
+            (token_hash,),
+        )
+        return rows[0] if rows else None
+
+    # -- /global/spend/report -----------------------------------------------------------------
+    async def grouped_report(self, group_by: str, days: DateRange, entity_id: str | None) -> str:
+        rollup = TEAM if group_by == "team" else END_USER
+        params: dict[str, Any] = {"start": days.start_text, "end": days.end_text, "entity_id": entity_id}
+        filter_ = sql.SQL(f"AND r.{rollup.entity} = %(entity_id)s") if entity_id is not None else sql.SQL("")
+        if group_by == "team":
+            name_expr = sql.SQL("CASE WHEN e.entity = '' THEN 'Unassigned Team' ELSE COALESCE(tt.team_alias, e.entity) END")
+            join = sql.SQL('LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = e.entity')
+            name_field, list_field = sql.Literal("team_name"), sql.Literal("teams")
+        else:
+            name_expr, join = sql.SQL("e.entity"), sql.SQL("")
+            name_field, list_field = sql.Literal("customer"), sql.Literal("customers")
+        query = sql.SQL(_GROUPED_REPORT).format(
+            table=sql.Identifier(rollup.table), entity=sql.Identifier(rollup.entity), filter=filter_,
+            name_field=name_field, name_expr=name_expr, join=join, list_field=list_field,
+        )
+        return await self._scalar(query, params)
+
+    async def key_report(self, days: DateRange, *, api_key: str | None = None, user_id: str | None = None) -> str:
+        params: dict[str, Any] = {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id}
+        if user_id is not None:
+            table, filter_ = USER.table, sql.SQL("AND r.user_id = %(user_id)s")
+        elif api_key is not None:
+            table, filter_ = API_KEY.table, sql.SQL("AND r.api_key = %(api_key)s")
+        else:
+            table, filter_ = API_KEY.table, sql.SQL("")
+        return await self._scalar(sql.SQL(_KEY_REPORT).format(table=sql.Identifier(table), filter=filter_), params)
+
+    async def team_customer_report(self, days: DateRange, team_id: str, customer_id: str) -> str:
+        return await self._scalar(_TEAM_CUSTOMER_REPORT, {
+            "start_at": days.start_at, "end_before": days.end_before, "team_id": team_id, "customer_id": customer_id,
+        })
+
+    # -- global views over the api-key rollup ------------------------------------------------------
+    async def spend_per_day(self, days: DateRange, api_key: str | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""SELECT r.date, SUM(r.spend) AS spend FROM {t} r
+                       WHERE r.date >= %(start)s AND r.date <= %(end)s {f} GROUP BY r.date ORDER BY r.date""").format(
+                t=sql.Identifier(API_KEY.table), f=sql.SQL("AND r.api_key = %(api_key)s") if api_key else sql.SQL("")),
+            {"start": days.start_text, "end": days.end_text, "api_key": api_key},
+        )
+
+    async def total_spend(self, days: DateRange) -> Any:
+        return await self._scalar(
+            sql.SQL("SELECT COALESCE(SUM(r.spend), 0) FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s").format(
+                t=sql.Identifier(API_KEY.table)),
+            {"start": days.start_text, "end": days.end_text},
+        )
+
+    async def top_keys(self, days: DateRange, limit: int | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""WITH s AS (SELECT r.api_key, SUM(r.spend) AS total_spend FROM {t} r
+                                  WHERE r.date >= %(start)s AND r.date <= %(end)s GROUP BY r.api_key)
+                       SELECT s.api_key, s.total_spend, v.key_alias, v.key_name FROM s
+                       LEFT JOIN "LiteLLM_VerificationToken" v ON v.token = s.api_key
+                       ORDER BY s.total_spend DESC, s.api_key LIMIT %(limit)s""").format(t=sql.Identifier(API_KEY.table)),
+            {"start": days.start_text, "end": days.end_text, "limit": limit},
+        )
+
+    async def top_models(self, days: DateRange, limit: int | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""SELECT r.model, SUM(r.spend) AS total_spend, SUM(r.prompt_tokens + r.completion_tokens) AS total_tokens
+                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s
+                       GROUP BY r.model ORDER BY total_spend DESC, r.model LIMIT %(limit)s""").format(t=sql.Identifier(API_KEY.table)),
+            {"start": days.start_text, "end": days.end_text, "limit": limit},
+        )
+
+    async def spend_per_provider(self, days: DateRange) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""SELECT COALESCE(NULLIF(r.custom_llm_provider, ''), 'Unknown') AS provider, SUM(r.spend) AS spend
+                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s
+                       GROUP BY 1 ORDER BY spend DESC, provider""").format(t=sql.Identifier(API_KEY.table)),
+            {"start": days.start_text, "end": days.end_text},
+        )
+
+    async def team_spend_per_day(self, days: DateRange) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""SELECT r.date, CASE WHEN r.team_id = '' THEN NULL ELSE COALESCE(tt.team_alias, r.team_id) END AS team_alias,
+                              SUM(r.spend) AS spend
+                       FROM {t} r LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = r.team_id
+                       WHERE r.date >= %(start)s AND r.date <= %(end)s
+                       GROUP BY 1, 2 ORDER BY 1""").format(t=sql.Identifier(TEAM.table)),
+            {"start": days.start_text, "end": days.end_text},
+        )
+
+    async def end_users(self, days: DateRange, api_key: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._rows(
+            sql.SQL("""SELECT r.end_user_id AS end_user, SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
+                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s {f}
+                       GROUP BY r.end_user_id ORDER BY total_spend DESC, end_user LIMIT %(limit)s""").format(
+                t=sql.Identifier(END_USER.table), f=sql.SQL("AND r.api_key = %(api_key)s") if api_key else sql.SQL("")),
+            {"start": days.start_text, "end": days.end_text, "api_key": api_key, "limit": limit},
+        )
+
+    # -- tags ----------------------------------------------------------------------------------
+    async def tag_spend(self, days: DateRange | None, tags: list[str] | None) -> list[dict[str, Any]]:
+        where = [sql.SQL("TRUE")]
+        params: dict[str, Any] = {"tags": tags}
+        if days is not None:
+            where.append(sql.SQL("r.date >= %(start)s AND r.date <= %(end)s"))
+            params.update(start=days.start_text, end=days.end_text)
+        if tags:
+            where.append(sql.SQL("r.tag = ANY(%(tags)s)"))
+        return await self._rows(
+            sql.SQL("""SELECT r.tag, SUM(r.spend) AS spend, SUM(r.api_requests) AS log_count FROM {t} r
+                       WHERE {w} GROUP BY r.tag ORDER BY spend DESC, r.tag""").format(
+                t=sql.Identifier(TAG.table), w=sql.SQL(" AND ").join(where)),
+            params,
+        )
+
+    async def tag_names(self) -> list[str]:
+        rows = await self._rows(sql.SQL("SELECT DISTINCT tag FROM {t} WHERE tag <> '' ORDER BY tag").format(t=sql.Identifier(TAG.table)))
+        return [r["tag"] for r in rows]
+
+    # -- spend logs ------------------------------------------------------------------------------
+    async def log_by_request_id(self, request_id: str, own_key: str | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE request_id = %(rid)s'
+            + (" AND api_key = %(own)s" if own_key else ""),
+            {"rid": request_id, "own": own_key},
+        )
+
+    async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int) -> list[dict[str, Any]]:
+        where = ["TRUE"]
+        if days is not None:
+            where.append('"startTime" >= %(start_at)s AND "startTime" < %(end_before)s')
+        if api_key is not None:
+            where.append("api_key = %(api_key)s")
+        if user_id is not None:
+            where.append('"user" = %(user_id)s')
+        params: dict[str, Any] = {"api_key": api_key, "user_id": user_id, "limit": limit}
+        if days is not None:
+            params.update(start_at=days.start_at, end_before=days.end_before)
+        return await self._rows(
+            f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {" AND ".join(where)}'
+            ' ORDER BY "startTime" DESC, request_id DESC LIMIT %(limit)s',
+            params,
+        )
+
+    async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
+        """Per day, key, user and model, from the user rollup: what /spend/logs summarises."""
+        where = [sql.SQL("r.date >= %(start)s AND r.date <= %(end)s")]
+        if api_key is not None:
+            where.append(sql.SQL("r.api_key = %(api_key)s"))
+        if user_id is not None:
+            where.append(sql.SQL("r.user_id = %(user_id)s"))
+        rows = await self._rows(
+            sql.SQL("""SELECT r.date, r.api_key, r.user_id AS "user", r.model, SUM(r.spend) AS spend FROM {t} r
+                       WHERE {w} GROUP BY 1, 2, 3, 4 ORDER BY 1""").format(t=sql.Identifier(USER.table), w=sql.SQL(" AND ").join(where)),
+            {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id},
+        )
+        for row in rows:
+            row["date"] = date.fromisoformat(row["date"])
+        return rows
+
+    # -- tables ----------------------------------------------------------------------------------
+    async def keys_by_spend(self) -> list[dict[str, Any]]:
+        return await self._rows(
+            """SELECT token, key_name, key_alias, spend, max_budget, soft_budget, budget_duration, budget_reset_at, expires,
+                      models, user_id, team_id, permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked,
+                      created_at, updated_at
+               FROM "LiteLLM_VerificationToken" ORDER BY spend DESC, token"""
+        )
+
+    async def users_by_spend(self, user_id: str | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            """SELECT user_id, user_alias, team_id, teams, user_role, user_email, models, metadata, spend, max_budget,
+                      soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests,
+                      created_at, updated_at
+               FROM "LiteLLM_UserTable" WHERE (%(uid)s::text IS NULL OR user_id = %(uid)s) ORDER BY spend DESC, user_id""",
+            {"uid": user_id},
+        )
+
+    # -- daily activity ------------------------------------------------------------------------------
+    async def activity(self, rollup: Rollup, days: DateRange, *, entities: list[str], exclude: list[str],
+                       model: str | None, api_key: str | None, page: int, page_size: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        where = [sql.SQL("r.date >= %(start)s AND r.date <= %(end)s")]
+        ent = sql.Identifier(rollup.entity)
+        if entities:
+            where.append(sql.SQL("r.{} = ANY(%(entities)s)").format(ent))
+        if exclude:
+            where.append(sql.SQL("NOT (r.{} = ANY(%(exclude)s))").format(ent))
+        if model is not None:
+            where.append(sql.SQL("r.model = %(model)s"))
+        if api_key is not None:
+            where.append(sql.SQL("r.api_key = %(api_key)s"))
+        params = {"start": days.start_text, "end": days.end_text, "entities": entities, "exclude": exclude, "model": model,
+                  "api_key": api_key, "limit": page_size, "offset": (page - 1) * page_size}
+        w = sql.SQL(" AND ").join(where)
+        table = sql.Identifier(rollup.table)
+        rows = await self._rows(
+            sql.SQL("SELECT " + _ACTIVITY_COLUMNS + """ FROM {t} r WHERE {w}
+                    ORDER BY r.date, r.{e}, r.api_key, r.model, r.custom_llm_provider, r.endpoint
+                    LIMIT %(limit)s OFFSET %(offset)s""").format(t=table, w=w, e=ent, entity=ent),
+            params,
+        )
+        totals = await self._rows(sql.SQL("SELECT COUNT(*) AS row_count, " + _SUMS + " FROM {t} r WHERE {w}").format(t=table, w=w), params)
+        return rows, totals[0]
+
+    async def key_metadata(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        if not hashes:
+            return {}
+        rows = await self._rows(
+            'SELECT token, key_alias, team_id FROM "LiteLLM_VerificationToken" WHERE token = ANY(%s)', (hashes,))
+        return {r["token"]: {"key_alias": r["key_alias"], "team_id": r["team_id"]} for r in rows}
