@@ -1,0 +1,294 @@
+"""The consumer loop: read priced and admin events, commit them to Postgres in batches (by size
+and by time), publish the changed totals, dead-letter what cannot be stored.
+
+Offsets never go to Kafka: they live in tally_consumer_offsets, written in the same transaction
+as the rows. The ledger assigns itself every partition of both topics and seeks to the stored
+offsets on start. (To scale by partitions, one would use group assignment with an
+on_partitions_assigned listener that seeks to the stored offsets; one ledger per topic set is
+what runs here, and a second one is harmless: its transactions are idempotent.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import psycopg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+
+from services.ledger.metrics import LedgerMetrics
+from services.ledger.rollup import EntityState
+from services.ledger.rows import Unstorable, check_storable, spend_log_row
+from services.ledger.store import Batch, BatchResult, LedgerStore
+from shared.events import DeadLetter, EntityChanged, EntityTotal, Event, PricedUsageEvent, SpendReset, decode, encode
+from shared.events import UnknownEventVersion
+from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
+
+log = structlog.get_logger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class BadData(Exception):
+    """The database refused the batch because of what one of its events holds."""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Integrity (23), data (22) and program-limit (54, e.g. an index row too large) errors are
+    the data's fault; retrying them would block the ledger forever."""
+    if isinstance(exc, Unstorable):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.Error) and state[:2] in {"22", "23", "54"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is down, restarting, or chose this transaction as a deadlock victim."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)) and not is_data_error(exc)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message read: its event, or why it cannot be used."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    event: Event | None
+    reason: str | None = None
+
+
+def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, priced_topic: str, store_bodies: bool) -> Item:
+    """Decode and check one message (pure)."""
+    if raw is None:
+        return Item(topic, partition, offset, b"", None, "empty message")
+    try:
+        event = decode(raw)
+    except (ValueError, ValidationError, UnknownEventVersion) as exc:
+        return Item(topic, partition, offset, raw, None, f"not a valid event: {str(exc)[:500]}")
+    wanted = (PricedUsageEvent,) if topic == priced_topic else (EntityChanged, SpendReset)
+    if not isinstance(event, wanted):
+        return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
+    if isinstance(event, PricedUsageEvent):
+        try:
+            check_storable(spend_log_row(event, store_bodies))
+        except Unstorable as exc:
+            return Item(topic, partition, offset, raw, None, str(exc))
+    return Item(topic, partition, offset, raw, event)
+
+
+def make_batch(items: Sequence[Item]) -> Batch:
+    batch = Batch()
+    for item in items:
+        if isinstance(item.event, PricedUsageEvent):
+            batch.priced.append(item.event)
+        elif item.event is not None:
+            batch.admin.append(item.event)  # type: ignore[arg-type]
+        key = (item.topic, item.partition)
+        batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), item.offset + 1)
+    return batch
+
+
+def total_event(state: EntityState) -> EntityTotal:
+    as_of = max((t for t in (state.as_of, state.window_start) if t is not None), default=EPOCH)
+    return EntityTotal(entity_type=state.entity_type, entity_id=state.entity_id, spend=state.spend,  # type: ignore[arg-type]
+                       window_start=state.window_start, budget_reset_at=state.budget_reset_at, as_of=as_of)
+
+
+class Ledger:
+    def __init__(self, *, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None, store: LedgerStore,
+                 metrics: LedgerMetrics, topics: Sequence[str], priced_topic: str, dlq_topic: str | None,
+                 totals_topic: str | None, batch_max_events: int, batch_max_ms: int, store_bodies: bool,
+                 retry_max_delay_s: float, on_commit: Callable[[BatchResult, float], Awaitable[None] | None] | None = None) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.metrics = metrics
+        self.topics = list(topics)
+        self.priced_topic = priced_topic
+        self.dlq_topic = dlq_topic
+        self.totals_topic = totals_topic
+        self.batch_max_events = batch_max_events
+        self.batch_max_ms = batch_max_ms
+        self.store_bodies = store_bodies
+        self.retry_max_delay_s = retry_max_delay_s
+        self.on_commit = on_commit
+        self.partitions: list[TopicPartition] = []
+
+    async def assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Take every partition of the topics and seek to the offsets stored in Postgres."""
+        self.partitions = partitions
+        self.consumer.assign(partitions)
+        stored = await self.with_db_retry(self.store.load_offsets)
+        positions: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+                positions[tp] = -1
+            else:
+                self.consumer.seek(tp, offset)
+                positions[tp] = offset
+        return positions
+
+    async def run(self, bootstrap_servers: str) -> None:
+        await self.assign(await discover_partitions(bootstrap_servers, self.topics))
+        await self.publish_totals(await self.with_db_retry(self.store.all_totals))
+        while True:
+            await self.step()
+
+    async def step(self, idle_timeout_ms: int = 1000) -> int:
+        """Read one batch and commit it; returns how many events it held."""
+        items = await self.collect(idle_timeout_ms)
+        await self.update_lag()
+        if items:
+            await self.commit(items)
+        return len(items)
+
+    async def collect(self, idle_timeout_ms: int) -> list[Item]:
+        items: list[Item] = []
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while len(items) < self.batch_max_events:
+            if deadline is None:
+                timeout = idle_timeout_ms
+            else:
+                timeout = int(max(0.0, deadline - loop.time()) * 1000)
+            records = await self.consumer.getmany(timeout_ms=timeout, max_records=self.batch_max_events - len(items))
+            for tp, messages in records.items():
+                for m in messages:
+                    items.append(read_item(tp.topic, tp.partition, m.offset, m.value,
+                                           priced_topic=self.priced_topic, store_bodies=self.store_bodies))
+            if not items:
+                return items
+            if deadline is None:
+                deadline = loop.time() + self.batch_max_ms / 1000
+            if loop.time() >= deadline:
+                break
+        self.metrics.consumed.inc(len(items))
+        return items
+
+    async def commit(self, items: Sequence[Item]) -> None:
+        started = time.monotonic()
+        await self.dead_letter([i for i in items if i.reason is not None])
+        results = await self._commit_splitting(items)
+        elapsed = time.monotonic() - started
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.inc(elapsed)
+        self.metrics.batch_last.set(elapsed)
+        now = datetime.now(timezone.utc)
+        changed: dict[tuple[str, str], EntityState] = {}
+        for result in results:
+            self.metrics.inserted.inc(len(result.inserted))
+            self.metrics.duplicates.inc(result.duplicates)
+            for state in result.totals:
+                changed[(state.entity_type, state.entity_id)] = state
+            if self.on_commit is not None:
+                maybe = self.on_commit(result, time.time())
+                if maybe is not None:
+                    await maybe
+        ends = [e.usage_event.end_time for it in items if isinstance(e := it.event, PricedUsageEvent)]
+        if ends:
+            self.metrics.delay_max.set((now - min(ends)).total_seconds())
+        await self.publish_totals(list(changed.values()))
+
+    async def _commit_splitting(self, items: Sequence[Item]) -> list[BatchResult]:
+        """Commit; when the data is to blame, split the batch until the offending event stands
+        alone, dead-letter it and commit the rest."""
+        try:
+            return [await self.with_db_retry(lambda: self.store.apply(make_batch(items)))]
+        except BadData as bad:
+            exc = bad.__cause__ or bad
+            usable = [i for i in items if i.reason is None]
+            if len(usable) <= 1:
+                await self.dead_letter([_blamed(i, exc) for i in usable])
+                return [await self.with_db_retry(lambda: self.store.apply(make_batch([_blamed(i, exc) for i in items])))]
+            half = len(items) // 2
+            first = await self._commit_splitting([i for i in items[:half]])
+            return first + await self._commit_splitting([i for i in items[half:]])
+
+    async def with_db_retry(self, action: Callable[[], Awaitable[object]]) -> object:
+        """Postgres down: retry with capped exponential backoff, never skip (/health says 503)."""
+        delay = 0.1
+        while True:
+            try:
+                return await action()
+            except Exception as exc:
+                if is_data_error(exc):
+                    raise BadData(str(exc)) from exc
+                if not is_transient(exc):
+                    raise
+                self.metrics.db_retries.inc()
+                log.warning("ledger_db_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}", retry_in_s=delay)
+            await asyncio.sleep(delay)  # backoff between retries
+            delay = min(delay * 2, self.retry_max_delay_s)
+
+    async def dead_letter(self, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        self.metrics.dead_lettered.inc(len(items))
+        for item in items:
+            log.warning("ledger_dead_letter", topic=item.topic, partition=item.partition, offset=item.offset, reason=item.reason)
+        if self.producer is None or self.dlq_topic is None:
+            return  # a replay: these were dead-lettered when they were first read
+        futures = [
+            await self.producer.send(
+                self.dlq_topic,
+                encode(DeadLetter(source_topic=item.topic, partition=item.partition, offset=item.offset,
+                                  reason=item.reason or "", payload=item.raw.decode("utf-8", "replace"))),
+                key=f"{item.topic}:{item.partition}:{item.offset}".encode(),
+            )
+            for item in items
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_totals(self, states: Sequence[EntityState]) -> None:
+        if self.producer is None or self.totals_topic is None or not states:
+            return
+        futures = [
+            await self.producer.send(self.totals_topic, encode(total_event(s)), key=f"{s.entity_type}:{s.entity_id}".encode())
+            for s in states
+        ]
+        await asyncio.gather(*futures)
+        self.metrics.totals_published.inc(len(states))
+
+    async def update_lag(self) -> None:
+        lag = 0
+        for tp in self.partitions:
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - await self.consumer.position(tp))
+        self.metrics.lag.set(float(lag))
+
+
+def _blamed(item: Item, exc: BaseException) -> Item:
+    if item.reason is not None:
+        return item
+    return Item(item.topic, item.partition, item.offset, item.raw, None, f"refused by the database: {type(exc).__name__}: {str(exc)[:500]}")
+
+
+async def discover_partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, sorted (the topics must exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    found = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    missing = set(topics) - {tp.topic for tp in found}
+    if missing:
+        raise LookupError(f"topics {sorted(missing)} do not exist")
+    return sorted(found)
+
+
+def topics_for(settings_topic: Callable[[str], str]) -> tuple[list[str], str, str, str]:
+    """(topics read, priced topic, dead-letter topic, totals topic), with the prefix applied."""
+    return [settings_topic(PRICED), settings_topic(ENTITIES)], settings_topic(PRICED), settings_topic(PRICED_DLQ), settings_topic(TOTALS)

@@ -1,0 +1,107 @@
+"""From a priced event to its "LiteLLM_SpendLogs" row: pure, no I/O.
+
+Also the checks that catch what Postgres would refuse (NUL characters, integers past INTEGER),
+so one bad event is dead-lettered up front instead of failing its whole batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.events import PricedUsageEvent
+
+# call_type → the "endpoint" dimension of LiteLLM's daily tables.
+ENDPOINTS: dict[str, str] = {
+    "acompletion": "/chat/completions",
+    "atext_completion": "/completions",
+    "aembedding": "/embeddings",
+    "aimage_generation": "/images/generations",
+}
+
+SPEND_LOG_COLUMNS: tuple[str, ...] = (
+    "request_id", "call_type", "api_key", "spend", "total_tokens", "prompt_tokens",
+    "completion_tokens", "startTime", "endTime", "completionStartTime", "request_duration_ms",
+    "model", "model_id", "model_group", "custom_llm_provider", "api_base", "user", "metadata",
+    "cache_hit", "cache_key", "request_tags", "team_id", "organization_id", "end_user",
+    "requester_ip_address", "session_id", "status", "messages", "response", "proxy_server_request",
+    "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens", "priced_model",
+    "unpriced", "catalog_version", "quoted_spend",
+)
+JSON_COLUMNS = frozenset({"metadata", "request_tags", "messages", "response", "proxy_server_request"})
+INT4_MAX = 2**31 - 1
+
+
+class Unstorable(ValueError):
+    """The event is valid by its schema but Postgres would refuse it: it goes to the dead letters."""
+
+
+def endpoint_of(call_type: str) -> str:
+    return ENDPOINTS.get(call_type, "")
+
+
+def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
+    """The spend log's metadata: only what is set, so rows stay small."""
+    usage = event.usage_event
+    meta: dict[str, Any] = {}
+    if usage.key_alias:
+        meta["user_api_key_alias"] = usage.key_alias
+    if usage.spend_logs_metadata:
+        meta["spend_logs_metadata"] = usage.spend_logs_metadata
+    if usage.status == "failure":
+        meta["error_information"] = {"error_code": usage.error_status, "error_message": usage.error_message}
+    if usage.soft_budget_exceeded:
+        meta["soft_budget_exceeded"] = True
+    breakdown = {k: format(v, "f") for k, v in event.cost.model_dump().items() if k != "total" and v}
+    if breakdown:
+        meta["cost_breakdown"] = breakdown
+    return meta or None
+
+
+def spend_log_row(event: PricedUsageEvent, store_bodies: bool) -> tuple[Any, ...]:
+    """The row, in SPEND_LOG_COLUMNS order; JSON columns hold plain Python values."""
+    u = event.usage_event
+    tokens = u.usage
+    duration_ms = int((u.end_time - u.start_time).total_seconds() * 1000)
+    return (
+        u.request_id, u.call_type, u.api_key_hash, event.cost.total, tokens.total_tokens,
+        tokens.prompt_tokens, tokens.completion_tokens, u.start_time, u.end_time,
+        u.completion_start_time, duration_ms, u.model, u.model_id, u.model_group,
+        u.custom_llm_provider, u.api_base, u.user_id, _metadata(event),
+        None, None, list(u.request_tags), u.team_id, u.organization_id, u.end_user,
+        u.requester_ip_address, u.session_id, u.status,
+        u.messages if store_bodies else None, u.response if store_bodies else None, None,
+        tokens.cache_read_input_tokens, tokens.cache_creation_input_tokens, tokens.reasoning_tokens,
+        event.priced_model, event.unpriced, event.catalog_version, u.quoted_cost,
+    )
+
+
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def check_storable(row: Iterable[Any]) -> None:
+    """Raise Unstorable for what Postgres would reject in a spend log row."""
+    for name, value in zip(SPEND_LOG_COLUMNS, row):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value > INT4_MAX and name in {
+            "total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
+            "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens",
+        }:
+            raise Unstorable(f"{name} {value} is larger than Postgres INTEGER allows")
+        if isinstance(value, int) and name == "request_duration_ms" and value < -INT4_MAX:
+            raise Unstorable(f"{name} {value} is out of range")
+        if has_nul(value):
+            raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise Unstorable(f"{name} is not a finite number")
+        if isinstance(value, datetime) and not (1 <= value.year <= 9999):
+            raise Unstorable(f"{name} is out of range")

@@ -1,0 +1,49 @@
+"""The ledger's settings: one frozen object, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import ConfigDict
+
+from shared.config import load_config
+from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int
+
+
+class LedgerSettings(CommonSettings):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: int = 4003
+    # The name under which offsets are kept in tally_consumer_offsets (not a Kafka group: Kafka
+    # never stores the ledger's offsets).
+    consumer_name: str = "tally-ledger"
+    db_schema: str = "public"  # where the live tables are; replay builds next to it and swaps
+    batch_max_events: int = 5000
+    batch_max_ms: int = 100
+    replay_batch_max_events: int = 20000
+    store_bodies: bool = False  # messages/response into the spend log (off: rows stay small)
+    retry_max_delay_s: float = 5.0
+    pool_size: int = 4
+
+
+def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
+    env = os.environ if env is None else env
+    common = common_from_env(env)
+    store_bodies = env_bool(env, "TALLY_STORE_BODIES", False)
+    if not store_bodies and env.get("TALLY_CONFIG"):
+        # LiteLLM's own switch, general_settings.store_prompts_in_spend_logs, works too. A broken
+        # config file raises ConfigError: __main__ prints it and exits.
+        store_bodies = load_config(common["config_path"], env).general_settings.store_prompts_in_spend_logs  # type: ignore[arg-type]
+    return LedgerSettings(
+        **common,
+        port=env_int(env, "LEDGER_PORT", 4003),
+        consumer_name=env.get("LEDGER_CONSUMER_NAME") or "tally-ledger",
+        db_schema=env.get("LEDGER_SCHEMA") or "public",
+        batch_max_events=env_int(env, "LEDGER_BATCH_MAX_EVENTS", 5000),
+        batch_max_ms=env_int(env, "LEDGER_BATCH_MAX_MS", 100),
+        replay_batch_max_events=env_int(env, "LEDGER_REPLAY_BATCH_MAX_EVENTS", 20000),
+        store_bodies=store_bodies,
+        retry_max_delay_s=env_float(env, "LEDGER_RETRY_MAX_DELAY_S", 5.0),
+        pool_size=env_int(env, "LEDGER_POOL_SIZE", 4),
+    )
