@@ -1,4 +1,8 @@
-"""One finished call as a UsageEvent. Pure: every value is handed in."""
+"""One finished call as a UsageEvent. Pure: every value is handed in.
+
+Built with `model_construct` (no validation): this runs once per call on the hot path and every
+value comes from already-checked sources (typed config, the normalised TokenUsage, the caller's
+identity). tests/unit/test_proxy_record.py proves the result validates as a UsageEvent."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def usage_event(
     metadata = dict(attribution.metadata)
     if metadata_extra:
         metadata.update(metadata_extra)
-    return UsageEvent(
+    return UsageEvent.model_construct(
         event_id=request_id,
         request_id=request_id,
         call_type=call_type,  # type: ignore[arg-type]
@@ -54,7 +58,7 @@ def usage_event(
         api_base=target.api_base,
         response_model=response_model,
         base_model=target.base_model,
-        custom_prices=target.custom_prices,
+        custom_prices=dict(target.custom_prices),
         usage=usage,
         request_tags=list(attribution.request_tags),
         spend_logs_metadata=dict(attribution.spend_logs_metadata),
@@ -64,4 +68,8 @@ def usage_event(
         soft_budget_exceeded=soft_budget_exceeded,
         requester_ip_address=requester_ip_address,
         session_id=attribution.session_id,
+        quoted_cost=None,
+        quoted_catalog_version=None,
+        messages=None,
+        response=None,
     )

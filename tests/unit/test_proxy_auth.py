@@ -1,0 +1,84 @@
+"""Callers are recognised from memory: master key, or a virtual key by its SHA-256 hash."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from services.proxy.auth import Authenticator, CallerIdentity, KeyTable, raw_key_from_headers
+from services.proxy.errors import AuthError, PermissionDenied
+from services.proxy.settings import weak_key_reason
+from shared.events import EntityChanged
+from shared.keys import hash_key
+
+VIRTUAL = "sk-virtual-key-0001"
+
+
+def table_with(state: dict) -> KeyTable:
+    table = KeyTable()
+    table.apply(EntityChanged(entity_type="key", entity_id=hash_key(VIRTUAL), state=state))
+    return table
+
+
+def test_master_key_by_bearer_or_api_key_header():
+    """Both `Authorization: Bearer` and `api-key` carry the key."""
+    auth = Authenticator("sk-1234", KeyTable())
+    assert auth.authenticate({"Authorization": "Bearer sk-1234"}).is_master
+    assert auth.authenticate({"api-key": "sk-1234"}).api_key_hash == hash_key("sk-1234")
+
+
+def test_virtual_key_carries_its_owner_team_and_limits():
+    """A key from the entities topic answers with its VerificationToken fields."""
+    auth = Authenticator("sk-1234", table_with({
+        "key_alias": "ci", "user_id": "ishaan", "team_id": "t1", "models": ["llama3"], "max_budget": "10.5",
+        "tpm_limit": 1000, "permissions": {"get_spend_routes": True},
+        "metadata": {"tags": ["ci"], "spend_logs_metadata": {"env": "ci"}}, "spend": "0.25"}))
+    caller = auth.authenticate({"Authorization": f"Bearer {VIRTUAL}"})
+    assert (caller.user_id, caller.team_id, caller.key_alias, caller.is_master) == ("ishaan", "t1", "ci", False)
+    assert caller.max_budget == Decimal("10.5")
+    assert caller.spend == Decimal("0.25")
+    assert caller.tags == ("ci",)
+    assert dict(caller.spend_logs_metadata) == {"env": "ci"}
+    assert caller.permissions["get_spend_routes"] is True
+
+
+def test_unknown_missing_expired_and_blocked_keys_are_401():
+    """Every way of not being a valid key is an authentication error."""
+    past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    for headers, table in [
+        ({}, KeyTable()),
+        ({"Authorization": "Bearer sk-nope"}, KeyTable()),
+        ({"Authorization": f"Bearer {VIRTUAL}"}, table_with({"expires": past})),
+        ({"Authorization": f"Bearer {VIRTUAL}"}, table_with({"blocked": True})),
+    ]:
+        with pytest.raises(AuthError) as error:
+            Authenticator("sk-1234", table).authenticate(headers)
+        assert error.value.status == 401
+
+
+def test_key_not_allowed_the_model_is_403():
+    """A key limited to some models may not call others."""
+    caller = CallerIdentity.from_state("h", {"models": ["llama3"]})
+    Authenticator.check_model(caller, "llama3")
+    with pytest.raises(PermissionDenied) as error:
+        Authenticator.check_model(caller, "gpt-4o")
+    assert error.value.status == 403
+
+
+def test_deleted_key_is_forgotten():
+    """A deletion on the entities topic removes the key."""
+    table = table_with({})
+    table.apply(EntityChanged(entity_type="key", entity_id=hash_key(VIRTUAL), deleted=True))
+    assert table.get(hash_key(VIRTUAL)) is None
+
+
+def test_bare_authorization_value_is_accepted():
+    """Some clients send the key without the Bearer scheme."""
+    assert raw_key_from_headers({"Authorization": "sk-1234"}) == "sk-1234"
+
+
+@pytest.mark.parametrize("key, weak", [("sk-1234", True), ("short-key", True), ("sk-aaaaaaaaaaaaaaaaaaaa", True),
+                                       ("sk-Zq8v0Lr2Xc9Tn4Wb7Hd1", False)])
+def test_weak_master_keys_are_recognised(key, weak):
+    """Well-known, short or repetitive master keys are weak."""
+    assert (weak_key_reason(key) is not None) is weak
