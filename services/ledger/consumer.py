@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
 from services.ledger.rows import Unstorable, check_storable, spend_log_row
-from services.ledger.store import Batch, BatchResult, LedgerStore
+from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
 from shared.events import DeadLetter, EntityChanged, EntityTotal, Event, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
 from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
@@ -121,6 +121,8 @@ class Ledger:
         self.retry_max_delay_s = retry_max_delay_s
         self.on_commit = on_commit
         self.partitions: list[TopicPartition] = []
+        # A replay stops each partition at an offset: messages from there on are not taken.
+        self.limits: dict[TopicPartition, int] | None = None
 
     async def assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Take every partition of the topics and seek to the offsets stored in Postgres."""
@@ -149,7 +151,11 @@ class Ledger:
         items = await self.collect(idle_timeout_ms)
         await self.update_lag()
         if items:
-            await self.commit(items)
+            try:
+                await self.commit(items)
+            except SchemaSwapped:
+                log.warning("ledger_schema_swapped", action="seeking to the offsets stored in the new schema")
+                await self.assign(self.partitions)
         return len(items)
 
     async def collect(self, idle_timeout_ms: int) -> list[Item]:
@@ -163,7 +169,11 @@ class Ledger:
                 timeout = int(max(0.0, deadline - loop.time()) * 1000)
             records = await self.consumer.getmany(timeout_ms=timeout, max_records=self.batch_max_events - len(items))
             for tp, messages in records.items():
+                limit = self.limits.get(tp, 0) if self.limits is not None else None
                 for m in messages:
+                    if limit is not None and m.offset >= limit:
+                        self.consumer.seek(tp, limit)
+                        break
                     items.append(read_item(tp.topic, tp.partition, m.offset, m.value,
                                            priced_topic=self.priced_topic, store_bodies=self.store_bodies))
             if not items:

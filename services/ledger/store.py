@@ -76,6 +76,10 @@ _INSERT_LOGS = sql.SQL(
 )
 
 
+class SchemaSwapped(Exception):
+    """A replay swapped in a rebuilt schema: re-read from the offsets stored there."""
+
+
 class LedgerStore:
     def __init__(self, pool: AsyncConnectionPool, consumer_name: str, *, store_bodies: bool, take_swap_lock: bool = True) -> None:
         self.pool = pool
@@ -83,6 +87,17 @@ class LedgerStore:
         self.store_bodies = store_bodies
         self.take_swap_lock = take_swap_lock
         self._columns: dict[str, dict[str, str]] | None = None
+        self._schema_oid: int | None = None
+
+    async def _same_schema(self, conn: psycopg.AsyncConnection) -> None:
+        cur = await conn.execute("SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()")
+        row = await cur.fetchone()
+        oid = row[0] if row else None
+        if self._schema_oid is not None and oid != self._schema_oid:
+            self._schema_oid = None
+            self._columns = None
+            raise SchemaSwapped("the ledger's schema was replaced by a replay")
+        self._schema_oid = oid
 
     async def load_offsets(self) -> dict[tuple[str, int], int]:
         async with self.pool.connection() as conn:
@@ -111,6 +126,7 @@ class LedgerStore:
             async with conn.transaction():
                 if self.take_swap_lock:
                     await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
+                    await self._same_schema(conn)
                 changed: dict[tuple[str, str], EntityState] = {}
                 columns = await self.entity_columns(conn)
                 for event in batch.admin:
