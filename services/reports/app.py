@@ -15,11 +15,11 @@ from aiohttp import web
 from services.reports.auth import Authenticator
 from services.reports.handlers import activity, calculate, global_spend, report, spend, ui
 from services.reports.settings import ReportsSettings
-from services.reports.state import AUTH, CATALOG, CONFIG, PRODUCER, SETTINGS, STORE
+from services.reports.state import AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
 from services.reports.store import ReportsStore
 from shared import db, kafka
 from shared.config import ProxyConfig
-from shared.errors import openai_errors
+from shared.errors import BadRequest, openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes, kafka_check, postgres_check
 from shared.metrics import Registry
 
@@ -40,6 +40,7 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
 async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
     producer = kafka.idempotent_producer(app[SETTINGS])
     app[PRODUCER] = producer
+    ready = app[PRODUCER_READY] = asyncio.Event()
     app[HEALTH_CHECKS]["kafka"] = kafka_check(producer)
 
     async def start() -> None:
@@ -47,6 +48,7 @@ async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 await producer.start()
+                ready.set()
                 return
             except Exception as exc:  # noqa: BLE001 - retried with capped backoff, reported by /health
                 log.warning("kafka_producer_start_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
@@ -80,6 +82,15 @@ async def request_summary(request: web.Request, handler: Callable[[web.Request],
             log.info("request", method=request.method, path=request.path, status=status, ms=round(elapsed_ms, 2))
 
 
+@web.middleware
+async def no_nul_parameters(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Postgres text cannot hold NUL: refuse it up front with a clear 400."""
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            raise BadRequest(f"query parameter {name.replace(chr(0), '')!r} contains a NUL character", param=name)
+    return await handler(request)
+
+
 def add_routes(app: web.Application, static_dir: Any) -> None:
     r = app.router
     r.add_get("/global/spend/report", report.global_spend_report)
@@ -108,7 +119,7 @@ def add_routes(app: web.Application, static_dir: Any) -> None:
 
 
 def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:
-    app = web.Application(middlewares=[request_summary, openai_errors])
+    app = web.Application(middlewares=[request_summary, openai_errors, no_nul_parameters])
     app[SETTINGS] = settings
     app[CONFIG] = config or ProxyConfig()
     app[CATALOG] = catalog

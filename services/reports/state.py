@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 STORE: web.AppKey[ReportsStore] = web.AppKey("store", ReportsStore)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth", Authenticator)
 PRODUCER: web.AppKey[Any] = web.AppKey("producer", object)  # AIOKafkaProducer, opened in a cleanup context
+PRODUCER_READY: web.AppKey[asyncio.Event] = web.AppKey("producer_ready", asyncio.Event)
 CATALOG: web.AppKey[Any] = web.AppKey("catalog", object)  # shared.pricing.Catalog, or None when pricing is absent
 
 

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from services.reports.params import DateRange
-from shared.errors import TallyError
+from shared.errors import BadRequest, TallyError
 
 
 class StoreUnavailable(TallyError):
@@ -139,6 +139,8 @@ class ReportsStore:
                 async with conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(query, params)  # type: ignore[arg-type]
                     return await cur.fetchall()
+        except psycopg.DataError as exc:
+            raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
 
@@ -148,6 +150,8 @@ class ReportsStore:
                 cur = await conn.execute(query, params)  # type: ignore[arg-type]
                 row = await cur.fetchone()
                 return row[0] if row else None
+        except psycopg.DataError as exc:
+            raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
 

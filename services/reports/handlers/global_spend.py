@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from services.reports import params, shaping
 from services.reports.auth import require_master, require_spend_reader
 from services.reports.handlers.body import json_body
 from services.reports.jsonout import json_response
-from services.reports.state import PRODUCER, SETTINGS, caller, store
+from services.reports.state import PRODUCER, PRODUCER_READY, SETTINGS, caller, store
 from shared.errors import BadRequest, TallyError
 from shared.events import SpendReset, encode
 from shared.topics import ENTITIES
@@ -109,6 +111,7 @@ async def global_spend_reset(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     event = SpendReset()
     try:
+        await asyncio.wait_for(request.app[PRODUCER_READY].wait(), timeout=5)
         await request.app[PRODUCER].send_and_wait(settings.topic(ENTITIES), encode(event), key=b"spend_reset")
     except Exception as exc:  # noqa: BLE001 - any producer failure is the same answer: not reset
         raise ResetNotPublished(f"the spend reset could not be recorded (Kafka: {type(exc).__name__}); nothing was reset") from exc
