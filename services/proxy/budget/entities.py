@@ -1,0 +1,108 @@
+"""The replica's in-memory view of keys, teams, internal users and customers, fed by the entities
+topic (EntityChanged, SpendReset). Plain code, no I/O.
+
+States are kept as the event carried them (shaped like the LiteLLM_* table rows) for the admin
+routes; each one's budget limits are parsed once into a BudgetSpec for the request path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from services.ledger.windows import BadDuration, parse_duration
+from services.proxy.budget.core import BudgetSpec
+from shared.events import EntityChanged, SpendReset
+
+KINDS = ("key", "team", "user", "customer")
+
+
+def parse_money(value: Any) -> Decimal | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def spec_from_state(kind: str, entity_id: str, state: Mapping[str, Any]) -> BudgetSpec:
+    try:
+        duration = parse_duration(state.get("budget_duration"))
+    except BadDuration:
+        duration = None
+    return BudgetSpec(
+        kind=kind,
+        entity_id=entity_id,
+        max_budget=parse_money(state.get("max_budget")),
+        soft_budget=parse_money(state.get("soft_budget")),
+        anchor=parse_time(state.get("created_at")),
+        duration=duration,
+        blocked=bool(state.get("blocked")),
+    )
+
+
+class EntityDirectory:
+    """(kind, id) -> state and BudgetSpec; key aliases -> key hash; the latest global reset."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        self._specs: dict[str, dict[str, BudgetSpec]] = {kind: {} for kind in KINDS}
+        self._aliases: dict[str, str] = {}
+        self.last_reset: datetime | None = None
+        self.applied = 0
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def state(self, kind: str, entity_id: str) -> dict[str, Any] | None:
+        return self._states[kind].get(entity_id)
+
+    def spec(self, kind: str, entity_id: str | None) -> BudgetSpec | None:
+        return self._specs[kind].get(entity_id) if entity_id is not None else None
+
+    def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        return iter(list(self._states[kind].items()))
+
+    def key_by_alias(self, alias: str) -> str | None:
+        return self._aliases.get(alias)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._states.values())
+
+    # -- writes (from the entities topic, or at once by the replica that made the change) --------
+
+    def apply(self, event: EntityChanged | SpendReset) -> None:
+        self.applied += 1
+        if isinstance(event, SpendReset):
+            if self.last_reset is None or event.occurred_at > self.last_reset:
+                self.last_reset = event.occurred_at
+            return
+        kind, entity_id = event.entity_type, event.entity_id
+        old = self._states[kind].get(entity_id)
+        if kind == "key" and old is not None and old.get("key_alias"):
+            if self._aliases.get(old["key_alias"]) == entity_id:
+                del self._aliases[old["key_alias"]]
+        if event.deleted:
+            self._states[kind].pop(entity_id, None)
+            self._specs[kind].pop(entity_id, None)
+            return
+        state = dict(event.state)
+        self._states[kind][entity_id] = state
+        self._specs[kind][entity_id] = spec_from_state(kind, entity_id, state)
+        if kind == "key" and state.get("key_alias"):
+            self._aliases[state["key_alias"]] = entity_id

@@ -1,0 +1,193 @@
+"""The budget gate on the request path: admit a call before it goes upstream, settle it after.
+
+Everything answers from memory: the EntityDirectory (entities topic), the TotalsView (totals
+topic) and this replica's own Accounts. `admit` checks the key, its team, its internal user and
+the request's customer (`user`), then the key's rpm / tpm / parallel limits, and only then
+reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the reservation
+for the call's real cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from services.proxy.admission import Admission, BudgetRequest
+from services.proxy.auth import CallerIdentity
+from services.proxy.budget.core import (
+    RESETTABLE,
+    ZERO,
+    Account,
+    BudgetSpec,
+    counted_spend,
+    judge,
+    restart_prior,
+    window_of,
+)
+from services.proxy.budget.entities import EntityDirectory, spec_from_state
+from services.proxy.budget.estimate import Rates, estimate
+from services.proxy.budget.limiter import KeyLimiter
+from services.proxy.budget.totals import TotalsView
+from services.proxy.errors import AuthError, PermissionDenied, ProxyError
+from shared.events import UsageEvent, utcnow
+from shared.pricing import Catalog
+
+_LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} "}
+
+
+class BudgetExceeded(ProxyError):
+    """LiteLLM's answer when a budget is used up: 400, type "budget_exceeded"."""
+
+    status = 400
+
+    def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal) -> None:
+        label = _LABEL[kind].format(entity_id)
+        super().__init__(
+            f"Budget has been exceeded! {label}Current cost: {format(spend, 'f')}, Max budget: {format(max_budget, 'f')}",
+            type="budget_exceeded", code="400")
+        self.kind = kind
+
+
+@dataclass(slots=True)
+class Hold:
+    """What admit reserved, for settle to release: (account, window generation, estimate)."""
+
+    accounts: list[tuple[Account, int, Decimal]]
+    key_account: Account | None
+    limited_key: str | None
+
+
+class BudgetGuard:
+    def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
+                 replicas: int = 1, started_at: datetime | None = None,
+                 clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time) -> None:
+        self.directory = directory
+        self.totals = totals
+        self.catalog = catalog
+        self.rates = rates
+        self.replicas = max(1, replicas)
+        self.started_at = started_at or clock()
+        self.clock = clock
+        self.wall = wall
+        self.limiter = KeyLimiter(self.replicas)
+        self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer")}
+        self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def admit(self, request: BudgetRequest) -> Admission:
+        caller = request.caller
+        if caller.is_master:
+            return Admission(request)
+        now = self.clock()
+        key_spec = self.directory.spec("key", caller.api_key_hash) or self._fallback_spec(caller)
+        key_account = self._account(key_spec, now)
+        budgeted: list[tuple[BudgetSpec, Account]] = [(key_spec, key_account)] if key_spec.budgeted else []
+        # A team key answers to its team's budget, not its owner's personal one (LiteLLM's rule).
+        user_id = None if caller.team_id else caller.user_id
+        for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user)):
+            spec = self.directory.spec(kind, entity_id)
+            if spec is None:
+                continue
+            if spec.blocked:
+                _blocked(kind, spec.entity_id)
+            if spec.budgeted:
+                budgeted.append((spec, self._account(spec, now)))
+
+        cost = None
+        soft = False
+        for spec, account in budgeted:
+            total = self.totals.get(spec.kind, spec.entity_id)
+            counted = counted_spend(total, account.start)
+            as_of = total.as_of if total is not None else None
+            if spec.max_budget is not None:
+                if cost is None:
+                    cost = estimate(self.catalog, self.rates.get(request.model_group), request.call_type,
+                                    getattr(request, "body", None))
+                verdict = judge(account, counted, as_of, spec.max_budget, cost, self.replicas)
+                if not verdict.admitted:
+                    raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
+                believed = verdict.believed_spend
+            else:
+                believed = counted + account.uncounted(as_of) + account.reserved
+            if spec.soft_budget is not None and believed >= spec.soft_budget:
+                soft = True
+
+        limited = caller.api_key_hash if self.limiter.acquire(
+            caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests, self.wall()) else None
+        held = [(account, account.reserve(cost or ZERO), cost or ZERO) for _, account in budgeted]
+        if not key_spec.budgeted:
+            held.append((key_account, key_account.reserve(ZERO), ZERO))
+        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, limited))
+
+    def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
+        hold = admission.reservation
+        if not isinstance(hold, Hold):
+            return None
+        cost = event.quoted_cost or ZERO
+        for account, generation, reserved in hold.accounts:
+            account.settle(generation, reserved, cost, event.start_time)
+        if hold.limited_key is not None:
+            self.limiter.release(hold.limited_key, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
+        account = hold.key_account
+        if account is None:
+            return None
+        total = self.totals.get("key", admission.request.caller.api_key_hash)
+        return counted_spend(total, account.start) + account.uncounted(total.as_of if total else None)
+
+    # -- what the admin routes show ------------------------------------------------------------
+
+    def spend_of(self, kind: str, entity_id: str) -> tuple[Decimal, datetime | None]:
+        """Current spend in the entity's window (ledger total + this replica's uncounted costs) and
+        when the window resets."""
+        spec = self.directory.spec(kind, entity_id) or BudgetSpec(kind, entity_id)
+        start, end = window_of(spec, self.clock(), self.directory.last_reset)
+        total = self.totals.get(kind, entity_id)
+        spend = counted_spend(total, start)
+        account = self._accounts[kind].get(entity_id)
+        if account is not None and account.start == start and account.generation >= 0:
+            spend += account.uncounted(total.as_of if total else None)
+        return spend, end
+
+    def _fallback_spec(self, caller: CallerIdentity) -> BudgetSpec:
+        """A key the KeyTable knows but the directory does not (yet): its limits from the identity."""
+        cached = self._fallback.get(caller.api_key_hash)
+        if cached is None or cached[0] is not caller:
+            cached = self._fallback[caller.api_key_hash] = (caller, _spec_from_identity(caller))
+        return cached[1]
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def _account(self, spec: BudgetSpec, now: datetime) -> Account:
+        accounts = self._accounts[spec.kind]
+        account = accounts.get(spec.entity_id)
+        if account is None:
+            account = accounts[spec.entity_id] = Account()
+        last_reset = self.directory.last_reset if spec.kind in RESETTABLE else None
+        if (account.spec is spec and account.reset_seen == last_reset
+                and (account.end is None or now < account.end)):
+            return account  # the usual case: same limits, same window
+        start, end = window_of(spec, now, last_reset)
+        if account.generation < 0 or start != account.start:
+            prior = ZERO
+            if (start is None or start < self.started_at) and (spec.anchor is None or spec.anchor < self.started_at):
+                prior = restart_prior(counted_spend(self.totals.get(spec.kind, spec.entity_id), start), self.replicas)
+            account.roll(start, end, prior)
+        account.end = end
+        account.spec = spec
+        account.reset_seen = last_reset
+        return account
+
+
+def _spec_from_identity(caller: CallerIdentity) -> BudgetSpec:
+    return spec_from_state("key", caller.api_key_hash, {
+        "max_budget": caller.max_budget, "soft_budget": caller.soft_budget, "budget_duration": caller.budget_duration})
+
+
+def _blocked(kind: str, entity_id: str) -> None:
+    if kind == "team":
+        raise AuthError(f"Team={entity_id} is blocked. Update via `/team/unblock` if you're an admin.")
+    if kind == "customer":
+        raise PermissionDenied(f"End User={entity_id} is blocked. Update via `/customer/unblock` if you're an admin.")

@@ -1,0 +1,77 @@
+"""Puts budgets and the admin routes into the proxy app: the entity directory and totals view, the
+BudgetGuard as the app's BUDGET_GATE, the admin routes, and the cleanup contexts of the totals
+consumer and the entities producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from services.proxy.admin.publisher import EntityPublisher
+from services.proxy.admin.routes import Admin, add_admin_routes
+from services.proxy.admission import BUDGET_GATE
+from services.proxy.auth import KeyTable
+from services.proxy.budget.entities import EntityDirectory
+from services.proxy.budget.estimate import group_rates
+from services.proxy.budget.guard import BudgetGuard
+from services.proxy.budget.totals import TotalsSync, TotalsView
+from services.proxy.routing import Router
+from services.proxy.settings import ProxySettings
+from shared.events import EntityChanged, SpendReset
+from shared.health import METRICS
+from shared.pricing import Catalog
+
+log = structlog.get_logger(__name__)
+
+DIRECTORY: web.AppKey[EntityDirectory] = web.AppKey("entity_directory", EntityDirectory)
+TOTALS: web.AppKey[TotalsView] = web.AppKey("totals_view", TotalsView)
+GUARD: web.AppKey[BudgetGuard] = web.AppKey("budget_guard", BudgetGuard)
+PUBLISHER: web.AppKey[EntityPublisher] = web.AppKey("entity_publisher", EntityPublisher)
+
+
+def install_budgets(app: web.Application, settings: ProxySettings, catalog: Catalog, keys: KeyTable,
+                    router: Router) -> EntityDirectory:
+    """Returns the directory: the entities consumer must feed it (EntityChanged and SpendReset)."""
+    directory = EntityDirectory()
+    totals = TotalsView()
+    replicas = getattr(settings, "replicas", 1)
+    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas)
+
+    def apply_key(change: EntityChanged | SpendReset) -> None:
+        if isinstance(change, EntityChanged):
+            keys.apply(change)
+
+    publisher = EntityPublisher(settings.common, [apply_key, directory.apply])
+    app[DIRECTORY], app[TOTALS], app[GUARD], app[PUBLISHER] = directory, totals, guard, publisher
+    app[BUDGET_GATE] = guard
+    add_admin_routes(app, Admin(settings.master_key, directory, guard, publisher))
+    timeout = settings.key_sync_timeout_s
+    app.cleanup_ctx.extend([lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout), _entity_publisher])
+    registry = app.get(METRICS)
+    if registry is not None:
+        registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
+    log.info("budgets_installed", replicas=replicas)
+    return directory
+
+
+async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
+    """Read the totals topic; start-up waits (up to `timeout`) until it has caught up."""
+    task = asyncio.create_task(sync.run(), name="totals-sync")
+    if timeout > 0:
+        try:
+            await asyncio.wait_for(sync.caught_up.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("totals_not_synced", waited_s=timeout, hint="budgets count only this replica's spend until it is")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _entity_publisher(app: web.Application) -> AsyncIterator[None]:
+    publisher = app[PUBLISHER]
+    await publisher.start()
+    yield
+    await publisher.close()
