@@ -36,20 +36,45 @@ END_USER = Rollup("LiteLLM_DailyEndUserSpend", "end_user_id")
 API_KEY = Rollup("LiteLLM_DailyApiKeySpend", "api_key_id")
 
 
-# group_by=team / customer: days → entities → (key, model) rows, as the seed shows.
-_GROUPED_REPORT = """
-WITH km AS (
-    SELECT r.date, r.{entity} AS entity, r.api_key, r.model,
-           SUM(r.spend) AS spend, SUM(r.prompt_tokens + r.completion_tokens) AS total_tokens
+# The ledger rolls a log into the user, team and end-user tables only when it names one (as
+# LiteLLM does), but into the api-key table always. So the spend with no team (or customer, or
+# user) is, per day, key and model, the api-key rollup minus the named rollup: exact NUMERIC
+# arithmetic, with no scan of the logs. {unassigned} switches it off when one entity is asked for.
+_NAMED_AND_UNASSIGNED = """
+named AS (
+    SELECT r.date, r.{entity} AS entity, r.api_key, r.model, SUM(r.spend) AS spend,
+           SUM(r.prompt_tokens) AS prompt_tokens, SUM(r.completion_tokens) AS completion_tokens,
+           SUM(r.api_requests) AS api_requests
     FROM {table} r
     WHERE r.date >= %(start)s AND r.date <= %(end)s {filter}
     GROUP BY r.date, r.{entity}, r.api_key, r.model
-), per_entity AS (
-    SELECT km.date, km.entity, SUM(km.spend) AS total_spend,
-           json_agg(json_build_object('model', km.model, 'spend', km.spend, 'total_tokens', km.total_tokens,
-                                      'api_key', km.api_key)
-                    ORDER BY km.spend DESC, km.api_key, km.model) AS metadata
-    FROM km GROUP BY km.date, km.entity
+), all_keys AS (
+    SELECT a.date, a.api_key, a.model, SUM(a.spend) AS spend, SUM(a.prompt_tokens) AS prompt_tokens,
+           SUM(a.completion_tokens) AS completion_tokens, SUM(a.api_requests) AS api_requests
+    FROM "LiteLLM_DailyApiKeySpend" a
+    WHERE {unassigned} AND a.date >= %(start)s AND a.date <= %(end)s {key_filter}
+    GROUP BY a.date, a.api_key, a.model
+), named_per_key AS (
+    SELECT date, api_key, model, SUM(spend) AS spend, SUM(prompt_tokens) AS prompt_tokens,
+           SUM(completion_tokens) AS completion_tokens, SUM(api_requests) AS api_requests
+    FROM named GROUP BY date, api_key, model
+), rows AS (
+    SELECT date, entity, api_key, model, spend, prompt_tokens, completion_tokens, api_requests FROM named
+    UNION ALL
+    SELECT k.date, '' AS entity, k.api_key, k.model, k.spend - COALESCE(n.spend, 0),
+           k.prompt_tokens - COALESCE(n.prompt_tokens, 0), k.completion_tokens - COALESCE(n.completion_tokens, 0),
+           k.api_requests - COALESCE(n.api_requests, 0)
+    FROM all_keys k LEFT JOIN named_per_key n USING (date, api_key, model)
+    WHERE k.api_requests > COALESCE(n.api_requests, 0)
+)"""
+
+# group_by=team / customer: days → entities → (key, model) rows, as the seed shows.
+_GROUPED_REPORT = "WITH " + _NAMED_AND_UNASSIGNED + """, per_entity AS (
+    SELECT r.date, r.entity, SUM(r.spend) AS total_spend,
+           json_agg(json_build_object('model', r.model, 'spend', r.spend,
+                                      'total_tokens', r.prompt_tokens + r.completion_tokens, 'api_key', r.api_key)
+                    ORDER BY r.spend DESC, r.api_key, r.model) AS metadata
+    FROM rows r GROUP BY r.date, r.entity
 ), per_day AS (
     SELECT e.date,
            json_agg(json_build_object({name_field}, {name_expr}, 'total_spend', e.total_spend, 'metadata', e.metadata)
@@ -177,6 +202,7 @@ class ReportsStore:
             name_field, list_field = sql.Literal("customer"), sql.Literal("customers")
         query = sql.SQL(_GROUPED_REPORT).format(
             table=sql.Identifier(rollup.table), entity=sql.Identifier(rollup.entity), filter=filter_,
+            unassigned=sql.SQL("TRUE" if entity_id is None else "FALSE"), key_filter=sql.SQL(""),
             name_field=name_field, name_expr=name_expr, join=join, list_field=list_field,
         )
         return await self._scalar(query, params)
@@ -240,20 +266,24 @@ class ReportsStore:
 
     async def team_spend_per_day(self, days: DateRange) -> list[dict[str, Any]]:
         return await self._rows(
-            sql.SQL("""SELECT r.date, CASE WHEN r.team_id = '' THEN NULL ELSE COALESCE(tt.team_alias, r.team_id) END AS team_alias,
-                              SUM(r.spend) AS spend
-                       FROM {t} r LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = r.team_id
-                       WHERE r.date >= %(start)s AND r.date <= %(end)s
-                       GROUP BY 1, 2 ORDER BY 1""").format(t=sql.Identifier(TEAM.table)),
+            sql.SQL("WITH " + _NAMED_AND_UNASSIGNED + """
+                    SELECT r.date, CASE WHEN r.entity = '' THEN NULL ELSE COALESCE(tt.team_alias, r.entity) END AS team_alias,
+                           SUM(r.spend) AS spend
+                    FROM rows r LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = r.entity
+                    GROUP BY 1, 2 ORDER BY 1""").format(
+                table=sql.Identifier(TEAM.table), entity=sql.Identifier(TEAM.entity), filter=sql.SQL(""),
+                unassigned=sql.SQL("TRUE"), key_filter=sql.SQL("")),
             {"start": days.start_text, "end": days.end_text},
         )
 
     async def end_users(self, days: DateRange, api_key: str | None, limit: int) -> list[dict[str, Any]]:
+        key_filter = sql.SQL("AND r.api_key = %(api_key)s") if api_key else sql.SQL("")
         return await self._rows(
-            sql.SQL("""SELECT r.end_user_id AS end_user, SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
-                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s {f}
-                       GROUP BY r.end_user_id ORDER BY total_spend DESC, end_user LIMIT %(limit)s""").format(
-                t=sql.Identifier(END_USER.table), f=sql.SQL("AND r.api_key = %(api_key)s") if api_key else sql.SQL("")),
+            sql.SQL("WITH " + _NAMED_AND_UNASSIGNED + """
+                    SELECT r.entity AS end_user, SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
+                    FROM rows r GROUP BY r.entity ORDER BY total_spend DESC, end_user LIMIT %(limit)s""").format(
+                table=sql.Identifier(END_USER.table), entity=sql.Identifier(END_USER.entity), filter=key_filter,
+                unassigned=sql.SQL("TRUE"), key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL("")),
             {"start": days.start_text, "end": days.end_text, "api_key": api_key, "limit": limit},
         )
 
@@ -303,15 +333,18 @@ class ReportsStore:
         )
 
     async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
-        """Per day, key, user and model, from the user rollup: what /spend/logs summarises."""
-        where = [sql.SQL("r.date >= %(start)s AND r.date <= %(end)s")]
+        """Per day, key, user and model (user "" for spend without one): what /spend/logs summarises."""
+        filter_ = sql.SQL("")
         if api_key is not None:
-            where.append(sql.SQL("r.api_key = %(api_key)s"))
+            filter_ = filter_ + sql.SQL(" AND r.api_key = %(api_key)s")
         if user_id is not None:
-            where.append(sql.SQL("r.user_id = %(user_id)s"))
+            filter_ = filter_ + sql.SQL(" AND r.user_id = %(user_id)s")
         rows = await self._rows(
-            sql.SQL("""SELECT r.date, r.api_key, r.user_id AS "user", r.model, SUM(r.spend) AS spend FROM {t} r
-                       WHERE {w} GROUP BY 1, 2, 3, 4 ORDER BY 1""").format(t=sql.Identifier(USER.table), w=sql.SQL(" AND ").join(where)),
+            sql.SQL("WITH " + _NAMED_AND_UNASSIGNED + """
+                    SELECT r.date, r.api_key, r.entity AS "user", r.model, r.spend FROM rows r ORDER BY 1""").format(
+                table=sql.Identifier(USER.table), entity=sql.Identifier(USER.entity), filter=filter_,
+                unassigned=sql.SQL("TRUE" if user_id is None else "FALSE"),
+                key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL("")),
             {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id},
         )
         for row in rows:

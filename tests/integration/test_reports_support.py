@@ -39,7 +39,9 @@ LOGS = [
     ("r7", "2024-05-03 00:00:00+00", K1, "gpt-4", "5", 1, 1, "team-a", "ishaan", "palantir", ["jobA"], "openai", "success"),
 ]
 
-ROLLUPS = {  # table → (entity column, expression over the spend logs giving the entity)
+# table → (entity column, expression over the spend logs giving the entity). As the ledger does, a
+# log with no user, team or customer is not rolled into that table (only into the api-key one).
+ROLLUPS = {
     "LiteLLM_DailyUserSpend": ("user_id", 'COALESCE(l."user", \'\')'),
     "LiteLLM_DailyTeamSpend": ("team_id", "COALESCE(l.team_id, '')"),
     "LiteLLM_DailyEndUserSpend": ("end_user_id", "COALESCE(l.end_user, '')"),
@@ -88,7 +90,7 @@ def seed(database_url: str) -> None:
             conn.execute(
                 f'INSERT INTO "{table}" ({entity}, {columns})'
                 f" SELECT {expression}, {day}, l.api_key, l.model, l.model_group, l.custom_llm_provider, {measures}"
-                f' FROM "LiteLLM_SpendLogs" l GROUP BY 1, 2, 3, 4, 5, 6'
+                f' FROM "LiteLLM_SpendLogs" l WHERE {expression} <> \'\' GROUP BY 1, 2, 3, 4, 5, 6'
             )
         conn.execute(
             f'INSERT INTO "LiteLLM_DailyTagSpend" (tag, {columns})'
