@@ -45,12 +45,10 @@ async def _steer(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _error(steer: dict[str, Any]) -> web.HTTPException:
-    exc = web.HTTPException(
-        body=orjson.dumps({"error": {"message": steer.get("message", "fake upstream error"), "type": "fake_error", "code": str(steer["status"])}}),
-        content_type="application/json",
-    )
-    exc.status_code = int(steer["status"])
-    return exc
+    status = int(steer["status"])
+    error_class = type(f"FakeHTTP{status}", (web.HTTPError,), {"status_code": status})
+    payload = {"error": {"message": steer.get("message", "fake upstream error"), "type": "fake_error", "code": str(status)}}
+    return error_class(text=orjson.dumps(payload).decode(), content_type="application/json")
 
 
 def _content(body: dict[str, Any]) -> str:
@@ -120,16 +118,38 @@ async def images(request: web.Request) -> web.Response:
     return _json({"created": int(time.time()), "data": [{"url": f"https://example.invalid/image-{i}.png"} for i in range(n)]})
 
 
-async def anthropic_messages(request: web.Request) -> web.Response:
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     body, steer = await _steer(request)
     usage = {"input_tokens": 20, "output_tokens": 80, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
     usage.update(steer.get("anthropic_usage") or {})
-    return _json({
-        "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-        "model": steer.get("model") or body.get("model", "fake"),
-        "content": [{"type": "text", "text": _content(body)}],
-        "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
-    })
+    message_id = f"msg_{uuid.uuid4().hex[:24]}"
+    model = steer.get("model") or body.get("model", "fake")
+    if not body.get("stream"):
+        return _json({
+            "id": message_id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": _content(body)}],
+            "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
+        })
+    # Anthropic's streaming events: input usage on message_start, output usage on message_delta.
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def event(kind: str, data: dict[str, Any]) -> None:
+        await response.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n")
+
+    start_usage = {k: v for k, v in usage.items() if k != "output_tokens"} | {"output_tokens": 1}
+    await event("message_start", {"message": {"id": message_id, "type": "message", "role": "assistant", "model": model,
+                                                "content": [], "stop_reason": None, "usage": start_usage}})
+    await event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    for word in _content(body).split(" "):
+        await event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": word + " "}})
+        if steer.get("chunk_delay_ms"):
+            await asyncio.sleep(steer["chunk_delay_ms"] / 1000)
+    await event("content_block_stop", {"index": 0})
+    await event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": usage["output_tokens"]}})
+    await event("message_stop", {})
+    await response.write_eof()
+    return response
 
 
 async def models(request: web.Request) -> web.Response:

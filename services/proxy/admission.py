@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ class BudgetRequest:
     end_user: str | None
     tags: tuple[str, ...]
     call_type: str
+    body: Mapping[str, Any] | None = None  # the request body: the budget sizes its reservation from it
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from services.proxy.cost import CostQuoter
 from services.proxy.emitter import UsageEmitter
 from services.proxy.errors import ConfigurationError
 from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
-from services.proxy.keysync import KeySync
+from services.proxy.budget.wiring import install_budgets
+from services.proxy.keysync import ENTITY_LISTENERS, KeySync
 from services.proxy.relay import Relay
 from services.proxy.routing import Router
 from services.proxy.settings import ProxySettings, weak_key_reason
@@ -77,6 +78,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app[KEY_TABLE] = keys
     app[RELAY] = relay
     app[BUDGET_GATE] = NoBudgetGate()  # the budget module replaces it before start-up
+    app[ENTITY_LISTENERS] = [install_budgets(app, settings, catalog, keys, router).apply]
     app[REPORTS_URL] = settings.reports_url
 
     for prefix in ("", "/v1"):
@@ -132,7 +134,7 @@ async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
 
 async def key_sync(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    sync = KeySync(settings.common, app[KEY_TABLE])
+    sync = KeySync(settings.common, app[KEY_TABLE], listeners=app[ENTITY_LISTENERS])
     app[KEY_SYNC] = sync
     task = asyncio.create_task(sync.run(), name="key-sync")
     if settings.key_sync_timeout_s > 0:

@@ -5,24 +5,32 @@ with the topic's end; /health/readiness says 503 until it has."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiohttp import web
 
 from services.proxy.auth import KeyTable
 from shared import topics
-from shared.events import EntityChanged, UnknownEventVersion, decode
+from shared.events import EntityChanged, SpendReset, UnknownEventVersion, decode
 from shared.kafka import consumer as make_consumer
 from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
 
 
+EntityListener = Callable[[EntityChanged | SpendReset], None]
+# Others who keep a view of the entities topic (budgets: teams, users, customers, spend resets).
+ENTITY_LISTENERS: web.AppKey[list[EntityListener]] = web.AppKey("entity_listeners", list)
+
+
 class KeySync:
-    def __init__(self, common: CommonSettings, table: KeyTable) -> None:
+    def __init__(self, common: CommonSettings, table: KeyTable, listeners: Sequence[EntityListener] = ()) -> None:
         self.common = common
         self.table = table
+        self.listeners = list(listeners)
         self.topic = common.topic(topics.ENTITIES)
         self.caught_up = asyncio.Event()
         self.applied = 0
@@ -30,19 +38,12 @@ class KeySync:
     async def run(self) -> None:
         delay = 0.2
         while True:
-            consumer = make_consumer(self.common, group_id=None)
+            # No group: every replica reads every partition from the beginning.
+            consumer = make_consumer(self.common, topics.ENTITIES, group_id=None)
             try:
                 await consumer.start()
-                partitions = consumer.partitions_for_topic(self.topic)
-                if not partitions:
-                    await consumer.client.force_metadata_update()
-                    partitions = consumer.partitions_for_topic(self.topic)
-                if not partitions:
-                    raise KafkaError(f"topic {self.topic} does not exist yet")
-                assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-                consumer.assign(assigned)
-                await consumer.seek_to_beginning(*assigned)
-                ends = await consumer.end_offsets(assigned)
+                assigned = await self._assignment(consumer)
+                ends = await consumer.end_offsets(list(assigned))
                 await self._consume(consumer, ends)
             except (KafkaError, OSError) as exc:
                 log.warning("key_sync_retry", error=str(exc), retry_in_s=delay)
@@ -50,6 +51,17 @@ class KeySync:
                 await consumer.stop()
             await asyncio.sleep(delay)  # backoff before reconnecting
             delay = min(delay * 2, 5.0)
+
+    async def _assignment(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """The partitions of the entities topic, once metadata names them (polling with a deadline)."""
+        deadline = asyncio.get_running_loop().time() + 30
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaError(f"topic {self.topic} has no partitions (does it exist?)")
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for record in records:
+                    self._apply(record.value)
+        return consumer.assignment()
 
     async def _consume(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         await self._check_caught_up(consumer, ends)
@@ -80,3 +92,6 @@ class KeySync:
         if isinstance(event, EntityChanged):
             self.table.apply(event)
             self.applied += 1
+        if isinstance(event, (EntityChanged, SpendReset)):
+            for listener in self.listeners:
+                listener(event)

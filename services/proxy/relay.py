@@ -139,7 +139,7 @@ class Relay:
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         request_id = str(uuid.uuid4())
-        admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type))
+        admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
         call = Call(request_id, call_type, caller, target, attribution, admission, upstream_body(body), start_time, t0, request.remote)
         if attribution.mock_response is not None and call_type in (CHAT, TEXT):
             return await self._mock(request, call)
@@ -202,6 +202,8 @@ class Relay:
             headers["x-litellm-key-spend"] = format_money(key_spend)
         if call.caller.max_budget is not None:
             headers["x-litellm-key-max-budget"] = format_money(call.caller.max_budget)
+        if call.admission.soft_budget_exceeded:
+            headers["x-litellm-soft-budget-exceeded"] = "true"
         return headers
 
     def finish(self, call: Call, usage: TokenUsage, *, response_model: str | None = None, stream: bool = False,

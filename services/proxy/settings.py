@@ -39,6 +39,7 @@ class ProxySettings(BaseModel):
     key_sync_timeout_s: float = 15.0  # start-up waits this long for the key table to catch up
     always_include_stream_usage: bool = False
     upstream_connections: int = 200  # per upstream origin
+    replicas: int = 1  # proxy replicas sharing budgets and rate limits (docs/budgets.md)
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
 
     @property
@@ -95,6 +96,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         max_request_size_mb=max_mb,
         usage_queue_size=env_int(env, "TALLY_USAGE_QUEUE_SIZE", 50_000),
         key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
+        replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
         always_include_stream_usage=env_bool(
             env, "TALLY_ALWAYS_INCLUDE_STREAM_USAGE", bool(litellm_settings.get("always_include_stream_usage", False))
         ),

@@ -67,10 +67,85 @@ def _prompt_chars(body: dict[str, Any]) -> int:
     return total + (len(prompt) if isinstance(prompt, str) else 0)
 
 
+class _Pump:
+    """Reads the upstream stream to its end, passing bytes to the client while it listens, and
+    records the call exactly once when the stream is over."""
+
+    def __init__(self, relay: Relay, call: Call, response: web.StreamResponse, keep_usage: bool) -> None:
+        self.relay, self.call, self.response, self.keep_usage = relay, call, response, keep_usage
+        self.outcome = _Outcome(relay, call)
+        self.client_gone = False
+        self.translator = StreamTranslator() if call.target.wire == ANTHROPIC else None
+        self.buffer = b""
+
+    async def send(self, data: bytes) -> None:
+        if self.client_gone or not data:
+            return
+        try:
+            await self.response.write(data)
+        except _CLIENT_GONE:
+            self.client_gone = True
+
+    async def feed(self, data: bytes) -> None:
+        if self.outcome.first_at is None:
+            self.outcome.first_at = utcnow()
+        self.buffer += data
+        block, self.buffer = sse.split_complete(self.buffer)
+        if not block:
+            return
+        if self.translator is not None:
+            await self.send(_translate(self.translator, block, self.outcome, self.keep_usage))
+        elif sse.has_usage(block):
+            await self.send(sse.rewrite_usage(block, self.outcome.on_usage, self.keep_usage))
+        else:
+            self.outcome.chunks += block.count(b"data:")
+            await self.send(block)
+
+    async def pump(self, upstream_response: aiohttp.ClientResponse) -> None:
+        """Read to the end; on the way out (normally, on error, or cancelled) record the call."""
+        failure: tuple[int, str] | None = None
+        target = self.call.target
+        try:
+            async for data in upstream_response.content.iter_any():
+                await self.feed(data)
+            if self.buffer.strip():
+                await self.send(self.buffer)
+        except asyncio.TimeoutError:
+            failure = (504, f"upstream {target.api_base} stopped sending within the timeout")
+        except aiohttp.ClientError as exc:
+            failure = (502, f"upstream {target.api_base} broke off the stream: {type(exc).__name__}: {exc}")
+        except asyncio.CancelledError:
+            # The server cancelled the handler (client gone): finish reading in the background so
+            # the usage event carries what the upstream really generated.
+            self.client_gone = True
+            asyncio.get_running_loop().create_task(self.pump(upstream_response))
+            raise
+        upstream_response.release()
+        self.record(failure)
+
+    async def mock(self, content: str) -> None:
+        self.outcome.first_at = utcnow()
+        chunks = mock_stream_chunks(self.call.target.model_group, content, self.call.request_id)
+        for chunk in chunks[:-1]:
+            await self.send(sse.encode_event(chunk))
+        await self.send(sse.rewrite_usage(sse.encode_event(chunks[-1]), self.outcome.on_usage, self.keep_usage) + b"data: [DONE]\n\n")
+
+    def record(self, failure: tuple[int, str] | None) -> None:
+        if self.outcome.priced:
+            return
+        # No usage chunk: the upstream broke off, or does not report usage when streaming.
+        usage = estimated_usage(_prompt_chars(self.call.body), self.outcome.chunks)
+        if failure is not None:
+            self.relay.fail(self.call, failure[0], failure[1], usage, stream=True)
+        else:
+            self.relay.finish(self.call, usage, stream=True, completion_start_time=self.outcome.first_at,
+                              metadata_extra={"usage_estimated": True, "client_disconnected": self.client_gone})
+        self.outcome.priced = True
+
+
 async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
     target = call.target
     keep_usage = upstream.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
-    outcome = _Outcome(relay, call)
     upstream_response: aiohttp.ClientResponse | None = None
     t_up = time.perf_counter()
     upstream_s = 0.0
@@ -99,62 +174,17 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
     headers["Cache-Control"] = "no-cache"
     headers["x-litellm-overhead-duration-ms"] = f"{(time.perf_counter() - call.t0 - upstream_s) * 1000:.3f}"
     response = web.StreamResponse(headers=headers)
-    await response.prepare(request)
-    client_gone = False
-    failure: tuple[int, str] | None = None
-
-    async def send(data: bytes) -> None:
-        nonlocal client_gone
-        if client_gone or not data:
-            return
-        try:
-            await response.write(data)
-        except _CLIENT_GONE:
-            client_gone = True
-
+    pump = _Pump(relay, call, response, keep_usage)
     try:
-        if mock is not None:
-            outcome.first_at = utcnow()
-            chunks = mock_stream_chunks(target.model_group, mock, call.request_id)
-            for chunk in chunks[:-1]:
-                await send(sse.encode_event(chunk))
-            await send(sse.rewrite_usage(sse.encode_event(chunks[-1]), outcome.on_usage, keep_usage) + b"data: [DONE]\n\n")
-        else:
-            assert upstream_response is not None
-            translator = StreamTranslator() if target.wire == ANTHROPIC else None
-            buffer = b""
-            async for data in upstream_response.content.iter_any():
-                if outcome.first_at is None:
-                    outcome.first_at = utcnow()
-                buffer += data
-                block, buffer = sse.split_complete(buffer)
-                if not block:
-                    continue
-                if translator is not None:
-                    await send(_translate(translator, block, outcome, keep_usage))
-                elif sse.has_usage(block):
-                    await send(sse.rewrite_usage(block, outcome.on_usage, keep_usage))
-                else:
-                    outcome.chunks += block.count(b"data:")
-                    await send(block)
-            if buffer.strip():
-                await send(buffer)
-    except asyncio.TimeoutError:
-        failure = (504, f"upstream {target.api_base} stopped sending within the timeout")
-    except aiohttp.ClientError as exc:
-        failure = (502, f"upstream {target.api_base} broke off the stream: {type(exc).__name__}: {exc}")
-    finally:
-        if upstream_response is not None:
-            upstream_response.release()
-        if not outcome.priced:
-            # No usage chunk: the upstream broke off, or does not report usage when streaming.
-            usage = estimated_usage(_prompt_chars(call.body), outcome.chunks)
-            if failure is not None:
-                relay.fail(call, failure[0], failure[1], usage, stream=True)
-            else:
-                relay.finish(call, usage, stream=True, completion_start_time=outcome.first_at,
-                             metadata_extra={"usage_estimated": True, "client_disconnected": client_gone})
-    if not client_gone:
+        await response.prepare(request)
+    except _CLIENT_GONE:
+        pump.client_gone = True
+    if mock is not None:
+        await pump.mock(mock)
+    else:
+        assert upstream_response is not None
+        await pump.pump(upstream_response)
+    if not pump.client_gone:
         try:
             await response.write_eof()
         except _CLIENT_GONE:

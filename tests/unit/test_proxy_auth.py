@@ -82,3 +82,15 @@ def test_bare_authorization_value_is_accepted():
 def test_weak_master_keys_are_recognised(key, weak):
     """Well-known, short or repetitive master keys are weak."""
     assert (weak_key_reason(key) is not None) is weak
+
+
+def test_no_budget_gate_admits_and_reports_key_spend_plus_this_call():
+    """Without budgets every call is admitted; key spend = last known spend + this call's cost."""
+    from services.proxy.admission import BudgetRequest, NoBudgetGate
+    from shared.events import UsageEvent
+
+    caller = CallerIdentity.from_state("h", {"spend": "1.5"})
+    gate = NoBudgetGate()
+    admission = gate.admit(BudgetRequest("r1", caller, "llama3", None, (), "acompletion"))
+    event = UsageEvent.model_construct(quoted_cost=Decimal("0.0000074"))
+    assert gate.settle(admission, event) == Decimal("1.5000074")
