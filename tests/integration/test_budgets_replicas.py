@@ -121,7 +121,13 @@ async def test_two_replica_hammer_stays_within_one_call_per_replica(two_replicas
             _, info = await admin(session, two_replicas, "proxy-b", "/key/info", params={"key": key})
             return Decimal(str(info["info"]["spend"])) == spent
 
-        await poll(ledger_agrees, 15, "the ledger's total to equal the headers' sum")
+        try:
+            await poll(ledger_agrees, 15, "the ledger's total to equal the headers' sum")
+        except AssertionError:
+            _, info = await admin(session, two_replicas, "proxy-b", "/key/info", params={"key": key})
+            async with session.get(two_replicas.url("ledger") + "/metrics") as r:
+                metrics = [l for l in (await r.text()).splitlines() if "total" in l and not l.startswith("#")]
+            raise AssertionError(f"spent={spent} info={info} metrics={metrics}")
 
 
 async def test_team_budget_limits_all_its_keys_together(two_replicas: TallyStack) -> None:

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from services.ledger.windows import effective_start, next_reset
 
@@ -126,8 +127,7 @@ class Account:
             self.pending_sum += cost
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: built on every call, so cheap to make
     admitted: bool
     believed_spend: Decimal  # ledger total + own not yet counted + reserved (before this call)
     last_call: bool = False  # admitted as the window's last call on this replica
@@ -136,14 +136,14 @@ class Verdict:
 def judge(account: Account, counted: Decimal, as_of: datetime | None, max_budget: Decimal,
           estimate: Decimal, replicas: int) -> Verdict:
     """May a call estimated at `estimate` start? See the module docstring for the two rules."""
-    uncounted = account.uncounted(as_of) + account.reserved
-    believed = counted + uncounted
-    mine = account.prior + account.own + account.reserved
+    reserved = account.reserved
+    believed = counted + account.uncounted(as_of) + reserved
+    mine = account.prior + account.own + reserved
     if replicas * (mine + estimate) <= max_budget and believed + estimate <= max_budget:
-        return Verdict(True, believed)
+        return Verdict(True, believed, False)
     if account.inflight == 0 and replicas * mine < max_budget and believed < max_budget:
-        return Verdict(True, believed, last_call=True)
-    return Verdict(False, believed)
+        return Verdict(True, believed, True)
+    return Verdict(False, believed, False)
 
 
 def restart_prior(counted: Decimal, replicas: int) -> Decimal:

@@ -1,0 +1,101 @@
+"""The pure budget arithmetic: per-replica shares, the ledger total, windows, the last call."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from services.proxy.budget.core import Account, BudgetSpec, LedgerTotal, counted_spend, judge, restart_prior, window_of
+from services.proxy.budget.estimate import Rates, completion_tokens_bound, estimate, prompt_tokens_bound
+from shared.pricing import Catalog
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+D = Decimal
+
+
+def test_share_admits_up_to_one_nth_of_the_budget() -> None:
+    """With 2 replicas and B=10, a replica holding 4 may start a call estimated at 1 but not at 2 (share 5)."""
+    account = Account()
+    account.roll(None, None, D(0))
+    account.own = D(4)
+    assert judge(account, D(0), None, D(10), D(1), 2).admitted
+    account.inflight = 1
+    assert not judge(account, D(0), None, D(10), D(2), 2).admitted
+
+
+def test_ledger_total_and_uncounted_costs_bound_the_whole_budget() -> None:
+    """Ledger 8 + own uncounted 1 + estimate 2 passes B=10 even within the share: refused, believed spend 9."""
+    account = Account()
+    account.roll(None, None, D(0))
+    account.reserve(D(0))
+    account.settle(account.generation, D(0), D(1), T0 + timedelta(seconds=5))
+    account.inflight = 1  # another call in flight: no last-call allowance
+    verdict = judge(account, D(8), T0, D(10), D(2), 1)
+    assert (verdict.admitted, verdict.believed_spend) == (False, D(9))
+
+
+def test_costs_the_ledger_has_counted_are_not_counted_twice() -> None:
+    """An own cost at t is dropped from the uncounted sum once the ledger's as_of reaches t."""
+    account = Account()
+    account.roll(None, None, D(0))
+    generation = account.reserve(D("0.5"))
+    account.settle(generation, D("0.5"), D("0.25"), T0)
+    assert account.uncounted(T0 - timedelta(seconds=1)) == D("0.25")
+    assert account.uncounted(T0) == D(0)
+
+
+def test_last_call_is_admitted_only_with_nothing_in_flight() -> None:
+    """Share nearly used: one more call passes alone (the one-call overshoot), not beside another."""
+    account = Account()
+    account.roll(None, None, D(0))
+    account.own = D("4.9")
+    verdict = judge(account, D(0), None, D(10), D(1), 2)
+    assert (verdict.admitted, verdict.last_call) == (True, True)
+    account.reserve(D(1))
+    assert not judge(account, D(0), None, D(10), D(1), 2).admitted
+
+
+def test_a_settled_call_of_an_older_window_does_not_count_in_the_new_one() -> None:
+    """A call reserved before the window rolled releases nothing and adds nothing afterwards."""
+    account = Account()
+    account.roll(T0, T0 + timedelta(seconds=2), D(0))
+    generation = account.reserve(D(3))
+    account.roll(T0 + timedelta(seconds=2), T0 + timedelta(seconds=4), D(0))
+    account.settle(generation, D(3), D(2), T0 + timedelta(seconds=1))
+    assert (account.own, account.reserved, account.inflight) == (D(0), D(0), 0)
+
+
+def test_windows_follow_the_ledgers_rule_from_created_at() -> None:
+    """A 30s window anchored at created_at: 75 s later it is [60 s, 90 s); a later reset moves the start."""
+    spec = BudgetSpec("key", "k", D(1), anchor=T0, duration=timedelta(seconds=30))
+    assert window_of(spec, T0 + timedelta(seconds=75), None) == (T0 + timedelta(seconds=60), T0 + timedelta(seconds=90))
+    reset = T0 + timedelta(seconds=70)
+    assert window_of(spec, T0 + timedelta(seconds=75), reset)[0] == reset
+    customer = BudgetSpec("customer", "c", D(1))
+    assert window_of(customer, T0, reset) == (None, None)  # resets are for keys and teams
+
+
+def test_a_ledger_total_from_an_older_window_counts_nothing() -> None:
+    """The total counted up to 59 s belongs to the old window: 0 in the window starting at 60 s."""
+    total = LedgerTotal(D("0.7"), T0 + timedelta(seconds=59), T0 + timedelta(seconds=30))
+    assert counted_spend(total, T0 + timedelta(seconds=60)) == D(0)
+    assert counted_spend(total, T0 + timedelta(seconds=30)) == D("0.7")
+    assert counted_spend(total, None) == D("0.7")
+
+
+def test_a_restarted_replica_assumes_its_even_share_of_the_count() -> None:
+    """Ledger 0.9 on 3 replicas: a restarted one assumes it spent 0.3."""
+    assert restart_prior(D("0.9"), 3) == D("0.3")
+
+
+def test_estimate_bounds_prompt_and_completion() -> None:
+    """40 ASCII chars in one message = 47 tokens; max_tokens 80; at 5e-08/8e-08 = 0.00000875."""
+    body = {"messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 80}
+    rates = Rates(D("5E-8"), D("8E-8"), 8192)
+    assert prompt_tokens_bound("acompletion", body) == 47
+    assert estimate(Catalog.from_entries({}), rates, "acompletion", body) == D("0.00000875")
+
+
+def test_estimate_without_max_tokens_uses_the_models_output_cap_times_n() -> None:
+    """No max_tokens, n=2: 2 x the model's max_output_tokens."""
+    assert completion_tokens_bound({"n": 2}, Rates(D(0), D(0), 8192)) == 16384
