@@ -15,7 +15,8 @@ from aiohttp import web
 from services.reports.auth import Authenticator
 from services.reports.handlers import activity, calculate, global_spend, report, spend, ui
 from services.reports.settings import ReportsSettings
-from services.reports.state import AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
+from services.reports.reporting import Reports
+from services.reports.state import REPORTS, AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
 from services.reports.store import ReportsStore
 from shared import db, kafka
 from shared.config import ProxyConfig
@@ -31,6 +32,7 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
     await pool.open(wait=False)  # connects in the background; /health says when it answers
     store = ReportsStore(pool)
     app[STORE] = store
+    app[REPORTS] = Reports(store)
     app[AUTH] = Authenticator(app[SETTINGS].master_key, store.key, app[SETTINGS].auth_cache_seconds)
     app[HEALTH_CHECKS]["postgres"] = postgres_check(pool)
     yield

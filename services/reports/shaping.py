@@ -176,3 +176,35 @@ def daily_activity(rows: Iterable[Mapping[str, Any]], *, totals: Mapping[str, An
             "has_more": page < total_pages,
         },
     }
+
+
+def key_report(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per-day (key, model) sums → the seed's per-key shape: totals and model_details, highest
+    cost first (ties by key, then model)."""
+    per_key: dict[str, dict[str, list[Any]]] = {}
+    for row in rows:
+        models = per_key.setdefault(row["api_key"], {})
+        acc = models.setdefault(row["model"], [ZERO, 0, 0])
+        acc[0] += row["total_cost"]
+        acc[1] += int(row["total_input_tokens"])
+        acc[2] += int(row["total_output_tokens"])
+    out = []
+    for api_key, models in per_key.items():
+        details = sorted(
+            ({"model": m, "total_cost": c, "total_input_tokens": i, "total_output_tokens": o} for m, (c, i, o) in models.items()),
+            key=lambda d: (-d["total_cost"], d["model"]),
+        )
+        out.append({
+            "api_key": api_key,
+            "total_cost": sum((d["total_cost"] for d in details), ZERO),
+            "total_input_tokens": sum(d["total_input_tokens"] for d in details),
+            "total_output_tokens": sum(d["total_output_tokens"] for d in details),
+            "model_details": details,
+        })
+    out.sort(key=lambda k: (-k["total_cost"], k["api_key"]))
+    return out
+
+
+def join_days(fragments: Iterable[str]) -> bytes:
+    """Per-day JSON objects (already exact JSON) → one JSON list."""
+    return ("[" + ",".join(fragments) + "]").encode()

@@ -8,10 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from services.reports.auth import Authenticator, Caller
+from services.reports.reporting import Reports
 from services.reports.settings import ReportsSettings
 from services.reports.store import ReportsStore
 from shared.config import ProxyConfig
 
+REPORTS: web.AppKey[Reports] = web.AppKey("reports", Reports)
 SETTINGS: web.AppKey[ReportsSettings] = web.AppKey("settings", ReportsSettings)
 CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 STORE: web.AppKey[ReportsStore] = web.AppKey("store", ReportsStore)

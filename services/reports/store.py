@@ -46,13 +46,13 @@ named AS (
            SUM(r.prompt_tokens) AS prompt_tokens, SUM(r.completion_tokens) AS completion_tokens,
            SUM(r.api_requests) AS api_requests
     FROM {table} r
-    WHERE r.date >= %(start)s AND r.date <= %(end)s {filter}
+    WHERE r.date >= %(start)s AND r.date <= %(end)s {filter} {day_filter}
     GROUP BY r.date, r.{entity}, r.api_key, r.model
 ), all_keys AS (
     SELECT a.date, a.api_key, a.model, SUM(a.spend) AS spend, SUM(a.prompt_tokens) AS prompt_tokens,
            SUM(a.completion_tokens) AS completion_tokens, SUM(a.api_requests) AS api_requests
     FROM "LiteLLM_DailyApiKeySpend" a
-    WHERE {unassigned} AND a.date >= %(start)s AND a.date <= %(end)s {key_filter}
+    WHERE {unassigned} AND a.date >= %(start)s AND a.date <= %(end)s {key_filter} {day_filter_a}
     GROUP BY a.date, a.api_key, a.model
 ), named_per_key AS (
     SELECT date, api_key, model, SUM(spend) AS spend, SUM(prompt_tokens) AS prompt_tokens,
@@ -82,33 +82,8 @@ _GROUPED_REPORT = "WITH " + _NAMED_AND_UNASSIGNED + """, per_entity AS (
     FROM per_entity e {join}
     GROUP BY e.date
 )
-SELECT COALESCE(json_agg(json_build_object('group_by_day', d.date || 'T00:00:00+00:00', {list_field}, d.entities)
-                         ORDER BY d.date), '[]'::json)::text
+SELECT d.date, json_build_object('group_by_day', d.date || 'T00:00:00+00:00', {list_field}, d.entities)::text
 FROM per_day d
-"""
-
-# api_key= / internal_user_id= / group_by=api_key: keys → models.
-_KEY_REPORT = """
-WITH km AS (
-    SELECT r.api_key, r.model, SUM(r.spend) AS total_cost,
-           SUM(r.prompt_tokens) AS total_input_tokens, SUM(r.completion_tokens) AS total_output_tokens
-    FROM {table} r
-    WHERE r.date >= %(start)s AND r.date <= %(end)s {filter}
-    GROUP BY r.api_key, r.model
-), per_key AS (
-    SELECT api_key, SUM(total_cost) AS total_cost, SUM(total_input_tokens) AS total_input_tokens,
-           SUM(total_output_tokens) AS total_output_tokens,
-           json_agg(json_build_object('model', model, 'total_cost', total_cost, 'total_input_tokens', total_input_tokens,
-                                      'total_output_tokens', total_output_tokens)
-                    ORDER BY total_cost DESC, model) AS model_details
-    FROM km GROUP BY api_key
-)
-SELECT COALESCE(json_agg(json_build_object('api_key', api_key, 'total_cost', total_cost,
-                                           'total_input_tokens', total_input_tokens,
-                                           'total_output_tokens', total_output_tokens,
-                                           'model_details', model_details)
-                         ORDER BY total_cost DESC, api_key), '[]'::json)::text
-FROM per_key
 """
 
 # team_id= and customer_id= together: only the logs hold both, so this one reads them.
@@ -189,9 +164,26 @@ class ReportsStore:
         return rows[0] if rows else None
 
     # -- /global/spend/report -----------------------------------------------------------------
-    async def grouped_report(self, group_by: str, days: DateRange, entity_id: str | None) -> str:
+    async def day_signatures(self, days: DateRange) -> dict[str, tuple[int, int]]:
+        """Per day with spend: (rollup rows, requests) of the api-key rollup, which every log
+        touches in the same transaction as the others, so a day whose signature is unchanged has
+        unchanged rollups everywhere."""
+        rows = await self._rows(
+            """SELECT date, COUNT(*) AS n, SUM(api_requests) AS requests FROM "LiteLLM_DailyApiKeySpend"
+               WHERE date >= %(start)s AND date <= %(end)s GROUP BY date""",
+            {"start": days.start_text, "end": days.end_text},
+        )
+        return {r["date"]: (int(r["n"]), int(r["requests"])) for r in rows}
+
+    async def team_names_signature(self) -> str:
+        return await self._scalar(
+            """SELECT COALESCE(md5(string_agg(team_id || '\x1f' || COALESCE(team_alias, ''), '\x1e' ORDER BY team_id)), '')
+               FROM "LiteLLM_TeamTable" """)
+
+    async def grouped_report_days(self, group_by: str, days: DateRange, dates: list[str], entity_id: str | None) -> dict[str, str]:
+        """One JSON object per day (of `dates`, within `days`): {"group_by_day", "teams"|"customers"}."""
         rollup = TEAM if group_by == "team" else END_USER
-        params: dict[str, Any] = {"start": days.start_text, "end": days.end_text, "entity_id": entity_id}
+        params: dict[str, Any] = {"start": days.start_text, "end": days.end_text, "entity_id": entity_id, "dates": dates}
         filter_ = sql.SQL(f"AND r.{rollup.entity} = %(entity_id)s") if entity_id is not None else sql.SQL("")
         if group_by == "team":
             name_expr = sql.SQL("CASE WHEN e.entity = '' THEN 'Unassigned Team' ELSE COALESCE(tt.team_alias, e.entity) END")
@@ -203,19 +195,28 @@ class ReportsStore:
         query = sql.SQL(_GROUPED_REPORT).format(
             table=sql.Identifier(rollup.table), entity=sql.Identifier(rollup.entity), filter=filter_,
             unassigned=sql.SQL("TRUE" if entity_id is None else "FALSE"), key_filter=sql.SQL(""),
+            day_filter=sql.SQL("AND r.date = ANY(%(dates)s)"), day_filter_a=sql.SQL("AND a.date = ANY(%(dates)s)"),
             name_field=name_field, name_expr=name_expr, join=join, list_field=list_field,
         )
-        return await self._scalar(query, params)
+        rows = await self._rows(query, params)
+        return {r["date"]: r["json_build_object"] for r in rows}
 
-    async def key_report(self, days: DateRange, *, api_key: str | None = None, user_id: str | None = None) -> str:
-        params: dict[str, Any] = {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id}
+    async def key_report_days(self, days: DateRange, dates: list[str], *, api_key: str | None = None,
+                              user_id: str | None = None) -> list[dict[str, Any]]:
+        """Per day, key and model: cost and tokens (summed across days by the core)."""
         if user_id is not None:
             table, filter_ = USER.table, sql.SQL("AND r.user_id = %(user_id)s")
         elif api_key is not None:
             table, filter_ = API_KEY.table, sql.SQL("AND r.api_key = %(api_key)s")
         else:
             table, filter_ = API_KEY.table, sql.SQL("")
-        return await self._scalar(sql.SQL(_KEY_REPORT).format(table=sql.Identifier(table), filter=filter_), params)
+        return await self._rows(
+            sql.SQL("""SELECT r.date, r.api_key, r.model, SUM(r.spend) AS total_cost, SUM(r.prompt_tokens) AS total_input_tokens,
+                              SUM(r.completion_tokens) AS total_output_tokens
+                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s AND r.date = ANY(%(dates)s) {f}
+                       GROUP BY r.date, r.api_key, r.model""").format(t=sql.Identifier(table), f=filter_),
+            {"start": days.start_text, "end": days.end_text, "dates": dates, "api_key": api_key, "user_id": user_id},
+        )
 
     async def team_customer_report(self, days: DateRange, team_id: str, customer_id: str) -> str:
         return await self._scalar(_TEAM_CUSTOMER_REPORT, {
@@ -265,25 +266,42 @@ class ReportsStore:
         )
 
     async def team_spend_per_day(self, days: DateRange) -> list[dict[str, Any]]:
+        """Spend per day per team; the spend with no team is the day's api-key total minus the teams'."""
         return await self._rows(
-            sql.SQL("WITH " + _NAMED_AND_UNASSIGNED + """
-                    SELECT r.date, CASE WHEN r.entity = '' THEN NULL ELSE COALESCE(tt.team_alias, r.entity) END AS team_alias,
-                           SUM(r.spend) AS spend
-                    FROM rows r LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = r.entity
-                    GROUP BY 1, 2 ORDER BY 1""").format(
-                table=sql.Identifier(TEAM.table), entity=sql.Identifier(TEAM.entity), filter=sql.SQL(""),
-                unassigned=sql.SQL("TRUE"), key_filter=sql.SQL("")),
+            """WITH named AS (
+                   SELECT r.date, r.team_id, SUM(r.spend) AS spend FROM "LiteLLM_DailyTeamSpend" r
+                   WHERE r.date >= %(start)s AND r.date <= %(end)s GROUP BY r.date, r.team_id
+               ), unassigned AS (
+                   SELECT a.date, NULL::text AS team_id, SUM(a.spend) - COALESCE((SELECT SUM(n.spend) FROM named n WHERE n.date = a.date), 0) AS spend,
+                          SUM(a.api_requests) - COALESCE((SELECT SUM(t.api_requests) FROM "LiteLLM_DailyTeamSpend" t WHERE t.date = a.date), 0) AS requests
+                   FROM "LiteLLM_DailyApiKeySpend" a WHERE a.date >= %(start)s AND a.date <= %(end)s GROUP BY a.date
+               )
+               SELECT x.date, CASE WHEN x.team_id IS NULL THEN NULL ELSE COALESCE(tt.team_alias, x.team_id) END AS team_alias, x.spend
+               FROM (SELECT date, team_id, spend FROM named
+                     UNION ALL SELECT date, team_id, spend FROM unassigned WHERE requests > 0) x
+               LEFT JOIN "LiteLLM_TeamTable" tt ON tt.team_id = x.team_id
+               ORDER BY x.date""",
             {"start": days.start_text, "end": days.end_text},
         )
 
     async def end_users(self, days: DateRange, api_key: str | None, limit: int) -> list[dict[str, Any]]:
-        key_filter = sql.SQL("AND r.api_key = %(api_key)s") if api_key else sql.SQL("")
+        """Customers by spend; "" holds the spend with no customer (api-key total minus the named)."""
+        key_filter = "AND r.api_key = %(api_key)s" if api_key else ""
         return await self._rows(
-            sql.SQL("WITH " + _NAMED_AND_UNASSIGNED + """
-                    SELECT r.entity AS end_user, SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
-                    FROM rows r GROUP BY r.entity ORDER BY total_spend DESC, end_user LIMIT %(limit)s""").format(
-                table=sql.Identifier(END_USER.table), entity=sql.Identifier(END_USER.entity), filter=key_filter,
-                unassigned=sql.SQL("TRUE"), key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL("")),
+            f"""WITH named AS (
+                    SELECT r.end_user_id AS end_user, SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
+                    FROM "LiteLLM_DailyEndUserSpend" r WHERE r.date >= %(start)s AND r.date <= %(end)s {key_filter}
+                    GROUP BY r.end_user_id
+                ), everyone AS (
+                    SELECT SUM(r.api_requests) AS total_count, SUM(r.spend) AS total_spend
+                    FROM "LiteLLM_DailyApiKeySpend" r WHERE r.date >= %(start)s AND r.date <= %(end)s {key_filter}
+                ), unassigned AS (
+                    SELECT '' AS end_user, e.total_count - COALESCE((SELECT SUM(total_count) FROM named), 0) AS total_count,
+                           e.total_spend - COALESCE((SELECT SUM(total_spend) FROM named), 0) AS total_spend
+                    FROM everyone e
+                )
+                SELECT * FROM (SELECT * FROM named UNION ALL SELECT * FROM unassigned WHERE total_count > 0) x
+                ORDER BY total_spend DESC, end_user LIMIT %(limit)s""",
             {"start": days.start_text, "end": days.end_text, "api_key": api_key, "limit": limit},
         )
 
@@ -344,7 +362,8 @@ class ReportsStore:
                     SELECT r.date, r.api_key, r.entity AS "user", r.model, r.spend FROM rows r ORDER BY 1""").format(
                 table=sql.Identifier(USER.table), entity=sql.Identifier(USER.entity), filter=filter_,
                 unassigned=sql.SQL("TRUE" if user_id is None else "FALSE"),
-                key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL("")),
+                key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL(""),
+                day_filter=sql.SQL(""), day_filter_a=sql.SQL("")),
             {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id},
         )
         for row in rows:

@@ -345,3 +345,27 @@ async def test_spend_calculate_uses_the_deployments_custom_prices(reports):
     assert response.status == 200, text
     # 3 (reply priming) + 3 (message framing) + ceil(4/4) for "user" + ceil(8/4) for the content = 9 tokens
     assert json.loads(text, parse_float=Decimal) == {"cost": D("0.000009")}
+
+
+async def test_report_sees_spend_that_lands_after_a_cached_answer(reports, seeded_database):
+    """A day already answered is recomputed once new spend rolls into it (the cache never goes stale)."""
+    import psycopg
+
+    before = await get(reports, "/global/spend/report", group_by="api_key", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_DailyApiKeySpend" SET spend = spend + 1, api_requests = api_requests + 1
+                        WHERE date = '2024-05-01' AND api_key = %s""", (K1,))
+    after = await get(reports, "/global/spend/report", group_by="api_key", **RANGE)
+    assert [(k["api_key"], k["total_cost"]) for k in before] == [(K2, D("0.3335473333333333333")), (K1, D("0.10246")), (K3, D("0.0000825"))]
+    assert [(k["api_key"], k["total_cost"]) for k in after] == [(K1, D("1.10246")), (K2, D("0.3335473333333333333")), (K3, D("0.0000825"))]
+
+
+async def test_team_report_follows_a_team_rename(reports, seeded_database):
+    """Renaming a team shows in the next team report, cached days included."""
+    import psycopg
+
+    await get(reports, "/global/spend/report", group_by="team", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_TeamTable" SET team_alias = 'Production' WHERE team_id = 'team-a'""")
+    body = await get(reports, "/global/spend/report", group_by="team", **RANGE)
+    assert body[1]["teams"][0]["team_name"] == "Production"

@@ -1,0 +1,341 @@
+"""Reports benchmark: a LiteLLM-sized data set generated in SQL in a scratch database (spend logs
+and the daily rollups the ledger would hold for them), the reports service started as its own
+process on it, and p50/p95 of the figures issue 7 asks for:
+
+  /global/spend/report for 30 days grouped by team, customer and api_key   p95 < 100 ms each
+  /spend/logs for one request id                                            p95 < 10 ms
+  the Usage page's first paint (headless Chromium, when installed)          < 1 s
+
+    python bench/bench_reports.py [--rows 10000000] [--days 90] [--fresh] [--iterations 30]
+
+The data set is kept between runs (database tally_bench_reports) and rebuilt only when its size
+differs or --fresh is given. Results: bench/results/reports.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.migrations import migrate  # noqa: E402
+
+MASTER = "sk-bench-master"
+RESULTS = ROOT / "bench" / "results" / "reports.json"
+MODELS = [("gpt-4o", "openai", "0.0000025", "0.00001"), ("gpt-4o-mini", "openai", "0.00000015", "0.0000006"),
+          ("claude-3-5-sonnet", "anthropic", "0.000003", "0.000015"), ("llama3-8b-8192", "groq", "0.00000005", "0.00000008"),
+          ("mistral-large", "mistral", "0.000002", "0.000006"), ("azure/gpt-4-1106-preview", "azure", "0.00001", "0.00003")]
+
+
+def admin_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    from stack.postgres import ensure_postgres
+
+    return ensure_postgres()
+
+
+def with_database(url: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def generate(url: str, rows: int, days: int, keys: int, teams: int, customers: int, tags: int) -> dict[str, float]:
+    """Everything in SQL: entities, `rows` spend logs spread over `days` days up to now, then the
+    rollups from the logs exactly as the ledger derives them (named entities only)."""
+    timings: dict[str, float] = {}
+    models = ", ".join(f"({i}, '{m}', '{p}', {a}::numeric, {b}::numeric)" for i, (m, p, a, b) in enumerate(MODELS))
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        conn.execute("CREATE TABLE bench_models (i int PRIMARY KEY, model text, provider text, input numeric, output numeric)")
+        conn.execute(f"INSERT INTO bench_models VALUES {models}")
+        conn.execute("CREATE TABLE bench_keys (k int PRIMARY KEY, token text, team_id text, user_id text)")
+        conn.execute(
+            "INSERT INTO bench_keys SELECT k, encode(sha256(('sk-bench-' || k)::bytea), 'hex'),"
+            " CASE WHEN k %% 10 = 9 THEN NULL ELSE 'team-' || (k %% %s) END, 'user-' || (k %% 200)"
+            " FROM generate_series(0, %s) k", (teams, keys - 1))
+        conn.execute("""INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias) SELECT 'team-' || t, 'Team ' || t
+                        FROM generate_series(0, %s) t""", (teams - 1,))
+        conn.execute("""INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, user_id, team_id)
+                        SELECT token, 'sk-...' || right(token, 4), 'key-' || k, user_id, team_id FROM bench_keys""")
+        conn.execute("""INSERT INTO "LiteLLM_EndUserTable" (user_id) SELECT 'customer-' || c FROM generate_series(0, %s) c""",
+                     (customers - 1,))
+        conn.execute("""ALTER TABLE "LiteLLM_SpendLogs" SET (autovacuum_enabled = false)""")
+        for index in ("LiteLLM_SpendLogs_startTime_request_id_idx", "LiteLLM_SpendLogs_end_user_idx",
+                      "LiteLLM_SpendLogs_session_id_idx", "LiteLLM_SpendLogs_api_key_startTime_idx"):
+            conn.execute(f'DROP INDEX IF EXISTS "{index}"')
+        conn.execute('ALTER TABLE "LiteLLM_SpendLogs" DROP CONSTRAINT "LiteLLM_SpendLogs_pkey"')
+        chunk = 1_000_000
+        span_seconds = days * 86400
+        for first in range(1, rows + 1, chunk):
+            last = min(rows, first + chunk - 1)
+            # Key k, model (k + i) % 2 of its two, customer of the key on even requests, one or two tags.
+            conn.execute(
+                """
+                INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, total_tokens, prompt_tokens,
+                    completion_tokens, "startTime", "endTime", model, model_group, custom_llm_provider, "user", team_id,
+                    end_user, request_tags, status, metadata)
+                SELECT 'req-' || g.i, 'acompletion', k.token, p.pt * m.input + c.ct * m.output, p.pt + c.ct, p.pt, c.ct, t.ts,
+                       t.ts + interval '800 milliseconds', m.model, m.model, m.provider, k.user_id, k.team_id,
+                       CASE WHEN g.i %% 2 = 0 THEN 'customer-' || (g.k %% %(customers)s) END,
+                       CASE WHEN g.i %% 3 = 0 THEN jsonb_build_array('tag-' || (g.k %% %(tags)s), 'tag-' || ((g.k + g.i) %% %(tags)s))
+                            ELSE jsonb_build_array('tag-' || (g.k %% %(tags)s)) END,
+                       CASE WHEN g.i %% 50 = 0 THEN 'failure' ELSE 'success' END, '{}'::jsonb
+                FROM (SELECT i, (i * 7919) %% %(keys)s AS k FROM generate_series(%(first)s::bigint, %(last)s::bigint) i) g
+                JOIN bench_keys k ON k.k = g.k
+                JOIN bench_models m ON m.i = (g.k + g.i %% 2) %% 6
+                CROSS JOIN LATERAL (SELECT (g.i %% 997) + 10 AS pt) p
+                CROSS JOIN LATERAL (SELECT (g.i %% 389) + 5 AS ct) c
+                CROSS JOIN LATERAL (SELECT now() - make_interval(secs => %(span)s::double precision * (%(rows)s - g.i) / %(rows)s) AS ts) t
+                """,
+                {"first": first, "last": last, "keys": keys, "customers": customers, "tags": tags, "span": span_seconds, "rows": rows},
+            )
+            log(f"  spend logs: {last:,} / {rows:,}")
+        timings["logs_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        conn.execute('ALTER TABLE "LiteLLM_SpendLogs" ADD CONSTRAINT "LiteLLM_SpendLogs_pkey" PRIMARY KEY (request_id)')
+        conn.execute('CREATE INDEX "LiteLLM_SpendLogs_startTime_request_id_idx" ON "LiteLLM_SpendLogs" ("startTime", request_id)')
+        conn.execute('CREATE INDEX "LiteLLM_SpendLogs_api_key_startTime_idx" ON "LiteLLM_SpendLogs" (api_key, "startTime")')
+        conn.execute('CREATE INDEX "LiteLLM_SpendLogs_end_user_idx" ON "LiteLLM_SpendLogs" (end_user) WHERE end_user IS NOT NULL')
+        conn.execute('CREATE INDEX "LiteLLM_SpendLogs_session_id_idx" ON "LiteLLM_SpendLogs" (session_id) WHERE session_id IS NOT NULL')
+        timings["log_indexes_s"] = time.perf_counter() - started
+        log("  spend log indexes built")
+
+        started = time.perf_counter()
+        day = """to_char(l."startTime" AT TIME ZONE 'UTC', 'YYYY-MM-DD')"""
+        columns = ("date, api_key, model, model_group, custom_llm_provider, endpoint, prompt_tokens, completion_tokens, spend,"
+                   " api_requests, successful_requests, failed_requests")
+        measures = """'/chat/completions', SUM(l.prompt_tokens), SUM(l.completion_tokens), SUM(l.spend), COUNT(*),
+                      COUNT(*) FILTER (WHERE l.status = 'success'), COUNT(*) FILTER (WHERE l.status <> 'success')"""
+        for table, entity, expression in (("LiteLLM_DailyUserSpend", "user_id", 'l."user"'),
+                                          ("LiteLLM_DailyTeamSpend", "team_id", "l.team_id"),
+                                          ("LiteLLM_DailyEndUserSpend", "end_user_id", "l.end_user"),
+                                          ("LiteLLM_DailyApiKeySpend", "api_key_id", "l.api_key")):
+            conn.execute(
+                f'INSERT INTO "{table}" ({entity}, {columns}) SELECT {expression}, {day}, l.api_key, l.model, l.model_group,'
+                f' l.custom_llm_provider, {measures} FROM "LiteLLM_SpendLogs" l WHERE {expression} IS NOT NULL'
+                " GROUP BY 1, 2, 3, 4, 5, 6")
+            log(f"  rollup {table}")
+        conn.execute(
+            f'INSERT INTO "LiteLLM_DailyTagSpend" (tag, {columns}) SELECT t.tag, {day}, l.api_key, l.model, l.model_group,'
+            f' l.custom_llm_provider, {measures} FROM "LiteLLM_SpendLogs" l'
+            " CROSS JOIN LATERAL jsonb_array_elements_text(l.request_tags) AS t(tag) GROUP BY 1, 2, 3, 4, 5, 6")
+        log("  rollup LiteLLM_DailyTagSpend")
+        conn.execute("""ALTER TABLE "LiteLLM_SpendLogs" RESET (autovacuum_enabled)""")
+        conn.execute("VACUUM ANALYZE")
+        timings["rollups_s"] = time.perf_counter() - started
+        conn.execute("CREATE TABLE bench_info (rows bigint, days int, keys int, teams int, customers int, tags int)")
+        conn.execute("INSERT INTO bench_info VALUES (%s, %s, %s, %s, %s, %s)", (rows, days, keys, teams, customers, tags))
+    return timings
+
+
+def prepare(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    admin = admin_url()
+    name = "tally_bench_reports"
+    url = with_database(admin, name)
+    wanted = (args.rows, args.days, args.keys, args.teams, args.customers, args.tags)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+    if exists and not args.fresh:
+        try:
+            with psycopg.connect(url) as conn:
+                have = conn.execute("SELECT rows, days, keys, teams, customers, tags FROM bench_info").fetchone()
+            if have == wanted:
+                log(f"reusing the data set in {name} ({args.rows:,} spend logs)")
+                return url, {}
+        except psycopg.Error:
+            pass
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    asyncio.run(migrate(url))
+    log(f"generating {args.rows:,} spend logs over {args.days} days in {name} ...")
+    started = time.perf_counter()
+    timings = generate(url, *wanted)
+    timings["total_s"] = time.perf_counter() - started
+    log(f"data set ready in {timings['total_s']:.0f} s")
+    return url, timings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def measure(base: str, path: str, params: dict[str, str], iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    size = 0
+    for _ in range(3):  # warm-up: plans cached, pages in memory
+        async with session.get(base + path, params=params, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            size = len(await response.read())
+    samples = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        async with session.get(base + path, params=params, headers=headers) as response:
+            await response.read()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(percentile(samples, 0.95), 2),
+            "max_ms": round(max(samples), 2), "iterations": iterations, "response_bytes": size}
+
+
+async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    rng = random.Random(7)
+    samples = []
+    for n in range(iterations + 5):
+        rid = f"req-{rng.randint(1, rows)}"
+        started = time.perf_counter()
+        async with session.get(base + "/spend/logs", params={"request_id": rid}, headers=headers) as response:
+            body = await response.json()
+        if n >= 5:
+            samples.append((time.perf_counter() - started) * 1000)
+        assert len(body) == 1 and body[0]["request_id"] == rid
+    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(percentile(samples, 0.95), 2),
+            "max_ms": round(max(samples), 2), "iterations": iterations}
+
+
+def first_paint(base: str) -> dict[str, Any] | None:
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        log("no /usr/bin/chromium: first paint not measured (make browser installs it)")
+        return None
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    runs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=args)
+        try:
+            for _ in range(5):
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                context.add_init_script(f"sessionStorage.setItem('tally.key', {json.dumps(MASTER)})")
+                page = context.new_page()
+                started = time.perf_counter()
+                page.goto(base + "/ui")
+                page.wait_for_function("document.body.dataset.loaded", timeout=60_000)
+                loaded_ms = (time.perf_counter() - started) * 1000
+                fcp = page.evaluate("(performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null")
+                runs.append({"first_contentful_paint_ms": round(fcp, 1) if fcp else None, "data_shown_ms": round(loaded_ms, 1)})
+                context.close()
+        finally:
+            browser.close()
+    fcps = [r["first_contentful_paint_ms"] for r in runs if r["first_contentful_paint_ms"]]
+    return {"runs": runs, "first_contentful_paint_p50_ms": statistics.median(fcps) if fcps else None,
+            "data_shown_p50_ms": statistics.median(r["data_shown_ms"] for r in runs),
+            "data_shown_max_ms": max(r["data_shown_ms"] for r in runs)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_REPORTS_ROWS", 10_000_000)))
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--teams", type=int, default=50)
+    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--tags", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--fresh", action="store_true", help="rebuild the data set even if one of this size exists")
+    args, _ = parser.parse_known_args()
+
+    url, generation = prepare(args)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "REPORTS_PORT": str(port), "LITELLM_MASTER_KEY": MASTER,
+           "TALLY_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "services.reports"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async def run() -> dict[str, Any]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        async with session.get(base + "/health") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the reports service did not become healthy")
+                    await asyncio.sleep(0.2)  # polling the health route until it answers
+                with psycopg.connect(url) as conn:
+                    last_day = conn.execute('SELECT max(date) FROM "LiteLLM_DailyApiKeySpend"').fetchone()[0]
+                end = last_day
+                start = (time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - 29 * 86400)))
+                window = {"start_date": start, "end_date": end}
+                out: dict[str, Any] = {"window": window}
+                for group_by in ("team", "customer", "api_key"):
+                    out[f"report_30d_{group_by}"] = await measure(base, "/global/spend/report", {**window, "group_by": group_by},
+                                                                  args.iterations, session)
+                    log(f"/global/spend/report group_by={group_by}: {out[f'report_30d_{group_by}']}")
+                out["spend_logs_request_id"] = await measure_request_ids(base, args.rows, max(100, args.iterations), session)
+                log(f"/spend/logs?request_id=: {out['spend_logs_request_id']}")
+                for name, path, extra in (("global_spend_logs_30d", "/global/spend/logs", {}),
+                                          ("global_spend_keys_30d", "/global/spend/keys", {"limit": "10"}),
+                                          ("global_spend_models_30d", "/global/spend/models", {"limit": "10"}),
+                                          ("global_spend_teams_30d", "/global/spend/teams", {}),
+                                          ("global_spend_tags_30d", "/global/spend/tags", {}),
+                                          ("spend_logs_recent_50", "/spend/logs", {"summarize": "false", "limit": "50"}),
+                                          ("report_90d_team", "/global/spend/report", {"group_by": "team"})):
+                    params = {**window, **extra}
+                    if name == "report_90d_team":
+                        params["start_date"] = time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - 89 * 86400))
+                    out[name] = await measure(base, path, params, max(10, args.iterations // 3), session)
+                    log(f"{path} {extra}: {out[name]}")
+                return out
+
+        figures = asyncio.run(run())
+        figures["usage_page"] = first_paint(base)
+        if figures["usage_page"]:
+            log(f"Usage page: {figures['usage_page']}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    result = {
+        "benchmark": "reports",
+        "data_set": {"spend_logs": args.rows, "days": args.days, "keys": args.keys, "teams": args.teams,
+                     "customers": args.customers, "tags": args.tags},
+        "generation_seconds": {k: round(v, 1) for k, v in generation.items()} or "reused",
+        "machine": {"cpus": os.cpu_count()},
+        "targets": {"report_30d_p95_ms": 100, "spend_logs_request_id_p95_ms": 10, "usage_page_first_paint_ms": 1000},
+        **figures,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
