@@ -181,19 +181,23 @@ def daily_activity(rows: Iterable[Mapping[str, Any]], *, totals: Mapping[str, An
 def key_report(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per-day (key, model) sums → the seed's per-key shape: totals and model_details, highest
     cost first (ties by key, then model)."""
-    per_key: dict[str, dict[str, list[Any]]] = {}
+    sums: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        models = per_key.setdefault(row["api_key"], {})
-        acc = models.setdefault(row["model"], [ZERO, 0, 0])
-        acc[0] += row["total_cost"]
-        acc[1] += int(row["total_input_tokens"])
-        acc[2] += int(row["total_output_tokens"])
+        pair = (row["api_key"], row["model"])
+        acc = sums.get(pair)
+        if acc is None:
+            sums[pair] = [row["total_cost"], row["total_input_tokens"], row["total_output_tokens"]]
+        else:
+            acc[0] += row["total_cost"]
+            acc[1] += row["total_input_tokens"]
+            acc[2] += row["total_output_tokens"]
+    per_key: dict[str, list[dict[str, Any]]] = {}
+    for (api_key, model), (cost, tokens_in, tokens_out) in sums.items():
+        per_key.setdefault(api_key, []).append(
+            {"model": model, "total_cost": cost, "total_input_tokens": int(tokens_in), "total_output_tokens": int(tokens_out)})
     out = []
-    for api_key, models in per_key.items():
-        details = sorted(
-            ({"model": m, "total_cost": c, "total_input_tokens": i, "total_output_tokens": o} for m, (c, i, o) in models.items()),
-            key=lambda d: (-d["total_cost"], d["model"]),
-        )
+    for api_key, details in per_key.items():
+        details.sort(key=lambda d: (-d["total_cost"], d["model"]))
         out.append({
             "api_key": api_key,
             "total_cost": sum((d["total_cost"] for d in details), ZERO),

@@ -211,8 +211,8 @@ class ReportsStore:
         else:
             table, filter_ = API_KEY.table, sql.SQL("")
         return await self._rows(
-            sql.SQL("""SELECT r.date, r.api_key, r.model, SUM(r.spend) AS total_cost, SUM(r.prompt_tokens) AS total_input_tokens,
-                              SUM(r.completion_tokens) AS total_output_tokens
+            sql.SQL("""SELECT r.date, r.api_key, r.model, SUM(r.spend) AS total_cost, SUM(r.prompt_tokens)::bigint AS total_input_tokens,
+                              SUM(r.completion_tokens)::bigint AS total_output_tokens
                        FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s AND r.date = ANY(%(dates)s) {f}
                        GROUP BY r.date, r.api_key, r.model""").format(t=sql.Identifier(table), f=filter_),
             {"start": days.start_text, "end": days.end_text, "dates": dates, "api_key": api_key, "user_id": user_id},
