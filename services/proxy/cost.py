@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import structlog
 
+from services.proxy.record import with_fields
 from shared.events import UsageEvent
 from shared.pricing import Catalog, InconsistentUsage, price_usage_event
 
@@ -27,4 +28,4 @@ class CostQuoter:
             log.warning("usage_not_priceable", request_id=event.request_id, error=str(exc))
             return event, None
         cost = result.cost.total
-        return event.model_copy(update={"quoted_cost": cost, "quoted_catalog_version": self.version}), cost
+        return with_fields(event, quoted_cost=cost, quoted_catalog_version=self.version), cost

@@ -10,7 +10,10 @@ EMPTY = TokenUsage()
 
 
 def _int(value: Any) -> int:
-    return value if type(value) is int and value > 0 else (int(value) if isinstance(value, (int, float)) and value > 0 else 0)
+    """A whole, non-negative count from whatever the upstream sent (null, float, bool: 0 or int)."""
+    if type(value) is int:
+        return value if value > 0 else 0
+    return int(value) if isinstance(value, float) and value > 0 else 0
 
 
 def usage_from_openai(usage: Any) -> TokenUsage:
@@ -24,7 +27,8 @@ def usage_from_openai(usage: Any) -> TokenUsage:
     if not prompt and "input_tokens" in usage:  # Responses-API style names
         prompt = _int(usage.get("input_tokens"))
     completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
-    return TokenUsage(
+    # Unvalidated on purpose (hot path): _int already made every count a whole number >= 0.
+    return TokenUsage.model_construct(
         prompt_tokens=prompt,
         completion_tokens=completion,
         cache_read_input_tokens=cache_read,

@@ -70,3 +70,14 @@ def test_upstream_error_keeps_status_and_message():
     error = upstream.upstream_error(target(), 429, b'{"error": {"message": "slow down", "type": "rate_limit_error"}}')
     assert (error.status, error.type) == (429, "rate_limit_error")
     assert error.message.endswith("slow down")
+
+
+def test_request_ids_are_version_4_uuids_and_distinct():
+    """The cheap request id generator still yields RFC 4122 version-4 UUIDs, never repeating."""
+    import uuid
+
+    from services.proxy.relay import new_request_id
+
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == 10_000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids[:100])

@@ -1,0 +1,246 @@
+"""Proxy overhead and throughput: the fake upstream and the proxy run as their own processes (the
+proxy with auth, pricing and Kafka emission on, against the real broker and a bench topic
+prefix); this process is the load generator. Every figure is measured in the same run both
+directly against the fake upstream and through the proxy.
+
+    python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000]
+
+Figures: added latency at concurrency 1 (p50, p99 of proxy minus direct), requests/s at
+concurrency 32 plain and streamed, the proxy's CPU time per request (from /proc), its RSS across
+the memory run, and the usage events that reached Kafka. Writes bench/results/proxy.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+
+from shared.kafka import ensure_topics  # noqa: E402
+from shared.settings import CommonSettings  # noqa: E402
+from shared.topics import USAGE  # noqa: E402
+from stack.kafka import ensure_kafka  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "proxy.json"
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "this is a test request, write a short poem"}],
+        "user": "palantir", "metadata": {"tags": ["jobID:214590dsff09fds", "taskName:run_page_classification"]}}
+STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # poll interval, bounded by the deadline
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def one(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], stream: bool) -> None:
+    async with http.post(url, data=body, headers=headers) as response:
+        if response.status != 200:
+            raise SystemExit(f"{url} answered {response.status}: {await response.text()}")
+        if stream:
+            async for _ in response.content.iter_any():
+                pass
+        else:
+            await response.read()
+
+
+async def latency(http: aiohttp.ClientSession, targets: dict[str, tuple[str, dict[str, str]]], body: bytes, n: int) -> dict[str, list[float]]:
+    """Concurrency 1, the targets alternating call by call so drift hits both alike."""
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    for i in range(n + 200):
+        for name, (url, headers) in targets.items():
+            t = time.perf_counter()
+            await one(http, url, body, headers, stream=False)
+            if i >= 200:  # warm-up
+                samples[name].append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+async def throughput(http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, stream: bool,
+                     seconds: float, concurrency: int = 32, limit: int | None = None) -> tuple[int, float]:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline and (limit is None or done < limit):
+            await one(http, url, body, headers, stream)
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, time.perf_counter() - start
+
+
+async def topic_size(common: CommonSettings) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=common.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        topic = common.topic(USAGE)
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer.topics()
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 20
+    while not consumer.assignment() and time.monotonic() < deadline:
+        await consumer.getmany(timeout_ms=100)
+    return {tp.partition for tp in consumer.assignment()}
+
+
+async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: str, proxy_url: str, proxy_pid: int) -> dict:
+    auth = {"Authorization": "Bearer sk-1234", "Content-Type": "application/json"}
+    direct_headers = {"Content-Type": "application/json"}
+    plain, streamed = json.dumps(CHAT).encode(), json.dumps(STREAM).encode()
+    connector = aiohttp.TCPConnector(limit=0)
+    proxied = 0
+    async with aiohttp.ClientSession(connector=connector) as http:
+        targets = {"direct": (upstream_url + "/v1/chat/completions", direct_headers), "proxy": (proxy_url + "/v1/chat/completions", auth)}
+        samples = await latency(http, targets, plain, args.latency_requests)
+        proxied += args.latency_requests + 200
+        lat = {name: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3), "mean_ms": round(statistics.fmean(v), 3)}
+               for name, v in samples.items()}
+        added = {"p50_ms": round(lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"], 3),
+                 "p99_ms": round(lat["proxy"]["p99_ms"] - lat["direct"]["p99_ms"], 3)}
+        print(f"latency c=1   direct p50 {lat['direct']['p50_ms']:.3f} ms p99 {lat['direct']['p99_ms']:.3f} ms | "
+              f"proxy p50 {lat['proxy']['p50_ms']:.3f} ms p99 {lat['proxy']['p99_ms']:.3f} ms | "
+              f"added p50 {added['p50_ms']:.3f} ms p99 {added['p99_ms']:.3f} ms", flush=True)
+
+        rates: dict[str, dict[str, float]] = {}
+        cpu_per_request: dict[str, float] = {}
+        for label, body, stream in (("plain", plain, False), ("stream", streamed, True)):
+            n, t = await throughput(http, targets["direct"][0], direct_headers, body, stream, args.seconds)
+            direct_rps = n / t
+            cpu0 = cpu_seconds(proxy_pid)
+            n, t = await throughput(http, targets["proxy"][0], auth, body, stream, args.seconds)
+            cpu_per_request[label] = (cpu_seconds(proxy_pid) - cpu0) / n * 1000
+            proxied += n
+            rates[label] = {"direct_rps": round(direct_rps, 1), "proxy_rps": round(n / t, 1)}
+            print(f"c=32 {label:6s}  direct {direct_rps:8.1f} req/s | proxy {n / t:8.1f} req/s | "
+                  f"proxy CPU {cpu_per_request[label]:.3f} ms/request", flush=True)
+
+        memory = None
+        if args.memory_requests:
+            rss_before = rss_mb(proxy_pid)
+            n, t = await throughput(http, targets["proxy"][0], auth, plain, False, seconds=3600, limit=args.memory_requests)
+            proxied += n
+            rss_after = rss_mb(proxy_pid)
+            memory = {"requests": n, "seconds": round(t, 1), "rps": round(n / t, 1), "rss_before_mb": round(rss_before, 1),
+                      "rss_after_mb": round(rss_after, 1), "growth_pct": round((rss_after - rss_before) / rss_before * 100, 1)}
+            print(f"memory        {n} requests in {t:.1f} s ({n / t:.0f}/s): RSS {rss_before:.1f} -> {rss_after:.1f} MB "
+                  f"({memory['growth_pct']:+.1f} %)", flush=True)
+
+    deadline = time.monotonic() + 60
+    events = await topic_size(common)
+    while events < proxied and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)  # poll the topic's end offsets until every event arrived, bounded
+        events = await topic_size(common)
+    print(f"usage events on Kafka: {events} for {proxied} proxied requests", flush=True)
+    return {
+        "machine": {"cpus": os.cpu_count()},
+        "latency_c1": {**lat, "added": added, "requests": args.latency_requests},
+        "throughput_c32": rates,
+        "proxy_cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_per_request.items()},
+        "memory": memory,
+        "usage_events": {"proxied_requests": proxied, "on_topic": events},
+        "targets": {"added_p50_ms": 1.0, "added_p99_ms": 3.0, "plain_rps": 3000, "stream_rps": 1500, "cpu_ms_per_request": 0.5,
+                    "memory_growth_pct": 10},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency-requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--memory-requests", type=int, default=int(os.environ.get("BENCH_PROXY_MEMORY_REQUESTS", 200_000)))
+    args = parser.parse_args()
+
+    common = CommonSettings(kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ensure_kafka(),
+                            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    asyncio.run(ensure_topics(common))
+    upstream_port, proxy_port = free_port(), free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": common.kafka_bootstrap_servers, "TALLY_TOPIC_PREFIX": common.topic_prefix,
+           "TALLY_CONFIG": str(ROOT / "config" / "config.yaml"), "TALLY_DEMO_UPSTREAM": f"http://127.0.0.1:{upstream_port}/v1",
+           "PROXY_PORT": str(proxy_port), "TALLY_SPOOL_DIR": str(workdir / "spool"), "LITELLM_MASTER_KEY": "sk-1234",
+           "TALLY_KEY_SYNC_TIMEOUT_S": "10", "TALLY_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
+    procs = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "stack.fake_upstream", "--port", str(upstream_port)], cwd=ROOT,
+                                      stdout=open(workdir / "upstream.log", "wb"), stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([sys.executable, "-m", "services.proxy"], cwd=ROOT, env=env,
+                                      stdout=open(workdir / "proxy.log", "wb"), stderr=subprocess.STDOUT))
+        wait_http(f"http://127.0.0.1:{upstream_port}/v1/models")
+        wait_http(f"http://127.0.0.1:{proxy_port}/health/liveliness")
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        result = asyncio.run(run(args, common, f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{proxy_port}", procs[1].pid))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
