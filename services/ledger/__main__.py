@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     replay = commands.add_parser("replay", help="rebuild every table from offset 0 of the topics")
     replay.add_argument("--verify", action="store_true", help="compare a rebuild with the live tables; change nothing")
-    replay.add_argument("--keep-backup", action="store_true", help="keep the replaced schema as tally_backup_<time>")
+    replay.add_argument("--drop-backup", action="store_true", help="drop the replaced schema instead of keeping it as tally_backup_<time>")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     reconcile = commands.add_parser("reconcile", help="check usage → priced → Postgres, request by request and total by total")
     reconcile.add_argument("--settle", type=float, default=0.0, help="re-check for up to this many seconds until clean")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from services.ledger.replay import replay_command
 
-        return asyncio.run(replay_command(settings, verify=args.verify, keep_backup=args.keep_backup,
+        return asyncio.run(replay_command(settings, verify=args.verify, keep_backup=not args.drop_backup,
                                           progress=not args.no_progress))
     if args.command == "reconcile":
         from services.ledger.reconcile import reconcile_command

@@ -42,7 +42,7 @@ async def read_topic(settings: CommonSettings, topic: str) -> Iterator[bytes]:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 values.extend(m.value for m in messages if m.value is not None)

@@ -75,14 +75,21 @@ class Rebuild:
         total = sum(max(0, targets.get(tp, 0) - max(positions[tp], begin[tp])) for tp in self.partitions)
         done = 0
         with tqdm(total=total, unit="ev", unit_scale=True, disable=not self.progress, desc="replay", file=sys.stderr) as bar:
-            while True:
-                behind = [tp for tp in self.partitions if await self.consumer.position(tp) < targets.get(tp, 0)]
-                if not behind:
-                    return done
-                self.ledger.limits = dict(targets)  # never read past a target
-                count = await self.ledger.step(idle_timeout_ms=500)
+
+            async def reached() -> bool:
+                for tp in self.partitions:
+                    if await self.consumer.position(tp) < targets.get(tp, 0):
+                        return False
+                return True
+
+            def advance(count: int) -> None:
+                nonlocal done
                 done += count
                 bar.update(count)
+
+            self.ledger.limits = dict(targets)  # never read past a target
+            await self.ledger.pump(done=reached, progress=advance, idle_timeout_ms=500)
+        return done
 
 
 async def _live_offsets(conn: psycopg.AsyncConnection, schema: str, consumer_name: str) -> dict[tuple[str, int], int]:

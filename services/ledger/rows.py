@@ -5,8 +5,7 @@ so one bad event is dead-lettered up front instead of failing its whole batch.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +30,10 @@ SPEND_LOG_COLUMNS: tuple[str, ...] = (
 )
 JSON_COLUMNS = frozenset({"metadata", "request_tags", "messages", "response", "proxy_server_request"})
 INT4_MAX = 2**31 - 1
+_BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "images", "other")
+_INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
+                "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
+_INT_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in _INT_COLUMNS)
 
 
 class Unstorable(ValueError):
@@ -53,7 +56,8 @@ def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
         meta["error_information"] = {"error_code": usage.error_status, "error_message": usage.error_message}
     if usage.soft_budget_exceeded:
         meta["soft_budget_exceeded"] = True
-    breakdown = {k: format(v, "f") for k, v in event.cost.model_dump().items() if k != "total" and v}
+    cost = event.cost
+    breakdown = {k: format(v, "f") for k in _BREAKDOWN if (v := getattr(cost, k))}
     if breakdown:
         meta["cost_breakdown"] = breakdown
     return meta or None
@@ -87,21 +91,19 @@ def has_nul(value: Any) -> bool:
     return False
 
 
-def check_storable(row: Iterable[Any]) -> None:
-    """Raise Unstorable for what Postgres would reject in a spend log row."""
-    for name, value in zip(SPEND_LOG_COLUMNS, row):
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) and value > INT4_MAX and name in {
-            "total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
-            "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens",
-        }:
-            raise Unstorable(f"{name} {value} is larger than Postgres INTEGER allows")
-        if isinstance(value, int) and name == "request_duration_ms" and value < -INT4_MAX:
-            raise Unstorable(f"{name} {value} is out of range")
-        if has_nul(value):
-            raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")
+def check_storable(row: Sequence[Any], raw: bytes | None = None) -> None:
+    """Raise Unstorable for what Postgres would reject in a spend log row. `raw`, the event's JSON,
+    lets the NUL scan be skipped when no escaped NUL appears in it at all (the common case)."""
+    for i in _INT_AT:
+        value = row[i]
+        if value is not None and not -INT4_MAX <= value <= INT4_MAX:
+            raise Unstorable(f"{SPEND_LOG_COLUMNS[i]} {value} is out of Postgres INTEGER's range")
+    for name in ("spend", "quoted_spend"):
+        value = row[SPEND_LOG_COLUMNS.index(name)]
         if isinstance(value, Decimal) and not value.is_finite():
             raise Unstorable(f"{name} is not a finite number")
-        if isinstance(value, datetime) and not (1 <= value.year <= 9999):
-            raise Unstorable(f"{name} is out of range")
+    if raw is not None and b"\\u0000" not in raw:
+        return
+    for name, value in zip(SPEND_LOG_COLUMNS, row):
+        if has_nul(value):
+            raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")

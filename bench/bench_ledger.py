@@ -1,0 +1,253 @@
+"""Ledger figures on this machine (Kafka and Postgres on it too), printed and written to
+bench/results/ledger.json:
+
+- ingest: events/s committed from a backlog of priced events (rows, rollups, totals, offsets);
+- freshness: at a steady 1,000 events/s from a separate producer process, the delay from each
+  event's end_time to the commit of its row (p50, p99, max);
+- replay: events/s rebuilt into a fresh schema (the `replay` command's rebuild phase);
+- size: table + index bytes per spend log row, bodies off.
+
+    python bench/bench_ledger.py [--events 100000] [--rate 1000] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+
+from services.ledger.consumer import Ledger, topics_for  # noqa: E402
+from services.ledger.metrics import LedgerMetrics  # noqa: E402
+from services.ledger.replay import Rebuild  # noqa: E402
+from services.ledger.settings import LedgerSettings  # noqa: E402
+from services.ledger.store import BatchResult, LedgerStore, make_pool  # noqa: E402
+from shared import kafka  # noqa: E402
+from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, encode  # noqa: E402
+from shared.metrics import Registry  # noqa: E402
+from shared.migrations import migrate  # noqa: E402
+from shared.topics import PRICED  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "ledger.json"
+ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://tally:tally@127.0.0.1:5432/tally")
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def event(i: int, at: datetime) -> PricedUsageEvent:
+    """A realistic chat call: 200 keys, 20 teams, 50 users, 100 customers, 10 tags."""
+    usage = UsageEvent(
+        request_id=str(uuid.uuid4()), call_type="acompletion", start_time=at - timedelta(milliseconds=800), end_time=at,
+        api_key_hash=hashlib.sha256(f"sk-{i % 200}".encode()).hexdigest(), key_alias=f"key-{i % 200}",
+        user_id=f"user-{i % 50}", team_id=f"team-{i % 20}", end_user=f"customer-{i % 100}", model_group="gpt-4o-mini",
+        model="openai/gpt-4o-mini", model_id="deployment-1", custom_llm_provider="openai", api_base="https://api.openai.com/v1",
+        usage=TokenUsage(prompt_tokens=20 + i % 500, completion_tokens=80 + i % 300), request_tags=[f"team-tag-{i % 10}"],
+        quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7",
+    )
+    return PricedUsageEvent(usage_event=usage, cost=CostBreakdown(input=Decimal("0.000003"), output=Decimal("0.000048"),
+                                                                  total=Decimal("0.000051")),
+                            priced_model="gpt-4o-mini", catalog_version="bench")
+
+
+async def produce_backlog(settings: LedgerSettings, count: int) -> None:
+    producer = kafka.idempotent_producer(settings, linger_ms=20)
+    await producer.start()
+    try:
+        now = datetime.now(timezone.utc)
+        futures = []
+        for i in range(count):
+            e = event(i, now)
+            futures.append(await producer.send(settings.topic(PRICED), encode(e), key=e.usage_event.api_key_hash.encode()))
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_steady(prefix: str, rate: int, seconds: float) -> None:
+    """Runs in its own process: `rate` events/s, each stamped with end_time = the moment it is sent."""
+    settings = LedgerSettings(kafka_bootstrap_servers=BOOTSTRAP, topic_prefix=prefix)
+    producer = kafka.idempotent_producer(settings, linger_ms=2)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    try:
+        while loop.time() - start < seconds:
+            due = int((loop.time() - start) * rate)
+            while sent < due:
+                e = event(sent, datetime.now(timezone.utc))
+                await producer.send(settings.topic(PRICED), encode(e), key=e.usage_event.api_key_hash.encode())
+                sent += 1
+            await asyncio.sleep(0.005)  # pacing the producer to its rate
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Run:
+    """A ledger in this process, recording when each row was committed."""
+
+    def __init__(self, settings: LedgerSettings) -> None:
+        self.settings = settings
+        self.delays: list[float] = []
+        self.rows = 0
+
+    def on_commit(self, result: BatchResult, committed_at: float) -> None:
+        self.rows += len(result.inserted)
+
+    async def __aenter__(self) -> Run:
+        topics, priced, dlq, totals = topics_for(self.settings.topic)
+        self.pool = make_pool(self.settings.database_url, "public", 4)
+        await self.pool.open()
+        self.producer = kafka.idempotent_producer(self.settings)
+        self.consumer = kafka.consumer(self.settings, group_id=None, max_poll_records=self.settings.batch_max_events)
+        await self.producer.start()
+        await self.consumer.start()
+        self.ledger = Ledger(consumer=self.consumer, producer=self.producer,
+                             store=LedgerStore(self.pool, self.settings.consumer_name, store_bodies=False),
+                             metrics=LedgerMetrics(Registry()), topics=topics, priced_topic=priced, dlq_topic=dlq,
+                             totals_topic=totals, batch_max_events=self.settings.batch_max_events,
+                             batch_max_ms=self.settings.batch_max_ms, store_bodies=False, retry_max_delay_s=1.0,
+                             on_commit=self.on_commit)
+        self.task = asyncio.create_task(self.ledger.run(self.settings.kafka_bootstrap_servers))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.pool.close()
+
+    async def until_rows(self, rows: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.rows < rows:
+            if self.task.done():
+                self.task.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.rows} of {rows} rows after {timeout}s")
+            await asyncio.sleep(0.01)  # polling the commit counter
+
+
+async def fresh(prefix: str) -> LedgerSettings:
+    name = f"tally_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    info["dbname"] = name
+    settings = LedgerSettings(kafka_bootstrap_servers=BOOTSTRAP, database_url=psycopg.conninfo.make_conninfo(**info),
+                              topic_prefix=prefix)
+    await migrate(settings.database_url)
+    await kafka.ensure_topics(settings)
+    return settings
+
+
+def drop(settings: LedgerSettings) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(settings.database_url)["dbname"]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench(events: int, rate: int, seconds: float) -> dict:
+    results: dict = {"machine": {"cpus": os.cpu_count()}, "events": events}
+
+    # 1. Ingest from a backlog.
+    settings = await fresh(f"bench{uuid.uuid4().hex[:6]}.")
+    try:
+        print(f"producing a backlog of {events} priced events ...", flush=True)
+        await produce_backlog(settings, events)
+        async with Run(settings) as run:
+            started = time.monotonic()
+            await run.until_rows(events, timeout=600)
+            elapsed = time.monotonic() - started
+        results["ingest_events_per_s"] = round(events / elapsed)
+        print(f"ingest: {events} events in {elapsed:.1f}s = {events / elapsed:,.0f} events/s", flush=True)
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute('VACUUM ANALYZE "LiteLLM_SpendLogs"')
+            table, total = conn.execute(
+                """SELECT pg_relation_size('"LiteLLM_SpendLogs"'), pg_total_relation_size('"LiteLLM_SpendLogs"')""").fetchone()
+        results["spend_log_bytes_per_row"] = {"table": round(table / events), "table_and_indexes": round(total / events)}
+        print(f"size: {total / events:,.0f} bytes per spend log row with indexes ({table / events:,.0f} table only)", flush=True)
+
+        # 2. Replay's rebuild phase, from the same topics.
+        async with Rebuild(settings, "tally_bench_rebuild", progress=False) as rebuild:
+            started = time.monotonic()
+            replayed = await rebuild.run_until(await rebuild.end_offsets())
+            elapsed = time.monotonic() - started
+        results["replay_events_per_s"] = round(replayed / elapsed)
+        print(f"replay: {replayed} events in {elapsed:.1f}s = {replayed / elapsed:,.0f} events/s", flush=True)
+    finally:
+        drop(settings)
+
+    # 3. Freshness at a steady rate, producer in its own process.
+    settings = await fresh(f"bench{uuid.uuid4().hex[:6]}.")
+    try:
+        async with Run(settings) as run:
+            delays: list[float] = []
+
+            def on_commit(result: BatchResult, committed_at: float) -> None:
+                run.rows += len(result.inserted)
+                for facts in result.inserted:
+                    delays.append(committed_at - (facts.start_time + timedelta(milliseconds=800)).timestamp())
+
+            run.ledger.on_commit = on_commit
+            producer = subprocess.Popen([sys.executable, __file__, "--produce", settings.topic_prefix, str(rate), str(seconds)])
+            await asyncio.get_running_loop().run_in_executor(None, producer.wait)
+            expected = int(rate * seconds)
+            await run.until_rows(int(expected * 0.99), timeout=120)
+        results["freshness"] = {
+            "rate_per_s": rate, "seconds": seconds, "rows": len(delays),
+            "p50_s": round(pct(delays, 0.50), 3), "p99_s": round(pct(delays, 0.99), 3), "max_s": round(max(delays), 3),
+        }
+        print(f"freshness at {rate}/s: p50 {pct(delays, 0.5) * 1000:.0f} ms, p99 {pct(delays, 0.99) * 1000:.0f} ms,"
+              f" max {max(delays) * 1000:.0f} ms over {len(delays)} rows", flush=True)
+    finally:
+        drop(settings)
+    return results
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--produce":
+        asyncio.run(produce_steady(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+        return 0
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results = asyncio.run(bench(args.events, args.rate, args.seconds))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
