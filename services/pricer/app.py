@@ -29,7 +29,7 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
 
     async def run_once() -> None:
         producer = kafka.transactional_producer(settings, settings.transactional_id)
-        consumer = kafka.consumer(settings, USAGE, group_id=settings.group_id)
+        consumer = kafka.consumer(settings, USAGE, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
         try:
             await producer.start()
             await consumer.start()

@@ -70,24 +70,35 @@ class Pricer:
         priced = unpriced = rejected = 0
         async with self.producer.transaction():
             for tp, messages in batch.items():
+                # Priced events go to the same partition number as their usage event: the key
+                # (hashed api key) keeps its order, and records travel in whole batches.
+                partition = tp.partition % await self._priced_partitions()
+                builder = self.producer.create_batch()
                 for message in messages:
                     outcome = price_message(self.catalog, message.value)
                     if isinstance(outcome, Rejected):
                         rejected += 1
                         await self._dead_letter(message, outcome.reason)
-                    else:
-                        priced += 1
-                        unpriced += outcome.unpriced
-                        await self.producer.send(
-                            self.priced_topic, encode(outcome), key=message.key,
-                            headers=[("request_id", outcome.request_id.encode())],
-                        )
+                        continue
+                    priced += 1
+                    unpriced += outcome.unpriced
+                    headers = [("request_id", outcome.request_id.encode())]
+                    if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
+                        await self.producer.send_batch(builder, self.priced_topic, partition=partition)
+                        builder = self.producer.create_batch()
+                        builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
+                if builder.record_count():
+                    await self.producer.send_batch(builder, self.priced_topic, partition=partition)
                 offsets[tp] = messages[-1].offset + 1
             await self.producer.send_offsets_to_transaction(offsets, self.settings.group_id)
         self.metrics.priced.inc(priced)
         self.metrics.unpriced.inc(unpriced)
         self.metrics.dead_lettered.inc(rejected)
         log.debug("pricer_batch", events=priced + rejected, ms=round((time.perf_counter() - started) * 1000, 2))
+
+    async def _priced_partitions(self) -> int:
+        # Fetches the priced topic's metadata on first use, then answers from the cache.
+        return len(await self.producer.partitions_for(self.priced_topic))
 
     async def _dead_letter(self, message, reason: str) -> None:  # noqa: ANN001 - aiokafka ConsumerRecord
         raw = message.value or b""

@@ -1,25 +1,35 @@
-"""The pricer's pure step: one raw usage message in, a priced event or a dead-letter reason out."""
+"""The pricer's pure step: one raw usage message in, a priced message or a dead-letter reason out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from pydantic import ValidationError
 
-from shared.events import PricedUsageEvent, UnknownEventVersion, UsageEvent, decode_as
-from shared.pricing import Catalog, InconsistentUsage, price_usage_event
+from shared.events import UnknownEventVersion, UsageEvent, decode_as, utcnow
+from shared.pricing import Catalog, InconsistentUsage, PriceResult, price_usage_event
+
+_CURRENT_USAGE = b'"schema_version":1'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Priced:
+    request_id: str
+    unpriced: bool
+    value: bytes  # the PricedUsageEvent's JSON
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
 
 
-def price_message(catalog: Catalog, raw: bytes | None) -> PricedUsageEvent | Rejected:
+def price_message(catalog: Catalog, raw: bytes | None) -> Priced | Rejected:
     if not raw:
         return Rejected("empty message")
     try:
-        usage = decode_as(UsageEvent, raw)
+        usage, current = _read_usage(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "event"
@@ -30,11 +40,38 @@ def price_message(catalog: Catalog, raw: bytes | None) -> PricedUsageEvent | Rej
         result = price_usage_event(catalog, usage)
     except InconsistentUsage as exc:
         return Rejected(f"inconsistent usage: {exc}")
-    return PricedUsageEvent(
-        event_id=usage.request_id,  # one priced event per request: its id is the request id
-        usage_event=usage,
-        cost=result.cost,
-        priced_model=result.priced_model,
-        unpriced=result.unpriced,
-        catalog_version=catalog.version,
-    )
+    usage_json = raw if current else usage.__pydantic_serializer__.to_json(usage)
+    return Priced(usage.request_id, result.unpriced, priced_json(usage.request_id, usage_json, result, catalog.version))
+
+
+def _read_usage(raw: bytes) -> tuple[UsageEvent, bool]:
+    """Validate straight from JSON when the event is the current version (the hot path);
+    otherwise parse, upcast and validate. The flag says whether `raw` is already current."""
+    if _CURRENT_USAGE in raw:
+        try:
+            return UsageEvent.model_validate_json(raw), True
+        except ValidationError:
+            pass  # fall through: the slow path reports the error (or upcasts)
+    return decode_as(UsageEvent, raw), False
+
+
+def priced_json(request_id: str, usage_json: bytes, result: PriceResult, catalog_version: str) -> bytes:
+    """A PricedUsageEvent's JSON, with the already-validated usage event's bytes embedded as they
+    are instead of being re-encoded (tests check it decodes to the same model)."""
+    cost = result.cost
+    head = orjson.dumps({
+        "event_id": request_id,  # one priced event per request: its id is the request id
+        "type": "priced_usage",
+        "schema_version": 1,
+        "cost": {
+            "input": format(cost.input, "f"), "output": format(cost.output, "f"),
+            "cache_read": format(cost.cache_read, "f"), "cache_creation": format(cost.cache_creation, "f"),
+            "reasoning": format(cost.reasoning, "f"), "images": format(cost.images, "f"),
+            "other": format(cost.other, "f"), "total": format(cost.total, "f"),
+        },
+        "priced_model": result.priced_model,
+        "unpriced": result.unpriced,
+        "catalog_version": catalog_version,
+        "priced_at": utcnow().isoformat(),
+    })
+    return head[:-1] + b',"usage_event":' + usage_json + b"}"

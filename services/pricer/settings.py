@@ -26,10 +26,15 @@ class PricerSettings(CommonSettings):
 def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
     env = os.environ if env is None else env
     maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    common = common_from_env(env)
+    prefix = str(common.get("topic_prefix", ""))
+    instance = env.get("PRICER_INSTANCE", "0")
     return PricerSettings(
-        **common_from_env(env),
+        **common,
         port=env_int(env, "PRICER_PORT", 4002),
-        transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"tally-pricer-{env.get('PRICER_INSTANCE', '0')}",
+        # Prefixed like the topics, so side-by-side stacks (and tests) never share a group.
+        group_id=f"{prefix}tally-pricer",
+        transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"{prefix}tally-pricer-{instance}",
         price_maps=maps,
         batch_size=env_int(env, "PRICER_BATCH_SIZE", 2000),
     )

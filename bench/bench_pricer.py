@@ -1,0 +1,121 @@
+"""Pricer throughput against the real broker: N usage events produced up front, then the time
+for the pricer process(es) to price them all (their committed offsets reach the end).
+
+    python bench/bench_pricer.py [--events 100000] [--instances 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.events import TokenUsage, UsageEvent, encode  # noqa: E402
+from shared.kafka import ensure_topics, idempotent_producer  # noqa: E402
+from shared.settings import CommonSettings  # noqa: E402
+from shared.topics import USAGE  # noqa: E402
+from stack.kafka import ensure_kafka  # noqa: E402
+
+MODELS = ["openai/gpt-4o-mini", "groq/llama3-8b-8192", "anthropic/claude-3-5-sonnet-20240620", "gpt-4o", "azure/gpt-4-1106-preview"]
+
+
+def events(count: int) -> list[tuple[bytes, bytes]]:
+    now = datetime.now(timezone.utc)
+    out = []
+    for i in range(count):
+        key = f"{i % 1000:064x}"
+        event = UsageEvent(request_id=str(uuid.uuid4()), call_type="acompletion", start_time=now, end_time=now,
+                           api_key_hash=key, model_group="m", model=MODELS[i % len(MODELS)], team_id=f"team-{i % 50}",
+                           end_user=f"customer-{i % 500}", request_tags=[f"tag-{i % 100}"],
+                           usage=TokenUsage(prompt_tokens=20 + i % 500, completion_tokens=80 + i % 300))
+        out.append((key.encode(), encode(event)))
+    return out
+
+
+async def produce(settings: CommonSettings, payloads: list[tuple[bytes, bytes]]) -> None:
+    producer = idempotent_producer(settings, linger_ms=20)
+    await producer.start()
+    try:
+        batch = []
+        for key, value in payloads:
+            batch.append(await producer.send(settings.topic(USAGE), value, key=key))
+            if len(batch) >= 5000:
+                await asyncio.gather(*batch)
+                batch.clear()
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def committed_total(settings: CommonSettings, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic(USAGE) and meta.offset > 0)
+    finally:
+        await admin.close()
+
+
+async def main(bootstrap: str, count: int, instances: int) -> dict:
+    settings = CommonSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(settings)
+    payloads = events(count)
+    began = time.perf_counter()
+    await produce(settings, payloads)
+    print(f"produced {count} usage events in {time.perf_counter() - began:.1f}s", flush=True)
+    group = f"{settings.topic_prefix}tally-pricer"
+    procs = []
+    started = time.perf_counter()
+    for i in range(instances):
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "TALLY_TOPIC_PREFIX": settings.topic_prefix,
+               "PRICER_PORT": str(14002 + i), "PRICER_INSTANCE": f"bench-{i}", "TALLY_LOG_LEVEL": "warning"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "services.pricer"], cwd=ROOT, env=env))
+    try:
+        deadline = time.monotonic() + 600
+        first_progress = None
+        done = 0
+        while done < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)  # sampling interval of the progress poll
+            done = await committed_total(settings, group)
+            if done and first_progress is None:
+                first_progress = (time.perf_counter(), done)
+        finished = time.perf_counter()
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+    t0, n0 = first_progress or (started, 0)
+    steady = (done - n0) / (finished - t0) if finished > t0 else 0.0
+    result = {
+        "events": count, "instances": instances, "priced": done,
+        "seconds_including_startup": round(finished - started, 2),
+        "events_per_s_sustained": round(steady),
+        "target_events_per_s": 20000,
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--instances", type=int, default=1)
+    args = parser.parse_args()
+    result = asyncio.run(main(ensure_kafka(), args.events, args.instances))
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "pricer.json").write_text(json.dumps(result, indent=2) + "\n")
