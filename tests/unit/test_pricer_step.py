@@ -1,0 +1,78 @@
+"""The pricer's pure step: raw usage message in, priced message or dead-letter reason out."""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+
+from services.pricer.pricing_step import Priced, Rejected, price_message
+from shared.events import PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
+from shared.pricing import load_catalog, price_usage_event
+
+CATALOG = load_catalog()
+T0 = datetime(2024, 5, 13, 12, 0, tzinfo=timezone.utc)
+
+
+def usage(**overrides) -> UsageEvent:
+    fields = dict(request_id="req-1", call_type="acompletion", start_time=T0, end_time=T0, api_key_hash="ab" * 32,
+                  model_group="gpt-4o-mini", model="openai/gpt-4o-mini", usage=TokenUsage(prompt_tokens=20, completion_tokens=80))
+    fields.update(overrides)
+    return UsageEvent(**fields)
+
+
+def test_priced_message_decodes_to_the_same_model_a_full_encode_gives():
+    """The spliced JSON equals PricedUsageEvent built and encoded the slow way, field for field."""
+    event = usage(request_tags=["a"], quoted_cost=Decimal("0.000051"))
+    outcome = price_message(CATALOG, encode(event))
+    assert isinstance(outcome, Priced)
+    spliced = decode(outcome.value)
+    result = price_usage_event(CATALOG, event)
+    expected = PricedUsageEvent(event_id="req-1", usage_event=event, cost=result.cost, priced_model=result.priced_model,
+                                unpriced=result.unpriced, catalog_version=CATALOG.version, priced_at=spliced.priced_at)
+    assert spliced == expected
+
+
+def test_priced_cost_is_exact():
+    """gpt-4o-mini, 20 in + 80 out: 20 * 1.5e-07 + 80 * 6e-07 = 0.000051."""
+    outcome = price_message(CATALOG, encode(usage()))
+    assert decode(outcome.value).cost.total == Decimal("0.000051")
+
+
+def test_unknown_model_is_priced_zero_and_marked():
+    """A model with no price is not dropped: spend 0 with the unpriced marker."""
+    outcome = price_message(CATALOG, encode(usage(model="openai/no-such-model", model_group="x")))
+    priced = decode(outcome.value)
+    assert (outcome.unpriced, priced.unpriced, priced.cost.total, priced.priced_model) == (True, True, Decimal(0), None)
+
+
+def test_missing_field_is_rejected_with_its_name():
+    """An event without request_id goes to the dead letters, saying which field is missing."""
+    data = orjson.loads(encode(usage()))
+    del data["request_id"]
+    assert price_message(CATALOG, orjson.dumps(data)) == Rejected("invalid usage event: request_id: Field required")
+
+
+def test_not_json_is_rejected():
+    """Bytes that are not JSON are rejected, not raised."""
+    outcome = price_message(CATALOG, b"\xff not json")
+    assert isinstance(outcome, Rejected) and outcome.reason.startswith("unreadable usage event")
+
+
+def test_unknown_call_type_is_rejected():
+    """A call type the schema does not know is a dead letter, never a guess."""
+    data = orjson.loads(encode(usage()))
+    data["call_type"] = "avideo"
+    outcome = price_message(CATALOG, orjson.dumps(data))
+    assert isinstance(outcome, Rejected) and outcome.reason.startswith("invalid usage event: call_type:")
+
+
+def test_more_cached_than_prompt_tokens_is_rejected():
+    """Counts that contradict each other are rejected rather than priced wrongly."""
+    event = usage(usage=TokenUsage(prompt_tokens=10, completion_tokens=5, cache_read_input_tokens=11))
+    outcome = price_message(CATALOG, encode(event))
+    assert isinstance(outcome, Rejected) and outcome.reason.startswith("inconsistent usage")
+
+
+def test_empty_message_is_rejected():
+    """A tombstone or empty value is rejected."""
+    assert price_message(CATALOG, None) == Rejected("empty message")
