@@ -141,7 +141,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return {tp.partition for tp in consumer.assignment()}
 
 
-async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: str, proxy_url: str, proxy_pid: int) -> dict:
+async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: str, proxy_url: str, proxy_pid: int,
+              upstream_pid: int) -> dict:
     auth = {"Authorization": "Bearer sk-1234", "Content-Type": "application/json"}
     direct_headers = {"Content-Type": "application/json"}
     plain, streamed = json.dumps(CHAT).encode(), json.dumps(STREAM).encode()
@@ -162,15 +163,18 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
         rates: dict[str, dict[str, float]] = {}
         cpu_per_request: dict[str, float] = {}
         for label, body, stream in (("plain", plain, False), ("stream", streamed, True)):
+            up0 = cpu_seconds(upstream_pid)
             n, t = await throughput(http, targets["direct"][0], direct_headers, body, stream, args.seconds)
             direct_rps = n / t
+            upstream_cpu = (cpu_seconds(upstream_pid) - up0) / n * 1000
             cpu0 = cpu_seconds(proxy_pid)
             n, t = await throughput(http, targets["proxy"][0], auth, body, stream, args.seconds)
             cpu_per_request[label] = (cpu_seconds(proxy_pid) - cpu0) / n * 1000
             proxied += n
-            rates[label] = {"direct_rps": round(direct_rps, 1), "proxy_rps": round(n / t, 1)}
+            rates[label] = {"direct_rps": round(direct_rps, 1), "proxy_rps": round(n / t, 1),
+                            "upstream_cpu_ms_per_request": round(upstream_cpu, 3)}
             print(f"c=32 {label:6s}  direct {direct_rps:8.1f} req/s | proxy {n / t:8.1f} req/s | "
-                  f"proxy CPU {cpu_per_request[label]:.3f} ms/request", flush=True)
+                  f"proxy CPU {cpu_per_request[label]:.3f} ms/request (the fake upstream's own: {upstream_cpu:.3f})", flush=True)
 
         memory = None
         if args.memory_requests:
@@ -188,9 +192,10 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
     while events < proxied and time.monotonic() < deadline:
         await asyncio.sleep(0.5)  # poll the topic's end offsets until every event arrived, bounded
         events = await topic_size(common)
+    print(f"load average {os.getloadavg()} (other programs on this machine skew every figure)", flush=True)
     print(f"usage events on Kafka: {events} for {proxied} proxied requests", flush=True)
     return {
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
         "latency_c1": {**lat, "added": added, "requests": args.latency_requests},
         "throughput_c32": rates,
         "proxy_cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_per_request.items()},
@@ -231,7 +236,7 @@ def main() -> None:
             uvloop.install()
         except ImportError:
             pass
-        result = asyncio.run(run(args, common, f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{proxy_port}", procs[1].pid))
+        result = asyncio.run(run(args, common, f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{proxy_port}", procs[1].pid, procs[0].pid))
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -15,8 +15,9 @@ from aiohttp import web
 from services.proxy.admission import BUDGET_GATE, NoBudgetGate
 from services.proxy.auth import Authenticator, KeyTable
 from services.proxy.cost import CostQuoter
-from services.proxy.emitter import UsageEmitter
+from services.proxy.emitter import CachedPartitioner, UsageEmitter
 from services.proxy.errors import ConfigurationError
+from services.proxy.http1 import Pool
 from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
 from services.proxy.budget.wiring import install_budgets
 from services.proxy.keysync import ENTITY_LISTENERS, KeySync
@@ -93,7 +94,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     add_report_routes(app)
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
-    app.cleanup_ctx.extend([upstream_sessions, usage_emitter, key_sync, reports_session])
+    app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session])
     app.on_startup.append(install_budget_gate)
     return app
 
@@ -102,16 +103,15 @@ async def install_budget_gate(app: web.Application) -> None:
     app[RELAY].gate = app[BUDGET_GATE]
 
 
-async def upstream_sessions(app: web.Application) -> AsyncIterator[None]:
-    """One connection pool per upstream origin, reused by every call to it."""
+async def upstream_pools(app: web.Application) -> AsyncIterator[None]:
+    """One keep-alive connection pool per upstream origin, reused by every call to it."""
     relay, settings = app[RELAY], app[SETTINGS]
     for target in relay.router.all_targets():
-        if target.origin not in relay.sessions:
-            connector = aiohttp.TCPConnector(limit=settings.upstream_connections, ttl_dns_cache=300, keepalive_timeout=30)
-            relay.sessions[target.origin] = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        if target.origin not in relay.pools:
+            relay.pools[target.origin] = Pool(target.origin, limit=settings.upstream_connections)
     yield
-    await asyncio.gather(*(s.close() for s in relay.sessions.values()))
-    relay.sessions.clear()
+    await asyncio.gather(*(pool.close() for pool in relay.pools.values()))
+    relay.pools.clear()
 
 
 async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
@@ -119,7 +119,7 @@ async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
     common = settings.common
     emitter = UsageEmitter(
         common.topic(topics.USAGE),
-        lambda: idempotent_producer(common, request_timeout_ms=10000),
+        lambda: idempotent_producer(common, request_timeout_ms=10000, linger_ms=100, partitioner=CachedPartitioner()),
         Spool(settings.spool_path),
         app[METRICS],
         queue_size=settings.usage_queue_size,

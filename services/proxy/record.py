@@ -8,25 +8,41 @@ the result equals a fully validated UsageEvent."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from services.proxy.attribution import Attribution
 from services.proxy.auth import CallerIdentity
 from services.proxy.routing import Target
 from shared.events import TokenUsage, UsageEvent
 
+M = TypeVar("M", bound=BaseModel)
+
 _ALL_FIELDS = set(UsageEvent.model_fields)
 _CONSTANTS = {"type": "usage", "schema_version": 1}
+_USAGE_FIELDS = set(TokenUsage.model_fields)
+_USAGE_DEFAULTS = TokenUsage().__dict__
+
+
+def _unvalidated(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """What pydantic's model_construct does for a complete field dict, without its per-field loop."""
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 def construct(values: dict[str, Any]) -> UsageEvent:
     """A UsageEvent from a complete field dict, unvalidated (the dict becomes the event's own)."""
-    event = UsageEvent.__new__(UsageEvent)
-    object.__setattr__(event, "__dict__", values)
-    object.__setattr__(event, "__pydantic_fields_set__", _ALL_FIELDS)
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
-    return event
+    return _unvalidated(UsageEvent, values, _ALL_FIELDS)
+
+
+def token_usage(**counts: Any) -> TokenUsage:
+    """A TokenUsage from counts already known to be whole and >= 0; the rest take their defaults."""
+    return _unvalidated(TokenUsage, {**_USAGE_DEFAULTS, **counts}, _USAGE_FIELDS)
 
 
 def with_fields(event: UsageEvent, **changes: Any) -> UsageEvent:

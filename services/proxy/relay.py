@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 from aiohttp import web
@@ -28,6 +27,7 @@ from services.proxy.auth import Authenticator, CallerIdentity
 from services.proxy.cost import CostQuoter
 from services.proxy.emitter import UsageEmitter
 from services.proxy.errors import InvalidRequest, UpstreamError
+from services.proxy.http1 import Pool, Response, UpstreamConnectionError
 from services.proxy.mock import mock_completion
 from services.proxy.record import usage_event
 from services.proxy.routing import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
@@ -98,14 +98,9 @@ class Relay:
         self.quoter = quoter
         self.gate: BudgetGate = NoBudgetGate()
         self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
-        self.sessions: dict[str, aiohttp.ClientSession] = {}
-        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
-        self._stream_timeouts: dict[str, aiohttp.ClientTimeout] = {}
-        connect = settings.upstream_connect_timeout_s
-        for target in router.all_targets():
-            seconds = target.timeout_s or settings.upstream_timeout_s
-            self._timeouts[target.model_id] = aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
-            self._stream_timeouts[target.model_id] = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+        self.pools: dict[str, Pool] = {}  # one keep-alive pool per upstream origin, opened by the app
+        # Plain calls: the whole call. Streams: until the headers, then between two reads.
+        self.timeouts = {t.model_id: t.timeout_s or settings.upstream_timeout_s for t in router.all_targets()}
         self.debug_log = settings.common.log_level.lower() == "debug"
 
     # -- routes ---------------------------------------------------------------------------------
@@ -160,19 +155,24 @@ class Relay:
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
         payload = upstream.request_payload(target, call.call_type, call.body, stream=False)
-        session = self.sessions[target.origin]
+        pool = self.pools[target.origin]
         t_up = time.perf_counter()
+        response: Response | None = None
         try:
-            async with session.post(target.url(call.call_type), data=payload, headers=target.headers,
-                                    timeout=self._timeouts[target.model_id]) as response:
+            async with asyncio.timeout(self.timeouts[target.model_id]):
+                response = await pool.post(target.paths[call.call_type], payload, target.header_block)
                 raw = await response.read()
-                status = response.status
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
+            if response is not None:
+                response.release()
             self.fail(call, 504, f"upstream {target.api_base} did not answer within the timeout")
             raise UpstreamError(f"Request timed out: upstream {target.api_base} did not answer in time", 504, type="timeout") from exc
-        except aiohttp.ClientError as exc:
+        except UpstreamConnectionError as exc:
+            if response is not None:
+                response.release()
             self.fail(call, 502, f"upstream {target.api_base} unreachable: {exc}")
-            raise UpstreamError(f"upstream {target.api_base} unreachable: {type(exc).__name__}", 502, type="api_connection_error") from exc
+            raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
+        status = response.status
         upstream_s = time.perf_counter() - t_up
         if status >= 400:
             error = upstream.upstream_error(target, status, raw)

@@ -78,6 +78,8 @@ class Target:
     weight: float = 1.0
     mode: str | None = None
     response_headers: Mapping[str, str] = field(default_factory=dict)
+    paths: Mapping[str, str] = field(default_factory=dict)  # call type -> path?query, for the HTTP client
+    header_block: bytes = b""  # `headers` as ready-made "Name: value\r\n" lines
 
     def url(self, call_type: str) -> str:
         return self.urls[call_type]
@@ -102,6 +104,11 @@ def split_provider(model: str, custom_llm_provider: str | None = None) -> tuple[
 def strip_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def origin_of(url: str) -> str:
@@ -159,6 +166,8 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
             headers["Authorization"] = f"Bearer {api_key}"
         wire, shown = OPENAI, clean
     model_id = deployment_id(deployment)
+    headers["Accept-Encoding"] = "identity"
+    headers["User-Agent"] = "tally-proxy"
     weight = (params.model_extra or {}).get("weight") or params.rpm or params.tpm or 1
     return Target(
         model_group=deployment.model_name,
@@ -181,6 +190,8 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
             "x-litellm-model-id": model_id,
             "x-litellm-model-api-base": shown,
         },
+        paths={ct: path_and_query(url) for ct, url in urls.items()},
+        header_block="".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"),
     )
 
 

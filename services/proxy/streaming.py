@@ -21,6 +21,7 @@ from aiohttp import web
 from services.proxy import sse, upstream
 from services.proxy.anthropic import StreamTranslator
 from services.proxy.errors import UpstreamError
+from services.proxy.http1 import Response, UpstreamConnectionError
 from services.proxy.mock import mock_stream_chunks
 from services.proxy.routing import ANTHROPIC
 from services.proxy.usage import estimated_usage, usage_from_openai
@@ -101,26 +102,34 @@ class _Pump:
             self.outcome.chunks += block.count(b"data:")
             await self.send(block)
 
-    async def pump(self, upstream_response: aiohttp.ClientResponse) -> None:
+    async def pump(self, upstream_response: Response) -> None:
         """Read to the end; on the way out (normally, on error, or cancelled) record the call."""
         failure: tuple[int, str] | None = None
         target = self.call.target
+        read_timeout = self.relay.timeouts[target.model_id]
+        loop = asyncio.get_running_loop()
+        finished = handed_off = False
         try:
-            async for data in upstream_response.content.iter_any():
-                await self.feed(data)
+            async with asyncio.timeout(read_timeout) as deadline:
+                async for data in upstream_response.iter_chunks():
+                    deadline.reschedule(loop.time() + read_timeout)  # the timeout runs between two reads
+                    await self.feed(data)
+            finished = True  # iter_chunks gave the connection back to its pool
             if self.buffer.strip():
                 await self.send(self.buffer)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             failure = (504, f"upstream {target.api_base} stopped sending within the timeout")
-        except aiohttp.ClientError as exc:
-            failure = (502, f"upstream {target.api_base} broke off the stream: {type(exc).__name__}: {exc}")
+        except UpstreamConnectionError as exc:
+            failure = (502, f"upstream {target.api_base} broke off the stream: {exc}")
         except asyncio.CancelledError:
             # The server cancelled the handler (client gone): finish reading in the background so
             # the usage event carries what the upstream really generated.
-            self.client_gone = True
-            asyncio.get_running_loop().create_task(self.pump(upstream_response))
+            self.client_gone = handed_off = True
+            loop.create_task(self.pump(upstream_response))
             raise
-        upstream_response.release()
+        finally:
+            if not finished and not handed_off:
+                upstream_response.release()  # closes the connection: the answer was not read to its end
         self.record(failure)
 
     async def mock(self, content: str) -> None:
@@ -146,24 +155,27 @@ class _Pump:
 async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
     target = call.target
     keep_usage = upstream.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
-    upstream_response: aiohttp.ClientResponse | None = None
+    upstream_response: Response | None = None
     t_up = time.perf_counter()
     upstream_s = 0.0
     if mock is None:
         payload = upstream.request_payload(target, call.call_type, call.body, stream=True)
-        session = relay.sessions[target.origin]
+        pool = relay.pools[target.origin]
         try:
-            upstream_response = await session.post(target.url(call.call_type), data=payload, headers=target.headers,
-                                                   timeout=relay._stream_timeouts[target.model_id])
-        except asyncio.TimeoutError as exc:
+            async with asyncio.timeout(relay.timeouts[target.model_id]):
+                upstream_response = await pool.post(target.paths[call.call_type], payload, target.header_block)
+                raw = await upstream_response.read() if upstream_response.status >= 400 else b""
+        except TimeoutError as exc:
+            if upstream_response is not None:
+                upstream_response.release()
             relay.fail(call, 504, f"upstream {target.api_base} did not answer within the timeout", stream=True)
             raise UpstreamError(f"Request timed out: upstream {target.api_base} did not answer in time", 504, type="timeout") from exc
-        except aiohttp.ClientError as exc:
+        except UpstreamConnectionError as exc:
+            if upstream_response is not None:
+                upstream_response.release()
             relay.fail(call, 502, f"upstream {target.api_base} unreachable: {exc}", stream=True)
-            raise UpstreamError(f"upstream {target.api_base} unreachable: {type(exc).__name__}", 502, type="api_connection_error") from exc
+            raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
         if upstream_response.status >= 400:
-            raw = await upstream_response.read()
-            upstream_response.release()
             error = upstream.upstream_error(target, upstream_response.status, raw)
             relay.fail(call, error.status, error.message, stream=True)
             raise error
@@ -200,7 +212,7 @@ def _translate(translator: StreamTranslator, block: bytes, outcome: _Outcome, ke
             continue
         event = orjson.loads(data)
         if event.get("type") == "error":
-            raise aiohttp.ClientPayloadError(str((event.get("error") or {}).get("message", "stream error")))
+            raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
         for chunk in translator.feed(event):
             if "usage" in chunk:
                 out.append(sse.rewrite_usage(sse.encode_event(chunk), outcome.on_usage, keep_usage))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.proxy.record import token_usage
 from shared.events import TokenUsage
 
 EMPTY = TokenUsage()
@@ -28,7 +29,7 @@ def usage_from_openai(usage: Any) -> TokenUsage:
         prompt = _int(usage.get("input_tokens"))
     completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
     # Unvalidated on purpose (hot path): _int already made every count a whole number >= 0.
-    return TokenUsage.model_construct(
+    return token_usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         cache_read_input_tokens=cache_read,

@@ -409,3 +409,51 @@ async def test_health_probes(proxy: TestServer) -> None:
         for path in ("/health/liveliness", "/health/readiness", "/health"):
             async with http.get(base_url(proxy) + path) as response:
                 assert response.status == 200, (path, await response.text())
+
+
+async def test_closed_idle_upstream_connection_is_retried_once(start_proxy: ProxyFactory, kafka: CommonSettings) -> None:
+    """An upstream that drops keep-alive connections between calls is still answered every time."""
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        body = orjson.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [],
+                             "usage": {"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}})
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        served += 1
+        writer.close()  # without saying Connection: close, as a server timing out idle connections does
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        proxy = await start_proxy(extra_models=[{"model_name": "flaky", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": f"http://127.0.0.1:{port}/v1"}}])
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.post(base_url(proxy) + "/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                                     json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]}) as response:
+                    assert response.status == 200
+                    assert response.headers["x-litellm-response-cost"] == "0.000051"
+        assert served == 3
+    finally:
+        server.close()
+
+
+async def test_unreachable_upstream_is_a_502_and_a_failure_event(start_proxy: ProxyFactory, kafka: CommonSettings) -> None:
+    """Nothing listening at the api_base: 502 in OpenAI's shape, recorded as a failure."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proxy = await start_proxy(extra_models=[{"model_name": "gone", "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": f"http://127.0.0.1:{port}/v1"}}])
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base_url(proxy) + "/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                             json={"model": "gone", "messages": [{"role": "user", "content": "hi"}]}) as response:
+            assert response.status == 502
+            assert (await response.json())["error"]["type"] == "api_connection_error"
+    records = await usage_events(kafka, lambda seen: len(seen) >= 1)
+    assert (records[0][1].status, records[0][1].error_status) == ("failure", 502)

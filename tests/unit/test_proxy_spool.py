@@ -48,3 +48,17 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     files = spool.claim()
     assert [line for f in files for line in spool.read(f)] == [b"a"]
     assert spool.torn_lines == 1
+
+
+def test_cached_partitioner_agrees_with_kafkas_default():
+    """Remembering murmur2 per key picks exactly the partition aiokafka's default would."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from services.proxy.emitter import CachedPartitioner
+
+    cached, default = CachedPartitioner(limit=10), DefaultPartitioner()
+    partitions = list(range(6))
+    for i in range(50):
+        key = f"{i:064x}".encode()
+        assert cached(key, partitions, partitions) == default(key, partitions, partitions)
+        assert cached(key, partitions, partitions) == default(key, partitions, partitions)
