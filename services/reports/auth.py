@@ -51,10 +51,14 @@ def _granted(permissions: Any) -> bool:
 
 
 class Authenticator:
-    def __init__(self, master_key: str | None, load_key: KeyLoader, ttl_seconds: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, master_key: str | None, load_key: KeyLoader, ttl_seconds: float = 5.0, max_entries: int = 10_000,
+                 unknown_ttl_seconds: float = 0.25) -> None:
         self._master = master_key
         self._load = load_key
         self._ttl = ttl_seconds
+        # A key generated a moment ago may not have reached the table yet: remember "unknown" only
+        # briefly, so a new key works as soon as the ledger has written it.
+        self._unknown_ttl = unknown_ttl_seconds
         self._max = max_entries
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
@@ -66,7 +70,7 @@ class Authenticator:
         row = await self._load(token_hash)
         if len(self._cache) >= self._max:
             self._cache.clear()
-        self._cache[token_hash] = (now + self._ttl, row)
+        self._cache[token_hash] = (now + (self._ttl if row is not None else self._unknown_ttl), row)
         return row
 
     async def caller(self, request: web.Request) -> Caller:
