@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 # A Decimal that travels as a string: "0.000051", never 5.1e-05 as a float.
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
@@ -32,13 +32,6 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: str = Field(default_factory=new_id)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _aware(cls, value: Any) -> Any:
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError("timestamps must carry a timezone")
-        return value
 
 
 class TokenUsage(BaseModel):
@@ -74,9 +67,9 @@ class UsageEvent(Event):
     call_type: CallType
     status: Status = "success"
     stream: bool = False
-    start_time: datetime
-    end_time: datetime
-    completion_start_time: datetime | None = None
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+    completion_start_time: AwareDatetime | None = None
 
     api_key_hash: str
     key_alias: str | None = None
@@ -134,7 +127,7 @@ class PricedUsageEvent(Event):
     priced_model: str | None  # the catalog entry (or "custom") that priced it; None when unpriced
     unpriced: bool = False
     catalog_version: str
-    priced_at: datetime = Field(default_factory=utcnow)
+    priced_at: AwareDatetime = Field(default_factory=utcnow)
 
     @property
     def request_id(self) -> str:
@@ -159,7 +152,7 @@ class EntityChanged(Event):
     entity_id: str  # key: the SHA-256 hash; team: team_id; user: user_id; customer: user_id
     deleted: bool = False
     state: dict[str, Any] = Field(default_factory=dict)
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
 
 
 class SpendReset(Event):
@@ -169,7 +162,7 @@ class SpendReset(Event):
     schema_version: Literal[1] = 1
 
     scope: Literal["keys_and_teams"] = "keys_and_teams"
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
 
 
 class EntityTotal(Event):
@@ -182,9 +175,9 @@ class EntityTotal(Event):
     entity_type: Literal["key", "team", "user", "customer", "tag"]
     entity_id: str
     spend: Money
-    window_start: datetime | None = None
-    budget_reset_at: datetime | None = None
-    as_of: datetime  # event time of the latest priced call counted
+    window_start: AwareDatetime | None = None
+    budget_reset_at: AwareDatetime | None = None
+    as_of: AwareDatetime  # event time of the latest priced call counted
 
 
 class DeadLetter(Event):
@@ -196,7 +189,7 @@ class DeadLetter(Event):
     offset: int
     reason: str
     payload: str  # the raw message, as text
-    failed_at: datetime = Field(default_factory=utcnow)
+    failed_at: AwareDatetime = Field(default_factory=utcnow)
 
 
 AnyEvent = Annotated[
