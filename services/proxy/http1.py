@@ -87,28 +87,30 @@ class _Parser:
                 self.remaining -= take
                 self.done = self.remaining == 0
         elif self.framing == "chunked":
-            while buffer and not self.done:
+            i, n = 0, len(buffer)  # walk with an offset; trim the buffer once at the end
+            while i < n and not self.done:
                 if self.remaining < 0:  # expecting a chunk-size line
-                    end = buffer.find(b"\r\n")
+                    end = buffer.find(b"\r\n", i)
                     if end < 0:
-                        return
-                    size = int(bytes(buffer[:end]).split(b";", 1)[0].strip() or b"0", 16)
-                    del buffer[: end + 2]
+                        break
+                    size = int(bytes(buffer[i:end]).split(b";", 1)[0].strip() or b"0", 16)
+                    i = end + 2
                     if size == 0:
                         self.done = True  # trailers, if any, are ignored
-                        buffer.clear()
-                        return
+                        i = n
+                        break
                     self.remaining = size
-                take = min(len(buffer), self.remaining)
+                take = min(n - i, self.remaining)
                 if take:
-                    self.body.append(bytes(buffer[:take]))
-                    del buffer[:take]
+                    self.body.append(bytes(buffer[i:i + take]))
+                    i += take
                     self.remaining -= take
                 if self.remaining == 0:
-                    if len(buffer) < 2:
-                        return
-                    del buffer[:2]  # the CRLF after the chunk
+                    if n - i < 2:
+                        break
+                    i += 2  # the CRLF after the chunk
                     self.remaining = -1
+            del buffer[:i]
         elif self.framing == "eof" and buffer:
             self.body.append(bytes(buffer))
             buffer.clear()
@@ -185,10 +187,13 @@ class Response:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The decoded body as it arrives."""
         parser, conn = self._parser, self._conn
+        body = parser.body
         while True:
-            while parser.body:
-                piece = parser.body.popleft()
+            if body:  # everything that arrived so far, in one piece: fewer writes downstream
+                piece = body.popleft() if len(body) == 1 else b"".join(body)
+                body.clear()
                 yield self._decoder.decompress(piece) if self._decoder is not None else piece
+                continue
             if parser.done:
                 break
             if conn.error is not None:

@@ -66,16 +66,38 @@ def format_money(amount: Decimal) -> str:
 def rewrite_usage(block: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool) -> bytes:
     """Call `on_usage(chunk)` for each chunk carrying a usage object; put the returned cost into
     that chunk's usage as "cost" when `keep`, else drop the usage (and the chunk, when it carries
-    nothing else). Other events pass byte for byte."""
+    nothing else). Every other byte passes untouched: only the events holding "usage": {...} are
+    parsed."""
     out: list[bytes] = []
-    for _name, data, raw in iter_events(block):
-        if not _USAGE.search(data):
-            out.append(raw)
-            continue
-        chunk = orjson.loads(data)
-        usage = chunk.get("usage")
+    pos = 0
+    for match in _USAGE.finditer(block):
+        if match.start() < pos:
+            continue  # inside an event already rewritten
+        start = _event_start(block, pos, match.start())
+        end_match = _EVENT_END.search(block, match.end())
+        end = len(block) if end_match is None else end_match.end()
+        out.append(block[pos:start])
+        out.append(_rewrite_event(block[start:end], on_usage, keep))
+        pos = end
+    out.append(block[pos:])
+    return b"".join(out)
+
+
+def _event_start(block: bytes, low: int, high: int) -> int:
+    lf = block.rfind(b"\n\n", low, high)
+    crlf = block.rfind(b"\r\n\r\n", low, high)
+    if lf < 0 and crlf < 0:
+        return low
+    return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+
+
+def _rewrite_event(raw: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool) -> bytes:
+    out: list[bytes] = []
+    for _name, data, event in iter_events(raw if _EVENT_END.search(raw) else raw + b"\n\n"):
+        chunk = orjson.loads(data) if data and data != DONE else None
+        usage = chunk.get("usage") if isinstance(chunk, dict) else None
         if not isinstance(usage, dict):
-            out.append(raw)
+            out.append(event)
             continue
         cost = on_usage(chunk)
         if keep:

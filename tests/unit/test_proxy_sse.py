@@ -60,3 +60,13 @@ def test_money_text_is_plain_decimal():
     assert format_money(Decimal("0.0000074000")) == "0.0000074"
     assert format_money(Decimal("0E-12")) == "0"
     assert format_money(Decimal("120.50")) == "120.5"
+
+
+def test_only_the_usage_event_is_rewritten_in_a_large_block():
+    """Bytes before and after the usage chunk pass untouched, CRLF events included."""
+    before = b"data: {\"a\":1}\r\n\r\n" + CHUNK * 3
+    after = b"data: [DONE]\n\n"
+    out = rewrite_usage(before + USAGE + after, lambda c: Decimal("0.5"), keep=True)
+    assert out.startswith(before)
+    assert out.endswith(after)
+    assert b'"cost":0.5}' in out[len(before):-len(after)]
