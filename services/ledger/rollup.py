@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from services.ledger.rows import endpoint_of
+from services.ledger.rows import endpoint_of, logged_model
 from services.ledger.windows import effective_start, next_reset
 from shared.events import PricedUsageEvent
 
@@ -53,7 +53,7 @@ class LogFacts:
         return cls(
             request_id=u.request_id, api_key=u.api_key_hash, user_id=u.user_id, team_id=u.team_id,
             end_user=u.end_user, tags=tuple(dict.fromkeys(u.request_tags)), start_time=u.start_time,
-            model=u.model, model_group=u.model_group, provider=u.custom_llm_provider or "",
+            model=logged_model(u), model_group=u.model_group, provider=u.custom_llm_provider or "",
             endpoint=endpoint_of(u.call_type), prompt_tokens=u.usage.prompt_tokens,
             completion_tokens=u.usage.completion_tokens,
             cache_read_input_tokens=u.usage.cache_read_input_tokens,

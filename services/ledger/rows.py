@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from shared.events import PricedUsageEvent
+from shared.events import PricedUsageEvent, UsageEvent
 
 # call_type → the "endpoint" dimension of LiteLLM's daily tables.
 ENDPOINTS: dict[str, str] = {
@@ -63,6 +63,15 @@ def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
     return meta or None
 
 
+def logged_model(usage: UsageEvent) -> str:
+    """The deployment's model without its provider prefix ("groq/llama3-8b-8192" is logged as
+    "llama3-8b-8192", the provider going to custom_llm_provider), as LiteLLM's spend logs have it."""
+    provider = usage.custom_llm_provider
+    if provider and usage.model.startswith(provider + "/"):
+        return usage.model[len(provider) + 1 :]
+    return usage.model
+
+
 def spend_log_row(event: PricedUsageEvent, store_bodies: bool) -> tuple[Any, ...]:
     """The row, in SPEND_LOG_COLUMNS order; JSON columns hold plain Python values."""
     u = event.usage_event
@@ -71,7 +80,7 @@ def spend_log_row(event: PricedUsageEvent, store_bodies: bool) -> tuple[Any, ...
     return (
         u.request_id, u.call_type, u.api_key_hash, event.cost.total, tokens.total_tokens,
         tokens.prompt_tokens, tokens.completion_tokens, u.start_time, u.end_time,
-        u.completion_start_time, duration_ms, u.model, u.model_id, u.model_group,
+        u.completion_start_time, duration_ms, logged_model(u), u.model_id, u.model_group,
         u.custom_llm_provider, u.api_base, u.user_id, _metadata(event),
         None, None, list(u.request_tags), u.team_id, u.organization_id, u.end_user,
         u.requester_ip_address, u.session_id, u.status,
