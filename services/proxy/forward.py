@@ -1,5 +1,6 @@
-"""The spend routes and the Usage UI live in the reports service; the proxy forwards them so every
-curl of LiteLLM's docs works against :4000. Method, path, query, body, auth and status are kept."""
+"""The spend routes, the daily activity routes and the Usage UI live in the reports service; the
+proxy forwards them so every curl of LiteLLM's docs works against :4000. Method, path, query, body,
+auth and status are kept."""
 
 from __future__ import annotations
 
@@ -32,5 +33,6 @@ async def forward_to_reports(request: web.Request) -> web.StreamResponse:
 
 
 def add_report_routes(app: web.Application) -> None:
-    for pattern in ("/spend/{tail:.*}", "/global/spend", "/global/spend/{tail:.*}", "/ui", "/ui/{tail:.*}"):
+    for pattern in ("/spend/{tail:.*}", "/global/spend", "/global/spend/{tail:.*}", "/ui", "/ui/{tail:.*}",
+                    "/user/daily/activity", "/team/daily/activity", "/tag/daily/activity"):
         app.router.add_route("*", pattern, forward_to_reports)
