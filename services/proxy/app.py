@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -30,6 +31,7 @@ from shared.errors import openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes
 from shared.kafka import idempotent_producer
 from shared.metrics import Registry
+from shared.openapi import add_openapi_route
 from shared.pricing import Catalog
 
 log = structlog.get_logger(__name__)
@@ -92,6 +94,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app.router.add_get("/health/liveness", liveliness)
     app.router.add_get("/health/readiness", readiness)
     add_report_routes(app)
+    add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
     app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session])

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from shared.config import ProxyConfig
 from shared.errors import BadRequest, openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes, kafka_check, postgres_check
 from shared.metrics import Registry
+from shared.openapi import add_openapi_route
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +129,7 @@ def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, cata
     app[CATALOG] = catalog
     add_health_routes(app, Registry())
     add_routes(app, settings.static_dir)
+    add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
     app.cleanup_ctx.append(postgres_pool)
     app.cleanup_ctx.append(kafka_producer)
     return app
