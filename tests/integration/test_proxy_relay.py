@@ -457,3 +457,20 @@ async def test_unreachable_upstream_is_a_502_and_a_failure_event(start_proxy: Pr
             assert (await response.json())["error"]["type"] == "api_connection_error"
     records = await usage_events(kafka, lambda seen: len(seen) >= 1)
     assert (records[0][1].status, records[0][1].error_status) == ("failure", 502)
+
+
+async def test_langchain_chat_openai_example_is_tracked(proxy: TestServer, kafka: CommonSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed page's LangChain example (langchain_openai's ChatOpenAI, .invoke) is attributed like the SDK's."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-1234")
+    chat = ChatOpenAI(openai_api_base=base_url(proxy), model="llama3", user="palantir",
+                      extra_body={"metadata": {"tags": ["jobID:214590dsff09fds", "taskName:run_page_classification"]}})
+    messages = [SystemMessage(content="You are a helpful assistant that im using to make a test request to."),
+                HumanMessage(content="test from litellm. tell me why it's amazing in 1 sentence")]
+    response = await asyncio.to_thread(chat.invoke, messages)
+    assert response.content == "This is a fake answer from Tally's demo upstream."
+    records = await usage_events(kafka, lambda seen: len(seen) >= 1)
+    event = records[0][1]
+    assert (event.end_user, event.request_tags, event.quoted_cost) == ("palantir", SEED_TAGS, LLAMA3_COST)
