@@ -1,7 +1,8 @@
-"""LiteLLM's key, team, user and customer management routes. Master key only: no key is a 401,
-any other key a 403. Each handler validates (400, nothing changed), builds the full new state,
-publishes it (EntityChanged, acks=all) and answers in LiteLLM's shape. Only a key's SHA-256 hash is
-stored or logged; the raw key is in the /key/generate (and /user/new) answer and nowhere else."""
+"""LiteLLM's key, team, user and customer management routes. Master key only: no key or an unknown
+key is a 401, any other key a 403. Each handler validates (400, nothing changed), builds the full
+new state, publishes it (EntityChanged, acks=all) and answers in LiteLLM's shape. Only a key's
+SHA-256 hash is stored or logged; the raw key is in the /key/generate (and /user/new) answer and
+nowhere else."""
 
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ class Admin:
         raw = raw_key_from_headers(request.headers)
         if raw is None:
             raise AuthError("No api key passed in. Send it as 'Authorization: Bearer <key>' or an 'api-key' header.")
-        if self._master is None or not hmac.compare_digest(raw.encode(), self._master):
-            raise PermissionDenied(f"Only the proxy admin (master key) may call {request.path}")
+        if self._master is not None and hmac.compare_digest(raw.encode(), self._master):
+            return
+        if self.directory.state("key", hash_key(raw)) is None:
+            raise AuthError("Invalid proxy server token passed. Unable to find token in cache.")
+        raise PermissionDenied(f"Only the proxy admin (master key) may call {request.path}")
 
     async def body(self, request: web.Request, route: str) -> dict[str, Any]:
         self.require_master(request)
