@@ -98,6 +98,7 @@ class Relay:
         self.quoter = quoter
         self.gate: BudgetGate = NoBudgetGate()
         self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
+        self.background: set[asyncio.Task[None]] = set()  # streams finishing after their client left
         self.pools: dict[str, Pool] = {}  # one keep-alive pool per upstream origin, opened by the app
         # Plain calls: the whole call. Streams: until the headers, then between two reads.
         self.timeouts = {t.model_id: t.timeout_s or settings.upstream_timeout_s for t in router.all_targets()}

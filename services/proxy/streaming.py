@@ -125,7 +125,9 @@ class _Pump:
             # The server cancelled the handler (client gone): finish reading in the background so
             # the usage event carries what the upstream really generated.
             self.client_gone = handed_off = True
-            loop.create_task(self.pump(upstream_response))
+            task = loop.create_task(self.pump(upstream_response))
+            self.relay.background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self.relay.background.discard)
             raise
         finally:
             if not finished and not handed_off:
