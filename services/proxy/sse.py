@@ -20,6 +20,8 @@ _EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 def split_complete(buffer: bytes) -> tuple[bytes, bytes]:
     """(every complete event, the unfinished tail). Events end with a blank line."""
+    if buffer.endswith(b"\n\n"):  # the usual case: the upstream wrote whole events
+        return buffer, b""
     last = None
     for last in _EVENT_END.finditer(buffer):
         pass
@@ -45,7 +47,7 @@ def iter_events(block: bytes) -> Iterator[tuple[bytes | None, bytes, bytes]]:
 
 
 def has_usage(block: bytes) -> bool:
-    return _USAGE.search(block) is not None
+    return b'"usage"' in block and _USAGE.search(block) is not None
 
 
 def encode_event(payload: Any) -> bytes:
