@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_DURATION = timedelta(days=36_500)  # 100 years
 
 
 class BadDuration(ValueError):
@@ -24,7 +25,13 @@ def parse_duration(text: str | None) -> timedelta | None:
     match = _DURATION.match(str(text))
     if not match or int(match.group(1)) == 0:
         raise BadDuration(f"budget_duration {text!r} is not a positive number followed by s, m, h or d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError as exc:
+        raise BadDuration(f"budget_duration {text!r} is longer than {MAX_DURATION.days} days") from exc
+    if duration > MAX_DURATION:  # a window's end must stay a real date (datetime stops at year 9999)
+        raise BadDuration(f"budget_duration {text!r} is longer than {MAX_DURATION.days} days")
+    return duration
 
 
 def window_start(anchor: datetime, duration: timedelta, at: datetime) -> datetime:

@@ -56,3 +56,10 @@ def test_next_reset_is_the_end_of_the_current_window():
     assert next_reset(A, d, A + timedelta(minutes=45)) == A + timedelta(minutes=60)
     assert next_reset(A, d, None) == A + d
     assert next_reset(A, None, A) is None
+
+
+@pytest.mark.parametrize("text", ["214702440d", "36501d", "99999999999999999999d", "9999999999999999h"])
+def test_parse_duration_refuses_durations_whose_window_end_is_no_date(text):
+    """A duration over 100 years is refused (its window end would overflow datetime: a 500 on /team/new)."""
+    with pytest.raises(BadDuration):
+        parse_duration(text)
