@@ -3,6 +3,7 @@ into this replica's own views, so a new key works here at once; other replicas r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -14,6 +15,7 @@ from shared import topics
 from shared.events import EntityChanged, SpendReset, encode
 from shared.kafka import idempotent_producer
 from shared.settings import CommonSettings
+from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -33,12 +35,26 @@ class EntityPublisher:
         self.topic = common.topic(topics.ENTITIES)
         self.appliers = list(appliers)
         self.producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.producer = idempotent_producer(self.common, linger_ms=0)
-        await self.producer.start()
+        """Connect in the background: the proxy serves calls while Kafka is down; only admin
+        changes answer 503 until the producer is up."""
+        self._connecting = asyncio.create_task(supervise("entities_publisher", self._connect))
+
+    async def _connect(self) -> None:
+        producer = idempotent_producer(self.common, linger_ms=0)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
 
     async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
         if self.producer is not None:
             await self.producer.stop()
 
@@ -46,7 +62,7 @@ class EntityPublisher:
         """Write every change to the log, then apply them here. Nothing is applied unless Kafka
         acknowledged it."""
         if self.producer is None:
-            raise NotRecorded("the entities producer is not running")
+            raise NotRecorded("not connected to Kafka yet: admin changes cannot be recorded, retry shortly")
         try:
             for change in changes:
                 await self.producer.send_and_wait(
