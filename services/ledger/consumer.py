@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import psycopg
 import structlog
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
-from services.ledger.rows import Unstorable, check_storable, spend_log_row
+from services.ledger.rows import Unstorable, check_storable, copy_row, spend_log_row
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
 from shared.events import DeadLetter, EntityChanged, EntityTotal, Event, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
@@ -63,6 +64,7 @@ class Item:
     raw: bytes
     event: Event | None
     reason: str | None = None
+    row: list[Any] | None = None  # a priced event's spend log row, ready for COPY
 
 
 def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, priced_topic: str, store_bodies: bool) -> Item:
@@ -79,10 +81,12 @@ def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, pri
     if not isinstance(event, wanted):
         return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
     if isinstance(event, PricedUsageEvent):
+        row = spend_log_row(event, store_bodies)  # built once: checked here, copied at commit
         try:
-            check_storable(spend_log_row(event, store_bodies), raw)
+            check_storable(row, raw)
         except Unstorable as exc:
             return Item(topic, partition, offset, raw, None, str(exc))
+        return Item(topic, partition, offset, raw, event, row=copy_row(row))
     return Item(topic, partition, offset, raw, event)
 
 
@@ -102,7 +106,8 @@ def make_batch(items: Sequence[Item]) -> Batch:
     batch = Batch()
     for item in items:
         if isinstance(item.event, PricedUsageEvent):
-            batch.priced.append(item.event)
+            assert item.row is not None, "read_item builds every priced event's row"
+            batch.priced.append((item.event, item.row))
         elif item.event is not None:
             batch.admin.append(item.event)  # type: ignore[arg-type]
         key = (item.topic, item.partition)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from shared.events import PricedUsageEvent, UsageEvent
 
 # call_type → the "endpoint" dimension of LiteLLM's daily tables.
@@ -34,18 +36,17 @@ _BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "i
 _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 _INT_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in _INT_COLUMNS)
+_JSON_AT = tuple(i for i, name in enumerate(SPEND_LOG_COLUMNS) if name in JSON_COLUMNS)
+_MONEY_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in ("spend", "quoted_spend"))
 
 
 class Unstorable(ValueError):
     """The event is valid by its schema but Postgres would refuse it: it goes to the dead letters."""
 
 
-def endpoint_of(call_type: str) -> str:
-    return ENDPOINTS.get(call_type, "")
-
-
 def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
-    """The spend log's metadata: only what is set, so rows stay small."""
+    """The spend log's metadata: only what is set, so rows stay small. (Runs once per row on the
+    ingest path: plain attribute reads, no getattr loop.)"""
     usage = event.usage_event
     meta: dict[str, Any] = {}
     if usage.key_alias:
@@ -57,7 +58,8 @@ def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
     if usage.soft_budget_exceeded:
         meta["soft_budget_exceeded"] = True
     cost = event.cost
-    breakdown = {k: format(v, "f") for k in _BREAKDOWN if (v := getattr(cost, k))}
+    breakdown = {k: format(v, "f") for k, v in zip(_BREAKDOWN, (
+        cost.input, cost.output, cost.cache_read, cost.cache_creation, cost.reasoning, cost.images, cost.other)) if v}
     if breakdown:
         meta["cost_breakdown"] = breakdown
     return meta or None
@@ -107,12 +109,34 @@ def check_storable(row: Sequence[Any], raw: bytes | None = None) -> None:
         value = row[i]
         if value is not None and not -INT4_MAX <= value <= INT4_MAX:
             raise Unstorable(f"{SPEND_LOG_COLUMNS[i]} {value} is out of Postgres INTEGER's range")
-    for name in ("spend", "quoted_spend"):
-        value = row[SPEND_LOG_COLUMNS.index(name)]
+    for i in _MONEY_AT:
+        value = row[i]
         if isinstance(value, Decimal) and not value.is_finite():
-            raise Unstorable(f"{name} is not a finite number")
+            raise Unstorable(f"{SPEND_LOG_COLUMNS[i]} is not a finite number")
     if raw is not None and b"\\u0000" not in raw:
         return
     for name, value in zip(SPEND_LOG_COLUMNS, row):
         if has_nul(value):
             raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f"))  # exact digits, never a float
+    return str(value)
+
+
+def json_text(value: Any) -> str:
+    """JSON as Postgres' jsonb input takes it; Decimals keep every digit."""
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def copy_row(row: Sequence[Any]) -> list[Any]:
+    """The row as the COPY into the spend logs takes it: JSON columns already text, so COPY
+    formats plain strings instead of calling back into a JSON dumper per cell. Call it after
+    `check_storable`, which needs the JSON values unserialised to find NUL characters."""
+    out = list(row)
+    for i in _JSON_AT:
+        if out[i] is not None:
+            out[i] = json_text(out[i])
+    return out

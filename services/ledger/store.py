@@ -1,6 +1,9 @@
 """The Postgres adapter: one transaction per batch holds the spend logs, the rollups, the totals,
 the admin changes and the consumed offsets, so a crash anywhere re-reads the batch and the
-`ON CONFLICT (request_id) DO NOTHING` insert makes the re-read count nothing twice."""
+`ON CONFLICT (request_id) DO NOTHING` insert makes the re-read count nothing twice.
+
+Per log, Python only hands COPY a row built when the event was read; the rollups and the
+entities' new spend are summed in Postgres over the rows really inserted (batch_sql.py)."""
 
 from __future__ import annotations
 
@@ -9,39 +12,25 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb, set_json_dumps
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
-from services.ledger import entity_store
+from services.ledger import batch_sql, entity_store
 from services.ledger.entity_tables import ENTITY_TABLES
-from services.ledger.rollup import (
-    DAILY_TABLES, EntityState, LogFacts, advance, daily_deltas, entity_logs,
-)
-from services.ledger.rows import JSON_COLUMNS, SPEND_LOG_COLUMNS, spend_log_row
+from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
+from services.ledger.rows import json_text
 from shared.events import EntityChanged, PricedUsageEvent, SpendReset
 
 # Held shared by every ledger batch and exclusively by a replay while it swaps schemas.
 SWAP_LOCK = 7_305_012
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f"))
-    return str(value)
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=_json_default).decode()
-
-
 async def _configure(conn: psycopg.AsyncConnection) -> None:
     # No server-side prepared statements: they would keep pointing at the old tables after a
     # replay swaps schemas under a running ledger.
     conn.prepare_threshold = None
-    set_json_dumps(_dumps, context=conn)
+    set_json_dumps(json_text, context=conn)
 
 
 def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
@@ -54,26 +43,24 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     )
 
 
+# A priced event and its spend log row as COPY takes it (rows.copy_row), built when it was read.
+PricedRow = tuple[PricedUsageEvent, list[Any]]
+
+
 @dataclass
 class Batch:
     """Decoded events in the order they were read, and where each partition's reading ends."""
 
-    priced: list[PricedUsageEvent] = field(default_factory=list)
+    priced: list[PricedRow] = field(default_factory=list)
     admin: list[EntityChanged | SpendReset] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass
 class BatchResult:
-    inserted: list[LogFacts]
+    inserted: list[PricedUsageEvent]  # the events whose rows this batch inserted
     duplicates: int
     totals: list[EntityState]  # every running total this batch changed, after the commit
-
-
-_INSERT_LOGS = sql.SQL(
-    'INSERT INTO "LiteLLM_SpendLogs" SELECT * FROM tally_incoming ORDER BY request_id '
-    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
-)
 
 
 class SchemaSwapped(Exception):
@@ -134,76 +121,54 @@ class LedgerStore:
                         changed[(state.entity_type, state.entity_id)] = state
                 inserted, duplicates = await self._insert_logs(conn, batch.priced)
                 if inserted:
-                    await self._roll_up(conn, inserted)
-                    for state in await self._advance_totals(conn, inserted):
+                    for upsert in batch_sql.ROLLUP_UPSERTS.values():  # sorted: deadlock-free
+                        await conn.execute(upsert)
+                    for state in await self._advance_totals(conn):
                         changed[(state.entity_type, state.entity_id)] = state
                 await self._store_offsets(conn, batch.next_offsets)
         return BatchResult(inserted, duplicates, list(changed.values()))
 
-    async def _insert_logs(self, conn: psycopg.AsyncConnection, events: Sequence[PricedUsageEvent]) -> tuple[list[LogFacts], int]:
-        if not events:
+    async def _insert_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[PricedRow]) -> tuple[list[PricedUsageEvent], int]:
+        """COPY the rows into tally_incoming and insert the new ones; tally_inserted then holds
+        their request ids for the rollups and totals of this transaction."""
+        if not priced:
             return [], 0
-        unique: dict[str, PricedUsageEvent] = {}
-        for event in events:
-            unique.setdefault(event.request_id, event)  # the first read wins, as in a replay
-        await conn.execute(
-            'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs") ON COMMIT DELETE ROWS'
-        )
-        json_at = [i for i, name in enumerate(SPEND_LOG_COLUMNS) if name in JSON_COLUMNS]
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in SPEND_LOG_COLUMNS)
+        unique: dict[str, PricedRow] = {}
+        for event, row in priced:
+            unique.setdefault(row[0], (event, row))  # the first read wins, as in a replay
+        await conn.execute(batch_sql.CREATE_TEMP_TABLES)
         async with conn.cursor() as cur:
-            async with cur.copy(sql.SQL("COPY tally_incoming ({}) FROM STDIN").format(columns)) as copy:
-                for event in unique.values():
-                    row = list(spend_log_row(event, self.store_bodies))
-                    for i in json_at:
-                        if row[i] is not None:
-                            row[i] = Jsonb(row[i])
-                    await copy.write_row(row)
-            await cur.execute(_INSERT_LOGS)
+            async with cur.copy(batch_sql.COPY_INCOMING) as copy:
+                for seq, (_, row) in enumerate(unique.values()):
+                    await copy.write_row((*row, seq))
+            await cur.execute(batch_sql.INSERT_LOGS)
             inserted_ids = {r[0] for r in await cur.fetchall()}
-        inserted = [LogFacts.of(e) for rid, e in unique.items() if rid in inserted_ids]
-        return inserted, len(events) - len(inserted)
+        inserted = [e for rid, (e, _) in unique.items() if rid in inserted_ids]
+        return inserted, len(priced) - len(inserted)
 
-    async def _roll_up(self, conn: psycopg.AsyncConnection, logs: list[LogFacts]) -> None:
-        by_table: dict[str, list[tuple[Any, ...]]] = {}
-        for (table, entity, day, api_key, model, provider, endpoint), d in daily_deltas(logs).items():
-            by_table.setdefault(table, []).append((
-                entity, day, api_key, model, d.model_group, provider, endpoint, d.prompt_tokens,
-                d.completion_tokens, d.cache_read_input_tokens, d.cache_creation_input_tokens, d.spend,
-                d.api_requests, d.successful_requests, d.failed_requests, d.first_seen, d.last_seen,
-            ))
-        for table in sorted(by_table):
-            rows = by_table[table]
-            columns = list(zip(*rows))
-            query = sql.SQL(
-                "INSERT INTO {table} ({entity}, date, api_key, model, model_group, custom_llm_provider, endpoint,"
-                " prompt_tokens, completion_tokens, cache_read_input_tokens, cache_creation_input_tokens, spend,"
-                " api_requests, successful_requests, failed_requests, created_at, updated_at)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::bigint[],"
-                " %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])"
-                " AS v ORDER BY 1, 2, 3, 4, 6, 7"
-                " ON CONFLICT ({entity}, date, api_key, model, custom_llm_provider, endpoint) DO UPDATE SET"
-                " prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,"
-                " completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,"
-                " cache_read_input_tokens = t.cache_read_input_tokens + EXCLUDED.cache_read_input_tokens,"
-                " cache_creation_input_tokens = t.cache_creation_input_tokens + EXCLUDED.cache_creation_input_tokens,"
-                " spend = t.spend + EXCLUDED.spend, api_requests = t.api_requests + EXCLUDED.api_requests,"
-                " successful_requests = t.successful_requests + EXCLUDED.successful_requests,"
-                " failed_requests = t.failed_requests + EXCLUDED.failed_requests,"
-                " created_at = LEAST(t.created_at, EXCLUDED.created_at),"
-                " updated_at = GREATEST(t.updated_at, EXCLUDED.updated_at)"
-            ).format(table=sql.SQL("{} AS t").format(sql.Identifier(table)), entity=sql.Identifier(DAILY_TABLES[table]))
-            await conn.execute(query, [list(c) for c in columns])
-
-    async def _advance_totals(self, conn: psycopg.AsyncConnection, logs: list[LogFacts]) -> list[EntityState]:
-        grouped = entity_logs(logs)
+    async def _advance_totals(self, conn: psycopg.AsyncConnection) -> list[EntityState]:
+        """Each entity's new logs summed in SQL; entities locked per type in id order."""
+        cur = await conn.execute(batch_sql.ENTITY_SUMS)
+        grouped: dict[str, dict[str, NewLogs]] = {}
+        for entity_type, entity_id, first, last, spend in await cur.fetchall():
+            grouped.setdefault(entity_type, {})[entity_id] = NewLogs(first, last, spend)
         last_reset = await entity_store.last_reset(conn)
         changed: list[EntityState] = []
-        for entity_type in sorted({t for t, _ in grouped}):
-            ids = sorted(i for t, i in grouped if t == entity_type)
-            states = await entity_store.lock_for_spend(conn, entity_type, ids)
-            new_states = [advance(s, grouped[(entity_type, s.entity_id)], last_reset) for s in states]
+        for entity_type in sorted(grouped):
+            new = grouped[entity_type]
+            states = await entity_store.lock_for_spend(conn, entity_type, sorted(new))
+            plans = [(s, *next_window(s, new[s.entity_id].last, last_reset)) for s in states]
+            partial = [(s.entity_id, start) for s, _, start in plans if not counts_all(new[s.entity_id], start)]
+            counted: dict[str, Decimal] = {}
+            if partial:  # a window began inside this batch: count only the logs from its start
+                cur = await conn.execute(batch_sql.ENTITY_SUMS_FROM,
+                                         ([entity_type] * len(partial), [i for i, _ in partial], [t for _, t in partial]))
+                counted = {i: v for _, i, v in await cur.fetchall()}
+            new_states = [
+                advanced(s, as_of, start, new[s.entity_id].spend if counts_all(new[s.entity_id], start)
+                         else counted.get(s.entity_id, Decimal(0)))
+                for s, as_of, start in plans
+            ]
             await entity_store.save_totals(conn, entity_type, new_states)
             changed.extend(new_states)
         return changed

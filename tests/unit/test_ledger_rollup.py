@@ -1,47 +1,11 @@
-"""Rollup arithmetic: per-batch aggregation and running totals in budget windows."""
+"""Running totals in budget windows, log by log and from per-entity sums."""
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from services.ledger.rollup import EntityState, LogFacts, advance, daily_deltas, entity_logs
+from services.ledger.rollup import EntityState, NewLogs, advance, advanced, counts_all, next_window
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def log(rid: str, spend: str, at: datetime = T, *, success: bool = True, tags=("a",), team="t1", user="u1", end_user=None) -> LogFacts:
-    return LogFacts(
-        request_id=rid, api_key="k1", user_id=user, team_id=team, end_user=end_user, tags=tuple(tags), start_time=at,
-        model="gpt-4o-mini", model_group="gpt-4o-mini", provider="openai", endpoint="/chat/completions",
-        prompt_tokens=20, completion_tokens=80, cache_read_input_tokens=5, cache_creation_input_tokens=0,
-        spend=Decimal(spend), success=success,
-    )
-
-
-def test_daily_deltas_sum_each_row_once_to_the_last_digit():
-    """Two logs of one day become one row per table with exact sums and request counts."""
-    deltas = daily_deltas([log("r1", "0.000051"), log("r2", "0.1", success=False)])
-    team = deltas[("LiteLLM_DailyTeamSpend", "t1", "2026-03-01", "k1", "gpt-4o-mini", "openai", "/chat/completions")]
-    assert (team.spend, team.api_requests, team.successful_requests, team.failed_requests) == (Decimal("0.100051"), 2, 1, 1)
-    assert (team.prompt_tokens, team.completion_tokens, team.cache_read_input_tokens) == (40, 160, 10)
-    assert sorted({k[0] for k in deltas}) == [
-        "LiteLLM_DailyApiKeySpend", "LiteLLM_DailyTagSpend", "LiteLLM_DailyTeamSpend", "LiteLLM_DailyUserSpend",
-    ]
-
-
-def test_daily_deltas_split_by_utc_day_and_sort_their_keys():
-    """Logs on two UTC days give two rows, and the rows come in sorted key order (deadlock-free writes)."""
-    deltas = daily_deltas([log("r1", "1", T + timedelta(hours=13)), log("r2", "2", T)])
-    keys = list(deltas)
-    assert keys == sorted(keys)
-    days = {k[2] for k in keys if k[0] == "LiteLLM_DailyApiKeySpend"}
-    assert days == {"2026-03-01", "2026-03-02"}
-
-
-def test_entity_logs_groups_by_every_entity_and_tag():
-    """A log adds to its key, team, user, customer and each of its tags."""
-    grouped = entity_logs([log("r1", "1", tags=("a", "b"), end_user="c1")])
-    assert list(grouped) == [("customer", "c1"), ("key", "k1"), ("tag", "a"), ("tag", "b"), ("team", "t1"), ("user", "u1")]
-    assert grouped[("tag", "a")] == [(T, Decimal("1"))]
 
 
 def test_advance_adds_within_the_window():
@@ -81,6 +45,27 @@ def test_advance_is_order_independent():
     assert all_at_once.spend == Decimal("2.55") and all_at_once.window_start == T + timedelta(hours=2)
 
 
+def from_sums(state: EntityState, logs: list[tuple[datetime, Decimal]], reset: datetime | None) -> EntityState:
+    """What the adapter does: Postgres' per-entity sums, and the partial sum only when needed."""
+    new = NewLogs(min(t for t, _ in logs), max(t for t, _ in logs), sum((s for _, s in logs), Decimal(0)))
+    as_of, start = next_window(state, new.last, reset)
+    counted = new.spend if counts_all(new, start) else sum((s for t, s in logs if t >= start), Decimal(0))
+    return advanced(state, as_of, start, counted)
+
+
+def test_per_entity_sums_give_the_log_by_log_state():
+    """In one window, across a window change, and after a reset, the summed path equals advance()."""
+    windowed = EntityState("key", "k1", anchor=T, duration=timedelta(days=1), spend=Decimal("9"), window_start=T, as_of=T)
+    cases = [
+        (windowed, [(T + timedelta(hours=1), Decimal("0.25")), (T + timedelta(hours=2), Decimal("0.5"))], None),
+        (windowed, [(T + timedelta(days=1, hours=2), Decimal("2")), (T + timedelta(hours=3), Decimal("5"))], None),
+        (EntityState("team", "t1"), [(T, Decimal("1")), (T + timedelta(minutes=20), Decimal("2"))], T + timedelta(minutes=10)),
+    ]
+    for state, logs, reset in cases:
+        assert from_sums(state, logs, reset) == advance(state, logs, reset)
+    assert [from_sums(s, logs, r).spend for s, logs, r in cases] == [Decimal("9.75"), Decimal("2"), Decimal("2")]
+
+
 def test_spend_logs_name_the_model_without_its_provider_prefix():
     """As in LiteLLM's logs (and the seed's reports): "groq/llama3-8b-8192" is logged as "llama3-8b-8192"."""
     from datetime import datetime, timezone
@@ -97,3 +82,19 @@ def test_spend_logs_name_the_model_without_its_provider_prefix():
     assert [logged_model(event("groq/llama3-8b-8192", "groq")), logged_model(event("azure/chatgpt-v-2", "azure")),
             logged_model(event("gpt-4o", "openai")), logged_model(event("ft:gpt-4o:org", None))] == [
         "llama3-8b-8192", "chatgpt-v-2", "gpt-4o", "ft:gpt-4o:org"]
+
+
+def test_copy_rows_carry_json_columns_as_exact_text():
+    """COPY gets metadata and tags as JSON text with every Decimal digit; other cells untouched."""
+    from services.ledger.rows import SPEND_LOG_COLUMNS, copy_row, spend_log_row
+    from shared.events import CostBreakdown, PricedUsageEvent, UsageEvent
+
+    usage = UsageEvent(request_id="r1", call_type="acompletion", start_time=T, end_time=T + timedelta(milliseconds=1250),
+                       api_key_hash="k", key_alias="alias", model_group="g", model="openai/gpt-4o", custom_llm_provider="openai",
+                       request_tags=["a", "b"])
+    event = PricedUsageEvent(usage_event=usage, cost=CostBreakdown(input=Decimal("0.0000030"), total=Decimal("0.0000030")),
+                             priced_model="gpt-4o", catalog_version="v")
+    row = dict(zip(SPEND_LOG_COLUMNS, copy_row(spend_log_row(event, False))))
+    assert row["metadata"] == '{"user_api_key_alias":"alias","cost_breakdown":{"input":"0.0000030"}}'
+    assert row["request_tags"] == '["a","b"]'
+    assert (row["spend"], row["request_duration_ms"], row["model"], row["messages"]) == (Decimal("0.0000030"), 1250, "gpt-4o", None)
