@@ -1,23 +1,47 @@
-"""/global/spend/report answered day by day: ask the store which days have spend and their
-signatures, reuse the days computed before, compute the rest in one query, assemble."""
+"""The big reports answered through two caches, both keyed by the signatures of the days they cover
+(see cache.py): a whole answer is returned as stored bytes while no day in its range has changed;
+otherwise /global/spend/report's team and customer views recompute only the changed days.
+
+The signatures are read before the data, in their own statement: what is computed is at least as
+new as the signature it is stored under, so a stored answer is never older than its signature (at
+worst newer, and then the next call sees a new signature and recomputes)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from services.reports import shaping
-from services.reports.cache import MISSING, DayCache
+from services.reports.cache import MISSING, AnswerCache, DayCache
 from services.reports.params import DateRange
 from services.reports.store import ReportsStore
 
+DaySignatures = dict[str, tuple[int, int]]
+
 
 class Reports:
-    def __init__(self, store: ReportsStore, cache: DayCache | None = None) -> None:
+    def __init__(self, store: ReportsStore, cache: DayCache | None = None, answers: AnswerCache | None = None) -> None:
         self.store = store
         self.cache = cache if cache is not None else DayCache()
+        self.answers = answers if answers is not None else AnswerCache()
 
-    async def _days(self, kind: tuple[Any, ...], days: DateRange, compute: Any) -> list[tuple[str, Any]]:
+    async def answer(self, key: Hashable, days: DateRange, compute: Callable[[DaySignatures], Awaitable[bytes]], *,
+                     team_names: bool = False, key_names: bool = False) -> bytes:
+        """The stored body for `key` if no day of `days` (nor, when asked, a team or key name) has
+        changed since it was computed; else `compute(signatures)`, stored for next time."""
         signatures = await self.store.day_signatures(days)
+        signature: tuple[Any, ...] = (tuple(sorted(signatures.items())),)
+        if team_names:
+            signature += (await self.store.team_names_signature(),)
+        if key_names:
+            signature += (await self.store.key_names_signature(),)
+        body = self.answers.get(key, signature)
+        if body is None:
+            body = await compute(signatures)
+            self.answers.put(key, signature, body)
+        return body
+
+    async def _days(self, kind: tuple[Any, ...], signatures: DaySignatures, compute: Any) -> list[tuple[str, Any]]:
         found: dict[str, Any] = {}
         stale: list[str] = []
         for day, signature in signatures.items():
@@ -34,21 +58,25 @@ class Reports:
         return sorted(found.items())
 
     async def grouped(self, group_by: str, days: DateRange, entity_id: str | None) -> bytes:
+        """group_by=team or customer: per-day JSON parts built by Postgres, joined."""
         kind: tuple[Any, ...] = ("grouped", group_by, entity_id)
-        if group_by == "team":  # team names are part of the answer
-            kind = (*kind, await self.store.team_names_signature())
 
-        async def compute(dates: list[str]) -> dict[str, str]:
-            return await self.store.grouped_report_days(group_by, days, dates, entity_id)
+        async def compute(signatures: DaySignatures) -> bytes:
+            day_kind = kind
+            if group_by == "team":  # team names are part of each day's part
+                day_kind = (*kind, await self.store.team_names_signature())
 
-        return shaping.join_days(fragment for _, fragment in await self._days(kind, days, compute) if fragment is not None)
+            async def compute_days(dates: list[str]) -> dict[str, str]:
+                return await self.store.grouped_report_days(group_by, days, dates, entity_id)
 
-    async def by_key(self, days: DateRange, *, api_key: str | None = None, user_id: str | None = None) -> list[dict[str, Any]]:
-        async def compute(dates: list[str]) -> dict[str, list[dict[str, Any]]]:
-            per_day: dict[str, list[dict[str, Any]]] = {d: [] for d in dates}
-            for row in await self.store.key_report_days(days, dates, api_key=api_key, user_id=user_id):
-                per_day[row["date"]].append(row)
-            return per_day
+            parts = await self._days(day_kind, signatures, compute_days)
+            return shaping.join_days(fragment for _, fragment in parts if fragment is not None)
 
-        rows = await self._days(("by_key", api_key, user_id), days, compute)
-        return shaping.key_report(row for _, day_rows in rows for row in day_rows or [])
+        return await self.answer((*kind, days), days, compute, team_names=group_by == "team")
+
+    async def by_key(self, days: DateRange, *, api_key: str | None = None, user_id: str | None = None) -> bytes:
+        """group_by=api_key (or one key, or one internal user): built whole by Postgres."""
+        async def compute(_: DaySignatures) -> bytes:
+            return (await self.store.key_report(days, api_key=api_key, user_id=user_id)).encode()
+
+        return await self.answer(("by_key", api_key, user_id, days), days, compute)

@@ -178,37 +178,6 @@ def daily_activity(rows: Iterable[Mapping[str, Any]], *, totals: Mapping[str, An
     }
 
 
-def key_report(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-day (key, model) sums → the seed's per-key shape: totals and model_details, highest
-    cost first (ties by key, then model)."""
-    sums: dict[tuple[str, str], list[Any]] = {}
-    for row in rows:
-        pair = (row["api_key"], row["model"])
-        acc = sums.get(pair)
-        if acc is None:
-            sums[pair] = [row["total_cost"], row["total_input_tokens"], row["total_output_tokens"]]
-        else:
-            acc[0] += row["total_cost"]
-            acc[1] += row["total_input_tokens"]
-            acc[2] += row["total_output_tokens"]
-    per_key: dict[str, list[dict[str, Any]]] = {}
-    for (api_key, model), (cost, tokens_in, tokens_out) in sums.items():
-        per_key.setdefault(api_key, []).append(
-            {"model": model, "total_cost": cost, "total_input_tokens": int(tokens_in), "total_output_tokens": int(tokens_out)})
-    out = []
-    for api_key, details in per_key.items():
-        details.sort(key=lambda d: (-d["total_cost"], d["model"]))
-        out.append({
-            "api_key": api_key,
-            "total_cost": sum((d["total_cost"] for d in details), ZERO),
-            "total_input_tokens": sum(d["total_input_tokens"] for d in details),
-            "total_output_tokens": sum(d["total_output_tokens"] for d in details),
-            "model_details": details,
-        })
-    out.sort(key=lambda k: (-k["total_cost"], k["api_key"]))
-    return out
-
-
 def join_days(fragments: Iterable[str]) -> bytes:
     """Per-day JSON objects (already exact JSON) → one JSON list."""
     return ("[" + ",".join(fragments) + "]").encode()

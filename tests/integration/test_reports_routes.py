@@ -369,3 +369,53 @@ async def test_team_report_follows_a_team_rename(reports, seeded_database):
         conn.execute("""UPDATE "LiteLLM_TeamTable" SET team_alias = 'Production' WHERE team_id = 'team-a'""")
     body = await get(reports, "/global/spend/report", group_by="team", **RANGE)
     assert body[1]["teams"][0]["team_name"] == "Production"
+
+
+async def test_customer_report_sees_spend_that_lands_after_a_cached_answer(reports, seeded_database):
+    """A cached whole customer report is recomputed once new spend rolls into one of its days."""
+    import psycopg
+
+    await get(reports, "/global/spend/report", group_by="customer", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_DailyEndUserSpend" SET spend = spend + 1, api_requests = api_requests + 1
+                        WHERE date = '2024-05-01' AND end_user_id = 'acme'""")
+        conn.execute("""UPDATE "LiteLLM_DailyApiKeySpend" SET spend = spend + 1, api_requests = api_requests + 1
+                        WHERE date = '2024-05-01' AND api_key = %s""", (K1,))
+    body = await get(reports, "/global/spend/report", group_by="customer", **RANGE)
+    assert [(c["customer"], c["total_spend"]) for c in body[1]["customers"]] == [("acme", D("1.1"))]
+
+
+async def test_global_spend_teams_sees_spend_that_lands_after_a_cached_answer(reports, seeded_database):
+    """/global/spend/teams answered once, then a log lands: the next answer has it."""
+    import psycopg
+
+    await get(reports, "/global/spend/teams", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_DailyTeamSpend" SET spend = spend + 1, api_requests = api_requests + 1
+                        WHERE date = '2024-05-01' AND team_id = 'team-a'""")
+        conn.execute("""UPDATE "LiteLLM_DailyApiKeySpend" SET spend = spend + 1, api_requests = api_requests + 1
+                        WHERE date = '2024-05-01' AND api_key = %s""", (K1,))
+    body = await get(reports, "/global/spend/teams", **RANGE)
+    assert body["daily_spend"][1] == {"date": "2024-05-01", "Prod Team": D("1.1")}
+
+
+async def test_global_spend_keys_follows_a_key_rename(reports, seeded_database):
+    """Renaming a key shows in the next /global/spend/keys answer, though no spend changed."""
+    import psycopg
+
+    await get(reports, "/global/spend/keys", limit="2", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_VerificationToken" SET key_alias = 'two-renamed' WHERE token = %s""", (K2,))
+    body = await get(reports, "/global/spend/keys", limit="2", **RANGE)
+    assert [(k["api_key"], k["key_alias"]) for k in body] == [(K2, "two-renamed"), (K1, "one")]
+
+
+async def test_global_spend_teams_follows_a_team_rename(reports, seeded_database):
+    """Renaming a team shows in the next /global/spend/teams answer, though no spend changed."""
+    import psycopg
+
+    await get(reports, "/global/spend/teams", **RANGE)
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_TeamTable" SET team_alias = 'Production' WHERE team_id = 'team-a'""")
+    body = await get(reports, "/global/spend/teams", **RANGE)
+    assert body["teams"] == ["Production", "Research", "Unassigned"]

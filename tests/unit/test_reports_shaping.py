@@ -112,21 +112,6 @@ def test_float_sum_would_be_wrong():
     assert dumps(D("0.1") + D("0.2")) == b"0.3"
 
 
-def test_key_report_sums_days_per_key_and_model():
-    """Per-day (key, model) rows sum to one entry per key with model_details, highest cost first."""
-    rows = [{"api_key": "k1", "model": "a", "total_cost": D("0.1"), "total_input_tokens": 1, "total_output_tokens": 2},
-            {"api_key": "k1", "model": "a", "total_cost": D("0.2"), "total_input_tokens": 3, "total_output_tokens": 4},
-            {"api_key": "k1", "model": "b", "total_cost": D("0.00001"), "total_input_tokens": 5, "total_output_tokens": 0},
-            {"api_key": "k2", "model": "a", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0}]
-    assert shaping.key_report(rows) == [
-        {"api_key": "k2", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0,
-         "model_details": [{"model": "a", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0}]},
-        {"api_key": "k1", "total_cost": D("0.30001"), "total_input_tokens": 9, "total_output_tokens": 6,
-         "model_details": [{"model": "a", "total_cost": D("0.3"), "total_input_tokens": 4, "total_output_tokens": 6},
-                           {"model": "b", "total_cost": D("0.00001"), "total_input_tokens": 5, "total_output_tokens": 0}]},
-    ]
-
-
 def test_join_days_makes_one_list():
     """Per-day JSON objects join into one JSON list, [] when there are none."""
     assert (shaping.join_days([]), shaping.join_days(['{"a": 1}', '{"b": 2}'])) == (b"[]", b'[{"a": 1},{"b": 2}]')

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from services.reports import params, shaping
 from services.reports.auth import require_master, require_spend_reader
 from services.reports.handlers.body import json_body
-from services.reports.jsonout import json_response
-from services.reports.state import PRODUCER, PRODUCER_READY, SETTINGS, caller, store
+from services.reports.jsonout import dumps, json_response, raw_json_response
+from services.reports.state import PRODUCER, PRODUCER_READY, REPORTS, SETTINGS, caller, store
 from shared.errors import BadRequest, TallyError
 from shared.events import SpendReset, encode
 from shared.topics import ENTITIES
@@ -29,44 +31,68 @@ def _optional_range(request: web.Request) -> params.DateRange:
     return days
 
 
+async def _answer(request: web.Request, key: tuple[Any, ...], days: params.DateRange,
+                  compute: Callable[[], Awaitable[Any]], *, team_names: bool = False, key_names: bool = False) -> web.Response:
+    """The answer from the rollups, reused while no day of `days` has changed (see reporting.py)."""
+    async def body(_: Any) -> bytes:
+        return dumps(await compute())
+
+    key = (request.path, *key, days)
+    return raw_json_response(await request.app[REPORTS].answer(key, days, body, team_names=team_names, key_names=key_names))
+
+
 async def global_spend_logs(request: web.Request) -> web.Response:
     """Spend per day (last 30 days unless dates are given), for one key when api_key= is set."""
     await _reader(request)
     api_key = params.key_hash(request.query.get("api_key"))
-    rows = await store(request).spend_per_day(_optional_range(request), api_key)
-    out = [{"date": r["date"], "spend": r["spend"], **({"api_key": api_key} if api_key else {})} for r in rows]
-    return json_response(out)
+    days = _optional_range(request)
+
+    async def compute() -> list[dict[str, Any]]:
+        rows = await store(request).spend_per_day(days, api_key)
+        return [{"date": r["date"], "spend": r["spend"], **({"api_key": api_key} if api_key else {})} for r in rows]
+
+    return await _answer(request, (api_key,), days, compute)
 
 
 async def global_spend(request: web.Request) -> web.Response:
     await _reader(request)
-    total = await store(request).total_spend(_optional_range(request))
-    return json_response({"spend": total, "max_budget": None})
+    days = _optional_range(request)
+
+    async def compute() -> dict[str, Any]:
+        return {"spend": await store(request).total_spend(days), "max_budget": None}
+
+    return await _answer(request, (), days, compute)
 
 
 async def global_spend_keys(request: web.Request) -> web.Response:
     await _reader(request)
     limit = params.parse_int("limit", request.query.get("limit"), default=None)
-    return json_response(await store(request).top_keys(_optional_range(request), limit))
+    days = _optional_range(request)
+    return await _answer(request, (limit,), days, lambda: store(request).top_keys(days, limit), key_names=True)
 
 
 async def global_spend_models(request: web.Request) -> web.Response:
     await _reader(request)
     limit = params.parse_int("limit", request.query.get("limit"), default=10)
-    return json_response(await store(request).top_models(_optional_range(request), limit))
+    days = _optional_range(request)
+    return await _answer(request, (limit,), days, lambda: store(request).top_models(days, limit))
 
 
 async def global_spend_teams(request: web.Request) -> web.Response:
     await _reader(request)
-    rows = await store(request).team_spend_per_day(_optional_range(request))
-    return json_response(shaping.teams_daily(rows))
+    days = _optional_range(request)
+
+    async def compute() -> dict[str, Any]:
+        return shaping.teams_daily(await store(request).team_spend_per_day(days))
+
+    return await _answer(request, (), days, compute, team_names=True)
 
 
 async def global_spend_provider(request: web.Request) -> web.Response:
     await _reader(request)
     days = params.date_range(request.query)
     assert days is not None
-    return json_response(await store(request).spend_per_provider(days))
+    return await _answer(request, (), days, lambda: store(request).spend_per_provider(days))
 
 
 async def global_spend_all_tag_names(request: web.Request) -> web.Response:
@@ -80,7 +106,12 @@ async def global_spend_tags(request: web.Request) -> web.Response:
     tags = params.comma_list(request.query.get("tags"))
     if "all-tags" in tags:
         tags = []
-    return json_response(shaping.tag_spend(await store(request).tag_spend(days, tags or None)))
+    assert days is not None
+
+    async def compute() -> dict[str, Any]:
+        return shaping.tag_spend(await store(request).tag_spend(days, tags or None))
+
+    return await _answer(request, tuple(tags), days, compute)
 
 
 async def global_spend_end_users(request: web.Request) -> web.Response:
@@ -96,8 +127,8 @@ async def global_spend_end_users(request: web.Request) -> web.Response:
     api_key = body.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         raise BadRequest("api_key must be a string", param="api_key")
-    rows = await store(request).end_users(days, params.key_hash(api_key), 100)
-    return json_response(rows)
+    key_hash = params.key_hash(api_key)
+    return await _answer(request, (key_hash,), days, lambda: store(request).end_users(days, key_hash, 100))
 
 
 class ResetNotPublished(TallyError):

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from services.reports import params
 from services.reports.auth import require_spend_reader
-from services.reports.jsonout import json_response, raw_json_response
+from services.reports.jsonout import raw_json_response
 from services.reports.state import REPORTS, caller, store
 
 
@@ -22,13 +22,13 @@ async def global_spend_report(request: web.Request) -> web.Response:
     team_id, customer_id = q.get("team_id") or None, q.get("customer_id") or None
     reports = request.app[REPORTS]
     if api_key is not None:
-        return json_response(await reports.by_key(days, api_key=api_key))
+        return raw_json_response(await reports.by_key(days, api_key=api_key))
     if internal_user_id is not None:
-        return json_response(await reports.by_key(days, user_id=internal_user_id))
+        return raw_json_response(await reports.by_key(days, user_id=internal_user_id))
     if team_id is not None and customer_id is not None:
         return raw_json_response(await store(request).team_customer_report(days, team_id, customer_id))
     if group_by == "api_key":
-        return json_response(await reports.by_key(days))
+        return raw_json_response(await reports.by_key(days))
     if group_by == "customer":
         return raw_json_response(await reports.grouped("customer", days, customer_id))
     return raw_json_response(await reports.grouped("team", days, team_id))
