@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -23,6 +24,9 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
+from decimal import Decimal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +166,11 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
                 have = conn.execute("SELECT rows, days, keys, teams, customers, tags FROM bench_info").fetchone()
             if have == wanted:
                 log(f"reusing the data set in {name} ({args.rows:,} spend logs)")
+                applied = asyncio.run(migrate(url))  # indexes added since the data set was made
+                if applied:
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        conn.execute("VACUUM ANALYZE")
+                    log(f"applied migrations {applied} to it")
                 return url, {}
         except psycopg.Error:
             pass
@@ -188,21 +197,57 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def summary(samples: list[float]) -> dict[str, Any]:
+    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(percentile(samples, 0.95), 2),
+            "max_ms": round(max(samples), 2), "iterations": len(samples)}
+
+
 async def measure(base: str, path: str, params: dict[str, str], iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
+    """cold_ms: the first call after the service started (nothing cached for this route and these
+    parameters); then two more warm-up calls; then `iterations` warm calls."""
     headers = {"Authorization": f"Bearer {MASTER}"}
     size = 0
-    for _ in range(3):  # warm-up: plans cached, pages in memory
+    cold_ms = 0.0
+    for n in range(3):
+        started = time.perf_counter()
         async with session.get(base + path, params=params, headers=headers) as response:
             assert response.status == 200, await response.text()
             size = len(await response.read())
+        if n == 0:
+            cold_ms = (time.perf_counter() - started) * 1000
     samples = []
     for _ in range(iterations):
         started = time.perf_counter()
         async with session.get(base + path, params=params, headers=headers) as response:
             await response.read()
         samples.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(percentile(samples, 0.95), 2),
-            "max_ms": round(max(samples), 2), "iterations": iterations, "response_bytes": size}
+    return {"cold_ms": round(cold_ms, 2), **summary(samples), "response_bytes": size}
+
+
+async def measure_live(base: str, url: str, path: str, params: dict[str, str], iterations: int,
+                       session: aiohttp.ClientSession) -> dict[str, Any]:
+    """As under live traffic: before every call one spend log lands on the last day (its api-key
+    rollup row gets +1 request and +0.000001 spend, as the ledger would write it), so the day's
+    signature changes and the answer must be recomputed for that day. Undone at the end."""
+    headers = {"Authorization": f"Bearer {MASTER}"}
+    samples = []
+    landed = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        row_id = conn.execute('SELECT id FROM "LiteLLM_DailyApiKeySpend" WHERE date = %s ORDER BY id LIMIT 1',
+                              (params["end_date"],)).fetchone()[0]
+        bump = 'UPDATE "LiteLLM_DailyApiKeySpend" SET api_requests = api_requests + %s, spend = spend + %s WHERE id = %s'
+        try:
+            for _ in range(iterations):
+                conn.execute(bump, (1, "0.000001", row_id))
+                landed += 1
+                started = time.perf_counter()
+                async with session.get(base + path, params=params, headers=headers) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
+                samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            conn.execute(bump, (-landed, -Decimal("0.000001") * landed, row_id))
+    return summary(samples)
 
 
 async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
@@ -217,11 +262,10 @@ async def measure_request_ids(base: str, rows: int, iterations: int, session: ai
         if n >= 5:
             samples.append((time.perf_counter() - started) * 1000)
         assert len(body) == 1 and body[0]["request_id"] == rid
-    return {"p50_ms": round(statistics.median(samples), 2), "p95_ms": round(percentile(samples, 0.95), 2),
-            "max_ms": round(max(samples), 2), "iterations": iterations}
+    return summary(samples)
 
 
-def first_paint(base: str) -> dict[str, Any] | None:
+def first_paint(base: str, runs_wanted: int = 5) -> dict[str, Any] | None:
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         log("no /usr/bin/chromium: first paint not measured (make browser installs it)")
@@ -234,7 +278,7 @@ def first_paint(base: str) -> dict[str, Any] | None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=args)
         try:
-            for _ in range(5):
+            for _ in range(runs_wanted):
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 context.add_init_script(f"sessionStorage.setItem('tally.key', {json.dumps(MASTER)})")
                 page = context.new_page()
@@ -253,6 +297,36 @@ def first_paint(base: str) -> dict[str, Any] | None:
             "data_shown_max_ms": max(r["data_shown_ms"] for r in runs)}
 
 
+@contextlib.contextmanager
+def reports_service(url: str) -> Iterator[str]:
+    """The reports service as its own process on the data set; yields its base URL once healthy."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "REPORTS_PORT": str(port), "LITELLM_MASTER_KEY": MASTER,
+           "TALLY_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "services.reports"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the reports service did not become healthy")
+            time.sleep(0.2)  # polling the health route until it answers
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_REPORTS_ROWS", 10_000_000)))
@@ -266,62 +340,52 @@ def main() -> int:
     args, _ = parser.parse_known_args()
 
     url, generation = prepare(args)
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "REPORTS_PORT": str(port), "LITELLM_MASTER_KEY": MASTER,
-           "TALLY_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "services.reports"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async def run() -> dict[str, Any]:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        async with session.get(base + "/health") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the reports service did not become healthy")
-                    await asyncio.sleep(0.2)  # polling the health route until it answers
-                with psycopg.connect(url) as conn:
-                    last_day = conn.execute('SELECT max(date) FROM "LiteLLM_DailyApiKeySpend"').fetchone()[0]
-                end = last_day
-                start = (time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - 29 * 86400)))
-                window = {"start_date": start, "end_date": end}
-                out: dict[str, Any] = {"window": window}
-                for group_by in ("team", "customer", "api_key"):
-                    out[f"report_30d_{group_by}"] = await measure(base, "/global/spend/report", {**window, "group_by": group_by},
-                                                                  args.iterations, session)
-                    log(f"/global/spend/report group_by={group_by}: {out[f'report_30d_{group_by}']}")
-                out["spend_logs_request_id"] = await measure_request_ids(base, args.rows, max(100, args.iterations), session)
-                log(f"/spend/logs?request_id=: {out['spend_logs_request_id']}")
-                for name, path, extra in (("global_spend_logs_30d", "/global/spend/logs", {}),
-                                          ("global_spend_keys_30d", "/global/spend/keys", {"limit": "10"}),
-                                          ("global_spend_models_30d", "/global/spend/models", {"limit": "10"}),
-                                          ("global_spend_teams_30d", "/global/spend/teams", {}),
-                                          ("global_spend_tags_30d", "/global/spend/tags", {}),
-                                          ("spend_logs_recent_50", "/spend/logs", {"summarize": "false", "limit": "50"}),
-                                          ("report_90d_team", "/global/spend/report", {"group_by": "team"})):
-                    params = {**window, **extra}
-                    if name == "report_90d_team":
-                        params["start_date"] = time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - 89 * 86400))
-                    out[name] = await measure(base, path, params, max(10, args.iterations // 3), session)
-                    log(f"{path} {extra}: {out[name]}")
-                return out
+    load_before = os.getloadavg()
+    with psycopg.connect(url) as conn:
+        end = conn.execute('SELECT max(date) FROM "LiteLLM_DailyApiKeySpend"').fetchone()[0]
 
-        figures = asyncio.run(run())
-        figures["usage_page"] = first_paint(base)
-        if figures["usage_page"]:
-            log(f"Usage page: {figures['usage_page']}")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    def days_before(n: int) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - n * 86400))
+
+    window = {"start_date": days_before(29), "end_date": end}
+
+    async def routes(base: str) -> dict[str, Any]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            out: dict[str, Any] = {"window": window}
+            for group_by in ("team", "customer", "api_key"):
+                out[f"report_30d_{group_by}"] = await measure(base, "/global/spend/report", {**window, "group_by": group_by},
+                                                              args.iterations, session)
+                log(f"/global/spend/report group_by={group_by}: {out[f'report_30d_{group_by}']}")
+            for group_by in ("team", "customer", "api_key"):
+                out[f"report_30d_{group_by}_live"] = await measure_live(
+                    base, url, "/global/spend/report", {**window, "group_by": group_by}, args.iterations, session)
+                log(f"/global/spend/report group_by={group_by}, a new spend log before every call: "
+                    f"{out[f'report_30d_{group_by}_live']}")
+            out["spend_logs_request_id"] = await measure_request_ids(base, args.rows, max(100, args.iterations), session)
+            log(f"/spend/logs?request_id=: {out['spend_logs_request_id']}")
+            for name, path, extra in (("global_spend_logs_30d", "/global/spend/logs", {}),
+                                      ("global_spend_keys_30d", "/global/spend/keys", {"limit": "10"}),
+                                      ("global_spend_models_30d", "/global/spend/models", {"limit": "10"}),
+                                      ("global_spend_teams_30d", "/global/spend/teams", {}),
+                                      ("global_spend_tags_30d", "/global/spend/tags", {}),
+                                      ("spend_logs_recent_50", "/spend/logs", {"summarize": "false", "limit": "50"}),
+                                      ("report_90d_team", "/global/spend/report", {"group_by": "team", "start_date": days_before(89)})):
+                out[name] = await measure(base, path, {**window, **extra}, max(10, args.iterations // 3), session)
+                log(f"{path} {extra}: {out[name]}")
+            return out
+
+    with reports_service(url) as base:
+        figures = asyncio.run(routes(base))
+    with reports_service(url) as base:  # a fresh process: the page's first load finds nothing cached
+        cold = first_paint(base, runs_wanted=1)
+        warm = first_paint(base)
+    if cold and warm:
+        figures["usage_page_cold"] = cold
+        figures["usage_page"] = warm
+        log(f"Usage page, first load after a start: {cold}")
+        log(f"Usage page, later loads: {warm}")
+    figures["load_average"] = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    log(f"load average before {figures['load_average']['before']}, after {figures['load_average']['after']}")
     result = {
         "benchmark": "reports",
         "data_set": {"spend_logs": args.rows, "days": args.days, "keys": args.keys, "teams": args.teams,
