@@ -16,7 +16,7 @@ from collections.abc import Callable
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from services.proxy.spool import Spool
@@ -26,6 +26,11 @@ from shared.metrics import Registry
 log = structlog.get_logger(__name__)
 
 Record = tuple[bytes, bytes, bytes]  # (key, value, request_id)
+
+# aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
+# expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
+# replaced by a new one, with a new producer id.
+PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
 
 class CachedPartitioner:
@@ -197,6 +202,17 @@ class UsageEmitter:
         if self.healthy:
             log.warning("kafka_send_failed", error=str(exc))
         self.healthy = False
+        if isinstance(exc, PRODUCER_FATAL) and self.producer is not None and not self._closing:
+            log.warning("kafka_producer_replaced", error=repr(exc))
+            dead, self.producer = self.producer, None  # meanwhile events go to the spool
+            self._tasks.append(asyncio.create_task(self._reconnect(dead), name="usage-reconnect"))
+
+    async def _reconnect(self, dead: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(dead.stop(), 10)
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("producer_stop_failed", error=str(exc))
+        await self._connect_loop()
 
     def _to_spool(self, values: list[bytes]) -> None:
         if values:
@@ -237,7 +253,8 @@ class UsageEmitter:
         self.healthy = True
 
     async def _send_all(self, records: list[Record]) -> None:
-        assert self.producer is not None
-        futures = [await self.producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid in records]
+        producer = self.producer  # the same one throughout, even if a failure replaces it meanwhile
+        assert producer is not None
+        futures = [await producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid in records]
         if futures:
             await asyncio.gather(*futures)
