@@ -11,7 +11,7 @@ import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
@@ -21,6 +21,12 @@ from shared.pricing import Catalog
 from shared.topics import PRICED, USAGE_DLQ
 
 log = structlog.get_logger(__name__)
+
+# After a broker restart aiokafka's transactional producer can lose its sender task (an expired
+# batch leaves a gap in the sequence numbers: OutOfOrderSequenceNumber) and then wait for ever in
+# the commit or abort of the open transaction. No healthy batch takes this long.
+BATCH_DEADLINE_S = 30.0
+PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 
 class PricerMetrics:
@@ -52,10 +58,16 @@ class Pricer:
             if not batch:
                 continue
             try:
-                await self._process(batch)
+                async with asyncio.timeout(BATCH_DEADLINE_S):
+                    await self._process(batch)
                 delay = 0.5
             except ProducerFenced:
                 log.error("pricer_fenced", transactional_id=self.settings.transactional_id)
+                raise
+            except (TimeoutError, *PRODUCER_DEAD) as exc:
+                # The producer cannot recover by itself: the supervisor starts a new one (same
+                # transactional id, so the open transaction is aborted) and re-reads the batch.
+                log.warning("pricer_producer_stuck", error=repr(exc), deadline_s=BATCH_DEADLINE_S)
                 raise
             except KafkaError as exc:
                 self.metrics.aborted.inc()
