@@ -13,8 +13,6 @@ from stack.paths import KAFKA_LIBS, LOGS, RUN
 from stack.procs import StackError, port_open, recorded_pid, run, start_detached, wait_until
 
 HERE = Path(__file__).resolve().parent / "kafka"
-DATA = RUN / "kafka" / "data"
-CONFIG = RUN / "kafka" / "server.properties"
 NAME = "kafka"
 
 
@@ -43,28 +41,33 @@ def fetch_jars() -> None:
     marker.write_text("ok\n")
 
 
-def java_command(*args: str) -> list[str]:
+def java_command(*args: str, logs_dir: Path = LOGS / "kafka") -> list[str]:
     return ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={LOGS / 'kafka'}", "-cp", f"{KAFKA_LIBS}/*", *args]
+            f"-Dkafka.logs.dir={logs_dir}", "-cp", f"{KAFKA_LIBS}/*", *args]
 
 
-def format_storage(port: int) -> None:
+def format_storage(port: int, run_dir: Path = RUN / "kafka") -> None:
+    """Write `run_dir`/server.properties and format `run_dir`/data unless it already is."""
+    config, data = run_dir / "server.properties", run_dir / "data"
     controller_port = port + 1
     if port_open(controller_port):
         raise StackError(f"port {controller_port} (Kafka's controller) is taken by another program: stop it, or set KAFKA_BOOTSTRAP_SERVERS to a running broker")
-    CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    CONFIG.write_text((HERE / "server.properties.template").read_text().format(
-        port=port, controller_port=controller_port, data_dir=DATA))
-    if (DATA / "meta.properties").exists():
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text((HERE / "server.properties.template").read_text().format(
+        port=port, controller_port=controller_port, data_dir=data))
+    if (data / "meta.properties").exists():
         return
-    DATA.mkdir(parents=True, exist_ok=True)
-    run(java_command("kafka.tools.StorageTool", "format", "--standalone", "-t", uuid.uuid4().hex[:22], "-c", str(CONFIG)),
+    data.mkdir(parents=True, exist_ok=True)
+    run(java_command("kafka.tools.StorageTool", "format", "--standalone", "-t", uuid.uuid4().hex[:22], "-c", str(config)),
         "formatting Kafka's KRaft storage")
 
 
-def ensure_kafka(port: int = 9092) -> str:
-    """Return a bootstrap address of a running broker on `port`, starting ours if none runs."""
+def ensure_kafka(port: int = 9092, name: str = NAME, run_dir: Path = RUN / "kafka") -> str:
+    """Return a bootstrap address of a running broker on `port`, starting ours if none runs.
+
+    `name` is its pid file and log name, `run_dir` holds its config and data: a second broker
+    (the fault suite's) passes its own, so stopping it never touches the stack's broker."""
     bootstrap = f"127.0.0.1:{port}"
     if port_open(port):
         if broker_answers(bootstrap, timeout=20):
@@ -73,12 +76,13 @@ def ensure_kafka(port: int = 9092) -> str:
     if shutil.which("java") is None:
         raise StackError("no JDK found (java is missing): install one with `apt-get install -y openjdk-17-jre-headless`, then run `make up` again")
     fetch_jars()
-    format_storage(port)
-    (LOGS / "kafka").mkdir(parents=True, exist_ok=True)
-    pid = start_detached(NAME, java_command("kafka.Kafka", str(CONFIG)))
-    started = wait_until(lambda: port_open(port) or recorded_pid(NAME) is None, 90)
-    if not started or recorded_pid(NAME) is None:
-        raise StackError(f"the Kafka broker (pid {pid}) did not start: see {LOGS / NAME}.log and {LOGS / 'kafka' / 'server.log'}")
+    format_storage(port, run_dir)
+    logs_dir = LOGS / name
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    pid = start_detached(name, java_command("kafka.Kafka", str(run_dir / "server.properties"), logs_dir=logs_dir))
+    started = wait_until(lambda: port_open(port) or recorded_pid(name) is None, 90)
+    if not started or recorded_pid(name) is None:
+        raise StackError(f"the Kafka broker (pid {pid}) did not start: see {LOGS / name}.log and {logs_dir / 'server.log'}")
     if not broker_answers(bootstrap, timeout=60):
-        raise StackError(f"the Kafka broker listens on {port} but does not answer: see {LOGS / 'kafka' / 'server.log'}")
+        raise StackError(f"the Kafka broker listens on {port} but does not answer: see {logs_dir / 'server.log'}")
     return bootstrap
