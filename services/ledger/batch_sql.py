@@ -1,7 +1,8 @@
-"""The set-based SQL of one batch: its spend logs are copied into a temp table, inserted with
-`ON CONFLICT DO NOTHING`, and the request ids really inserted are kept in a second temp table, so
-the daily rollups and the entities' new spend are summed by Postgres from exactly those rows
-(one statement per daily table, each row touched once) instead of row by row in Python.
+"""The set-based SQL of one batch. Its spend logs are copied into a temp table, inserted with
+`ON CONFLICT DO NOTHING`, and the rows really inserted are kept, reduced to what the rollups
+need, in a second temp table (`tally_new`, filled in the same statement from the RETURNING set).
+The daily rollups and the entities' new spend are then summed by Postgres from `tally_new` (one
+statement per daily table, each row touched once) instead of log by log in Python.
 
 The rules are the ones LiteLLM's daily tables follow and the ledger always applied: a log rolls
 into the user, team and customer tables only when it names one (not NULL, not ''), into the tag
@@ -15,59 +16,76 @@ from psycopg import sql
 from services.ledger.rollup import DAILY_TABLES
 from services.ledger.rows import ENDPOINTS, SPEND_LOG_COLUMNS
 
-# Both live until the end of the transaction; `seq` is the order the events were read in.
+# Both live until the end of the transaction. tally_incoming: the rows as copied, plus the
+# call's distinct tags when request_tags repeats one (rows.copy_row) and the reading order.
 CREATE_TEMP_TABLES = sql.SQL(
-    'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs", seq integer NOT NULL)'
+    'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs", distinct_tags jsonb, seq integer NOT NULL)'
     " ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS tally_inserted (request_id text PRIMARY KEY) ON COMMIT DELETE ROWS"
+    " CREATE TEMP TABLE IF NOT EXISTS tally_new (seq integer NOT NULL, api_key text NOT NULL, user_id text,"
+    " team_id text, end_user text, tags jsonb NOT NULL, at timestamptz NOT NULL, date text NOT NULL,"
+    " model text NOT NULL, model_group text, provider text NOT NULL, endpoint text NOT NULL,"
+    " prompt_tokens integer NOT NULL, completion_tokens integer NOT NULL, cache_read_input_tokens integer NOT NULL,"
+    " cache_creation_input_tokens integer NOT NULL, spend numeric NOT NULL, success boolean NOT NULL)"
+    " ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS tally_new_tags (LIKE tally_new, tag text NOT NULL) ON COMMIT DELETE ROWS"
 )
 
 _LOG_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, SPEND_LOG_COLUMNS))
-COPY_INCOMING = sql.SQL("COPY tally_incoming ({}, seq) FROM STDIN").format(_LOG_COLUMNS)
-
-# Sorted by request_id so two ledgers inserting the same ids queue instead of deadlocking.
-INSERT_LOGS = sql.SQL(
-    "WITH ins AS ("
-    ' INSERT INTO "LiteLLM_SpendLogs" ({cols}) SELECT {cols} FROM tally_incoming ORDER BY request_id'
-    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id)"
-    " INSERT INTO tally_inserted SELECT request_id FROM ins RETURNING request_id"
-).format(cols=_LOG_COLUMNS)
-
-_NEW_LOGS = sql.SQL("tally_incoming l JOIN tally_inserted USING (request_id)")
-# One row per (log, distinct tag): a tag repeated in one call counts once.
-_TAGS = sql.SQL(" CROSS JOIN LATERAL (SELECT DISTINCT jsonb_array_elements_text(l.request_tags) AS tag) g")
-
-# Daily table → (entity expression, extra FROM, filter).
-_DAILY_ENTITY: dict[str, tuple[str, sql.Composable, str]] = {
-    "LiteLLM_DailyUserSpend": ('l."user"', sql.SQL(""), "WHERE l.\"user\" <> ''"),
-    "LiteLLM_DailyTeamSpend": ("l.team_id", sql.SQL(""), "WHERE l.team_id <> ''"),
-    "LiteLLM_DailyTagSpend": ("g.tag", _TAGS, ""),
-    "LiteLLM_DailyEndUserSpend": ("l.end_user", sql.SQL(""), "WHERE l.end_user <> ''"),
-    "LiteLLM_DailyApiKeySpend": ("l.api_key", sql.SQL(""), ""),
-}
+COPY_INCOMING = sql.SQL("COPY tally_incoming ({}, distinct_tags, seq) FROM STDIN").format(_LOG_COLUMNS)
 
 _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
     sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v)) for k, v in ENDPOINTS.items())
 )
 
+# Sorted by request_id so two ledgers inserting the same ids queue instead of deadlocking. Fills
+# tally_new and, one row per distinct tag of each log, tally_new_tags (real rows: the tag sums
+# need no join and the planner sizes them right); returns the `seq` of the rows inserted.
+INSERT_LOGS = sql.SQL(
+    "WITH ins AS ("
+    ' INSERT INTO "LiteLLM_SpendLogs" ({cols}) SELECT {cols} FROM tally_incoming ORDER BY request_id'
+    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id),"
+    " new AS (INSERT INTO tally_new SELECT l.seq, l.api_key, l.\"user\", l.team_id, l.end_user,"
+    " COALESCE(l.distinct_tags, l.request_tags), l.\"startTime\","
+    " to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD'), l.model, l.model_group,"
+    " COALESCE(l.custom_llm_provider, ''), {endpoint}, l.prompt_tokens, l.completion_tokens,"
+    " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success'"
+    " FROM tally_incoming l JOIN ins USING (request_id) RETURNING *),"
+    " tags AS (INSERT INTO tally_new_tags SELECT new.*, t FROM new, jsonb_array_elements_text(new.tags) t)"
+    " SELECT seq FROM new"
+).format(cols=_LOG_COLUMNS, endpoint=_ENDPOINT)
+
+
+# Daily table → (entity expression, temp table, filter).
+_DAILY_ENTITY: dict[str, tuple[str, str, str]] = {
+    "LiteLLM_DailyUserSpend": ("n.user_id", "tally_new", "WHERE n.user_id <> ''"),
+    "LiteLLM_DailyTeamSpend": ("n.team_id", "tally_new", "WHERE n.team_id <> ''"),
+    "LiteLLM_DailyTagSpend": ("n.tag", "tally_new_tags", ""),
+    "LiteLLM_DailyEndUserSpend": ("n.end_user", "tally_new", "WHERE n.end_user <> ''"),
+    "LiteLLM_DailyApiKeySpend": ("n.api_key", "tally_new", ""),
+}
+
 
 def rollup_upsert(table: str) -> sql.Composed:
-    """Add the batch's inserted logs to `table`, rows written in key order (deadlock-free)."""
-    entity, join, where = _DAILY_ENTITY[table]
+    """Add the batch's inserted logs to `table`, rows written in key order (deadlock-free).
+    The model_group comes from the group's first log (min seq), joined back: no ordered aggregate."""
+    entity, source, where = _DAILY_ENTITY[table]
     return sql.SQL(
         "INSERT INTO {table} AS t ({entity_col}, date, api_key, model, model_group, custom_llm_provider, endpoint,"
         " prompt_tokens, completion_tokens, cache_read_input_tokens, cache_creation_input_tokens, spend,"
         " api_requests, successful_requests, failed_requests, created_at, updated_at)"
-        " SELECT entity, date, api_key, model, (array_agg(model_group ORDER BY seq))[1], provider, endpoint,"
-        " sum(prompt_tokens), sum(completion_tokens), sum(cache_read_input_tokens), sum(cache_creation_input_tokens),"
-        " sum(spend), count(*), count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success'),"
-        ' min("startTime"), max("startTime")'
-        " FROM (SELECT {entity} AS entity, to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS date,"
-        " l.api_key, l.model, l.model_group, COALESCE(l.custom_llm_provider, '') AS provider, {endpoint} AS endpoint,"
-        " l.prompt_tokens, l.completion_tokens, l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend,"
-        ' l.status, l."startTime", l.seq FROM {new_logs}{join} {where}) AS v'
-        " GROUP BY entity, date, api_key, model, provider, endpoint"
-        " ORDER BY entity, date, api_key, model, provider, endpoint"
+        " SELECT r.entity, r.date, r.api_key, r.model, f.model_group, r.provider, r.endpoint, r.prompt_tokens,"
+        " r.completion_tokens, r.cache_read_input_tokens, r.cache_creation_input_tokens, r.spend, r.api_requests,"
+        " r.successful_requests, r.failed_requests, r.first_seen, r.last_seen"
+        " FROM (SELECT {entity} AS entity, n.date, n.api_key, n.model, n.provider, n.endpoint,"
+        " sum(n.prompt_tokens) AS prompt_tokens, sum(n.completion_tokens) AS completion_tokens,"
+        " sum(n.cache_read_input_tokens) AS cache_read_input_tokens,"
+        " sum(n.cache_creation_input_tokens) AS cache_creation_input_tokens, sum(n.spend) AS spend,"
+        " count(*) AS api_requests, count(*) FILTER (WHERE n.success) AS successful_requests,"
+        " count(*) FILTER (WHERE NOT n.success) AS failed_requests, min(n.at) AS first_seen, max(n.at) AS last_seen,"
+        " min(n.seq) AS first_seq"
+        " FROM {source} n {where} GROUP BY 1, 2, 3, 4, 5, 6) AS r"
+        " JOIN tally_new f ON f.seq = r.first_seq"
+        " ORDER BY r.entity, r.date, r.api_key, r.model, r.provider, r.endpoint"
         " ON CONFLICT ({entity_col}, date, api_key, model, custom_llm_provider, endpoint) DO UPDATE SET"
         " prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,"
         " completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,"
@@ -80,25 +98,33 @@ def rollup_upsert(table: str) -> sql.Composed:
         " updated_at = GREATEST(t.updated_at, EXCLUDED.updated_at)"
     ).format(
         table=sql.Identifier(table), entity_col=sql.Identifier(DAILY_TABLES[table]), entity=sql.SQL(entity),
-        endpoint=_ENDPOINT, new_logs=_NEW_LOGS, join=join, where=sql.SQL(where),
+        source=sql.Identifier(source), where=sql.SQL(where),
     )
 
 
 ROLLUP_UPSERTS: dict[str, sql.Composed] = {table: rollup_upsert(table) for table in sorted(DAILY_TABLES)}
 
 # (entity_type, entity_id, event time, spend) of every inserted log, per entity it adds to.
-_ENTITY_LOGS = sql.SQL(
-    "SELECT 'key' AS entity_type, l.api_key AS entity_id, l.\"startTime\" AS at, l.spend FROM {new}"
-    " UNION ALL SELECT 'team', l.team_id, l.\"startTime\", l.spend FROM {new} WHERE l.team_id <> ''"
-    " UNION ALL SELECT 'user', l.\"user\", l.\"startTime\", l.spend FROM {new} WHERE l.\"user\" <> ''"
-    " UNION ALL SELECT 'customer', l.end_user, l.\"startTime\", l.spend FROM {new} WHERE l.end_user <> ''"
-    " UNION ALL SELECT 'tag', g.tag, l.\"startTime\", l.spend FROM {new}{tags}"
-).format(new=_NEW_LOGS, tags=_TAGS)
+_BRANCHES = (
+    ("key", "n.api_key", "tally_new", ""),
+    ("team", "n.team_id", "tally_new", "WHERE n.team_id <> ''"),
+    ("user", "n.user_id", "tally_new", "WHERE n.user_id <> ''"),
+    ("customer", "n.end_user", "tally_new", "WHERE n.end_user <> ''"),
+    ("tag", "n.tag", "tally_new_tags", ""),
+)
+_ENTITY_LOGS = sql.SQL(" UNION ALL ").join(
+    sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.at, n.spend FROM {j} n {w}").format(
+        t=sql.Literal(t), e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
+    for t, e, j, w in _BRANCHES
+)
 
-# Per entity: earliest and latest event time and the spend of its newly inserted logs.
-ENTITY_SUMS = sql.SQL(
-    "SELECT entity_type, entity_id, min(at), max(at), sum(spend) FROM ({}) e GROUP BY 1, 2"
-).format(_ENTITY_LOGS)
+# Per entity: earliest and latest event time and the spend of its newly inserted logs (summed
+# per entity type, each on its own key: small hash aggregates).
+ENTITY_SUMS = sql.SQL(" UNION ALL ").join(
+    sql.SQL("SELECT {t}, {e}, min(n.at), max(n.at), sum(n.spend) FROM {j} n {w} GROUP BY 2").format(
+        t=sql.Literal(t), e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
+    for t, e, j, w in _BRANCHES
+)
 
 # The spend of those logs from a start time on, for the few entities whose window began inside
 # the batch (the rest count all of their new logs).

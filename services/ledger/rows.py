@@ -37,6 +37,7 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 _INT_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in _INT_COLUMNS)
 _JSON_AT = tuple(i for i, name in enumerate(SPEND_LOG_COLUMNS) if name in JSON_COLUMNS)
+_TAGS_AT = SPEND_LOG_COLUMNS.index("request_tags")
 _MONEY_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in ("spend", "quoted_spend"))
 
 
@@ -132,11 +133,16 @@ def json_text(value: Any) -> str:
 
 
 def copy_row(row: Sequence[Any]) -> list[Any]:
-    """The row as the COPY into the spend logs takes it: JSON columns already text, so COPY
-    formats plain strings instead of calling back into a JSON dumper per cell. Call it after
-    `check_storable`, which needs the JSON values unserialised to find NUL characters."""
+    """The row as the COPY into the batch's temp table takes it: JSON columns as text, so COPY
+    formats plain strings instead of calling back into a JSON dumper per cell; then one more
+    cell, the call's distinct tags for the rollups (NULL when request_tags has no repeat, the
+    usual case: Postgres then reads request_tags). Call it after `check_storable`, which needs
+    the JSON values unserialised to find NUL characters."""
     out = list(row)
+    tags = out[_TAGS_AT]
+    repeated = len(tags) > 1 and len(set(tags)) < len(tags)
     for i in _JSON_AT:
         if out[i] is not None:
             out[i] = json_text(out[i])
+    out.append(json_text(list(dict.fromkeys(tags))) if repeated else None)
     return out

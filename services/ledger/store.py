@@ -129,21 +129,21 @@ class LedgerStore:
         return BatchResult(inserted, duplicates, list(changed.values()))
 
     async def _insert_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[PricedRow]) -> tuple[list[PricedUsageEvent], int]:
-        """COPY the rows into tally_incoming and insert the new ones; tally_inserted then holds
-        their request ids for the rollups and totals of this transaction."""
+        """COPY the rows into tally_incoming and insert the new ones; tally_new then holds what
+        the rollups and totals of this transaction need from the rows really inserted."""
         if not priced:
             return [], 0
         unique: dict[str, PricedRow] = {}
         for event, row in priced:
             unique.setdefault(row[0], (event, row))  # the first read wins, as in a replay
+        rows = list(unique.values())
         await conn.execute(batch_sql.CREATE_TEMP_TABLES)
         async with conn.cursor() as cur:
             async with cur.copy(batch_sql.COPY_INCOMING) as copy:
-                for seq, (_, row) in enumerate(unique.values()):
+                for seq, (_, row) in enumerate(rows):
                     await copy.write_row((*row, seq))
             await cur.execute(batch_sql.INSERT_LOGS)
-            inserted_ids = {r[0] for r in await cur.fetchall()}
-        inserted = [e for rid, (e, _) in unique.items() if rid in inserted_ids]
+            inserted = [rows[seq][0] for seq in sorted(r[0] for r in await cur.fetchall())]
         return inserted, len(priced) - len(inserted)
 
     async def _advance_totals(self, conn: psycopg.AsyncConnection) -> list[EntityState]:

@@ -136,3 +136,19 @@ async def test_a_database_constraint_violation_dead_letters_only_the_offender(se
     aliases = await query(settings.database_url, 'SELECT token, key_alias, spend FROM "LiteLLM_VerificationToken" ORDER BY key_alias NULLS LAST')
     assert aliases == [(key_hash("sk-3"), "other", Decimal(0)), (key_hash("sk-1"), "shared-alias", Decimal("0.000051")),
                        (key_hash("sk-2"), None, Decimal("0.000051"))]
+
+
+async def test_rollups_count_a_repeated_tag_once_and_keep_the_first_model_group(settings):
+    """A tag repeated in one call counts once; an empty team rolls nowhere; a rollup row keeps the model_group of the first log read."""
+    first = priced(request_id="r-first", cost="0.5", tags=("x", "x", "y"), team="")
+    second = priced(request_id="r-second", cost="0.25", tags=("x",), team="")
+    second = second.model_copy(update={"usage_event": second.usage_event.model_copy(update={"model_group": "other-group"})})
+    await produce(settings, [first, second])
+    async with InProcessLedger(settings):
+        await wait_for_logs(settings.database_url, 2)
+    tags = await query(settings.database_url, 'SELECT tag, spend, api_requests, model_group FROM "LiteLLM_DailyTagSpend" ORDER BY tag')
+    assert tags == [("x", Decimal("0.75"), 2, "gpt-4o-mini"), ("y", Decimal("0.5"), 1, "gpt-4o-mini")]
+    totals = await query(settings.database_url, 'SELECT tag_name, spend FROM "LiteLLM_TagTable" ORDER BY tag_name')
+    assert totals == [("x", Decimal("0.75")), ("y", Decimal("0.5"))]
+    assert await query(settings.database_url, 'SELECT count(*) FROM "LiteLLM_DailyTeamSpend"') == [(0,)]
+    assert await query(settings.database_url, 'SELECT count(*) FROM "LiteLLM_TeamTable"') == [(0,)]

@@ -85,7 +85,8 @@ def test_spend_logs_name_the_model_without_its_provider_prefix():
 
 
 def test_copy_rows_carry_json_columns_as_exact_text():
-    """COPY gets metadata and tags as JSON text with every Decimal digit; other cells untouched."""
+    """COPY gets metadata and tags as JSON text with every Decimal digit, other cells untouched, and
+    the distinct tags only when a tag repeats."""
     from services.ledger.rows import SPEND_LOG_COLUMNS, copy_row, spend_log_row
     from shared.events import CostBreakdown, PricedUsageEvent, UsageEvent
 
@@ -94,7 +95,11 @@ def test_copy_rows_carry_json_columns_as_exact_text():
                        request_tags=["a", "b"])
     event = PricedUsageEvent(usage_event=usage, cost=CostBreakdown(input=Decimal("0.0000030"), total=Decimal("0.0000030")),
                              priced_model="gpt-4o", catalog_version="v")
-    row = dict(zip(SPEND_LOG_COLUMNS, copy_row(spend_log_row(event, False))))
+    cells = copy_row(spend_log_row(event, False))
+    row = dict(zip(SPEND_LOG_COLUMNS, cells))
+    assert cells[len(SPEND_LOG_COLUMNS):] == [None]
+    repeated = event.model_copy(update={"usage_event": usage.model_copy(update={"request_tags": ["a", "b", "a"]})})
+    assert copy_row(spend_log_row(repeated, False))[len(SPEND_LOG_COLUMNS):] == ['["a","b"]']
     assert row["metadata"] == '{"user_api_key_alias":"alias","cost_breakdown":{"input":"0.0000030"}}'
     assert row["request_tags"] == '["a","b"]'
     assert (row["spend"], row["request_duration_ms"], row["model"], row["messages"]) == (Decimal("0.0000030"), 1250, "gpt-4o", None)
