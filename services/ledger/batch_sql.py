@@ -18,17 +18,17 @@ from services.ledger.rows import ENDPOINTS, SPEND_LOG_COLUMNS
 
 # Both live until the end of the transaction. tally_incoming: the rows as copied, plus the
 # call's distinct tags when request_tags repeats one (rows.copy_row) and the reading order.
-CREATE_TEMP_TABLES = sql.SQL(
+CREATE_TEMP_TABLES = tuple(sql.SQL(q) for q in (
     'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs", distinct_tags jsonb, seq integer NOT NULL)'
-    " ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS tally_new (seq integer NOT NULL, api_key text NOT NULL, user_id text,"
+    " ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS tally_new (seq integer NOT NULL, api_key text NOT NULL, user_id text,"
     " team_id text, end_user text, tags jsonb NOT NULL, at timestamptz NOT NULL, date text NOT NULL,"
     " model text NOT NULL, model_group text, provider text NOT NULL, endpoint text NOT NULL,"
     " prompt_tokens integer NOT NULL, completion_tokens integer NOT NULL, cache_read_input_tokens integer NOT NULL,"
     " cache_creation_input_tokens integer NOT NULL, spend numeric NOT NULL, success boolean NOT NULL)"
-    " ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS tally_new_tags (LIKE tally_new, tag text NOT NULL) ON COMMIT DELETE ROWS"
-)
+    " ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS tally_new_tags (LIKE tally_new, tag text NOT NULL) ON COMMIT DELETE ROWS",
+))
 
 _LOG_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, SPEND_LOG_COLUMNS))
 COPY_INCOMING = sql.SQL("COPY tally_incoming ({}, distinct_tags, seq) FROM STDIN").format(_LOG_COLUMNS)
@@ -134,3 +134,9 @@ ENTITY_SUMS_FROM = sql.SQL(
     " JOIN ({}) e ON e.entity_type = v.entity_type AND e.entity_id = v.entity_id AND e.at >= v.start"
     " GROUP BY 1, 2"
 ).format(_ENTITY_LOGS)
+
+# Per entity type, the ids the batch's inserted logs add to (what the totals step locks).
+NEW_ENTITY_IDS: dict[str, sql.Composed] = {
+    t: sql.SQL("SELECT DISTINCT {e} FROM {j} n {w}").format(e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
+    for t, e, j, w in _BRANCHES
+}

@@ -49,8 +49,11 @@ async def read_states(conn: psycopg.AsyncConnection, entity_type: str) -> list[E
     return [_state(entity_type, r) for r in await cur.fetchall()]
 
 
+LAST_RESET = "SELECT max(occurred_at) FROM tally_spend_resets"
+
+
 async def last_reset(conn: psycopg.AsyncConnection) -> datetime | None:
-    cur = await conn.execute("SELECT max(occurred_at) FROM tally_spend_resets")
+    cur = await conn.execute(LAST_RESET)
     row = await cur.fetchone()
     return row[0] if row else None
 
@@ -68,6 +71,26 @@ async def lock_for_spend(conn: psycopg.AsyncConnection, entity_type: str, ids: l
     )
     where = sql.SQL("{} = ANY(%s)").format(sql.Identifier(table.id_column))
     cur = await conn.execute(_select_states(entity_type, where, lock=True), (ids,))
+    return [_state(entity_type, r) for r in await cur.fetchall()]
+
+
+async def queue_lock_for_spend(conn: psycopg.AsyncConnection, entity_type: str, ids: sql.Composable) -> psycopg.AsyncCursor[Any]:
+    """lock_for_spend for the ids a query yields, sent without waiting (pipeline mode): returns
+    the cursor whose rows are the locked states (read them with `states_of`)."""
+    table = ENTITY_TABLES[entity_type]
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO {table} ({id}) SELECT v.id FROM ({ids}) AS v(id)"
+            " WHERE NOT EXISTS (SELECT 1 FROM tally_deleted_entities d WHERE d.entity_type = %s AND d.entity_id = v.id)"
+            " ORDER BY v.id ON CONFLICT ({id}) DO NOTHING"
+        ).format(table=sql.Identifier(table.table), id=sql.Identifier(table.id_column), ids=ids),
+        (entity_type,),
+    )
+    where = sql.SQL("{} IN ({})").format(sql.Identifier(table.id_column), ids)
+    return await conn.execute(_select_states(entity_type, where, lock=True))
+
+
+async def states_of(entity_type: str, cur: psycopg.AsyncCursor[Any]) -> list[EntityState]:
     return [_state(entity_type, r) for r in await cur.fetchall()]
 
 

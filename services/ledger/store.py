@@ -63,6 +63,9 @@ class BatchResult:
     totals: list[EntityState]  # every running total this batch changed, after the commit
 
 
+_SCHEMA_OID = "SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()"
+
+
 class SchemaSwapped(Exception):
     """A replay swapped in a rebuilt schema: re-read from the offsets stored there."""
 
@@ -76,8 +79,7 @@ class LedgerStore:
         self._columns: dict[str, dict[str, str]] | None = None
         self._schema_oid: int | None = None
 
-    async def _same_schema(self, conn: psycopg.AsyncConnection) -> None:
-        cur = await conn.execute("SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()")
+    async def _same_schema(self, cur: psycopg.AsyncCursor[Any]) -> None:
         row = await cur.fetchone()
         oid = row[0] if row else None
         if self._schema_oid is not None and oid != self._schema_oid:
@@ -108,70 +110,92 @@ class LedgerStore:
         return self._columns
 
     async def apply(self, batch: Batch) -> BatchResult:
-        """Everything in one transaction; raises psycopg errors for the caller to classify."""
+        """Everything in one transaction; raises psycopg errors for the caller to classify.
+
+        Statements go in pipelines (sent together, one wait for all their results): on a
+        loaded machine every round trip costs a wake-up of both processes, and a batch had
+        about thirty of them. Now: the start, the COPY, the inserts, rollups and entity locks,
+        then the new totals with the offsets (plus one query when a window began mid-batch)."""
         async with self.pool.connection() as conn:
             async with conn.transaction():
+                async with conn.pipeline():
+                    if self.take_swap_lock:
+                        await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
+                        schema = await conn.execute(_SCHEMA_OID)
+                    if batch.priced:
+                        for create in batch_sql.CREATE_TEMP_TABLES:
+                            await conn.execute(create)
                 if self.take_swap_lock:
-                    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
-                    await self._same_schema(conn)
+                    await self._same_schema(schema)
                 changed: dict[tuple[str, str], EntityState] = {}
-                columns = await self.entity_columns(conn)
-                for event in batch.admin:
-                    for state in await entity_store.apply_admin(conn, event, columns):
-                        changed[(state.entity_type, state.entity_id)] = state
-                inserted, duplicates = await self._insert_logs(conn, batch.priced)
-                if inserted:
-                    for upsert in batch_sql.ROLLUP_UPSERTS.values():  # sorted: deadlock-free
-                        await conn.execute(upsert)
-                    for state in await self._advance_totals(conn):
-                        changed[(state.entity_type, state.entity_id)] = state
-                await self._store_offsets(conn, batch.next_offsets)
-        return BatchResult(inserted, duplicates, list(changed.values()))
+                if batch.admin:
+                    columns = await self.entity_columns(conn)
+                    for event in batch.admin:
+                        for state in await entity_store.apply_admin(conn, event, columns):
+                            changed[(state.entity_type, state.entity_id)] = state
+                inserted: list[PricedUsageEvent] = []
+                new_totals: list[EntityState] = []
+                if batch.priced:
+                    rows = await self._copy_logs(conn, batch.priced)
+                    async with conn.pipeline():
+                        inserted_cur = await conn.execute(batch_sql.INSERT_LOGS)
+                        for upsert in batch_sql.ROLLUP_UPSERTS.values():  # sorted: deadlock-free
+                            await conn.execute(upsert)
+                        totals = await self._lock_totals(conn)
+                    inserted = [rows[seq][0] for seq in sorted(r[0] for r in await inserted_cur.fetchall())]
+                    new_totals = await self._advance_totals(conn, *totals)
+                async with conn.pipeline():
+                    for entity_type in sorted({s.entity_type for s in new_totals}):
+                        await entity_store.save_totals(conn, entity_type, [s for s in new_totals if s.entity_type == entity_type])
+                    await self._store_offsets(conn, batch.next_offsets)
+                for state in new_totals:
+                    changed[(state.entity_type, state.entity_id)] = state
+        return BatchResult(inserted, len(batch.priced) - len(inserted), list(changed.values()))
 
-    async def _insert_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[PricedRow]) -> tuple[list[PricedUsageEvent], int]:
-        """COPY the rows into tally_incoming and insert the new ones; tally_new then holds what
-        the rollups and totals of this transaction need from the rows really inserted."""
-        if not priced:
-            return [], 0
+    async def _copy_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[PricedRow]) -> list[PricedRow]:
+        """COPY the batch's rows into tally_incoming (the first read of a request id wins, as in
+        a replay); returns them in `seq` order."""
         unique: dict[str, PricedRow] = {}
         for event, row in priced:
-            unique.setdefault(row[0], (event, row))  # the first read wins, as in a replay
+            unique.setdefault(row[0], (event, row))
         rows = list(unique.values())
-        await conn.execute(batch_sql.CREATE_TEMP_TABLES)
         async with conn.cursor() as cur:
             async with cur.copy(batch_sql.COPY_INCOMING) as copy:
                 for seq, (_, row) in enumerate(rows):
                     await copy.write_row((*row, seq))
-            await cur.execute(batch_sql.INSERT_LOGS)
-            inserted = [rows[seq][0] for seq in sorted(r[0] for r in await cur.fetchall())]
-        return inserted, len(priced) - len(inserted)
+        return rows
 
-    async def _advance_totals(self, conn: psycopg.AsyncConnection) -> list[EntityState]:
-        """Each entity's new logs summed in SQL; entities locked per type in id order."""
-        cur = await conn.execute(batch_sql.ENTITY_SUMS)
-        grouped: dict[str, dict[str, NewLogs]] = {}
-        for entity_type, entity_id, first, last, spend in await cur.fetchall():
-            grouped.setdefault(entity_type, {})[entity_id] = NewLogs(first, last, spend)
-        last_reset = await entity_store.last_reset(conn)
-        changed: list[EntityState] = []
-        for entity_type in sorted(grouped):
-            new = grouped[entity_type]
-            states = await entity_store.lock_for_spend(conn, entity_type, sorted(new))
-            plans = [(s, *next_window(s, new[s.entity_id].last, last_reset)) for s in states]
-            partial = [(s.entity_id, start) for s, _, start in plans if not counts_all(new[s.entity_id], start)]
-            counted: dict[str, Decimal] = {}
-            if partial:  # a window began inside this batch: count only the logs from its start
-                cur = await conn.execute(batch_sql.ENTITY_SUMS_FROM,
-                                         ([entity_type] * len(partial), [i for i, _ in partial], [t for _, t in partial]))
-                counted = {i: v for _, i, v in await cur.fetchall()}
-            new_states = [
-                advanced(s, as_of, start, new[s.entity_id].spend if counts_all(new[s.entity_id], start)
-                         else counted.get(s.entity_id, Decimal(0)))
-                for s, as_of, start in plans
-            ]
-            await entity_store.save_totals(conn, entity_type, new_states)
-            changed.extend(new_states)
-        return changed
+    async def _lock_totals(self, conn: psycopg.AsyncConnection) -> tuple[Any, Any, dict[str, Any]]:
+        """Queue (pipeline) the reads the totals need: the last reset, each entity's new logs
+        summed, and its row created if missing and locked (types sorted, ids in order)."""
+        reset = await conn.execute(entity_store.LAST_RESET)
+        sums = await conn.execute(batch_sql.ENTITY_SUMS)
+        locked = {t: await entity_store.queue_lock_for_spend(conn, t, batch_sql.NEW_ENTITY_IDS[t])
+                  for t in sorted(batch_sql.NEW_ENTITY_IDS)}
+        return reset, sums, locked
+
+    async def _advance_totals(self, conn: psycopg.AsyncConnection, reset_cur: Any, sums_cur: Any,
+                              locked: dict[str, Any]) -> list[EntityState]:
+        """The new running totals of the locked entities, from their new logs' sums."""
+        last_reset = (await reset_cur.fetchone())[0]
+        new: dict[tuple[str, str], NewLogs] = {
+            (t, i): NewLogs(first, last, spend) for t, i, first, last, spend in await sums_cur.fetchall()
+        }
+        plans = []
+        for entity_type, cur in locked.items():
+            for s in await entity_store.states_of(entity_type, cur):
+                plans.append((s, new[(entity_type, s.entity_id)], *next_window(s, new[(entity_type, s.entity_id)].last, last_reset)))
+        partial = [(s, start) for s, logs, _, start in plans if not counts_all(logs, start)]
+        counted: dict[tuple[str, str], Decimal] = {}
+        if partial:  # a window began inside this batch: count only the logs from its start
+            cur = await conn.execute(batch_sql.ENTITY_SUMS_FROM, (
+                [s.entity_type for s, _ in partial], [s.entity_id for s, _ in partial], [t for _, t in partial]))
+            counted = {(t, i): v for t, i, v in await cur.fetchall()}
+        return [
+            advanced(s, as_of, start, logs.spend if counts_all(logs, start)
+                     else counted.get((s.entity_type, s.entity_id), Decimal(0)))
+            for s, logs, as_of, start in plans
+        ]
 
     async def _store_offsets(self, conn: psycopg.AsyncConnection, offsets: dict[tuple[str, int], int]) -> None:
         if not offsets:
