@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 ZERO = Decimal(0)
@@ -176,6 +176,50 @@ def daily_activity(rows: Iterable[Mapping[str, Any]], *, totals: Mapping[str, An
             "has_more": page < total_pages,
         },
     }
+
+
+KeyModelSums = dict[tuple[str, str], list[Any]]  # (api_key, model) -> [cost, input tokens, output tokens]
+_EXACT = Context(prec=1000)  # sums of NUMERIC amounts are exact: never rounded to 28 digits
+
+
+def add_key_model_rows(sums: KeyModelSums, rows: Iterable[Mapping[str, Any]]) -> KeyModelSums:
+    """Adds (api_key, model, total_cost, total_input_tokens, total_output_tokens) rows into `sums`
+    (a new dict: `sums` itself is left as it was)."""
+    out = {pair: list(acc) for pair, acc in sums.items()}
+    for row in rows:
+        pair = (row["api_key"], row["model"])
+        acc = out.get(pair)
+        if acc is None:
+            out[pair] = [row["total_cost"], int(row["total_input_tokens"]), int(row["total_output_tokens"])]
+        else:
+            acc[0] = _EXACT.add(acc[0], row["total_cost"])
+            acc[1] += int(row["total_input_tokens"])
+            acc[2] += int(row["total_output_tokens"])
+    return out
+
+
+def key_report(sums: KeyModelSums) -> list[dict[str, Any]]:
+    """(key, model) sums → the seed's per-key shape: totals and model_details, highest cost first
+    (ties by key, then model, in code-point order)."""
+    per_key: dict[str, list[dict[str, Any]]] = {}
+    for (api_key, model), (cost, tokens_in, tokens_out) in sums.items():
+        per_key.setdefault(api_key, []).append(
+            {"model": model, "total_cost": cost, "total_input_tokens": tokens_in, "total_output_tokens": tokens_out})
+    out = []
+    for api_key, details in per_key.items():
+        details.sort(key=lambda d: (d["total_cost"].copy_negate(), d["model"]))
+        total = ZERO
+        for d in details:
+            total = _EXACT.add(total, d["total_cost"])
+        out.append({
+            "api_key": api_key,
+            "total_cost": total,
+            "total_input_tokens": sum(d["total_input_tokens"] for d in details),
+            "total_output_tokens": sum(d["total_output_tokens"] for d in details),
+            "model_details": details,
+        })
+    out.sort(key=lambda k: (k["total_cost"].copy_negate(), k["api_key"]))
+    return out
 
 
 def join_days(fragments: Iterable[str]) -> bytes:

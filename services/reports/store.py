@@ -111,28 +111,6 @@ SELECT COALESCE(json_agg(json_build_object('group_by_day', to_char(d.day, 'YYYY-
 FROM per_day d
 """
 
-# group_by=api_key: per key, its totals and per-model details, summed over the range.
-_KEY_REPORT = """
-WITH pairs AS (
-    SELECT r.api_key, r.model, SUM(r.spend) AS total_cost, SUM(r.prompt_tokens)::bigint AS total_input_tokens,
-           SUM(r.completion_tokens)::bigint AS total_output_tokens
-    FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s {f}
-    GROUP BY r.api_key, r.model
-), per_key AS (
-    SELECT p.api_key, SUM(p.total_cost) AS total_cost, SUM(p.total_input_tokens)::bigint AS total_input_tokens,
-           SUM(p.total_output_tokens)::bigint AS total_output_tokens,
-           json_agg(json_build_object('model', p.model, 'total_cost', p.total_cost,
-                                      'total_input_tokens', p.total_input_tokens, 'total_output_tokens', p.total_output_tokens)
-                    ORDER BY p.total_cost DESC, p.model COLLATE "C") AS model_details
-    FROM pairs p GROUP BY p.api_key
-)
-SELECT COALESCE(json_agg(json_build_object('api_key', k.api_key, 'total_cost', k.total_cost,
-                                           'total_input_tokens', k.total_input_tokens,
-                                           'total_output_tokens', k.total_output_tokens, 'model_details', k.model_details)
-                         ORDER BY k.total_cost DESC, k.api_key COLLATE "C"), '[]'::json)::text
-FROM per_key k
-"""
-
 _ACTIVITY_COLUMNS = """r.date, r.{entity} AS entity, r.api_key, r.model, r.model_group, r.custom_llm_provider, r.endpoint,
        r.prompt_tokens, r.completion_tokens, r.cache_read_input_tokens, r.cache_creation_input_tokens,
        r.spend, r.api_requests, r.successful_requests, r.failed_requests"""
@@ -229,18 +207,21 @@ class ReportsStore:
         rows = await self._rows(query, params)
         return {r["date"]: r["json_build_object"] for r in rows}
 
-    async def key_report(self, days: DateRange, *, api_key: str | None = None, user_id: str | None = None) -> str:
-        """Per key: totals and per-model details summed over the range, highest cost first (ties by
-        key, then model, in code-point order), as one JSON text built by Postgres."""
+    async def key_model_sums(self, days: DateRange, dates: list[str], *, api_key: str | None = None,
+                             user_id: str | None = None) -> list[dict[str, Any]]:
+        """Per key and model, cost and tokens summed over `dates` (days within `days`)."""
         if user_id is not None:
             table, filter_ = USER.table, sql.SQL("AND r.user_id = %(user_id)s")
         elif api_key is not None:
             table, filter_ = API_KEY.table, sql.SQL("AND r.api_key = %(api_key)s")
         else:
             table, filter_ = API_KEY.table, sql.SQL("")
-        return await self._scalar(
-            sql.SQL(_KEY_REPORT).format(t=sql.Identifier(table), f=filter_),
-            {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id},
+        return await self._rows(
+            sql.SQL("""SELECT r.api_key, r.model, SUM(r.spend) AS total_cost, SUM(r.prompt_tokens)::bigint AS total_input_tokens,
+                              SUM(r.completion_tokens)::bigint AS total_output_tokens
+                       FROM {t} r WHERE r.date >= %(start)s AND r.date <= %(end)s AND r.date = ANY(%(dates)s) {f}
+                       GROUP BY r.api_key, r.model""").format(t=sql.Identifier(table), f=filter_),
+            {"start": days.start_text, "end": days.end_text, "dates": dates, "api_key": api_key, "user_id": user_id},
         )
 
     async def team_customer_report(self, days: DateRange, team_id: str, customer_id: str) -> str:

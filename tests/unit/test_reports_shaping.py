@@ -112,6 +112,36 @@ def test_float_sum_would_be_wrong():
     assert dumps(D("0.1") + D("0.2")) == b"0.3"
 
 
+def test_key_report_sums_rows_per_key_and_model():
+    """(key, model) rows sum to one entry per key with model_details, highest cost first, ties by key then model."""
+    rows = [{"api_key": "k1", "model": "a", "total_cost": D("0.1"), "total_input_tokens": 1, "total_output_tokens": 2},
+            {"api_key": "k1", "model": "a", "total_cost": D("0.2"), "total_input_tokens": 3, "total_output_tokens": 4},
+            {"api_key": "k1", "model": "b", "total_cost": D("0.00001"), "total_input_tokens": 5, "total_output_tokens": 0},
+            {"api_key": "k0", "model": "b", "total_cost": D("0"), "total_input_tokens": 0, "total_output_tokens": 0},
+            {"api_key": "k0", "model": "a", "total_cost": D("0"), "total_input_tokens": 0, "total_output_tokens": 0},
+            {"api_key": "k2", "model": "a", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0}]
+    assert shaping.key_report(shaping.add_key_model_rows({}, rows)) == [
+        {"api_key": "k2", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0,
+         "model_details": [{"model": "a", "total_cost": D("1"), "total_input_tokens": 0, "total_output_tokens": 0}]},
+        {"api_key": "k1", "total_cost": D("0.30001"), "total_input_tokens": 9, "total_output_tokens": 6,
+         "model_details": [{"model": "a", "total_cost": D("0.3"), "total_input_tokens": 4, "total_output_tokens": 6},
+                           {"model": "b", "total_cost": D("0.00001"), "total_input_tokens": 5, "total_output_tokens": 0}]},
+        {"api_key": "k0", "total_cost": D("0"), "total_input_tokens": 0, "total_output_tokens": 0,
+         "model_details": [{"model": "a", "total_cost": D("0"), "total_input_tokens": 0, "total_output_tokens": 0},
+                           {"model": "b", "total_cost": D("0"), "total_input_tokens": 0, "total_output_tokens": 0}]},
+    ]
+
+
+def test_key_model_sums_keep_more_than_28_digits():
+    """Adding to a base is exact past the default 28-digit Decimal context, and leaves the base as it was."""
+    base = shaping.add_key_model_rows({}, [{"api_key": "k", "model": "m", "total_cost": D("123456789012.3333333333333333333"),
+                                            "total_input_tokens": 1, "total_output_tokens": 1}])
+    summed = shaping.add_key_model_rows(base, [{"api_key": "k", "model": "m", "total_cost": D("0.0000000000000000001"),
+                                                "total_input_tokens": 2, "total_output_tokens": 3}])
+    assert (summed[("k", "m")], base[("k", "m")]) == ([D("123456789012.3333333333333333334"), 3, 4],
+                                                      [D("123456789012.3333333333333333333"), 1, 1])
+
+
 def test_join_days_makes_one_list():
     """Per-day JSON objects join into one JSON list, [] when there are none."""
     assert (shaping.join_days([]), shaping.join_days(['{"a": 1}', '{"b": 2}'])) == (b"[]", b'[{"a": 1},{"b": 2}]')
