@@ -58,58 +58,69 @@ async def last_reset(conn: psycopg.AsyncConnection) -> datetime | None:
     return row[0] if row else None
 
 
-async def lock_for_spend(conn: psycopg.AsyncConnection, entity_type: str, ids: list[str]) -> list[EntityState]:
-    """Create the missing rows (not for deleted entities), then lock them all in id order."""
-    table = ENTITY_TABLES[entity_type]
-    await conn.execute(
+async def queue_lock_for_spend(conn: psycopg.AsyncConnection, ids: dict[str, sql.Composable]) -> psycopg.AsyncCursor[Any]:
+    """Create the missing rows (not for deleted entities) of the ids each query yields, then lock
+    them all, types in sorted order and ids in order; two statements in all, sent without waiting
+    (pipeline mode). The returned cursor's rows are (entity_type, *state): see `states_of`."""
+    types = sorted(ids)
+    creates = [
         sql.SQL(
-            "INSERT INTO {table} ({id}) SELECT v.id FROM unnest(%s::text[]) AS v(id)"
-            " WHERE NOT EXISTS (SELECT 1 FROM tally_deleted_entities d WHERE d.entity_type = %s AND d.entity_id = v.id)"
-            " ORDER BY v.id ON CONFLICT ({id}) DO NOTHING"
-        ).format(table=sql.Identifier(table.table), id=sql.Identifier(table.id_column)),
-        (ids, entity_type),
-    )
-    where = sql.SQL("{} = ANY(%s)").format(sql.Identifier(table.id_column))
-    cur = await conn.execute(_select_states(entity_type, where, lock=True), (ids,))
-    return [_state(entity_type, r) for r in await cur.fetchall()]
+            "{name} AS (INSERT INTO {table} ({id}) SELECT v.id FROM ({ids}) AS v(id)"
+            " WHERE NOT EXISTS (SELECT 1 FROM tally_deleted_entities d WHERE d.entity_type = {type} AND d.entity_id = v.id)"
+            " ORDER BY v.id ON CONFLICT ({id}) DO NOTHING)"
+        ).format(name=sql.Identifier(f"new_{t}"), table=sql.Identifier(ENTITY_TABLES[t].table),
+                 id=sql.Identifier(ENTITY_TABLES[t].id_column), ids=ids[t], type=sql.Literal(t))
+        for t in types
+    ]
+    await conn.execute(sql.SQL("WITH {} SELECT 1").format(sql.SQL(", ").join(creates)))
+    # MATERIALIZED: each lock runs whole, in the order the UNION ALL reads them.
+    locks = [
+        sql.SQL("{name} AS MATERIALIZED ({select})").format(
+            name=sql.Identifier(f"lock_{t}"),
+            select=_select_states(t, sql.SQL("{} IN ({})").format(sql.Identifier(ENTITY_TABLES[t].id_column), ids[t]), lock=True))
+        for t in types
+    ]
+    reads = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}, * FROM {}").format(sql.Literal(t), sql.Identifier(f"lock_{t}")) for t in types)
+    return await conn.execute(sql.SQL("WITH {} {}").format(sql.SQL(", ").join(locks), reads))
 
 
-async def queue_lock_for_spend(conn: psycopg.AsyncConnection, entity_type: str, ids: sql.Composable) -> psycopg.AsyncCursor[Any]:
-    """lock_for_spend for the ids a query yields, sent without waiting (pipeline mode): returns
-    the cursor whose rows are the locked states (read them with `states_of`)."""
+async def states_of(cur: psycopg.AsyncCursor[Any]) -> list[EntityState]:
+    return [_state(r[0], r[1:]) for r in await cur.fetchall()]
+
+
+async def queue_save_all_totals(conn: psycopg.AsyncConnection, states: Sequence[EntityState]) -> None:
+    """save_totals of every type in one statement (one UPDATE per type, types in sorted order)."""
+    types = sorted({s.entity_type for s in states})
+    if not types:
+        return
+    updates = []
+    params: list[Any] = []
+    for t in types:
+        mine = [s for s in states if s.entity_type == t]
+        updates.append(sql.SQL("{name} AS ({update})").format(name=sql.Identifier(f"save_{t}"), update=_update_totals(t)))
+        params.extend(_totals_params(mine))
+    await conn.execute(sql.SQL("WITH {} SELECT 1").format(sql.SQL(", ").join(updates)), params)
+
+
+def _update_totals(entity_type: str) -> sql.Composed:
     table = ENTITY_TABLES[entity_type]
-    await conn.execute(
-        sql.SQL(
-            "INSERT INTO {table} ({id}) SELECT v.id FROM ({ids}) AS v(id)"
-            " WHERE NOT EXISTS (SELECT 1 FROM tally_deleted_entities d WHERE d.entity_type = %s AND d.entity_id = v.id)"
-            " ORDER BY v.id ON CONFLICT ({id}) DO NOTHING"
-        ).format(table=sql.Identifier(table.table), id=sql.Identifier(table.id_column), ids=ids),
-        (entity_type,),
-    )
-    where = sql.SQL("{} IN ({})").format(sql.Identifier(table.id_column), ids)
-    return await conn.execute(_select_states(entity_type, where, lock=True))
+    return sql.SQL(
+        "UPDATE {table} AS t SET spend = v.spend, window_start = v.window_start, spend_as_of = v.as_of,"
+        " budget_reset_at = v.reset_at"
+        " FROM unnest(%s::text[], %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
+        " AS v(id, spend, window_start, as_of, reset_at) WHERE t.{id} = v.id"
+    ).format(table=sql.Identifier(table.table), id=sql.Identifier(table.id_column))
 
 
-async def states_of(entity_type: str, cur: psycopg.AsyncCursor[Any]) -> list[EntityState]:
-    return [_state(entity_type, r) for r in await cur.fetchall()]
+def _totals_params(states: Sequence[EntityState]) -> list[Any]:
+    return [[s.entity_id for s in states], [s.spend for s in states], [s.window_start for s in states],
+            [s.as_of for s in states], [s.budget_reset_at for s in states]]
 
 
 async def save_totals(conn: psycopg.AsyncConnection, entity_type: str, states: list[EntityState]) -> None:
-    if not states:
-        return
-    table = ENTITY_TABLES[entity_type]
-    await conn.execute(
-        sql.SQL(
-            "UPDATE {table} AS t SET spend = v.spend, window_start = v.window_start, spend_as_of = v.as_of,"
-            " budget_reset_at = v.reset_at"
-            " FROM unnest(%s::text[], %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
-            " AS v(id, spend, window_start, as_of, reset_at) WHERE t.{id} = v.id"
-        ).format(table=sql.Identifier(table.table), id=sql.Identifier(table.id_column)),
-        (
-            [s.entity_id for s in states], [s.spend for s in states], [s.window_start for s in states],
-            [s.as_of for s in states], [s.budget_reset_at for s in states],
-        ),
-    )
+    if states:
+        await conn.execute(_update_totals(entity_type), _totals_params(states))
 
 
 async def recompute(conn: psycopg.AsyncConnection, states: list[EntityState], reset: datetime | None,

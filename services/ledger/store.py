@@ -139,14 +139,12 @@ class LedgerStore:
                     rows = await self._copy_logs(conn, batch.priced)
                     async with conn.pipeline():
                         inserted_cur = await conn.execute(batch_sql.INSERT_LOGS)
-                        for upsert in batch_sql.ROLLUP_UPSERTS.values():  # sorted: deadlock-free
-                            await conn.execute(upsert)
+                        await conn.execute(batch_sql.ROLLUP_UPSERTS)
                         totals = await self._lock_totals(conn)
                     inserted = [rows[seq][0] for seq in sorted(r[0] for r in await inserted_cur.fetchall())]
                     new_totals = await self._advance_totals(conn, *totals)
                 async with conn.pipeline():
-                    for entity_type in sorted({s.entity_type for s in new_totals}):
-                        await entity_store.save_totals(conn, entity_type, [s for s in new_totals if s.entity_type == entity_type])
+                    await entity_store.queue_save_all_totals(conn, new_totals)
                     await self._store_offsets(conn, batch.next_offsets)
                 for state in new_totals:
                     changed[(state.entity_type, state.entity_id)] = state
@@ -165,26 +163,25 @@ class LedgerStore:
                     await copy.write_row((*row, seq))
         return rows
 
-    async def _lock_totals(self, conn: psycopg.AsyncConnection) -> tuple[Any, Any, dict[str, Any]]:
+    async def _lock_totals(self, conn: psycopg.AsyncConnection) -> tuple[Any, Any, Any]:
         """Queue (pipeline) the reads the totals need: the last reset, each entity's new logs
         summed, and its row created if missing and locked (types sorted, ids in order)."""
         reset = await conn.execute(entity_store.LAST_RESET)
         sums = await conn.execute(batch_sql.ENTITY_SUMS)
-        locked = {t: await entity_store.queue_lock_for_spend(conn, t, batch_sql.NEW_ENTITY_IDS[t])
-                  for t in sorted(batch_sql.NEW_ENTITY_IDS)}
+        locked = await entity_store.queue_lock_for_spend(conn, batch_sql.NEW_ENTITY_IDS)
         return reset, sums, locked
 
     async def _advance_totals(self, conn: psycopg.AsyncConnection, reset_cur: Any, sums_cur: Any,
-                              locked: dict[str, Any]) -> list[EntityState]:
+                              locked: Any) -> list[EntityState]:
         """The new running totals of the locked entities, from their new logs' sums."""
         last_reset = (await reset_cur.fetchone())[0]
         new: dict[tuple[str, str], NewLogs] = {
             (t, i): NewLogs(first, last, spend) for t, i, first, last, spend in await sums_cur.fetchall()
         }
         plans = []
-        for entity_type, cur in locked.items():
-            for s in await entity_store.states_of(entity_type, cur):
-                plans.append((s, new[(entity_type, s.entity_id)], *next_window(s, new[(entity_type, s.entity_id)].last, last_reset)))
+        for s in await entity_store.states_of(locked):
+            logs = new[(s.entity_type, s.entity_id)]
+            plans.append((s, logs, *next_window(s, logs.last, last_reset)))
         partial = [(s, start) for s, logs, _, start in plans if not counts_all(logs, start)]
         counted: dict[tuple[str, str], Decimal] = {}
         if partial:  # a window began inside this batch: count only the logs from its start
