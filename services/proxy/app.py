@@ -21,6 +21,7 @@ from services.proxy.errors import ConfigurationError
 from services.proxy.http1 import Pool
 from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
 from services.proxy.budget.wiring import install_budgets
+from services.proxy.journal import Journal
 from services.proxy.keysync import ENTITY_LISTENERS, KeySync
 from services.proxy.relay import Relay
 from services.proxy.routing import Router
@@ -125,6 +126,7 @@ async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
         lambda: idempotent_producer(common, request_timeout_ms=10000, linger_ms=100, partitioner=CachedPartitioner()),
         Spool(settings.spool_path),
         app[METRICS],
+        journal=Journal(settings.spool_path),
         queue_size=settings.usage_queue_size,
     )
     app[EMITTER] = emitter

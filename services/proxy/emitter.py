@@ -1,6 +1,8 @@
 """Usage events to Kafka, off the request path, never lost.
 
-`emit()` is synchronous and cheap: it appends to a bounded in-memory queue and wakes the sender.
+`emit()` is synchronous and cheap: it writes the event to the journal (see journal.py: what keeps an
+answered call's event through a SIGKILL), appends it to a bounded in-memory queue and wakes the
+sender.
 The sender hands events to the idempotent producer without waiting for acks; a failed send goes
 to the spool. While Kafka is unreachable (not yet connected, or a send just failed) events go
 straight to the spool; the drain loop retries the spool every `drain_interval_s` and, when a
@@ -19,13 +21,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from services.proxy.journal import Journal
 from services.proxy.spool import Spool
 from shared.events import UsageEvent, encode
 from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
 
-Record = tuple[bytes, bytes, bytes]  # (key, value, request_id)
+Record = tuple[bytes, bytes, bytes, int | None]  # (key, value, request_id, journal segment)
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
 # expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
@@ -60,6 +63,7 @@ class UsageEmitter:
         spool: Spool,
         registry: Registry,
         *,
+        journal: Journal,
         queue_size: int = 50_000,
         max_in_flight: int = 20_000,
         drain_interval_s: float = 1.0,
@@ -67,6 +71,7 @@ class UsageEmitter:
         self.topic = topic
         self._factory = producer_factory
         self.spool = spool
+        self.journal = journal
         self.producer: AIOKafkaProducer | None = None
         self.healthy = False  # connected and the last send succeeded
         self._queue: collections.deque[Record] = collections.deque()
@@ -76,7 +81,7 @@ class UsageEmitter:
         self._max_in_flight = max_in_flight
         self._room = asyncio.Event()
         self._room.set()
-        self._failed: list[bytes] = []
+        self._failed: list[Record] = []
         self._drain_interval = drain_interval_s
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -89,9 +94,10 @@ class UsageEmitter:
     # -- request path ---------------------------------------------------------------------------
 
     def emit(self, event: UsageEvent) -> None:
-        record = (event.api_key_hash.encode(), encode(event), event.request_id.encode())
+        value = encode(event)
+        record = (event.api_key_hash.encode(), value, event.request_id.encode(), self.journal.append(value))
         if len(self._queue) >= self._queue_size:
-            self._to_spool([record[1]])
+            self._to_spool([record])
             return
         self._queue.append(record)
         if not self._wakeup.is_set():
@@ -100,6 +106,13 @@ class UsageEmitter:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        leftovers = self.journal.read_leftovers()
+        if leftovers:
+            # A previous process died before these were safe: the spool sends them (again).
+            self.spool.append(leftovers)
+            self.spooled.inc(len(leftovers))
+            log.warning("journal_recovered", events=len(leftovers))
+        self.journal.drop_leftovers()
         self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
                        asyncio.create_task(self._send_loop(), name="usage-send"),
                        asyncio.create_task(self._drain_loop(), name="usage-drain")]
@@ -115,6 +128,9 @@ class UsageEmitter:
         if self.producer is not None and self.healthy and leftover:
             try:
                 await asyncio.wait_for(self._send_all(leftover), timeout)
+                for record in leftover:
+                    if record[3] is not None:
+                        self.journal.done(record[3])
                 leftover = []
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("usage_flush_failed", error=str(exc), events=len(leftover))
@@ -123,9 +139,10 @@ class UsageEmitter:
                 await asyncio.wait_for(self.producer.stop(), timeout)
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("producer_stop_failed", error=str(exc))
-        self._to_spool([r[1] for r in leftover] + self._failed)
+        self._to_spool(leftover + self._failed)
         self._failed = []
         self.spool.close()
+        self.journal.close()
 
     async def check(self) -> None:
         """For /health: raises unless a broker answers right now."""
@@ -166,37 +183,39 @@ class UsageEmitter:
                 if not self.healthy or self.producer is None:
                     batch = list(self._queue)
                     self._queue.clear()
-                    self._to_spool([r[1] for r in batch])
+                    self._to_spool(batch)
                     break
                 if self._in_flight >= self._max_in_flight:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                key, value, request_id = self._queue.popleft()
-                await self._send(key, value, request_id)
+                await self._send(self._queue.popleft())
 
-    async def _send(self, key: bytes, value: bytes, request_id: bytes) -> None:
+    async def _send(self, record: Record) -> None:
         assert self.producer is not None
+        key, value, request_id, _segment = record
         try:
             future = await self.producer.send(self.topic, value, key=key, headers=[("request_id", request_id)])
         except (KafkaError, OSError) as exc:
             self._mark_failed(exc)
-            self._failed.append(value)
+            self._failed.append(record)
             return
         self._in_flight += 1
-        future.add_done_callback(lambda f, v=value: self._on_ack(f, v))
+        future.add_done_callback(lambda f, r=record: self._on_ack(f, r))
 
-    def _on_ack(self, future: asyncio.Future, value: bytes) -> None:  # type: ignore[type-arg]
+    def _on_ack(self, future: asyncio.Future, record: Record) -> None:  # type: ignore[type-arg]
         self._in_flight -= 1
         if not self._room.is_set() and self._in_flight < self._max_in_flight // 2:
             self._room.set()
         if future.cancelled() or future.exception() is not None:
             self._mark_failed(future.exception() if not future.cancelled() else asyncio.CancelledError())
-            self._failed.append(value)
+            self._failed.append(record)
             if not self._wakeup.is_set():
                 self._wakeup.set()
             return
         self.sent.inc()
+        if record[3] is not None:
+            self.journal.done(record[3])
 
     def _mark_failed(self, exc: BaseException | None) -> None:
         if self.healthy:
@@ -214,10 +233,15 @@ class UsageEmitter:
             log.warning("producer_stop_failed", error=str(exc))
         await self._connect_loop()
 
-    def _to_spool(self, values: list[bytes]) -> None:
-        if values:
-            self.spool.append(values)
-            self.spooled.inc(len(values))
+    def _to_spool(self, records: list[Record]) -> None:
+        """Into the fsync'd spool; from then on the journal need not keep them."""
+        if not records:
+            return
+        self.spool.append(r[1] for r in records)
+        self.spooled.inc(len(records))
+        for record in records:
+            if record[3] is not None:
+                self.journal.done(record[3])
 
     async def _drain_loop(self) -> None:
         while True:
@@ -239,7 +263,7 @@ class UsageEmitter:
             for value in self.spool.read(path):
                 try:
                     head = orjson.loads(value)
-                    records.append((head["api_key_hash"].encode(), value, head["request_id"].encode()))
+                    records.append((head["api_key_hash"].encode(), value, head["request_id"].encode(), None))
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     log.error("spool_line_unreadable", file=str(path), line=value[:200].decode(errors="replace"))
             try:
@@ -255,6 +279,6 @@ class UsageEmitter:
     async def _send_all(self, records: list[Record]) -> None:
         producer = self.producer  # the same one throughout, even if a failure replaces it meanwhile
         assert producer is not None
-        futures = [await producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid in records]
+        futures = [await producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid, _ in records]
         if futures:
             await asyncio.gather(*futures)

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from services.proxy.app import EMITTER
 from services.proxy.emitter import UsageEmitter
+from services.proxy.journal import Journal
 from services.proxy.spool import Spool
 from shared import topics
 from shared.events import UsageEvent
@@ -88,7 +89,7 @@ async def forwarder(kafka_bootstrap: str) -> AsyncIterator[Callable[[int], async
 def make_emitter(common: CommonSettings, spool_dir: Path) -> UsageEmitter:
     """The proxy's emitter exactly as app.py builds it, on this test's topic and spool directory."""
     return UsageEmitter(common.topic(topics.USAGE), lambda: idempotent_producer(common, request_timeout_ms=10000),
-                        Spool(spool_dir), Registry(), drain_interval_s=0.2)
+                        Spool(spool_dir), Registry(), journal=Journal(spool_dir), drain_interval_s=0.2)
 
 
 def unreachable(common: CommonSettings, port: int | None = None) -> CommonSettings:
