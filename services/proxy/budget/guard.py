@@ -124,18 +124,23 @@ class BudgetGuard:
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
-        if not isinstance(hold, Hold):
-            return None
         cost = event.quoted_cost or ZERO
+        if not isinstance(hold, Hold):
+            return self._unbudgeted_key_spend(admission, cost)
         for account, generation, reserved in hold.accounts:
             account.settle(generation, reserved, cost, event.start_time)
         if hold.limited_key is not None:
             self.limiter.release(hold.limited_key, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
         account = hold.key_account
         if account is None:
-            return None
+            return self._unbudgeted_key_spend(admission, cost)
         total = self.totals.get("key", admission.request.caller.api_key_hash)
         return counted_spend(total, account.start) + account.uncounted(total.as_of if total else None)
+
+    def _unbudgeted_key_spend(self, admission: Admission, cost: Decimal) -> Decimal:
+        """x-litellm-key-spend for a key without a budget account (the master key included): the
+        ledger's total plus this call, which the total cannot show yet."""
+        return self.spend_of("key", admission.request.caller.api_key_hash)[0] + cost
 
     # -- what the admin routes show ------------------------------------------------------------
 
