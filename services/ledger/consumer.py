@@ -140,6 +140,8 @@ class Ledger:
         self.retry_max_delay_s = retry_max_delay_s
         self.on_commit = on_commit
         self.partitions: list[TopicPartition] = []
+        # The last batch's totals, sent but maybe not yet acknowledged (see commit).
+        self._totals_in_flight: asyncio.Future[list[object]] | None = None
         # A replay stops each partition at an offset: messages from there on are not taken.
         self.limits: dict[TopicPartition, int] | None = None
 
@@ -255,7 +257,14 @@ class Ledger:
         ends = [e.usage_event.end_time for it in items if isinstance(e := it.event, PricedUsageEvent)]
         if ends:
             self.metrics.delay_max.set((now - min(ends)).total_seconds())
-        await self.publish_totals(list(changed.values()))
+        # The totals are queued in the producer in commit order (so a key's totals stay in order)
+        # but their acknowledgement is awaited one batch later: the next batch need not wait for
+        # Kafka's round trip, and a failed send still stops the ledger (the restart republishes
+        # every total).
+        previous, self._totals_in_flight = self._totals_in_flight, None
+        if previous is not None:
+            await previous
+        self._totals_in_flight = await self.send_totals(list(changed.values()))
 
     async def _commit_splitting(self, items: Sequence[Item]) -> list[BatchResult]:
         """Commit; when the data is to blame, split the batch until the offending event stands
@@ -308,14 +317,21 @@ class Ledger:
         await asyncio.gather(*futures)
 
     async def publish_totals(self, states: Sequence[EntityState]) -> None:
+        delivered = await self.send_totals(states)
+        if delivered is not None:
+            await delivered
+
+    async def send_totals(self, states: Sequence[EntityState]) -> asyncio.Future[list[object]] | None:
+        """Queue the totals in the producer; returns the future of their acknowledgement."""
         if self.producer is None or self.totals_topic is None or not states:
-            return
+            return None
         futures = [
             await self.producer.send(self.totals_topic, encode(total_event(s)), key=f"{s.entity_type}:{s.entity_id}".encode())
             for s in states
         ]
-        await asyncio.gather(*futures)
-        self.metrics.totals_published.inc(len(states))
+        delivered = asyncio.gather(*futures)
+        delivered.add_done_callback(lambda f: f.cancelled() or f.exception() or self.metrics.totals_published.inc(len(states)))
+        return delivered
 
     async def update_lag(self) -> None:
         lag = 0
