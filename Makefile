@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full venv ui-assets browser clean
+.PHONY: up down status test test-unit bench bench-full faults-full venv ui-assets browser clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -39,6 +39,10 @@ test: venv ui-assets browser
 
 test-unit: venv
 	@$(PY) -m pytest -q tests/unit
+
+# The fault suite at full length (Kafka down 20 s, six kills each; docs/faults.md). `make test` runs it short.
+faults-full: venv
+	@TALLY_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults tests/faults
 
 bench: venv ui-assets
 	@$(PY) -m bench
