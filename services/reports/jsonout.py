@@ -21,7 +21,26 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        # A caller's metadata may hold an integer JSON allows but orjson cannot write: write
+        # those as raw numbers too (the rare, slower path).
+        return orjson.dumps(_big_ints_as_fragments(value), default=_default, option=_OPTIONS)
+
+
+def _big_ints_as_fragments(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value).encode())
+    if isinstance(value, dict):
+        return {k: _big_ints_as_fragments(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_fragments(v) for v in value]
+    return value
 
 
 def json_response(value: Any, status: int = 200) -> web.Response:

@@ -145,3 +145,10 @@ def test_key_model_sums_keep_more_than_28_digits():
 def test_join_days_makes_one_list():
     """Per-day JSON objects join into one JSON list, [] when there are none."""
     assert (shaping.join_days([]), shaping.join_days(['{"a": 1}', '{"b": 2}'])) == (b"[]", b'[{"a": 1},{"b": 2}]')
+
+
+def test_integers_beyond_64_bits_in_metadata_are_written_exactly():
+    """A caller's metadata may hold any JSON integer; it leaves as the same number, not a 500."""
+    from services.reports.jsonout import dumps
+
+    assert dumps({"metadata": {"n": 2**70 + 1, "small": 1}}) == b'{"metadata":{"n":1180591620717411303425,"small":1}}'
