@@ -263,7 +263,7 @@ class Ledger:
         # every total).
         previous, self._totals_in_flight = self._totals_in_flight, None
         if previous is not None:
-            await previous
+            await acknowledged(previous)
         self._totals_in_flight = await self.send_totals(list(changed.values()))
 
     async def _commit_splitting(self, items: Sequence[Item]) -> list[BatchResult]:
@@ -314,12 +314,12 @@ class Ledger:
             )
             for item in items
         ]
-        await asyncio.gather(*futures)
+        await acknowledged(asyncio.gather(*futures))
 
     async def publish_totals(self, states: Sequence[EntityState]) -> None:
         delivered = await self.send_totals(states)
         if delivered is not None:
-            await delivered
+            await acknowledged(delivered)
 
     async def send_totals(self, states: Sequence[EntityState]) -> asyncio.Future[list[object]] | None:
         """Queue the totals in the producer; returns the future of their acknowledgement."""
@@ -340,6 +340,23 @@ class Ledger:
             if high is not None:
                 lag += max(0, high - await self.consumer.position(tp))
         self.metrics.lag.set(float(lag))
+
+
+# After a broker restart aiokafka's sender can die without failing the futures it holds; a wait
+# bounded by this turns that hang into an error, and the supervisor restarts the worker with new
+# clients (offsets live in Postgres, so nothing is lost or repeated).
+KAFKA_ACK_TIMEOUT_S = 30.0
+
+
+async def acknowledged(delivery: Awaitable[object], timeout: float = KAFKA_ACK_TIMEOUT_S) -> object:
+    try:
+        return await asyncio.wait_for(delivery, timeout)
+    except asyncio.TimeoutError as exc:
+        raise KafkaAckTimeout(f"Kafka did not acknowledge within {timeout}s") from exc
+
+
+class KafkaAckTimeout(Exception):
+    """The producer stopped answering: restart the worker with new clients."""
 
 
 def _blamed(item: Item, exc: BaseException) -> Item:
