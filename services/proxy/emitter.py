@@ -28,6 +28,7 @@ from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
 
+SEND_ALL_TIMEOUT_S = 30.0  # a spool file or shutdown flush that gets no answer in this long failed
 Record = tuple[bytes, bytes, bytes, int | None]  # (key, value, request_id, journal segment)
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
@@ -77,7 +78,9 @@ class UsageEmitter:
         self._queue: collections.deque[Record] = collections.deque()
         self._queue_size = queue_size
         self._wakeup = asyncio.Event()
-        self._in_flight = 0
+        # Sent, not yet acknowledged: if their producer is abandoned, they go to the spool.
+        self._pending: dict[int, Record] = {}
+        self._next_token = 0
         self._max_in_flight = max_in_flight
         self._room = asyncio.Event()
         self._room.set()
@@ -185,7 +188,7 @@ class UsageEmitter:
                     self._queue.clear()
                     self._to_spool(batch)
                     break
-                if self._in_flight >= self._max_in_flight:
+                if len(self._pending) >= self._max_in_flight:
                     self._room.clear()
                     await self._room.wait()
                     continue
@@ -200,12 +203,16 @@ class UsageEmitter:
             self._mark_failed(exc)
             self._failed.append(record)
             return
-        self._in_flight += 1
-        future.add_done_callback(lambda f, r=record: self._on_ack(f, r))
+        token = self._next_token
+        self._next_token += 1
+        self._pending[token] = record
+        future.add_done_callback(lambda f, t=token: self._on_ack(f, t))
 
-    def _on_ack(self, future: asyncio.Future, record: Record) -> None:  # type: ignore[type-arg]
-        self._in_flight -= 1
-        if not self._room.is_set() and self._in_flight < self._max_in_flight // 2:
+    def _on_ack(self, future: asyncio.Future, token: int) -> None:  # type: ignore[type-arg]
+        record = self._pending.pop(token, None)
+        if record is None:
+            return  # its producer was abandoned and the record already handed to the spool
+        if not self._room.is_set() and len(self._pending) < self._max_in_flight // 2:
             self._room.set()
         if future.cancelled() or future.exception() is not None:
             self._mark_failed(future.exception() if not future.cancelled() else asyncio.CancelledError())
@@ -217,13 +224,19 @@ class UsageEmitter:
         if record[3] is not None:
             self.journal.done(record[3])
 
-    def _mark_failed(self, exc: BaseException | None) -> None:
+    def _mark_failed(self, exc: BaseException | None, *, producer_dead: bool = False) -> None:
         if self.healthy:
             log.warning("kafka_send_failed", error=str(exc))
         self.healthy = False
-        if isinstance(exc, PRODUCER_FATAL) and self.producer is not None and not self._closing:
-            log.warning("kafka_producer_replaced", error=repr(exc))
+        if (producer_dead or isinstance(exc, PRODUCER_FATAL)) and self.producer is not None and not self._closing:
+            log.warning("kafka_producer_replaced", error=repr(exc), unacknowledged=len(self._pending))
             dead, self.producer = self.producer, None  # meanwhile events go to the spool
+            # A dead sender may never settle its futures: what it held goes to the spool now (a
+            # copy Kafka did get is deduplicated downstream by request id).
+            self._failed.extend(self._pending.values())
+            self._pending.clear()
+            self._room.set()
+            self._wakeup.set()
             self._tasks.append(asyncio.create_task(self._reconnect(dead), name="usage-reconnect"))
 
     async def _reconnect(self, dead: AIOKafkaProducer) -> None:
@@ -269,7 +282,8 @@ class UsageEmitter:
             try:
                 await self._send_all(records)
             except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                self._mark_failed(exc)
+                # No answer for a whole file means the producer's sender is gone: replace it.
+                self._mark_failed(exc, producer_dead=isinstance(exc, asyncio.TimeoutError))
                 return
             self.spool.release(path, len(records))
             self.sent.inc(len(records))
@@ -281,4 +295,4 @@ class UsageEmitter:
         assert producer is not None
         futures = [await producer.send(self.topic, value, key=key, headers=[("request_id", rid)]) for key, value, rid, _ in records]
         if futures:
-            await asyncio.gather(*futures)
+            await asyncio.wait_for(asyncio.gather(*futures), SEND_ALL_TIMEOUT_S)
