@@ -47,6 +47,12 @@ def common_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
     return fields
 
 
+def price_maps_from_env(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """TALLY_PRICE_MAP: the user's own price-map files, comma-separated. Every service that
+    prices (proxy, pricer, reports) reads the same list, so they price alike."""
+    return tuple(Path(p.strip()) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+
+
 def env_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict
 
-from shared.settings import CommonSettings, common_from_env, env_int
+from shared.settings import CommonSettings, common_from_env, env_int, price_maps_from_env
 
 
 class PricerSettings(CommonSettings):
@@ -25,7 +25,7 @@ class PricerSettings(CommonSettings):
 
 def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
     env = os.environ if env is None else env
-    maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    maps = price_maps_from_env(env)
     common = common_from_env(env)
     prefix = str(common.get("topic_prefix", ""))
     instance = env.get("PRICER_INSTANCE", "0")

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.config import ProxyConfig, load_config
-from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int
+from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int, price_maps_from_env
 from stack.paths import RUN
 
 # Keys from tutorials and READMEs: anyone can guess them.
@@ -83,7 +83,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
     max_mb = env_float(env, "TALLY_MAX_REQUEST_SIZE_MB", general.max_request_size_mb or 64.0)
     spool = env.get("TALLY_SPOOL_DIR")
     timeout = litellm_settings.get("request_timeout")
-    maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    maps = price_maps_from_env(env)
     return ProxySettings(
         common=common,
         price_maps=maps,

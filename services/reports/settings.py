@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict
 
-from shared.settings import CommonSettings, common_from_env, env_float, env_int
+from shared.settings import CommonSettings, common_from_env, env_float, env_int, price_maps_from_env
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -30,7 +30,7 @@ class ReportsSettings(CommonSettings):
 def reports_settings(env: Mapping[str, str] | None = None, master_key_from_config: str | None = None) -> ReportsSettings:
     """LITELLM_MASTER_KEY wins over general_settings.master_key, as in LiteLLM."""
     env = os.environ if env is None else env
-    maps = tuple(Path(p) for p in env.get("TALLY_PRICE_MAP", "").split(",") if p.strip())
+    maps = price_maps_from_env(env)
     return ReportsSettings(
         **common_from_env(env),
         port=env_int(env, "REPORTS_PORT", 4001),
