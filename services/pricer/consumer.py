@@ -80,6 +80,7 @@ class Pricer:
         started = time.perf_counter()
         offsets: dict[TopicPartition, int] = {}
         priced = unpriced = rejected = 0
+        deliveries: list[asyncio.Future] = []  # type: ignore[type-arg]
         async with self.producer.transaction():
             for tp, messages in batch.items():
                 # Priced events go to the same partition number as their usage event: the key
@@ -90,18 +91,22 @@ class Pricer:
                     outcome = price_message(self.catalog, message.value)
                     if isinstance(outcome, Rejected):
                         rejected += 1
-                        await self._dead_letter(message, outcome.reason)
+                        deliveries.append(await self._dead_letter(message, outcome.reason))
                         continue
                     priced += 1
                     unpriced += outcome.unpriced
                     headers = [("request_id", outcome.request_id.encode())]
                     if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
-                        await self.producer.send_batch(builder, self.priced_topic, partition=partition)
+                        deliveries.append(await self.producer.send_batch(builder, self.priced_topic, partition=partition))
                         builder = self.producer.create_batch()
                         builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
                 if builder.record_count():
-                    await self.producer.send_batch(builder, self.priced_topic, partition=partition)
+                    deliveries.append(await self.producer.send_batch(builder, self.priced_topic, partition=partition))
                 offsets[tp] = messages[-1].offset + 1
+            # aiokafka commits a transaction even when one of its batches failed (seen after a
+            # broker restart: OutOfOrderSequenceNumber), which would commit the input offsets of
+            # events never priced. Every delivery must succeed first, or the transaction aborts.
+            await asyncio.gather(*deliveries)
             await self.producer.send_offsets_to_transaction(offsets, self.settings.group_id)
         self.metrics.priced.inc(priced)
         self.metrics.unpriced.inc(unpriced)
@@ -112,12 +117,12 @@ class Pricer:
         # Fetches the priced topic's metadata on first use, then answers from the cache.
         return len(await self.producer.partitions_for(self.priced_topic))
 
-    async def _dead_letter(self, message, reason: str) -> None:  # noqa: ANN001 - aiokafka ConsumerRecord
+    async def _dead_letter(self, message, reason: str) -> asyncio.Future:  # type: ignore[type-arg]  # noqa: ANN001
         raw = message.value or b""
         letter = DeadLetter(source_topic=message.topic, partition=message.partition, offset=message.offset,
                             reason=reason, payload=raw.decode("utf-8", errors="replace"))
         log.warning("usage_dead_lettered", reason=reason, partition=message.partition, offset=message.offset)
-        await self.producer.send(self.dlq_topic, encode(letter), key=message.key)
+        return await self.producer.send(self.dlq_topic, encode(letter), key=message.key)
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
         """After an abort, go back to the last committed offsets and read the batch again."""
