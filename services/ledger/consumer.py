@@ -20,6 +20,7 @@ import psycopg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
@@ -172,10 +173,17 @@ class Ledger:
         commits in Postgres, the next is read and decoded here: the two halves of the work
         overlap instead of taking turns. Batches still commit strictly one after another."""
         pending: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        last_progress = loop.time()
         try:
             while done is None or not await done():
                 items = await self.collect(idle_timeout_ms)
                 await self.update_lag()
+                if items:
+                    last_progress = loop.time()
+                elif done is None and loop.time() - last_progress > STALL_CHECK_S:
+                    last_progress = loop.time()
+                    await self.check_not_stalled()
                 if pending is not None:
                     task, pending = pending, None
                     if await self._swapped(task):
@@ -333,6 +341,19 @@ class Ledger:
         delivered.add_done_callback(lambda f: f.cancelled() or f.exception() or self.metrics.totals_published.inc(len(states)))
         return delivered
 
+    async def check_not_stalled(self) -> None:
+        """Nothing read for a while: make sure that is because nothing is there. After a broker
+        restart aiokafka's fetcher can stay disconnected for good while other clients recover
+        (seen in the fault suite); the worker then restarts with new clients, resuming from the
+        offsets in Postgres."""
+        try:
+            ends = await asyncio.wait_for(self.consumer.end_offsets(self.partitions), 10)
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            raise ConsumerStalled(f"cannot read the topics' end offsets: {exc!r}") from exc
+        behind = {tp: end - await self.consumer.position(tp) for tp, end in ends.items()}
+        if any(gap > 0 for gap in behind.values()):
+            raise ConsumerStalled(f"{sum(g for g in behind.values() if g > 0)} messages waiting but none read for {STALL_CHECK_S}s")
+
     async def update_lag(self) -> None:
         lag = 0
         for tp in self.partitions:
@@ -353,6 +374,13 @@ async def acknowledged(delivery: Awaitable[object], timeout: float = KAFKA_ACK_T
         return await asyncio.wait_for(delivery, timeout)
     except asyncio.TimeoutError as exc:
         raise KafkaAckTimeout(f"Kafka did not acknowledge within {timeout}s") from exc
+
+
+STALL_CHECK_S = 15.0
+
+
+class ConsumerStalled(Exception):
+    """Messages are waiting but the consumer reads none: restart the worker with new clients."""
 
 
 class KafkaAckTimeout(Exception):
