@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -17,7 +18,7 @@ import pytest
 from shared.events import DeadLetter, PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
 from shared.kafka import idempotent_producer
 from shared.topics import PRICED, USAGE, USAGE_DLQ
-from tests.fixtures.stack import free_port
+from tests.fixtures.stack import free_port, wait_for
 from tests.fixtures.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,22 @@ async def produce(settings, payloads: list[tuple[bytes, bytes]]) -> None:
         await producer.stop()
 
 
-def start_pricer(settings, log: Path) -> subprocess.Popen:
+def start_pricer(settings, log: Path, port: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "TALLY_TOPIC_PREFIX": settings.topic_prefix, "PRICER_PORT": str(free_port()), "PRICER_BATCH_SIZE": "200"}
+           "TALLY_TOPIC_PREFIX": settings.topic_prefix, "PRICER_PORT": str(port or free_port()), "PRICER_BATCH_SIZE": "200"}
     return subprocess.Popen([sys.executable, "-m", "services.pricer"], cwd=ROOT, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def priced_so_far(port: int) -> float:
+    """The pricer's own count of events priced, from its /metrics (0 until it answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    line = next((l for l in text.splitlines() if l.startswith("tally_pricer_events_priced_total")), "x 0")
+    return float(line.split()[-1])
 
 
 async def wait_for_priced(settings, count: int, timeout: float) -> list:
@@ -60,16 +72,19 @@ async def wait_for_priced(settings, count: int, timeout: float) -> list:
 
 async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_path):
     """Killed with SIGKILL while pricing and restarted, the pricer leaves each request id once."""
-    total = 4000
+    total = 20_000
     await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
-    pricer = start_pricer(settings, tmp_path / "pricer.log")
+    port = free_port()
+    pricer = start_pricer(settings, tmp_path / "pricer.log", port)
     try:
-        partial = await wait_for_priced(settings, 400, timeout=60)
-        assert 0 < len(partial) < total, f"killed after {len(partial)} of {total}: not mid-stream"
+        # Kill as soon as the first transactions have committed: the rest is still to price.
+        wait_for(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
         pricer.send_signal(signal.SIGKILL)
         pricer.wait()
+        partial = await read_topic(settings, PRICED)
+        assert 0 < len(partial) < total, f"killed after {len(partial)} of {total}: not mid-stream"
         pricer = start_pricer(settings, tmp_path / "pricer.log")
-        records = await wait_for_priced(settings, total, timeout=90)
+        records = await wait_for_priced(settings, total, timeout=120)
     finally:
         pricer.send_signal(signal.SIGKILL)
         pricer.wait()
