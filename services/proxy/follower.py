@@ -1,0 +1,86 @@
+"""Following a whole topic with no consumer group: every replica reads every partition from the
+beginning and keeps reading, and `caught_up` is set once it has reached the end the topic had at
+connect time. A dropped connection reconnects with capped backoff and reads from the start again
+(what it feeds is a projection of the topic, so applying a message twice changes nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.kafka import consumer as make_consumer
+from shared.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+
+class TopicFollower:
+    """Subclasses say what a message does (`apply`) and what catching up means (`on_caught_up`)."""
+
+    retry_event = "topic_follow_retry"
+
+    def __init__(self, common: CommonSettings, topic: str, *, fetch_max_wait_ms: int | None = None,
+                 poll_timeout_ms: int = 1000, poll_max_records: int = 1000) -> None:
+        self.common = common
+        self.base_topic = topic
+        self.topic = common.topic(topic)
+        self.caught_up = asyncio.Event()
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.poll_timeout_ms = poll_timeout_ms
+        self.poll_max_records = poll_max_records
+
+    def apply(self, raw: bytes | None) -> None:
+        raise NotImplementedError
+
+    def on_caught_up(self) -> None:
+        """Called once, when the follower first reaches the topic's end."""
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            overrides = {} if self.fetch_max_wait_ms is None else {"fetch_max_wait_ms": self.fetch_max_wait_ms}
+            consumer = make_consumer(self.common, self.base_topic, group_id=None, **overrides)
+            try:
+                await consumer.start()
+                assigned = await self._assignment(consumer)
+                ends = await consumer.end_offsets(list(assigned))
+                delay = 0.2
+                await self._consume(consumer, ends)
+            except (KafkaError, OSError) as exc:
+                log.warning(self.retry_event, error=str(exc), retry_in_s=delay)
+            finally:
+                await consumer.stop()
+            await asyncio.sleep(delay)  # backoff before reconnecting
+            delay = min(delay * 2, 5.0)
+
+    async def _assignment(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """The topic's partitions, once metadata names them (polling with a deadline)."""
+        deadline = asyncio.get_running_loop().time() + 30
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaError(f"topic {self.topic} has no partitions (does it exist?)")
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for record in records:
+                    self.apply(record.value)
+        return consumer.assignment()
+
+    async def _consume(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        await self._check_caught_up(consumer, ends)
+        while True:
+            batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.poll_max_records)
+            for records in batches.values():
+                for record in records:
+                    self.apply(record.value)
+            if not self.caught_up.is_set():
+                await self._check_caught_up(consumer, ends)
+
+    async def _check_caught_up(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return
+        if not self.caught_up.is_set():
+            self.caught_up.set()
+            self.on_caught_up()
