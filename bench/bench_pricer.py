@@ -71,6 +71,12 @@ async def committed_total(settings: CommonSettings, group: str) -> int:
         await admin.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def main(bootstrap: str, count: int, instances: int) -> dict:
     settings = CommonSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     await ensure_topics(settings)
@@ -94,18 +100,26 @@ async def main(bootstrap: str, count: int, instances: int) -> dict:
             done = await committed_total(settings, group)
             if done and first_progress is None:
                 first_progress = (time.perf_counter(), done)
+                cpu_at_first = sum(cpu_seconds(p.pid) for p in procs)
         finished = time.perf_counter()
+        cpu_at_end = sum(cpu_seconds(p.pid) for p in procs)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait()
     t0, n0 = first_progress or (started, 0)
     steady = (done - n0) / (finished - t0) if finished > t0 else 0.0
+    # CPU per event of the pricer process(es) in the same window: on a shared machine this moves
+    # far less than the rate does, so before/after comparisons rest on it.
+    cpu = cpu_at_end - cpu_at_first if first_progress else 0.0
     result = {
         "events": count, "instances": instances, "priced": done,
         "seconds_including_startup": round(finished - started, 2),
         "events_per_s_sustained": round(steady),
         "target_events_per_s": 20000,
+        "pricer_cpu_us_per_event": round(cpu / (done - n0) * 1e6, 1) if done > n0 else None,
+        "pricer_cpu_share_of_wall": round(cpu / (finished - t0), 2) if finished > t0 else None,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
     return result
