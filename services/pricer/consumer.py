@@ -15,7 +15,7 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequence
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
-from shared.events import DeadLetter, encode
+from shared.events import DeadLetter, encode, utcnow
 from shared.metrics import Registry
 from shared.pricing import Catalog
 from shared.topics import PRICED, USAGE_DLQ
@@ -81,6 +81,7 @@ class Pricer:
         offsets: dict[TopicPartition, int] = {}
         priced = unpriced = rejected = 0
         deliveries: list[asyncio.Future] = []  # type: ignore[type-arg]
+        priced_at = utcnow().isoformat()  # one time stamp for the batch: it is priced as one
         async with self.producer.transaction():
             for tp, messages in batch.items():
                 # Priced events go to the same partition number as their usage event: the key
@@ -88,7 +89,7 @@ class Pricer:
                 partition = tp.partition % await self._priced_partitions()
                 builder = self.producer.create_batch()
                 for message in messages:
-                    outcome = price_message(self.catalog, message.value)
+                    outcome = price_message(self.catalog, message.value, priced_at)
                     if isinstance(outcome, Rejected):
                         rejected += 1
                         deliveries.append(await self._dead_letter(message, outcome.reason))

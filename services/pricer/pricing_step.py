@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import orjson
 from pydantic import ValidationError
 
-from shared.events import UnknownEventVersion, UsageEvent, decode_as, utcnow
+from shared.events import UnknownEventVersion, UsageEvent, decode_as
 from shared.pricing import Catalog, InconsistentUsage, PriceResult, price_usage_event
 
 _CURRENT_USAGE = b'"schema_version":1'
@@ -25,7 +26,9 @@ class Rejected:
     reason: str
 
 
-def price_message(catalog: Catalog, raw: bytes | None) -> Priced | Rejected:
+def price_message(catalog: Catalog, raw: bytes | None, priced_at: str) -> Priced | Rejected:
+    """`priced_at` is the ISO time stamp the priced event carries; the consumer takes it once per
+    batch (a clock read and its formatting cost as much as the pricing itself)."""
     if not raw:
         return Rejected("empty message")
     try:
@@ -41,7 +44,8 @@ def price_message(catalog: Catalog, raw: bytes | None) -> Priced | Rejected:
     except InconsistentUsage as exc:
         return Rejected(f"inconsistent usage: {exc}")
     usage_json = raw if current else usage.__pydantic_serializer__.to_json(usage)
-    return Priced(usage.request_id, result.unpriced, priced_json(usage.request_id, usage_json, result, catalog.version))
+    value = priced_json(usage.request_id, usage_json, result, catalog.version, priced_at)
+    return Priced(usage.request_id, result.unpriced, value)
 
 
 def _read_usage(raw: bytes) -> tuple[UsageEvent, bool]:
@@ -55,7 +59,7 @@ def _read_usage(raw: bytes) -> tuple[UsageEvent, bool]:
     return decode_as(UsageEvent, raw), False
 
 
-def priced_json(request_id: str, usage_json: bytes, result: PriceResult, catalog_version: str) -> bytes:
+def priced_json(request_id: str, usage_json: bytes, result: PriceResult, catalog_version: str, priced_at: str) -> bytes:
     """A PricedUsageEvent's JSON, with the already-validated usage event's bytes embedded as they
     are instead of being re-encoded (tests check it decodes to the same model)."""
     cost = result.cost
@@ -64,14 +68,22 @@ def priced_json(request_id: str, usage_json: bytes, result: PriceResult, catalog
         "type": "priced_usage",
         "schema_version": 1,
         "cost": {
-            "input": format(cost.input, "f"), "output": format(cost.output, "f"),
-            "cache_read": format(cost.cache_read, "f"), "cache_creation": format(cost.cache_creation, "f"),
-            "reasoning": format(cost.reasoning, "f"), "images": format(cost.images, "f"),
-            "other": format(cost.other, "f"), "total": format(cost.total, "f"),
+            "input": plain(cost.input), "output": plain(cost.output),
+            "cache_read": plain(cost.cache_read), "cache_creation": plain(cost.cache_creation),
+            "reasoning": plain(cost.reasoning), "images": plain(cost.images),
+            "other": plain(cost.other), "total": plain(cost.total),
         },
         "priced_model": result.priced_model,
         "unpriced": result.unpriced,
         "catalog_version": catalog_version,
-        "priced_at": utcnow().isoformat(),
+        "priced_at": priced_at,
     })
     return head[:-1] + b',"usage_event":' + usage_json + b"}"
+
+
+def plain(amount: Decimal) -> str:
+    """format(amount, "f"), the way Money is written (never an exponent), at an eighth of its
+    cost: str() gives the same text unless it would use an exponent (below 1e-6, or a positive
+    exponent), and only then is format() needed."""
+    text = str(amount)
+    return format(amount, "f") if "E" in text else text
