@@ -28,7 +28,8 @@ from shared.events import TokenUsage, UsageEvent, encode  # noqa: E402
 from shared.kafka import ensure_topics, idempotent_producer  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
 from shared.topics import USAGE  # noqa: E402
-from stack.kafka import ensure_kafka  # noqa: E402
+from stack.kafka import NAME as KAFKA_NAME, ensure_kafka  # noqa: E402
+from stack.procs import recorded_pid  # noqa: E402
 
 MODELS = ["openai/gpt-4o-mini", "groq/llama3-8b-8192", "anthropic/claude-3-5-sonnet-20240620", "gpt-4o", "azure/gpt-4-1106-preview"]
 
@@ -86,6 +87,7 @@ async def main(bootstrap: str, count: int, instances: int) -> dict:
     print(f"produced {count} usage events in {time.perf_counter() - began:.1f}s", flush=True)
     group = f"{settings.topic_prefix}tally-pricer"
     procs = []
+    broker = recorded_pid(KAFKA_NAME)  # None when the broker is not ours to watch
     started = time.perf_counter()
     for i in range(instances):
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "TALLY_TOPIC_PREFIX": settings.topic_prefix,
@@ -101,8 +103,10 @@ async def main(bootstrap: str, count: int, instances: int) -> dict:
             if done and first_progress is None:
                 first_progress = (time.perf_counter(), done)
                 cpu_at_first = sum(cpu_seconds(p.pid) for p in procs)
+                broker_cpu_at_first = cpu_seconds(broker) if broker else 0.0
         finished = time.perf_counter()
         cpu_at_end = sum(cpu_seconds(p.pid) for p in procs)
+        broker_cpu_at_end = cpu_seconds(broker) if broker else 0.0
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -112,6 +116,7 @@ async def main(bootstrap: str, count: int, instances: int) -> dict:
     # CPU per event of the pricer process(es) in the same window: on a shared machine this moves
     # far less than the rate does, so before/after comparisons rest on it.
     cpu = cpu_at_end - cpu_at_first if first_progress else 0.0
+    broker_cpu = broker_cpu_at_end - broker_cpu_at_first if first_progress and broker else None
     result = {
         "events": count, "instances": instances, "priced": done,
         "seconds_including_startup": round(finished - started, 2),
@@ -119,6 +124,8 @@ async def main(bootstrap: str, count: int, instances: int) -> dict:
         "target_events_per_s": 20000,
         "pricer_cpu_us_per_event": round(cpu / (done - n0) * 1e6, 1) if done > n0 else None,
         "pricer_cpu_share_of_wall": round(cpu / (finished - t0), 2) if finished > t0 else None,
+        # The broker serves the other benchmarks on the machine too: an upper bound.
+        "broker_cpu_us_per_event": round(broker_cpu / (done - n0) * 1e6, 1) if broker_cpu is not None and done > n0 else None,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
