@@ -213,7 +213,7 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
             def on_commit(result: BatchResult, committed_at: float) -> None:
                 run.rows += len(result.inserted)
                 for e in result.inserted:  # from the event's end_time (when the call finished) to the commit
-                    delays.append(committed_at - e.usage_event.end_time.timestamp())
+                    delays.append(committed_at - e.end_time.timestamp())
 
             run.ledger.on_commit = on_commit
             producer = subprocess.Popen([sys.executable, __file__, "--produce", settings.topic_prefix, str(rate), str(seconds)])

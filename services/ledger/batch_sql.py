@@ -39,7 +39,8 @@ _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
 
 # Sorted by request_id so two ledgers inserting the same ids queue instead of deadlocking. Fills
 # tally_new and, one row per distinct tag of each log, tally_new_tags (real rows: the tag sums
-# need no join and the planner sizes them right); returns the `seq` of the rows inserted.
+# need no join and the planner sizes them right); returns the `seq` of the rows NOT inserted
+# (already logged): usually none, so a batch's answer is not thousands of rows to read.
 INSERT_LOGS = sql.SQL(
     "WITH ins AS ("
     ' INSERT INTO "LiteLLM_SpendLogs" ({cols}) SELECT {cols} FROM tally_incoming ORDER BY request_id'
@@ -51,7 +52,7 @@ INSERT_LOGS = sql.SQL(
     " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success'"
     " FROM tally_incoming l JOIN ins USING (request_id) RETURNING *),"
     " tags AS (INSERT INTO tally_new_tags SELECT new.*, t FROM new, jsonb_array_elements_text(new.tags) t)"
-    " SELECT seq FROM new"
+    " SELECT l.seq FROM tally_incoming l WHERE NOT EXISTS (SELECT FROM new WHERE new.seq = l.seq)"
 ).format(cols=_LOG_COLUMNS, endpoint=_ENDPOINT)
 
 

@@ -26,9 +26,9 @@ from pydantic import ValidationError
 
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
-from services.ledger.rows import Unstorable, check_storable, copy_row, spend_log_row
+from services.ledger.rows import SpendLogLine, Unstorable, check_storable, copy_line, spend_log_row
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
-from shared.events import DeadLetter, EntityChanged, EntityTotal, Event, PricedUsageEvent, SpendReset, decode, encode
+from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
 from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
 
@@ -57,15 +57,15 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Item:
-    """One message read: its event, or why it cannot be used."""
+    """One message read: a priced event's spend log row, an admin event, or why it cannot be used."""
 
     topic: str
     partition: int
     offset: int
     raw: bytes
-    event: Event | None
+    event: EntityChanged | SpendReset | None
     reason: str | None = None
-    row: list[Any] | None = None  # a priced event's spend log row, ready for COPY
+    log: SpendLogLine | None = None  # a priced event's spend log row, ready for COPY
 
 
 def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, priced_topic: str, store_bodies: bool) -> Item:
@@ -81,14 +81,14 @@ def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, pri
     wanted = (PricedUsageEvent,) if topic == priced_topic else (EntityChanged, SpendReset)
     if not isinstance(event, wanted):
         return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
-    if isinstance(event, PricedUsageEvent):
-        row = spend_log_row(event, store_bodies)  # built once: checked here, copied at commit
-        try:
-            check_storable(row, raw)
-        except Unstorable as exc:
-            return Item(topic, partition, offset, raw, None, str(exc))
-        return Item(topic, partition, offset, raw, event, row=copy_row(row))
-    return Item(topic, partition, offset, raw, event)
+    if not isinstance(event, PricedUsageEvent):
+        return Item(topic, partition, offset, raw, event)
+    row = spend_log_row(event, store_bodies)  # built once: checked here, copied at commit
+    try:
+        check_storable(row, raw)
+    except Unstorable as exc:
+        return Item(topic, partition, offset, raw, None, str(exc))
+    return Item(topic, partition, offset, raw, None, log=copy_line(row))
 
 
 _PRICED = PricedUsageEvent.__pydantic_validator__
@@ -106,11 +106,10 @@ def _fast_priced(raw: bytes) -> PricedUsageEvent | None:
 def make_batch(items: Sequence[Item]) -> Batch:
     batch = Batch()
     for item in items:
-        if isinstance(item.event, PricedUsageEvent):
-            assert item.row is not None, "read_item builds every priced event's row"
-            batch.priced.append((item.event, item.row))
+        if item.log is not None:
+            batch.priced.append(item.log)
         elif item.event is not None:
-            batch.admin.append(item.event)  # type: ignore[arg-type]
+            batch.admin.append(item.event)
         key = (item.topic, item.partition)
         batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), item.offset + 1)
     return batch
@@ -234,6 +233,10 @@ class Ledger:
                         break
                     items.append(read_item(tp.topic, tp.partition, m.offset, m.value,
                                            priced_topic=self.priced_topic, store_bodies=self.store_bodies))
+                    if len(items) % YIELD_EVERY_ITEMS == 0:
+                        # Let the previous batch's commit send its next statement: decoding
+                        # thousands of events without a pause would leave Postgres idle.
+                        await asyncio.sleep(0)
             if not items:
                 return items
             if deadline is None:
@@ -262,7 +265,7 @@ class Ledger:
                 maybe = self.on_commit(result, time.time())
                 if maybe is not None:
                     await maybe
-        ends = [e.usage_event.end_time for it in items if isinstance(e := it.event, PricedUsageEvent)]
+        ends = [it.log.end_time for it in items if it.log is not None]
         if ends:
             self.metrics.delay_max.set((now - min(ends)).total_seconds())
         # The totals are queued in the producer in commit order (so a key's totals stay in order)
@@ -377,6 +380,9 @@ async def acknowledged(delivery: Awaitable[object], timeout: float = KAFKA_ACK_T
 
 
 STALL_CHECK_S = 15.0
+
+# Decoding this many events takes a few milliseconds: the commit in flight waits no longer.
+YIELD_EVERY_ITEMS = 100
 
 
 class ConsumerStalled(Exception):

@@ -5,7 +5,10 @@ so one bad event is dead-lettered up front instead of failing its whole batch.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +41,7 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
 _INT_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in _INT_COLUMNS)
 _JSON_AT = tuple(i for i, name in enumerate(SPEND_LOG_COLUMNS) if name in JSON_COLUMNS)
 _TAGS_AT = SPEND_LOG_COLUMNS.index("request_tags")
+_END_AT = SPEND_LOG_COLUMNS.index("endTime")
 _MONEY_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in ("spend", "quoted_spend"))
 
 
@@ -132,17 +136,44 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=_json_default).decode()
 
 
-def copy_row(row: Sequence[Any]) -> list[Any]:
-    """The row as the COPY into the batch's temp table takes it: JSON columns as text, so COPY
-    formats plain strings instead of calling back into a JSON dumper per cell; then one more
-    cell, the call's distinct tags for the rollups (NULL when request_tags has no repeat, the
-    usual case: Postgres then reads request_tags). Call it after `check_storable`, which needs
-    the JSON values unserialised to find NUL characters."""
-    out = list(row)
-    tags = out[_TAGS_AT]
+@dataclass(frozen=True, slots=True)
+class SpendLogLine:
+    """A priced event's spend log row, built when it was read, as COPY's text format takes it."""
+
+    request_id: str
+    end_time: datetime
+    text: str  # the cells of SPEND_LOG_COLUMNS and distinct_tags, tab-separated, no newline
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_COPY_NULL = "\\N"
+
+
+def _copy_escaped(text: str) -> str:
+    return _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m.group()], text)
+
+
+def copy_line(row: Sequence[Any]) -> SpendLogLine:
+    """The row for the COPY into the batch's temp table, in COPY's text format (as psycopg's own
+    formatter writes it): JSON columns as JSON text, then one more cell, the call's distinct tags
+    for the rollups (NULL when request_tags has no repeat, the usual case: Postgres then reads
+    request_tags). Call it after `check_storable`, which needs the JSON values unserialised to
+    find NUL characters."""
+    cells = list(row)
+    tags = cells[_TAGS_AT]
     repeated = len(tags) > 1 and len(set(tags)) < len(tags)
     for i in _JSON_AT:
-        if out[i] is not None:
-            out[i] = json_text(out[i])
-    out.append(json_text(list(dict.fromkeys(tags))) if repeated else None)
-    return out
+        if cells[i] is not None:
+            cells[i] = json_text(cells[i])
+    cells.append(json_text(list(dict.fromkeys(tags))) if repeated else None)
+    # int, Decimal (every digit) and datetime (ISO with its offset) print without any character
+    # COPY escapes; so when the line's backslashes are just its NULLs and its tabs just the
+    # separators, no text cell needs escaping (the usual case, checked in one pass each).
+    texts = [v if type(v) is str else _COPY_NULL if v is None else ("t" if v else "f") if type(v) is bool else str(v)
+             for v in cells]
+    line = "\t".join(texts)
+    if (line.count("\\") != cells.count(None) or line.count("\t") != len(texts) - 1
+            or "\n" in line or "\r" in line):
+        line = "\t".join(t if c is None else _copy_escaped(t) for t, c in zip(texts, cells))
+    return SpendLogLine(row[0], row[_END_AT], line)

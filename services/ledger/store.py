@@ -19,8 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 from services.ledger import batch_sql, entity_store
 from services.ledger.entity_tables import ENTITY_TABLES
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
-from services.ledger.rows import json_text
-from shared.events import EntityChanged, PricedUsageEvent, SpendReset
+from services.ledger.rows import SpendLogLine, json_text
+from shared.events import EntityChanged, SpendReset
+
+# Rows per write into COPY (about 1 MB).
+COPY_CHUNK_ROWS = 1000
 
 # Held shared by every ledger batch and exclusively by a replay while it swaps schemas.
 SWAP_LOCK = 7_305_012
@@ -43,22 +46,18 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     )
 
 
-# A priced event and its spend log row as COPY takes it (rows.copy_row), built when it was read.
-PricedRow = tuple[PricedUsageEvent, list[Any]]
-
-
 @dataclass
 class Batch:
     """Decoded events in the order they were read, and where each partition's reading ends."""
 
-    priced: list[PricedRow] = field(default_factory=list)
+    priced: list[SpendLogLine] = field(default_factory=list)
     admin: list[EntityChanged | SpendReset] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass
 class BatchResult:
-    inserted: list[PricedUsageEvent]  # the events whose rows this batch inserted
+    inserted: list[SpendLogLine]  # the rows this batch inserted
     duplicates: int
     totals: list[EntityState]  # every running total this batch changed, after the commit
 
@@ -133,15 +132,16 @@ class LedgerStore:
                     for event in batch.admin:
                         for state in await entity_store.apply_admin(conn, event, columns):
                             changed[(state.entity_type, state.entity_id)] = state
-                inserted: list[PricedUsageEvent] = []
+                inserted: list[SpendLogLine] = []
                 new_totals: list[EntityState] = []
                 if batch.priced:
                     rows = await self._copy_logs(conn, batch.priced)
                     async with conn.pipeline():
-                        inserted_cur = await conn.execute(batch_sql.INSERT_LOGS)
+                        skipped_cur = await conn.execute(batch_sql.INSERT_LOGS)
                         await conn.execute(batch_sql.ROLLUP_UPSERTS)
                         totals = await self._lock_totals(conn)
-                    inserted = [rows[seq][0] for seq in sorted(r[0] for r in await inserted_cur.fetchall())]
+                    skipped = {seq for seq, in await skipped_cur.fetchall()}
+                    inserted = [row for seq, row in enumerate(rows) if seq not in skipped] if skipped else rows
                     new_totals = await self._advance_totals(conn, *totals)
                 async with conn.pipeline():
                     await entity_store.queue_save_all_totals(conn, new_totals)
@@ -150,17 +150,19 @@ class LedgerStore:
                     changed[(state.entity_type, state.entity_id)] = state
         return BatchResult(inserted, len(batch.priced) - len(inserted), list(changed.values()))
 
-    async def _copy_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[PricedRow]) -> list[PricedRow]:
+    async def _copy_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[SpendLogLine]) -> list[SpendLogLine]:
         """COPY the batch's rows into tally_incoming (the first read of a request id wins, as in
-        a replay); returns them in `seq` order."""
-        unique: dict[str, PricedRow] = {}
-        for event, row in priced:
-            unique.setdefault(row[0], (event, row))
+        a replay); returns them in `seq` order. The rows are already in COPY's text format: the
+        batch goes as a few large writes, not a formatting call per cell."""
+        unique: dict[str, SpendLogLine] = {}
+        for line in priced:
+            unique.setdefault(line.request_id, line)
         rows = list(unique.values())
         async with conn.cursor() as cur:
             async with cur.copy(batch_sql.COPY_INCOMING) as copy:
-                for seq, (_, row) in enumerate(rows):
-                    await copy.write_row((*row, seq))
+                for start in range(0, len(rows), COPY_CHUNK_ROWS):
+                    chunk = rows[start:start + COPY_CHUNK_ROWS]
+                    await copy.write("".join(f"{line.text}\t{seq}\n" for seq, line in enumerate(chunk, start)).encode())
         return rows
 
     async def _lock_totals(self, conn: psycopg.AsyncConnection) -> tuple[Any, Any, Any]:
