@@ -7,7 +7,9 @@ import asyncio
 from aiohttp import web
 
 
-def run_service(app: web.Application, host: str, port: int) -> None:
+def run_service(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """`reuse_port`: several processes listen on the same port and the kernel spreads the
+    connections between them (SO_REUSEPORT)."""
     try:
         import uvloop  # faster event loop; optional
 
@@ -16,4 +18,4 @@ def run_service(app: web.Application, host: str, port: int) -> None:
         loop_factory = asyncio.new_event_loop
     loop = loop_factory()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=loop, shutdown_timeout=15)
+    web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, print=None, access_log=None, loop=loop, shutdown_timeout=15)

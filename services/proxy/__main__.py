@@ -1,4 +1,5 @@
-"""python -m services.proxy: read settings, load the price catalog, build the app, run it."""
+"""python -m services.proxy: read settings, load the price catalog, build the app, run it; with
+TALLY_PROXY_WORKERS > 1, start that many such processes on the same port (workers.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 
 from services.proxy.app import build_app
 from services.proxy.errors import ConfigurationError
-from services.proxy.settings import proxy_settings_from_env
+from services.proxy.settings import WORKER_ENV, proxy_settings_from_env
+from services.proxy.workers import WorkerParent, adopt_orphans
 from shared.config import ConfigError
 from shared.logging import configure_logging
 from shared.pricing import CatalogError, load_catalog
@@ -23,7 +25,12 @@ def main() -> None:
     except (ConfigError, CatalogError, ConfigurationError, ValueError) as exc:
         print(f"proxy: {exc}", file=sys.stderr)
         sys.exit(2)
-    run_service(app, settings.common.host, settings.port)
+    if settings.worker == 0:
+        adopt_orphans(settings.spool_root, settings.workers)
+    if settings.workers > 1 and WORKER_ENV not in os.environ:
+        # This process only checked the configuration above; the workers serve.
+        sys.exit(WorkerParent(settings).run())
+    run_service(app, settings.common.host, settings.port, reuse_port=settings.workers > 1)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ WELL_KNOWN_KEYS = frozenset({
     "changeme", "password", "admin", "master", "secret", "test", "sk-litellm", "sk-master-key",
 })
 MIN_MASTER_KEY_LENGTH = 16
+WORKER_ENV = "TALLY_PROXY_WORKER"  # set by workers.py for each process it starts
 
 
 class ProxySettings(BaseModel):
@@ -40,15 +41,32 @@ class ProxySettings(BaseModel):
     always_include_stream_usage: bool = False
     upstream_connections: int = 200  # per upstream origin
     replicas: int = 1  # proxy replicas sharing budgets and rate limits (docs/budgets.md)
+    workers: int = 1  # processes of this replica sharing its port (workers.py)
+    worker: int = 0  # which of them this process is
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
 
     @property
-    def spool_path(self) -> Path:
+    def spool_root(self) -> Path:
         return self.spool_dir if self.spool_dir is not None else RUN / "spool" / f"proxy-{self.port}"
+
+    @property
+    def spool_path(self) -> Path:
+        """Worker 0 owns the root itself (what a single-process proxy used), the others a
+        subdirectory each: a journal or spool is only ever written by one process."""
+        return worker_spool_path(self.spool_root, self.worker)
+
+    @property
+    def budget_processes(self) -> int:
+        """Every worker of every replica holds its own share of a budget (docs/budgets.md)."""
+        return self.replicas * self.workers
 
     @property
     def loopback_only(self) -> bool:
         return is_loopback(self.common.host)
+
+
+def worker_spool_path(root: Path, worker: int) -> Path:
+    return root if worker == 0 else root / f"worker-{worker}"
 
 
 def is_loopback(host: str) -> bool:
@@ -97,6 +115,8 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         usage_queue_size=env_int(env, "TALLY_USAGE_QUEUE_SIZE", 50_000),
         key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
         replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
+        workers=max(1, env_int(env, "TALLY_PROXY_WORKERS", 1)),
+        worker=max(0, env_int(env, WORKER_ENV, 0)),
         always_include_stream_usage=env_bool(
             env, "TALLY_ALWAYS_INCLUDE_STREAM_USAGE", bool(litellm_settings.get("always_include_stream_usage", False))
         ),

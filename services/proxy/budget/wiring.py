@@ -37,7 +37,7 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     """Returns the directory: the entities consumer must feed it (EntityChanged and SpendReset)."""
     directory = EntityDirectory()
     totals = TotalsView()
-    replicas = getattr(settings, "replicas", 1)
+    replicas = settings.budget_processes
     guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas)
 
     def apply_key(change: EntityChanged | SpendReset) -> None:
