@@ -1,9 +1,10 @@
-"""Proxy overhead and throughput: the fake upstream and the proxy run as their own processes (the
-proxy with auth, pricing and Kafka emission on, against the real broker and a bench topic
-prefix); this process is the load generator. Every figure is measured in the same run both
-directly against the fake upstream and through the proxy.
+"""Proxy overhead and throughput: the upstream (bench/canned_upstream.py) and the proxy run as
+their own processes (the proxy with auth, pricing and Kafka emission on, against the real broker
+and a bench topic prefix); this process is the load generator, on the proxy's own lean HTTP/1.1
+client (services/proxy/http1.py) so that it does not eat the CPU it is measuring. Every figure is
+measured in the same run both directly against the upstream and through the proxy.
 
-    python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000]
+    python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000] [--workers 2]
 
 Figures: added latency at concurrency 1 (p50, p99 of proxy minus direct), requests/s at
 concurrency 32 plain and streamed, the proxy's CPU time per request (from /proc), its RSS across
@@ -26,13 +27,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
+from services.proxy.http1 import Pool  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
 from shared.topics import USAGE  # noqa: E402
@@ -69,6 +69,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def proxy_cpu_seconds(pid: int) -> float:
+    """The proxy's CPU time: the process and, with workers, every worker it started."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
+
+
+def proxy_rss_mb(pid: int) -> float:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return rss_mb(pid) + sum(rss_mb(int(child)) for child in children)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -81,38 +92,46 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def one(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], stream: bool) -> None:
-    async with http.post(url, data=body, headers=headers) as response:
+class Target:
+    """One place to send the benchmark's POSTs: a keep-alive pool, a path and ready-made headers."""
+
+    def __init__(self, origin: str, path: str, headers: dict[str, str]) -> None:
+        self.pool = Pool(origin, limit=64)
+        self.path = path
+        self.headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
+
+    async def call(self, body: bytes, stream: bool) -> None:
+        response = await self.pool.post(self.path, body, self.headers)
         if response.status != 200:
-            raise SystemExit(f"{url} answered {response.status}: {await response.text()}")
+            raise SystemExit(f"{self.path} answered {response.status}: {(await response.read())[:300]!r}")
         if stream:
-            async for _ in response.content.iter_any():
+            async for _ in response.iter_chunks():
                 pass
         else:
             await response.read()
 
 
-async def latency(http: aiohttp.ClientSession, targets: dict[str, tuple[str, dict[str, str]]], body: bytes, n: int) -> dict[str, list[float]]:
+async def latency(targets: dict[str, Target], body: bytes, n: int) -> dict[str, list[float]]:
     """Concurrency 1, the targets alternating call by call so drift hits both alike."""
     samples: dict[str, list[float]] = {name: [] for name in targets}
     for i in range(n + 200):
-        for name, (url, headers) in targets.items():
+        for name, target in targets.items():
             t = time.perf_counter()
-            await one(http, url, body, headers, stream=False)
+            await target.call(body, stream=False)
             if i >= 200:  # warm-up
                 samples[name].append((time.perf_counter() - t) * 1000)
     return samples
 
 
-async def throughput(http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, stream: bool,
-                     seconds: float, concurrency: int = 32, limit: int | None = None) -> tuple[int, float]:
+async def throughput(target: Target, body: bytes, stream: bool, seconds: float, concurrency: int = 32,
+                     limit: int | None = None) -> tuple[int, float]:
     done = 0
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
         nonlocal done
         while time.perf_counter() < deadline and (limit is None or done < limit):
-            await one(http, url, body, headers, stream)
+            await target.call(body, stream)
             done += 1
 
     start = time.perf_counter()
@@ -146,11 +165,11 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
     auth = {"Authorization": "Bearer sk-1234", "Content-Type": "application/json"}
     direct_headers = {"Content-Type": "application/json"}
     plain, streamed = json.dumps(CHAT).encode(), json.dumps(STREAM).encode()
-    connector = aiohttp.TCPConnector(limit=0)
     proxied = 0
-    async with aiohttp.ClientSession(connector=connector) as http:
-        targets = {"direct": (upstream_url + "/v1/chat/completions", direct_headers), "proxy": (proxy_url + "/v1/chat/completions", auth)}
-        samples = await latency(http, targets, plain, args.latency_requests)
+    targets = {"direct": Target(upstream_url, "/v1/chat/completions", direct_headers),
+               "proxy": Target(proxy_url, "/v1/chat/completions", auth)}
+    try:
+        samples = await latency(targets, plain, args.latency_requests)
         proxied += args.latency_requests + 200
         lat = {name: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3), "mean_ms": round(statistics.fmean(v), 3)}
                for name, v in samples.items()}
@@ -164,28 +183,33 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
         cpu_per_request: dict[str, float] = {}
         for label, body, stream in (("plain", plain, False), ("stream", streamed, True)):
             up0 = cpu_seconds(upstream_pid)
-            n, t = await throughput(http, targets["direct"][0], direct_headers, body, stream, args.seconds)
+            n, t = await throughput(targets["direct"], body, stream, args.seconds)
             direct_rps = n / t
             upstream_cpu = (cpu_seconds(upstream_pid) - up0) / n * 1000
-            cpu0 = cpu_seconds(proxy_pid)
-            n, t = await throughput(http, targets["proxy"][0], auth, body, stream, args.seconds)
-            cpu_per_request[label] = (cpu_seconds(proxy_pid) - cpu0) / n * 1000
+            cpu0, own0 = proxy_cpu_seconds(proxy_pid), time.process_time()
+            n, t = await throughput(targets["proxy"], body, stream, args.seconds)
+            cpu_per_request[label] = (proxy_cpu_seconds(proxy_pid) - cpu0) / n * 1000
+            loadgen_cpu = (time.process_time() - own0) / n * 1000
             proxied += n
             rates[label] = {"direct_rps": round(direct_rps, 1), "proxy_rps": round(n / t, 1),
-                            "upstream_cpu_ms_per_request": round(upstream_cpu, 3)}
+                            "upstream_cpu_ms_per_request": round(upstream_cpu, 3), "load_generator_cpu_ms_per_request": round(loadgen_cpu, 3)}
             print(f"c=32 {label:6s}  direct {direct_rps:8.1f} req/s | proxy {n / t:8.1f} req/s | "
-                  f"proxy CPU {cpu_per_request[label]:.3f} ms/request (the fake upstream's own: {upstream_cpu:.3f})", flush=True)
+                  f"proxy CPU {cpu_per_request[label]:.3f} ms/request (upstream {upstream_cpu:.3f}, "
+                  f"load generator {loadgen_cpu:.3f})", flush=True)
 
         memory = None
         if args.memory_requests:
-            rss_before = rss_mb(proxy_pid)
-            n, t = await throughput(http, targets["proxy"][0], auth, plain, False, seconds=3600, limit=args.memory_requests)
+            rss_before = proxy_rss_mb(proxy_pid)
+            n, t = await throughput(targets["proxy"], plain, False, seconds=3600, limit=args.memory_requests)
             proxied += n
-            rss_after = rss_mb(proxy_pid)
+            rss_after = proxy_rss_mb(proxy_pid)
             memory = {"requests": n, "seconds": round(t, 1), "rps": round(n / t, 1), "rss_before_mb": round(rss_before, 1),
                       "rss_after_mb": round(rss_after, 1), "growth_pct": round((rss_after - rss_before) / rss_before * 100, 1)}
             print(f"memory        {n} requests in {t:.1f} s ({n / t:.0f}/s): RSS {rss_before:.1f} -> {rss_after:.1f} MB "
                   f"({memory['growth_pct']:+.1f} %)", flush=True)
+    finally:
+        for target in targets.values():
+            await target.pool.close()
 
     deadline = time.monotonic() + 60
     events = await topic_size(common)
@@ -196,6 +220,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
     print(f"usage events on Kafka: {events} for {proxied} proxied requests", flush=True)
     return {
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+        "proxy_workers": args.workers,
         "latency_c1": {**lat, "added": added, "requests": args.latency_requests},
         "throughput_c32": rates,
         "proxy_cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_per_request.items()},
@@ -210,6 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_PROXY_WORKERS", 2)),
+                        help="TALLY_PROXY_WORKERS of the proxy under test (one process per core)")
     parser.add_argument("--memory-requests", type=int, default=int(os.environ.get("BENCH_PROXY_MEMORY_REQUESTS", 200_000)))
     args = parser.parse_args()
 
@@ -221,10 +248,11 @@ def main() -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": common.kafka_bootstrap_servers, "TALLY_TOPIC_PREFIX": common.topic_prefix,
            "TALLY_CONFIG": str(ROOT / "config" / "config.yaml"), "TALLY_DEMO_UPSTREAM": f"http://127.0.0.1:{upstream_port}/v1",
            "PROXY_PORT": str(proxy_port), "TALLY_SPOOL_DIR": str(workdir / "spool"), "LITELLM_MASTER_KEY": "sk-1234",
-           "TALLY_KEY_SYNC_TIMEOUT_S": "10", "TALLY_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
+           "TALLY_KEY_SYNC_TIMEOUT_S": "10", "TALLY_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
+           "TALLY_PROXY_WORKERS": str(args.workers)}
     procs = []
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "stack.fake_upstream", "--port", str(upstream_port)], cwd=ROOT,
+        procs.append(subprocess.Popen([sys.executable, "bench/canned_upstream.py", "--port", str(upstream_port)], cwd=ROOT,
                                       stdout=open(workdir / "upstream.log", "wb"), stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([sys.executable, "-m", "services.proxy"], cwd=ROOT, env=env,
                                       stdout=open(workdir / "proxy.log", "wb"), stderr=subprocess.STDOUT))
