@@ -123,7 +123,7 @@ async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
     common = settings.common
     emitter = UsageEmitter(
         common.topic(topics.USAGE),
-        lambda: idempotent_producer(common, request_timeout_ms=10000, linger_ms=100, partitioner=CachedPartitioner()),
+        lambda: idempotent_producer(common, request_timeout_ms=10000, linger_ms=20, partitioner=CachedPartitioner()),
         Spool(settings.spool_path),
         app[METRICS],
         journal=Journal(settings.spool_path),
