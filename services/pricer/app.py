@@ -36,12 +36,14 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
         producer = kafka.idempotent_producer(
             settings, transactional_id=settings.transactional_id, linger_ms=2, max_batch_size=PRICED_BATCH_BYTES
         )
-        consumer = kafka.consumer(settings, USAGE, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
+        consumer = kafka.consumer(settings, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
+        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS])
+        consumer.subscribe([settings.topic(USAGE)], listener=pricer)  # it settles its transaction on a rebalance
         try:
             await producer.start()
             await consumer.start()
             app[READY].set()
-            await Pricer(settings, app[CATALOG], consumer, producer, app[METRICS]).run()
+            await pricer.run()
         finally:
             app[READY].clear()
             await consumer.stop()

@@ -2,16 +2,23 @@
 
 The input offsets are committed inside the same transaction (consume-transform-produce), and the
 priced topic is read with read_committed downstream, so a crash at any point neither loses nor
-duplicates a priced event: an aborted batch is simply re-read from the last committed offsets."""
+duplicates a priced event: an aborted batch is simply re-read from the last committed offsets.
+
+Two batches are in hand at a time: while one batch's transaction goes to the broker (produce,
+offsets, commit: round trips during which the pricer would sit idle), the next batch is priced.
+Transactions still commit one after the other in fetch order; a batch priced while the one
+before it failed is thrown away and re-read with it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
@@ -27,6 +34,9 @@ log = structlog.get_logger(__name__)
 # the commit or abort of the open transaction. No healthy batch takes this long.
 BATCH_DEADLINE_S = 30.0
 PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
+# Pricing a batch hands the event loop back this often (~10 ms of work), so the previous batch's
+# transaction, the fetcher and /health move on meanwhile.
+YIELD_EVERY = 200
 
 
 class PricerMetrics:
@@ -38,7 +48,20 @@ class PricerMetrics:
         self.lag = registry.gauge("pricer_consumer_lag", "Messages behind the end of the usage topic")
 
 
-class Pricer:
+@dataclass(slots=True)
+class PricedBatch:
+    """One fetched batch, priced and laid out in record batches, waiting for its transaction."""
+
+    generation: int  # the group assignment it was fetched under
+    started: float
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    record_batches: list[tuple[int, BatchBuilder]] = field(default_factory=list)  # (priced partition, records)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, DeadLetter JSON)
+    priced: int = 0
+    unpriced: int = 0
+
+
+class Pricer(ConsumerRebalanceListener):
     def __init__(self, settings: PricerSettings, catalog: Catalog, consumer: AIOKafkaConsumer,
                  producer: AIOKafkaProducer, metrics: PricerMetrics) -> None:
         self.settings = settings
@@ -49,83 +72,121 @@ class Pricer:
         self.priced_topic = settings.topic(PRICED)
         self.dlq_topic = settings.topic(USAGE_DLQ)
         self._lag_measured_at = 0.0
+        self._generation = 0
+        self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         delay = 0.5
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-            await self._update_lag()
-            if not batch:
-                continue
-            try:
-                async with asyncio.timeout(BATCH_DEADLINE_S):
-                    await self._process(batch)
-                delay = 0.5
-            except ProducerFenced:
-                log.error("pricer_fenced", transactional_id=self.settings.transactional_id)
-                raise
-            except (TimeoutError, *PRODUCER_DEAD) as exc:
-                # The producer cannot recover by itself: the supervisor starts a new one (same
-                # transactional id, so the open transaction is aborted) and re-reads the batch.
-                log.warning("pricer_producer_stuck", error=repr(exc), deadline_s=BATCH_DEADLINE_S)
-                raise
-            except KafkaError as exc:
-                self.metrics.aborted.inc()
-                log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
-                await self._rewind(list(batch))
-                await asyncio.sleep(delay)  # capped backoff before re-reading the batch
-                delay = min(delay * 2, 10.0)
+        try:
+            while True:
+                generation = self._generation  # taken first: a rebalance during the fetch drops it
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+                await self._update_lag()
+                work = await self._price(batch, generation) if batch else None
+                if self._committing is not None:
+                    try:
+                        await asyncio.shield(self._committing)  # on SIGTERM the batch still finishes
+                        delay = 0.5
+                    except ProducerFenced:
+                        log.error("pricer_fenced", transactional_id=self.settings.transactional_id)
+                        raise
+                    except (TimeoutError, *PRODUCER_DEAD) as exc:
+                        # The producer cannot recover by itself: the supervisor starts a new one (same
+                        # transactional id, so the open transaction is aborted) and re-reads the batch.
+                        log.warning("pricer_producer_stuck", error=repr(exc), deadline_s=BATCH_DEADLINE_S)
+                        raise
+                    except KafkaError as exc:
+                        self.metrics.aborted.inc()
+                        log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
+                        # The batch priced meanwhile comes after the aborted one: both are read again.
+                        self._committing = work = None
+                        await self._rewind(self.consumer.assignment())
+                        await asyncio.sleep(delay)  # capped backoff before re-reading the batch
+                        delay = min(delay * 2, 10.0)
+                    self._committing = None
+                if work is not None and work.generation == self._generation:
+                    self._committing = asyncio.create_task(self._commit(work))
+                # else: fetched across a rebalance; the partitions' new owner (maybe this pricer
+                # again, from the committed offsets) reads it again.
+        finally:
+            if self._committing is not None and not self._committing.done():
+                # Let the batch in flight commit (or abort) before the producer is stopped.
+                await asyncio.wait([self._committing])
 
-    async def _process(self, batch: dict[TopicPartition, list]) -> None:
-        started = time.perf_counter()
-        offsets: dict[TopicPartition, int] = {}
-        priced = unpriced = rejected = 0
-        deliveries: list[asyncio.Future] = []  # type: ignore[type-arg]
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Before the group moves partitions, finish the transaction in flight: it holds offsets
+        of partitions this pricer still owns. What was priced but not yet sent is dropped."""
+        self._generation += 1
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        """Positions restart at the committed offsets: drop anything fetched before this."""
+        self._generation += 1
+
+    async def _price(self, batch: dict[TopicPartition, list], generation: int) -> PricedBatch:
+        """Price a fetched batch and build its record batches; no transaction is needed yet, so
+        this runs while the previous batch's transaction is still on its way."""
+        work = PricedBatch(generation=generation, started=time.perf_counter())
         priced_at = utcnow().isoformat()  # one time stamp for the batch: it is priced as one
-        async with self.producer.transaction():
-            for tp, messages in batch.items():
-                # Priced events go to the same partition number as their usage event: the key
-                # (hashed api key) keeps its order, and records travel in whole batches.
-                partition = tp.partition % await self._priced_partitions()
-                builder = self.producer.create_batch()
-                for message in messages:
-                    outcome = price_message(self.catalog, message.value, priced_at)
-                    if isinstance(outcome, Rejected):
-                        rejected += 1
-                        deliveries.append(await self._dead_letter(message, outcome.reason))
-                        continue
-                    priced += 1
-                    unpriced += outcome.unpriced
-                    headers = [("request_id", outcome.request_id.encode())]
-                    if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
-                        deliveries.append(await self.producer.send_batch(builder, self.priced_topic, partition=partition))
-                        builder = self.producer.create_batch()
-                        builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
-                if builder.record_count():
-                    deliveries.append(await self.producer.send_batch(builder, self.priced_topic, partition=partition))
-                offsets[tp] = messages[-1].offset + 1
+        partitions = await self._priced_partitions()
+        since_yield = 0
+        for tp, messages in batch.items():
+            # Priced events go to the same partition number as their usage event: the key
+            # (hashed api key) keeps its order, and records travel in whole batches.
+            partition = tp.partition % partitions
+            builder = self.producer.create_batch()
+            for message in messages:
+                outcome = price_message(self.catalog, message.value, priced_at)
+                if isinstance(outcome, Rejected):
+                    work.dead_letters.append((message.key, self._dead_letter(message, outcome.reason)))
+                    continue
+                work.priced += 1
+                work.unpriced += outcome.unpriced
+                headers = [("request_id", outcome.request_id.encode())]
+                if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
+                    work.record_batches.append((partition, builder))
+                    builder = self.producer.create_batch()
+                    builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
+                since_yield += 1
+                if since_yield == YIELD_EVERY:
+                    since_yield = 0
+                    await asyncio.sleep(0)  # let the previous transaction's next round trip go out
+            if builder.record_count():
+                work.record_batches.append((partition, builder))
+            work.offsets[tp] = messages[-1].offset + 1
+        return work
+
+    async def _commit(self, work: PricedBatch) -> None:
+        async with asyncio.timeout(BATCH_DEADLINE_S), self.producer.transaction():
+            deliveries = [
+                await self.producer.send_batch(builder, self.priced_topic, partition=partition)
+                for partition, builder in work.record_batches
+            ]
+            deliveries += [await self.producer.send(self.dlq_topic, letter, key=key) for key, letter in work.dead_letters]
             # aiokafka commits a transaction even when one of its batches failed (seen after a
             # broker restart: OutOfOrderSequenceNumber), which would commit the input offsets of
             # events never priced. Every delivery must succeed first, or the transaction aborts.
             await asyncio.gather(*deliveries)
-            await self.producer.send_offsets_to_transaction(offsets, self.settings.group_id)
-        self.metrics.priced.inc(priced)
-        self.metrics.unpriced.inc(unpriced)
-        self.metrics.dead_lettered.inc(rejected)
-        log.debug("pricer_batch", events=priced + rejected, ms=round((time.perf_counter() - started) * 1000, 2))
+            await self.producer.send_offsets_to_transaction(work.offsets, self.settings.group_id)
+        self.metrics.priced.inc(work.priced)
+        self.metrics.unpriced.inc(work.unpriced)
+        self.metrics.dead_lettered.inc(len(work.dead_letters))
+        log.debug("pricer_batch", events=work.priced + len(work.dead_letters),
+                  ms=round((time.perf_counter() - work.started) * 1000, 2))
 
     async def _priced_partitions(self) -> int:
         # Fetches the priced topic's metadata on first use, then answers from the cache.
         return len(await self.producer.partitions_for(self.priced_topic))
 
-    async def _dead_letter(self, message, reason: str) -> asyncio.Future:  # type: ignore[type-arg]  # noqa: ANN001
+    def _dead_letter(self, message, reason: str) -> bytes:  # noqa: ANN001
         raw = message.value or b""
         letter = DeadLetter(source_topic=message.topic, partition=message.partition, offset=message.offset,
                             reason=reason, payload=raw.decode("utf-8", errors="replace"))
         log.warning("usage_dead_lettered", reason=reason, partition=message.partition, offset=message.offset)
-        return await self.producer.send(self.dlq_topic, encode(letter), key=message.key)
+        return encode(letter)
 
-    async def _rewind(self, partitions: list[TopicPartition]) -> None:
+    async def _rewind(self, partitions: set[TopicPartition]) -> None:
         """After an abort, go back to the last committed offsets and read the batch again."""
         for tp in partitions:
             committed = await self.consumer.committed(tp)
