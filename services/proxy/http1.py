@@ -184,6 +184,16 @@ class Response:
         encoding = parser.headers.get("content-encoding", "").lower()
         self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS) if encoding in ("gzip", "deflate") else None
 
+    @property
+    def buffered(self) -> bool:
+        """Body bytes arrived and wait to be read."""
+        return bool(self._parser.body)
+
+    @property
+    def complete(self) -> bool:
+        """The whole answer arrived: what is buffered is all there will be."""
+        return self._parser.done
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The decoded body as it arrives."""
         parser, conn = self._parser, self._conn

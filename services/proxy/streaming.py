@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from services.proxy.relay import Call, Relay
 
 _CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
+# The read timeout is pushed back at most this often: rescheduling a timer on every piece of a
+# stream costs more than the piece's relay. A stalled stream ends after timeout .. timeout + this.
+_DEADLINE_SLACK_S = 1.0
+
+
+class _CoalescingStreamResponse(web.StreamResponse):
+    """Sends its headers with the first body bytes, in one write (aiohttp's Response does this;
+    StreamResponse writes them alone). Used only when those bytes are already at hand."""
+
+    _send_headers_immediately = False
 
 
 class _Outcome:
@@ -72,18 +82,34 @@ class _Pump:
     """Reads the upstream stream to its end, passing bytes to the client while it listens, and
     records the call exactly once when the stream is over."""
 
-    def __init__(self, relay: Relay, call: Call, response: web.StreamResponse, keep_usage: bool) -> None:
+    def __init__(self, relay: Relay, call: Call, response: web.StreamResponse, keep_usage: bool,
+                 upstream_response: Response | None = None) -> None:
         self.relay, self.call, self.response, self.keep_usage = relay, call, response, keep_usage
+        self.upstream_response = upstream_response
         self.outcome = _Outcome(relay, call)
         self.client_gone = False
         self.translator = StreamTranslator() if call.target.wire == ANTHROPIC else None
         self.buffer = b""
+        self.tail = b""  # the stream's last bytes, written together with its end
 
     async def send(self, data: bytes) -> None:
         if self.client_gone or not data:
             return
+        upstream_response = self.upstream_response
+        if upstream_response is None or (upstream_response.complete and not upstream_response.buffered):
+            self.tail += data  # nothing more will come: one write with the end of the stream
+            return
         try:
             await self.response.write(data)
+        except _CLIENT_GONE:
+            self.client_gone = True
+
+    async def finish(self) -> None:
+        """The end of the stream for the client, with the bytes held back for it."""
+        if self.client_gone:
+            return
+        try:
+            await self.response.write_eof(self.tail)
         except _CLIENT_GONE:
             self.client_gone = True
 
@@ -112,7 +138,9 @@ class _Pump:
         try:
             async with asyncio.timeout(read_timeout) as deadline:
                 async for data in upstream_response.iter_chunks():
-                    deadline.reschedule(loop.time() + read_timeout)  # the timeout runs between two reads
+                    now = loop.time()
+                    if deadline.when() - now < read_timeout - _DEADLINE_SLACK_S:  # type: ignore[operator]
+                        deadline.reschedule(now + read_timeout)  # the timeout runs between two reads
                     await self.feed(data)
             finished = True  # iter_chunks gave the connection back to its pool
             if self.buffer.strip():
@@ -187,8 +215,11 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
     headers["Content-Type"] = "text/event-stream"
     headers["Cache-Control"] = "no-cache"
     headers["x-litellm-overhead-duration-ms"] = f"{(time.perf_counter() - call.t0 - upstream_s) * 1000:.3f}"
-    response = web.StreamResponse(headers=headers)
-    pump = _Pump(relay, call, response, keep_usage)
+    # Headers and the first bytes in one write when those bytes are already here (always for a
+    # mock); otherwise the headers go now, so the client knows at once that the call started.
+    at_hand = upstream_response is None or upstream_response.buffered
+    response = (_CoalescingStreamResponse if at_hand else web.StreamResponse)(headers=headers)
+    pump = _Pump(relay, call, response, keep_usage, upstream_response)
     try:
         await response.prepare(request)
     except _CLIENT_GONE:
@@ -198,11 +229,7 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
     else:
         assert upstream_response is not None
         await pump.pump(upstream_response)
-    if not pump.client_gone:
-        try:
-            await response.write_eof()
-        except _CLIENT_GONE:
-            pass
+    await pump.finish()
     return response
 
 

@@ -231,6 +231,23 @@ async def test_client_gone_mid_stream_still_records_the_call(proxy: TestServer, 
     assert (event.status, event.stream, event.usage.completion_tokens, event.quoted_cost) == ("success", True, 80, LLAMA3_COST)
 
 
+async def test_stream_pieces_reach_the_client_as_they_arrive(proxy: TestServer) -> None:
+    """With 150 ms between upstream pieces, the first piece reaches the client long before the
+    last one was sent: nothing is held back but the final bytes."""
+    async with aiohttp.ClientSession() as http:
+        started = time.perf_counter()
+        async with http.post(base_url(proxy) + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                             json={"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                                   "x_fake": {"chunk_delay_ms": 150, "chunks": 6}}) as response:
+            first = await response.content.readany()
+            first_at = time.perf_counter() - started
+            rest = await response.read()
+            total = time.perf_counter() - started
+    assert first.startswith(b"data: ")
+    assert total - first_at >= 0.6  # five more delays of 150 ms came after the first piece
+    assert (first + rest).endswith(b"data: [DONE]\n\n")
+
+
 async def test_mock_response_is_priced_and_recorded_without_calling_upstream(proxy: TestServer, upstream: TestServer, kafka: CommonSettings) -> None:
     """mock_response answers 10 + 20 tokens from the proxy itself, priced (0.0000135) and recorded."""
     before = len(upstream.app[CALLS])
