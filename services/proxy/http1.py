@@ -23,6 +23,10 @@ class UpstreamConnectionError(ConnectionError):
     """The upstream could not be reached, or broke the connection or the protocol."""
 
 
+class UpstreamTimeout(TimeoutError):
+    """The call's deadline passed before the whole answer arrived."""
+
+
 class _Parser:
     """Incremental HTTP/1.1 response parser: status, headers, then the decoded body pieces."""
 
@@ -125,6 +129,24 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self.used = False  # has served a request before (a closed idle connection may be retried)
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self, deadline: float) -> None:
+        """Fail the request on this connection at `deadline` (loop time): one timer per call,
+        cheaper than an asyncio.timeout around each await."""
+        self.timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        self.error = UpstreamTimeout("the upstream did not answer within the timeout")
+        if self.transport is not None:
+            self.transport.close()  # half an answer cannot be reused
+        self._wake()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -228,6 +250,7 @@ class Response:
             return
         self._released = True
         conn = self._conn
+        conn.disarm()
         reusable = self._parser.done and not conn.closed and self._parser.framing != "eof" \
             and self.headers.get("connection", "").lower() != "close"
         conn.parser = None
@@ -262,6 +285,15 @@ class Pool:
         self._open += 1
         return conn
 
+    async def _connect_by(self, deadline: float | None) -> _Connection:
+        if deadline is None:
+            return await self._connect()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._connect()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"cannot connect to {self.host}:{self.port} within the timeout") from exc
+
     def _get_idle(self) -> _Connection | None:
         while self._idle:
             conn = self._idle.pop()
@@ -279,26 +311,37 @@ class Pool:
         self._slots.release()
 
     def _drop(self, conn: _Connection) -> None:
+        conn.disarm()
         if conn.transport is not None:
             conn.transport.close()
         self._open -= 1
         self._slots.release()
 
-    async def post(self, target: str, body: bytes, headers: bytes) -> Response:
+    async def post(self, target: str, body: bytes, headers: bytes, deadline: float | None = None) -> Response:
         """POST `body` to path+query `target`; `headers` are ready-made "Name: value\\r\\n" lines.
-        Returns once the status line and headers arrived."""
-        await self._slots.acquire()
+        Returns once the status line and headers arrived. With a `deadline` (loop time), waiting
+        for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout."""
+        if deadline is not None and self._slots.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise UpstreamTimeout("no connection to the upstream came free within the timeout") from exc
+        else:
+            await self._slots.acquire()
         head = (f"POST {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
         for attempt in (0, 1):
             conn = self._get_idle()
             if conn is None:
                 try:
-                    conn = await self._connect()
+                    conn = await self._connect_by(deadline)
                 except BaseException:
                     self._slots.release()
                     raise
             parser = conn.parser = _Parser()
             conn.error = None
+            if deadline is not None:
+                conn.arm(deadline)
             try:
                 conn.transport.write(head + body)  # type: ignore[union-attr]
                 while not parser.head_done:
@@ -307,6 +350,7 @@ class Pool:
                     await conn._wait()
             except UpstreamConnectionError:
                 conn.parser = None
+                conn.disarm()
                 reused = conn.used
                 if conn.transport is not None:
                     conn.transport.close()
@@ -317,6 +361,7 @@ class Pool:
                 raise
             except BaseException:  # cancelled or timed out mid-request: the connection is unusable
                 conn.parser = None
+                conn.disarm()
                 if conn.transport is not None:
                     conn.transport.close()
                 self._open -= 1

@@ -159,10 +159,10 @@ class Relay:
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
+        deadline = asyncio.get_running_loop().time() + self.timeouts[target.model_id]
         try:
-            async with asyncio.timeout(self.timeouts[target.model_id]):
-                response = await pool.post(target.paths[call.call_type], payload, target.header_block)
-                raw = await response.read()
+            response = await pool.post(target.paths[call.call_type], payload, target.header_block, deadline)
+            raw = await response.read()
         except TimeoutError as exc:
             if response is not None:
                 response.release()

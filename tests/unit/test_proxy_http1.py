@@ -1,10 +1,11 @@
-"""The upstream HTTP/1.1 response parser: framing by length, chunks or EOF, in any split."""
+"""The upstream HTTP/1.1 client: framing by length, chunks or EOF, in any split; deadlines."""
 
+import asyncio
 import zlib
 
 import pytest
 
-from services.proxy.http1 import UpstreamConnectionError, _Parser
+from services.proxy.http1 import Pool, UpstreamConnectionError, UpstreamTimeout, _Parser
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -56,3 +57,60 @@ def test_gzip_bytes_are_kept_for_the_response_to_decode():
     compressed = zlib.compress(b"hello")
     parser = parse(HEAD + b"Content-Encoding: deflate\r\nContent-Length: " + str(len(compressed)).encode() + b"\r\n\r\n" + compressed, 4)
     assert zlib.decompress(b"".join(parser.body)) == b"hello"
+
+
+async def _server(handler) -> tuple[asyncio.AbstractServer, str]:  # noqa: ANN001
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_a_deadline_passed_mid_answer_is_a_timeout_and_frees_the_slot():
+    """An upstream that sends its headers and then stalls: read() raises UpstreamTimeout at the
+    deadline, the connection is closed and its slot given back; the next call gets a fresh one."""
+    stalls = [True, False]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            await reader.readexactly(2)
+            if stalls.pop(0):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")  # half the body, then nothing
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, origin = await _server(handler)
+    pool = Pool(origin, limit=1)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        response = await pool.post("/", b"{}", b"", deadline=started + 0.3)
+        with pytest.raises(UpstreamTimeout):
+            await asyncio.wait_for(response.read(), 5)  # without the deadline: a plain TimeoutError after 5 s
+        assert 0.3 <= loop.time() - started < 2.0
+        response.release()
+        again = await pool.post("/", b"{}", b"", deadline=loop.time() + 5)  # limit=1: the slot came back
+        assert await again.read() == b"ok"
+    finally:
+        await pool.close()
+        server.close()
+
+
+async def test_an_answer_in_time_leaves_no_timer_behind():
+    """The deadline's timer goes with the answer: a kept-alive connection is not closed later."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            await reader.readexactly(2)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, origin = await _server(handler)
+    pool = Pool(origin, limit=1)
+    loop = asyncio.get_running_loop()
+    try:
+        response = await pool.post("/", b"{}", b"", deadline=loop.time() + 0.2)
+        assert await response.read() == b"ok"
+        conn = pool._idle[0]
+        assert conn.timer is None and not conn.closed
+    finally:
+        await pool.close()
+        server.close()
