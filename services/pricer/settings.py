@@ -20,7 +20,9 @@ class PricerSettings(CommonSettings):
     # Stable per replica: a restarted replica with the same id fences its zombie predecessor.
     transactional_id: str = "tally-pricer-0"
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files, extending the default
-    batch_size: int = 2000
+    # Up to this many usage events per transaction: a transaction costs the broker and the pricer
+    # a fixed handful of round trips, so a backlog is priced in large ones.
+    batch_size: int = 5000
 
 
 def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
@@ -36,7 +38,7 @@ def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
         group_id=f"{prefix}tally-pricer",
         transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"{prefix}tally-pricer-{instance}",
         price_maps=maps,
-        batch_size=env_int(env, "PRICER_BATCH_SIZE", 2000),
+        batch_size=env_int(env, "PRICER_BATCH_SIZE", 5000),
     )
 
 
