@@ -141,6 +141,7 @@ async def key_sync(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sync = KeySync(settings.common, app[KEY_TABLE], listeners=app[ENTITY_LISTENERS])
     app[KEY_SYNC] = sync
+    app[RELAY].key_sync = sync
     task = asyncio.create_task(sync.run(), name="key-sync")
     if settings.key_sync_timeout_s > 0:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
-from services.proxy.errors import AuthError, PermissionDenied
+from services.proxy.errors import AuthError, KeyRefused, PermissionDenied
 from shared.events import EntityChanged
 from shared.keys import hash_key
 
@@ -179,11 +179,11 @@ class Authenticator:
             return self._master
         identity = self.keys.get(hash_key(raw))
         if identity is None:
-            raise AuthError("Invalid proxy server token passed. Unable to find token in cache.")
+            raise KeyRefused("Invalid proxy server token passed. Unable to find token in cache.")
         if identity.blocked:
-            raise AuthError("Key is blocked. Update via `/key/unblock` if you're admin.")
+            raise KeyRefused("Key is blocked. Update via `/key/unblock` if you're admin.")
         if identity.is_expired():
-            raise AuthError(f"Key expired. Key expiry time {identity.expires.isoformat() if identity.expires else ''}")
+            raise KeyRefused(f"Key expired. Key expiry time {identity.expires.isoformat() if identity.expires else ''}")
         return identity
 
     @staticmethod

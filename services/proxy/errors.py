@@ -20,6 +20,11 @@ class AuthError(ProxyError):
         super().__init__(f"Authentication Error, {message}", type="auth_error", code="401")
 
 
+class KeyRefused(AuthError):
+    """A virtual key this process's key table does not accept (unknown, blocked, expired): the
+    table may be a few milliseconds behind a change made through another replica or worker."""
+
+
 class PermissionDenied(ProxyError):
     status = 403
 

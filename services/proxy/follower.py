@@ -31,6 +31,9 @@ class TopicFollower:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.poll_timeout_ms = poll_timeout_ms
         self.poll_max_records = poll_max_records
+        self._consumer: AIOKafkaConsumer | None = None  # while connected
+        self._advanced = asyncio.Event()  # set (and replaced) after every batch read
+        self._reading_to_end: asyncio.Task[bool] | None = None
 
     def apply(self, raw: bytes | None) -> None:
         raise NotImplementedError
@@ -69,18 +72,53 @@ class TopicFollower:
 
     async def _consume(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         await self._check_caught_up(consumer, ends)
-        while True:
-            batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.poll_max_records)
-            for records in batches.values():
-                for record in records:
-                    self.apply(record.value)
-            if not self.caught_up.is_set():
-                await self._check_caught_up(consumer, ends)
+        self._consumer = consumer
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.poll_max_records)
+                for records in batches.values():
+                    for record in records:
+                        self.apply(record.value)
+                self._advanced.set()
+                self._advanced = asyncio.Event()
+                if not self.caught_up.is_set():
+                    await self._check_caught_up(consumer, ends)
+        finally:
+            self._consumer = None
 
-    async def _check_caught_up(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+    async def read_to_end(self, timeout: float) -> bool:
+        """Apply everything the topic holds right now (a change just made through another replica
+        or worker); True once done, False when not connected or not done within `timeout`.
+        Concurrent callers share one round trip to the broker."""
+        if self._reading_to_end is None or self._reading_to_end.done():
+            self._reading_to_end = asyncio.create_task(self._read_to_end(timeout))
+        return await asyncio.shield(self._reading_to_end)
+
+    async def _read_to_end(self, timeout: float) -> bool:
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                while True:
+                    advanced = self._advanced
+                    if await self._reached(consumer, ends):
+                        return True
+                    await advanced.wait()
+        except (TimeoutError, KafkaError, OSError):
+            return False
+
+    @staticmethod
+    async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():
             if await consumer.position(tp) < end:
-                return
+                return False
+        return True
+
+    async def _check_caught_up(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        if not await self._reached(consumer, ends):
+            return
         if not self.caught_up.is_set():
             self.caught_up.set()
             self.on_caught_up()

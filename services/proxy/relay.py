@@ -26,7 +26,8 @@ from services.proxy.attribution import Attribution, attribute, upstream_body
 from services.proxy.auth import Authenticator, CallerIdentity
 from services.proxy.cost import CostQuoter
 from services.proxy.emitter import UsageEmitter
-from services.proxy.errors import InvalidRequest, UpstreamError
+from services.proxy.errors import InvalidRequest, KeyRefused, UpstreamError
+from services.proxy.follower import TopicFollower
 from services.proxy.http1 import Pool, Response, UpstreamConnectionError
 from services.proxy.mock import mock_completion
 from services.proxy.record import usage_event
@@ -42,6 +43,7 @@ JSON = "application/json"
 _REQUIRED = {CHAT: "messages", TEXT: "prompt", EMBEDDING: "input", IMAGE: "prompt"}
 _random = random.Random(os.urandom(32))  # request ids need uniqueness, not secrecy; urandom per call is slow
 _UUID4_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
+KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic
 
 
 def new_request_id() -> str:
@@ -100,6 +102,7 @@ class Relay:
         self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
         self.background: set[asyncio.Task[None]] = set()  # streams finishing after their client left
         self.pools: dict[str, Pool] = {}  # one keep-alive pool per upstream origin, opened by the app
+        self.key_sync: TopicFollower | None = None  # set by the app's cleanup context
         # Plain calls: the whole call. Streams: until the headers, then between two reads.
         self.timeouts = {t.model_id: t.timeout_s or settings.upstream_timeout_s for t in router.all_targets()}
         self.debug_log = settings.common.log_level.lower() == "debug"
@@ -129,7 +132,10 @@ class Relay:
     async def relay(self, request: web.Request, call_type: str) -> web.StreamResponse:
         t0 = time.perf_counter()
         start_time = utcnow()
-        caller = self.auth.authenticate(request.headers)
+        try:
+            caller = self.auth.authenticate(request.headers)
+        except KeyRefused:
+            caller = await self._authenticate_after_sync(request)
         raw = await request.read()
         try:
             body = orjson.loads(raw)
@@ -152,6 +158,13 @@ class Relay:
         if call.body.get("stream") is True:
             return await relay_stream(self, request, call)
         return await self._plain(call)
+
+    async def _authenticate_after_sync(self, request: web.Request) -> CallerIdentity:
+        """A refused key is asked again once the key table has read the entities topic to its
+        end: a key created a moment ago through another replica or worker works at once."""
+        if self.key_sync is not None:
+            await self.key_sync.read_to_end(KEY_CATCH_UP_S)
+        return self.auth.authenticate(request.headers)
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target

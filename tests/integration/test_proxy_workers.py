@@ -1,5 +1,6 @@
 """TALLY_PROXY_WORKERS=2: two processes serve one port; a worker killed with SIGKILL is restarted
-and its answered calls still reach the usage topic (its successor recovers its journal)."""
+and its answered calls still reach the usage topic (its successor recovers its journal); a key
+made through one worker works at once on the other."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from shared.events import decode
@@ -22,6 +24,21 @@ CALLS = 200
 
 def workers_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def new_key_works_on_every_connection(url: str, master_key: str) -> list[int]:
+    """A key made through one worker, used at once on 20 new connections (the kernel spreads them
+    over both workers): the other worker reads the entities topic to its end before refusing it."""
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = []
+    for _ in range(20):
+        async with aiohttp.ClientSession() as admin:
+            async with admin.post(url + "/key/generate", json={}, headers={"Authorization": f"Bearer {master_key}"}) as made:
+                key = (await made.json())["key"]
+        async with aiohttp.ClientSession() as caller:
+            async with caller.post(url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}) as answer:
+                statuses.append(answer.status)
+    return statuses
 
 
 def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_bootstrap, postgres_admin_url, tmp_path):
@@ -42,6 +59,7 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
 
         wait_for(lambda: set(ids) <= recorded(), 60, "every answered call's usage event on the topic")
         assert len(set(ids)) == 2 * CALLS
+        assert asyncio.run(new_key_works_on_every_connection(stack.url("proxy"), stack.master_key)) == [200] * 20
         survivors = workers_of(parent.pid)
     assert parent.poll() is not None  # SIGTERM to the parent stopped it...
     assert not any(Path(f"/proc/{pid}").exists() for pid in survivors)  # ...and its workers
