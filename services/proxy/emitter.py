@@ -24,7 +24,8 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from services.proxy.journal import Journal
 from services.proxy.spool import Spool
-from shared.events import UsageEvent, encode
+from services.proxy.record import encode_usage
+from shared.events import UsageEvent
 from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
@@ -114,7 +115,7 @@ class UsageEmitter:
     # -- request path ---------------------------------------------------------------------------
 
     def emit(self, event: UsageEvent) -> None:
-        value = encode(event)
+        value = encode_usage(event)
         record = (event.api_key_hash.encode(), value, event.request_id.encode(), self.journal.append(value))
         if len(self._queue) >= self._queue_size:
             self._to_spool([record])

@@ -8,14 +8,16 @@ the result equals a fully validated UsageEvent."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from services.proxy.attribution import Attribution
 from services.proxy.auth import CallerIdentity
 from services.proxy.routing import Target
-from shared.events import TokenUsage, UsageEvent
+from shared.events import TokenUsage, UsageEvent, encode
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,6 +45,24 @@ def construct(values: dict[str, Any]) -> UsageEvent:
 def token_usage(**counts: Any) -> TokenUsage:
     """A TokenUsage from counts already known to be whole and >= 0; the rest take their defaults."""
     return _unvalidated(TokenUsage, {**_USAGE_DEFAULTS, **counts}, _USAGE_FIELDS)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")  # as shared.events' Money: a string, never an exponent
+    if isinstance(value, BaseModel):
+        return value.__dict__
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_usage(event: UsageEvent) -> bytes:
+    """The event's JSON, by orjson from its fields: half the CPU of pydantic's serialiser on
+    the hot path. Times come out as "+00:00" where pydantic writes "Z"; decoding gives the same
+    event (tests/unit/test_proxy_record.py)."""
+    try:
+        return orjson.dumps(event.__dict__, default=_json_default)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits in metadata: pydantic takes it
+        return encode(event)
 
 
 def with_fields(event: UsageEvent, **changes: Any) -> UsageEvent:

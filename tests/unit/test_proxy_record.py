@@ -8,7 +8,7 @@ import orjson
 from services.proxy import upstream
 from services.proxy.attribution import attribute
 from services.proxy.auth import CallerIdentity
-from services.proxy.record import usage_event
+from services.proxy.record import encode_usage, usage_event, with_fields
 from services.proxy.routing import CHAT, EMBEDDING, IMAGE, build_target
 from services.proxy.usage import usage_from_openai
 from shared.config import parse_config
@@ -81,3 +81,26 @@ def test_request_ids_are_version_4_uuids_and_distinct():
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == 10_000
     assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids[:100])
+
+
+def test_the_hot_path_encoding_decodes_to_the_same_event_as_pydantics():
+    """encode_usage (orjson) and shared.events.encode (pydantic) give the same event back, for
+    every kind of field: money, custom prices, times, nested usage, metadata, an integer beyond
+    64 bits (which orjson refuses, so pydantic takes it)."""
+    caller = CallerIdentity.from_state("abc", {"user_id": "u1", "team_id": "t1", "key_alias": "ci"})
+    attribution = attribute({"user": "palantir", "metadata": {"tags": ["x"], "spend_logs_metadata": {"k": [1, {"v": None}]}}}, {}, caller)
+    base = usage_event(request_id="r1", call_type="acompletion", caller=caller, attribution=attribution,
+                       target=target(input_cost_per_token=1e-06), start_time=NOW, end_time=NOW,
+                       usage=TokenUsage(prompt_tokens=20, completion_tokens=80, cache_read_input_tokens=5,
+                                        duration_seconds=Decimal("1.25")),
+                       stream=True, completion_start_time=NOW)
+    events = [
+        with_fields(base, quoted_cost=Decimal("0.0000074"), quoted_catalog_version="v"),
+        with_fields(base, quoted_cost=Decimal("1E-10"), metadata={"n": 1.5, "s": "é"}),
+        with_fields(base, metadata={"huge": 2 ** 70}),
+    ]
+    for event in events:
+        fast = encode_usage(event)
+        assert UsageEvent.model_validate_json(fast) == UsageEvent.model_validate_json(encode(event))
+    assert b'"quoted_cost":"0.0000000001"' in encode_usage(events[1])  # never an exponent
+    assert UsageEvent.model_validate_json(encode_usage(events[2])).metadata == {"huge": 2 ** 70}
