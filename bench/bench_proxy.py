@@ -1,7 +1,7 @@
 """Proxy overhead and throughput: the upstream (bench/canned_upstream.py) and the proxy run as
 their own processes (the proxy with auth, pricing and Kafka emission on, against the real broker
-and a bench topic prefix); this process is the load generator, on the proxy's own lean HTTP/1.1
-client (services/proxy/http1.py) so that it does not eat the CPU it is measuring. Every figure is
+and a bench topic prefix); this process is the load generator (bench/loadgen.py: keep-alive
+connections and ready-made requests, so that it does not eat the CPU it is measuring). Every figure is
 measured in the same run both directly against the upstream and through the proxy.
 
     python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000] [--workers 2]
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from services.proxy.http1 import Pool  # noqa: E402
+from bench.loadgen import LoadTarget, run_for  # noqa: E402
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
 from shared.topics import USAGE  # noqa: E402
@@ -43,6 +43,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "this i
         "user": "palantir", "metadata": {"tags": ["jobID:214590dsff09fds", "taskName:run_page_classification"]}}
 STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 TICKS = os.sysconf("SC_CLK_TCK")
+CONCURRENCY = 32
 
 
 def free_port() -> int:
@@ -92,51 +93,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-class Target:
-    """One place to send the benchmark's POSTs: a keep-alive pool, a path and ready-made headers."""
-
-    def __init__(self, origin: str, path: str, headers: dict[str, str]) -> None:
-        self.pool = Pool(origin, limit=64)
-        self.path = path
-        self.headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
-
-    async def call(self, body: bytes, stream: bool) -> None:
-        response = await self.pool.post(self.path, body, self.headers)
-        if response.status != 200:
-            raise SystemExit(f"{self.path} answered {response.status}: {(await response.read())[:300]!r}")
-        if stream:
-            async for _ in response.iter_chunks():
-                pass
-        else:
-            await response.read()
-
-
-async def latency(targets: dict[str, Target], body: bytes, n: int) -> dict[str, list[float]]:
+async def latency(targets: dict[str, LoadTarget], n: int) -> dict[str, list[float]]:
     """Concurrency 1, the targets alternating call by call so drift hits both alike."""
     samples: dict[str, list[float]] = {name: [] for name in targets}
     for i in range(n + 200):
         for name, target in targets.items():
             t = time.perf_counter()
-            await target.call(body, stream=False)
+            await target.call()
             if i >= 200:  # warm-up
                 samples[name].append((time.perf_counter() - t) * 1000)
     return samples
-
-
-async def throughput(target: Target, body: bytes, stream: bool, seconds: float, concurrency: int = 32,
-                     limit: int | None = None) -> tuple[int, float]:
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline and (limit is None or done < limit):
-            await target.call(body, stream)
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done, time.perf_counter() - start
 
 
 async def topic_size(common: CommonSettings) -> int:
@@ -166,10 +132,12 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
     direct_headers = {"Content-Type": "application/json"}
     plain, streamed = json.dumps(CHAT).encode(), json.dumps(STREAM).encode()
     proxied = 0
-    targets = {"direct": Target(upstream_url, "/v1/chat/completions", direct_headers),
-               "proxy": Target(proxy_url, "/v1/chat/completions", auth)}
+    path = "/v1/chat/completions"
+    targets = {(where, label): LoadTarget(url + path, headers, body)
+               for where, url, headers in (("direct", upstream_url, direct_headers), ("proxy", proxy_url, auth))
+               for label, body in (("plain", plain), ("stream", streamed))}
     try:
-        samples = await latency(targets, plain, args.latency_requests)
+        samples = await latency({"direct": targets["direct", "plain"], "proxy": targets["proxy", "plain"]}, args.latency_requests)
         proxied += args.latency_requests + 200
         lat = {name: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3), "mean_ms": round(statistics.fmean(v), 3)}
                for name, v in samples.items()}
@@ -181,13 +149,13 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
 
         rates: dict[str, dict[str, float]] = {}
         cpu_per_request: dict[str, float] = {}
-        for label, body, stream in (("plain", plain, False), ("stream", streamed, True)):
+        for label in ("plain", "stream"):
             up0 = cpu_seconds(upstream_pid)
-            n, t = await throughput(targets["direct"], body, stream, args.seconds)
+            n, t = await run_for(targets["direct", label], args.seconds, CONCURRENCY)
             direct_rps = n / t
             upstream_cpu = (cpu_seconds(upstream_pid) - up0) / n * 1000
             cpu0, own0 = proxy_cpu_seconds(proxy_pid), time.process_time()
-            n, t = await throughput(targets["proxy"], body, stream, args.seconds)
+            n, t = await run_for(targets["proxy", label], args.seconds, CONCURRENCY)
             cpu_per_request[label] = (proxy_cpu_seconds(proxy_pid) - cpu0) / n * 1000
             loadgen_cpu = (time.process_time() - own0) / n * 1000
             proxied += n
@@ -200,7 +168,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
         memory = None
         if args.memory_requests:
             rss_before = proxy_rss_mb(proxy_pid)
-            n, t = await throughput(targets["proxy"], plain, False, seconds=3600, limit=args.memory_requests)
+            n, t = await run_for(targets["proxy", "plain"], 3600, CONCURRENCY, limit=args.memory_requests)
             proxied += n
             rss_after = proxy_rss_mb(proxy_pid)
             memory = {"requests": n, "seconds": round(t, 1), "rps": round(n / t, 1), "rss_before_mb": round(rss_before, 1),
@@ -209,7 +177,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
                   f"({memory['growth_pct']:+.1f} %)", flush=True)
     finally:
         for target in targets.values():
-            await target.pool.close()
+            target.close()
 
     deadline = time.monotonic() + 60
     events = await topic_size(common)
@@ -252,7 +220,7 @@ def main() -> None:
            "TALLY_PROXY_WORKERS": str(args.workers)}
     procs = []
     try:
-        procs.append(subprocess.Popen([sys.executable, "bench/canned_upstream.py", "--port", str(upstream_port)], cwd=ROOT,
+        procs.append(subprocess.Popen([sys.executable, "-m", "bench.canned_upstream", "--port", str(upstream_port)], cwd=ROOT,
                                       stdout=open(workdir / "upstream.log", "wb"), stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([sys.executable, "-m", "services.proxy"], cwd=ROOT, env=env,
                                       stdout=open(workdir / "proxy.log", "wb"), stderr=subprocess.STDOUT))

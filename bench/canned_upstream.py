@@ -7,7 +7,7 @@ tests, so it spends more CPU per call than the proxy itself does. A real provide
 machines; on this shared 2-core box a heavy stand-in would measure the stand-in, not the proxy.
 The benchmark drives this server directly and through the proxy in the same run.
 
-    python bench/canned_upstream.py --port 4010"""
+    python -m bench.canned_upstream --port 4010"""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import asyncio
 import itertools
 
 import orjson
+
+from bench.loadgen import content_length
 
 CONTENT_WORDS = "This is a fake answer from Tally's demo upstream.".split(" ")
 USAGE = {"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}
@@ -66,21 +68,13 @@ class CannedServer(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            length = _content_length(bytes(self.buffer[:end]))
+            length = content_length(bytes(self.buffer[:end]), default=0)
             if len(self.buffer) < end + 4 + length:
                 return
             body = bytes(self.buffer[end + 4:end + 4 + length])
             del self.buffer[:end + 4 + length]
             for piece in answer(body):
                 self.transport.write(piece)  # type: ignore[union-attr]
-
-
-def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
 
 
 def answer(body: bytes) -> list[bytes]:
