@@ -18,7 +18,7 @@ async def test_duplicated_priced_events_make_one_row_counted_once(settings):
     event = priced(request_id="req-dup", cost="0.000051")
     other = priced(request_id="req-other", cost="0.25")
     await produce(settings, [event, event, other])
-    async with InProcessLedger(settings):
+    async with InProcessLedger(settings) as ledger:
         await wait_for_logs(settings.database_url, 2)
         await produce(settings, [event])
         await wait_for_logs(settings.database_url, 2)
@@ -31,6 +31,7 @@ async def test_duplicated_priced_events_make_one_row_counted_once(settings):
         await poll(offsets_caught_up, what="all four priced events consumed")
     rows = await query(settings.database_url, 'SELECT request_id, spend FROM "LiteLLM_SpendLogs" ORDER BY 1')
     assert rows == [("req-dup", Decimal("0.000051")), ("req-other", Decimal("0.25"))]
+    assert (ledger.metrics.inserted.get(), ledger.metrics.duplicates.get()) == (2, 2)
     key = await query(settings.database_url, 'SELECT spend FROM "LiteLLM_VerificationToken" WHERE token = %s', (key_hash("sk-a"),))
     assert key == [(Decimal("0.250051"),)]
     daily = await query(settings.database_url, 'SELECT spend, api_requests FROM "LiteLLM_DailyTeamSpend"')
