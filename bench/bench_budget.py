@@ -36,6 +36,7 @@ from shared.config import load_config  # noqa: E402
 from shared.events import EntityChanged, TokenUsage, UsageEvent  # noqa: E402
 from shared.keys import hash_key  # noqa: E402
 from shared.pricing import load_catalog  # noqa: E402
+from stack.prune import delete_prefixed  # noqa: E402
 
 TARGET_US = 50.0
 CALL_COST = Decimal("0.0000074")
@@ -161,6 +162,7 @@ def stack_figures() -> dict[str, float]:
         return asyncio.run(run())
     finally:
         stack.stop_all()
+        asyncio.run(delete_prefixed(common.kafka_bootstrap_servers, common.topic_prefix))
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

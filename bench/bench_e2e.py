@@ -52,6 +52,7 @@ from shared.settings import CommonSettings  # noqa: E402
 from stack.kafka import ensure_kafka  # noqa: E402
 from stack.postgres import ensure_postgres  # noqa: E402
 from stack.procs import port_open  # noqa: E402
+from stack.prune import delete_prefixed  # noqa: E402
 from tests.faults.load import Answered, Population, provision, run_load  # noqa: E402
 from tests.fixtures.stack import ServiceProcess, TallyStack, _create_database, free_port, wait_for  # noqa: E402
 
@@ -339,6 +340,7 @@ def main() -> None:
         relay_proc.send_signal(signal.SIGTERM)
         relay_proc.wait(timeout=30)
         stack.stop_all()
+        asyncio.run(delete_prefixed(kafka, stack.common.topic_prefix))
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     results["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": list(os.getloadavg())}

@@ -1,8 +1,9 @@
-"""Proxy overhead and throughput: the upstream (bench/canned_upstream.py) and the proxy run as
-their own processes (the proxy with auth, pricing and Kafka emission on, against the real broker
-and a bench topic prefix); this process is the load generator (bench/loadgen.py: keep-alive
-connections and ready-made requests, so that it does not eat the CPU it is measuring). Every figure is
-measured in the same run both directly against the upstream and through the proxy.
+"""Proxy overhead and throughput. The upstream (bench/canned_upstream.py) and the proxy run as
+their own processes, the proxy with everything on: a virtual key with a budget (lookup,
+admission, settlement), pricing, Kafka emission against the real broker (a bench topic prefix).
+This process is the load generator (bench/loadgen.py: keep-alive connections and ready-made
+requests, so that it does not eat the CPU it is measuring). Every figure is measured in the same
+run both directly against the upstream and through the proxy.
 
     python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000] [--workers 2]
 
@@ -37,6 +38,7 @@ from shared.kafka import ensure_topics  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
 from shared.topics import USAGE  # noqa: E402
 from stack.kafka import ensure_kafka  # noqa: E402
+from stack.prune import delete_prefixed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "proxy.json"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "this is a test request, write a short poem"}],
@@ -88,6 +90,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def virtual_key(proxy_url: str) -> str:
+    request = urllib.request.Request(proxy_url + "/key/generate", data=json.dumps({"max_budget": 1_000_000, "key_alias": "bench"}).encode(),
+                                     headers={"Authorization": "Bearer sk-1234", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["key"]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -128,7 +137,9 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: str, proxy_url: str, proxy_pid: int,
               upstream_pid: int) -> dict:
-    auth = {"Authorization": "Bearer sk-1234", "Content-Type": "application/json"}
+    # A virtual key with a budget, as an app would call with: key lookup, budget admission and
+    # settlement all run on every call.
+    auth = {"Authorization": f"Bearer {virtual_key(proxy_url)}", "Content-Type": "application/json"}
     direct_headers = {"Content-Type": "application/json"}
     plain, streamed = json.dumps(CHAT).encode(), json.dumps(STREAM).encode()
     proxied = 0
@@ -238,6 +249,7 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=30)
+        asyncio.run(delete_prefixed(common.kafka_bootstrap_servers, common.topic_prefix))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from shared.kafka import wait_for_broker
@@ -63,12 +66,30 @@ def format_storage(port: int, run_dir: Path = RUN / "kafka") -> None:
         "formatting Kafka's KRaft storage")
 
 
+@contextmanager
+def _starting_alone(run_dir: Path) -> Iterator[None]:
+    """Test sessions, benchmarks and `make up` may all call ensure_kafka at once: one starts the
+    broker, the others wait for it instead of starting a second one on the same data."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_kafka(port: int = 9092, name: str = NAME, run_dir: Path = RUN / "kafka") -> str:
     """Return a bootstrap address of a running broker on `port`, starting ours if none runs.
 
     `name` is its pid file and log name, `run_dir` holds its config and data: a second broker
     (the fault suite's) passes its own, so stopping it never touches the stack's broker."""
+    with _starting_alone(run_dir):
+        return _ensure_kafka(port, name, run_dir)
+
+
+def _ensure_kafka(port: int, name: str, run_dir: Path) -> str:
     bootstrap = f"127.0.0.1:{port}"
+    if not port_open(port) and recorded_pid(name) is not None:
+        # Ours, still starting (a broker with many partitions takes a while to open them).
+        wait_until(lambda: port_open(port) or recorded_pid(name) is None, 120)
     if port_open(port):
         if broker_answers(bootstrap, timeout=20):
             return bootstrap
