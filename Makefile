@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full faults-full venv ui-assets browser clean
+.PHONY: up down status test test-unit bench bench-full faults-full venv ui-assets browser clean prune
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -46,6 +46,10 @@ faults-full: venv
 
 bench: venv ui-assets
 	@$(PY) -m bench
+
+# Delete the scratch topics tests and benchmarks left on the local broker (stack/prune.py).
+prune: venv
+	@$(PY) -m stack.prune
 
 clean: down
 	rm -rf .run
