@@ -5,7 +5,9 @@ bench/results/ledger.json:
 - freshness: at a steady 1,000 events/s from a separate producer process, the delay from each
   event's end_time to the commit of its row (p50, p99, max);
 - replay: events/s rebuilt into a fresh schema (the `replay` command's rebuild phase);
-- size: table + index bytes per spend log row, bodies off.
+- size: table + index bytes per spend log row, bodies off;
+- CPU per event of ingest and replay: the ledger's Python and its Postgres backends (steadier
+  than events/s on a shared machine).
 
     python bench/bench_ledger.py [--events 100000] [--rate 1000] [--seconds 20]
 """
@@ -147,6 +149,52 @@ class Run:
             await asyncio.sleep(0.01)  # polling the commit counter
 
 
+class CpuUse:
+    """CPU time per event of a phase: this process (the ledger's Python) and, when Postgres runs
+    on this machine, its backends serving the bench database (from /proc, sampled because pool
+    connections come and go). On a shared machine these move far less than events/s do."""
+
+    def __init__(self, database_url: str) -> None:
+        self.dbname = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        self.seen: dict[int, float] = {}
+        self.before: dict[int, float] = {}
+
+    def _backends(self) -> dict[int, float]:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        pids = [r[0] for r in self.conn.execute(query, (self.dbname,))]
+        used: dict[int, float] = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended, or Postgres is not on this machine
+            used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used
+
+    async def __aenter__(self) -> CpuUse:
+        self.conn = psycopg.connect(ADMIN_URL, autocommit=True)
+        self.before = self._backends()
+        self.process = time.process_time()
+        self.sampler = asyncio.create_task(self._sample())
+        return self
+
+    async def _sample(self) -> None:
+        while True:
+            self.seen.update(self._backends())
+            await asyncio.sleep(0.25)  # sampling interval
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.sampler.cancel()
+        await asyncio.gather(self.sampler, return_exceptions=True)
+        self.seen.update(self._backends())
+        self.conn.close()
+        self.process = time.process_time() - self.process
+        self.postgres = sum(v - self.before.get(pid, 0.0) for pid, v in self.seen.items())
+
+    def per_event(self, events: int) -> dict[str, float]:
+        return {"ledger_python_us": round(self.process / events * 1e6), "postgres_us": round(self.postgres / events * 1e6)}
+
+
 async def fresh(prefix: str) -> LedgerSettings:
     name = f"tally_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -180,12 +228,14 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
     try:
         print(f"producing a backlog of {events} priced events ...", flush=True)
         await produce_backlog(settings, events)
-        async with Run(settings) as run:
+        async with CpuUse(settings.database_url) as cpu, Run(settings) as run:
             started = time.monotonic()
             await run.until_rows(events, timeout=600)
             elapsed = time.monotonic() - started
         results["ingest_events_per_s"] = round(events / elapsed)
-        print(f"ingest: {events} events in {elapsed:.1f}s = {events / elapsed:,.0f} events/s", flush=True)
+        results["ingest_cpu_per_event"] = cpu.per_event(events)
+        print(f"ingest: {events} events in {elapsed:.1f}s = {events / elapsed:,.0f} events/s;"
+              f" CPU per event: {cpu.per_event(events)}", flush=True)
 
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute('VACUUM ANALYZE "LiteLLM_SpendLogs"')
@@ -195,12 +245,14 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
         print(f"size: {total / events:,.0f} bytes per spend log row with indexes ({table / events:,.0f} table only)", flush=True)
 
         # 2. Replay's rebuild phase, from the same topics.
-        async with Rebuild(settings, "tally_bench_rebuild", progress=False) as rebuild:
+        async with CpuUse(settings.database_url) as cpu, Rebuild(settings, "tally_bench_rebuild", progress=False) as rebuild:
             started = time.monotonic()
             replayed = await rebuild.run_until(await rebuild.end_offsets())
             elapsed = time.monotonic() - started
         results["replay_events_per_s"] = round(replayed / elapsed)
-        print(f"replay: {replayed} events in {elapsed:.1f}s = {replayed / elapsed:,.0f} events/s", flush=True)
+        results["replay_cpu_per_event"] = cpu.per_event(replayed)
+        print(f"replay: {replayed} events in {elapsed:.1f}s = {replayed / elapsed:,.0f} events/s;"
+              f" CPU per event: {cpu.per_event(replayed)}", flush=True)
     finally:
         drop(settings)
 
