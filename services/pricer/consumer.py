@@ -79,7 +79,7 @@ class Pricer(ConsumerRebalanceListener):
         delay = 0.5
         try:
             while True:
-                generation = self._generation  # taken first: a rebalance during the fetch drops it
+                generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
                 await self._update_lag()
                 work = await self._price(batch, generation) if batch else None
@@ -104,10 +104,15 @@ class Pricer(ConsumerRebalanceListener):
                         await asyncio.sleep(delay)  # capped backoff before re-reading the batch
                         delay = min(delay * 2, 10.0)
                     self._committing = None
-                if work is not None and work.generation == self._generation:
+                if work is None:
+                    continue
+                if work.generation == self._generation:
                     self._committing = asyncio.create_task(self._commit(work))
-                # else: fetched across a rebalance; the partitions' new owner (maybe this pricer
-                # again, from the committed offsets) reads it again.
+                else:
+                    # Fetched across a rebalance: maybe from before the positions were reset to
+                    # the committed offsets, maybe after (and then consumed past them). Either way
+                    # go back to the committed offsets; the partitions' new owners read it again.
+                    await self._rewind(self.consumer.assignment() & work.offsets.keys())
         finally:
             if self._committing is not None and not self._committing.done():
                 # Let the batch in flight commit (or abort) before the producer is stopped.
@@ -187,7 +192,7 @@ class Pricer(ConsumerRebalanceListener):
         return encode(letter)
 
     async def _rewind(self, partitions: set[TopicPartition]) -> None:
-        """After an abort, go back to the last committed offsets and read the batch again."""
+        """Go back to the last committed offsets and read from there again."""
         for tp in partitions:
             committed = await self.consumer.committed(tp)
             if committed is None:

@@ -43,8 +43,8 @@ async def produce(settings, payloads: list[tuple[bytes, bytes]]) -> None:
         await producer.stop()
 
 
-def start_pricer(settings, log: Path, port: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+def start_pricer(settings, log: Path, port: int | None = None, instance: str = "0") -> subprocess.Popen:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "PRICER_INSTANCE": instance,
            "TALLY_TOPIC_PREFIX": settings.topic_prefix, "PRICER_PORT": str(port or free_port()), "PRICER_BATCH_SIZE": "200"}
     return subprocess.Popen([sys.executable, "-m", "services.pricer"], cwd=ROOT, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
@@ -83,6 +83,45 @@ async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_
         pricer.wait()
         partial = await read_topic(settings, PRICED)
         assert 0 < len(partial) < total, f"killed after {len(partial)} of {total}: not mid-stream"
+        pricer = start_pricer(settings, tmp_path / "pricer.log")
+        records = await wait_for_priced(settings, total, timeout=120)
+    finally:
+        pricer.send_signal(signal.SIGKILL)
+        pricer.wait()
+    counts = Counter(decode(r.value).request_id for r in records)
+    assert len(counts) == total and set(counts.values()) == {1}
+
+
+async def test_two_pricers_sharing_the_group_price_each_request_once_when_one_is_killed(settings, tmp_path):
+    """Two pricers split the partitions (a rebalance while both price); one is SIGKILLed, the
+    other takes its partitions over (another rebalance): each request id is priced once."""
+    total = 30_000
+    await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
+    ports = [free_port(), free_port()]
+    pricers = [start_pricer(settings, tmp_path / f"pricer-{i}.log", port, instance=str(i)) for i, port in enumerate(ports)]
+    try:
+        wait_for(lambda: all(priced_so_far(port) >= 200 for port in ports), 60, "both pricers' first batches")
+        pricers[0].send_signal(signal.SIGKILL)
+        pricers[0].wait()
+        records = await wait_for_priced(settings, total, timeout=120)
+    finally:
+        for pricer in pricers:
+            pricer.send_signal(signal.SIGKILL)
+            pricer.wait()
+    counts = Counter(decode(r.value).request_id for r in records)
+    assert len(counts) == total and set(counts.values()) == {1}
+
+
+async def test_sigterm_lets_the_batch_in_flight_finish_and_a_restart_goes_on(settings, tmp_path):
+    """A pricer stopped with SIGTERM mid-stream exits cleanly; restarted, each request is priced once."""
+    total = 20_000
+    await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
+    port = free_port()
+    pricer = start_pricer(settings, tmp_path / "pricer.log", port)
+    try:
+        wait_for(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
+        pricer.send_signal(signal.SIGTERM)
+        assert pricer.wait(timeout=60) == 0
         pricer = start_pricer(settings, tmp_path / "pricer.log")
         records = await wait_for_priced(settings, total, timeout=120)
     finally:
