@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from shared.events import TokenUsage, UsageEvent, encode  # noqa: E402
 from shared.kafka import ensure_topics, idempotent_producer  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
-from shared.topics import USAGE  # noqa: E402
+from shared.topics import USAGE, topic_specs  # noqa: E402
 from stack.kafka import NAME as KAFKA_NAME, ensure_kafka  # noqa: E402
 from stack.procs import recorded_pid  # noqa: E402
 
@@ -78,16 +78,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def main(bootstrap: str, count: int, instances: int) -> dict:
+async def drop_topics(settings: CommonSettings) -> None:
+    """Delete this run's topics: every run makes its own, and a broker holding tens of thousands
+    of partitions runs out of file descriptors (seen on the shared machine: "Too many open files",
+    then every log dir failed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.topic(spec.name) for spec in topic_specs()])
+    finally:
+        await admin.close()
+
+
+async def main(bootstrap: str, count: int, instances: int, broker: int | None) -> dict:
     settings = CommonSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     await ensure_topics(settings)
+    try:
+        return await measure(settings, count, instances, broker)
+    finally:
+        await drop_topics(settings)
+
+
+async def measure(settings: CommonSettings, count: int, instances: int, broker: int | None) -> dict:
     payloads = events(count)
     began = time.perf_counter()
     await produce(settings, payloads)
     print(f"produced {count} usage events in {time.perf_counter() - began:.1f}s", flush=True)
     group = f"{settings.topic_prefix}tally-pricer"
     procs = []
-    broker = recorded_pid(KAFKA_NAME)  # None when the broker is not ours to watch
     started = time.perf_counter()
     for i in range(instances):
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "TALLY_TOPIC_PREFIX": settings.topic_prefix,
@@ -136,7 +154,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--broker-pid", type=int, help="the broker's process, for its CPU time (default: the stack's)")
     args = parser.parse_args()
-    result = asyncio.run(main(ensure_kafka(), args.events, args.instances))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ensure_kafka()
+    result = asyncio.run(main(bootstrap, args.events, args.instances, args.broker_pid or recorded_pid(KAFKA_NAME)))
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "pricer.json").write_text(json.dumps(result, indent=2) + "\n")
