@@ -59,7 +59,20 @@ def test_gzip_bytes_are_kept_for_the_response_to_decode():
     assert zlib.decompress(b"".join(parser.body)) == b"hello"
 
 
-async def _server(handler) -> tuple[asyncio.AbstractServer, str]:  # noqa: ANN001
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def _server(*answers: bytes) -> tuple[asyncio.AbstractServer, str]:
+    """A keep-alive server giving `answers` to the requests (each with a 2-byte body) in turn,
+    the last one again and again."""
+    queue = list(answers)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            await reader.readexactly(2)
+            writer.write(queue.pop(0) if len(queue) > 1 else queue[0])
+            await writer.drain()
+
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
@@ -67,18 +80,7 @@ async def _server(handler) -> tuple[asyncio.AbstractServer, str]:  # noqa: ANN00
 async def test_a_deadline_passed_mid_answer_is_a_timeout_and_frees_the_slot():
     """An upstream that sends its headers and then stalls: read() raises UpstreamTimeout at the
     deadline, the connection is closed and its slot given back; the next call gets a fresh one."""
-    stalls = [True, False]
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.readuntil(b"\r\n\r\n"):
-            await reader.readexactly(2)
-            if stalls.pop(0):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")  # half the body, then nothing
-            else:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    server, origin = await _server(handler)
+    server, origin = await _server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345", OK)  # half a body, then nothing
     pool = Pool(origin, limit=1)
     loop = asyncio.get_running_loop()
     try:
@@ -97,13 +99,7 @@ async def test_a_deadline_passed_mid_answer_is_a_timeout_and_frees_the_slot():
 
 async def test_an_answer_in_time_leaves_no_timer_behind():
     """The deadline's timer goes with the answer: a kept-alive connection is not closed later."""
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.readuntil(b"\r\n\r\n"):
-            await reader.readexactly(2)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    server, origin = await _server(handler)
+    server, origin = await _server(OK)
     pool = Pool(origin, limit=1)
     loop = asyncio.get_running_loop()
     try:
