@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 from shared.events import TokenUsage, UsageEvent, encode  # noqa: E402
 from shared.kafka import ensure_topics, idempotent_producer  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
-from shared.topics import USAGE, topic_specs  # noqa: E402
+from shared.topics import USAGE  # noqa: E402
 from stack.kafka import NAME as KAFKA_NAME, ensure_kafka  # noqa: E402
 from stack.procs import recorded_pid  # noqa: E402
+from stack.prune import delete_prefixed  # noqa: E402
 
 MODELS = ["openai/gpt-4o-mini", "groq/llama3-8b-8192", "anthropic/claude-3-5-sonnet-20240620", "gpt-4o", "azure/gpt-4-1106-preview"]
 
@@ -78,25 +79,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def drop_topics(settings: CommonSettings) -> None:
-    """Delete this run's topics: every run makes its own, and a broker holding tens of thousands
-    of partitions runs out of file descriptors (seen on the shared machine: "Too many open files",
-    then every log dir failed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([settings.topic(spec.name) for spec in topic_specs()])
-    finally:
-        await admin.close()
-
-
 async def main(bootstrap: str, count: int, instances: int, broker: int | None) -> dict:
     settings = CommonSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
     await ensure_topics(settings)
     try:
         return await measure(settings, count, instances, broker)
     finally:
-        await drop_topics(settings)
+        # Every run makes its own topics; a broker left holding them all runs out of file descriptors.
+        await delete_prefixed(settings.kafka_bootstrap_servers, settings.topic_prefix)
 
 
 async def measure(settings: CommonSettings, count: int, instances: int, broker: int | None) -> dict:
