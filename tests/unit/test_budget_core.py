@@ -44,6 +44,22 @@ def test_costs_the_ledger_has_counted_are_not_counted_twice() -> None:
     assert account.uncounted(T0) == D(0)
 
 
+def test_uncounted_costs_take_one_entry_per_50_ms_whatever_the_rate() -> None:
+    """1,000 calls settled within 10 ms (the ledger down, say) keep one entry with their exact sum,
+    which stays uncounted until the ledger's as_of passes the latest of them."""
+    account = Account()
+    account.roll(None, None, D(0))
+    for i in range(1000):
+        generation = account.reserve(D(0))
+        account.settle(generation, D(0), D("0.000123"), T0 + timedelta(microseconds=10 * i))
+    later = account.reserve(D(0))
+    account.settle(later, D(0), D("0.5"), T0 + timedelta(seconds=1))
+    assert len(account.pending) == 2
+    assert account.uncounted(T0 + timedelta(microseconds=9980)) == D("0.623")  # not all of the first 1,000 counted yet
+    assert account.uncounted(T0 + timedelta(microseconds=9990)) == D("0.5")
+    assert account.uncounted(T0 + timedelta(seconds=1)) == D(0)
+
+
 def test_last_call_is_admitted_only_with_nothing_in_flight() -> None:
     """Share nearly used: one more call passes alone (the one-call overshoot), not beside another."""
     account = Account()

@@ -74,6 +74,9 @@ def counted_spend(total: LedgerTotal | None, start: datetime | None) -> Decimal:
     return total.spend
 
 
+PENDING_BUCKET = timedelta(milliseconds=50)
+
+
 class Account:
     """This replica's own side of one entity's budget in one window."""
 
@@ -123,8 +126,16 @@ class Account:
         self.reserved -= estimate
         if cost:
             self.own += cost
-            self.pending.append((event_time, cost))
             self.pending_sum += cost
+            pending = self.pending
+            if pending and abs(event_time - pending[-1][0]) < PENDING_BUCKET:
+                # One entry per ~50 ms of calls, so memory stays bounded while the ledger is slow
+                # or down. The merged entry waits for the later of the two times: until then the
+                # ledger may count part of it too, which can only overstate spend, never hide it.
+                last_time, last_cost = pending[-1]
+                pending[-1] = (max(last_time, event_time), last_cost + cost)
+            else:
+                pending.append((event_time, cost))
 
 
 class Verdict(NamedTuple):  # a tuple: built on every call, so cheap to make
