@@ -70,26 +70,36 @@ async def wait_for_priced(settings, count: int, timeout: float) -> list:
             return records
 
 
-async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_path):
-    """Killed with SIGKILL while pricing and restarted, the pricer leaves each request id once."""
-    total = 20_000
+async def stopped_mid_stream_and_restarted(settings, tmp_path, sig: int, total: int = 20_000) -> tuple[list, list]:
+    """Stops a pricer with `sig` once its first transactions committed, restarts it, and returns
+    (what was priced before the restart, everything priced in the end)."""
     await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
     port = free_port()
     pricer = start_pricer(settings, tmp_path / "pricer.log", port)
     try:
-        # Kill as soon as the first transactions have committed: the rest is still to price.
+        # Stop as soon as the first transactions have committed: the rest is still to price.
         wait_for(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
-        pricer.send_signal(signal.SIGKILL)
-        pricer.wait()
+        pricer.send_signal(sig)
+        assert pricer.wait(timeout=60) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
         partial = await read_topic(settings, PRICED)
-        assert 0 < len(partial) < total, f"killed after {len(partial)} of {total}: not mid-stream"
         pricer = start_pricer(settings, tmp_path / "pricer.log")
         records = await wait_for_priced(settings, total, timeout=120)
     finally:
         pricer.send_signal(signal.SIGKILL)
         pricer.wait()
+    return partial, records
+
+
+def priced_once_each(records: list, total: int) -> bool:
     counts = Counter(decode(r.value).request_id for r in records)
-    assert len(counts) == total and set(counts.values()) == {1}
+    return len(counts) == total and set(counts.values()) == {1}
+
+
+async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_path):
+    """Killed with SIGKILL while pricing and restarted, the pricer leaves each request id once."""
+    partial, records = await stopped_mid_stream_and_restarted(settings, tmp_path, signal.SIGKILL)
+    assert 0 < len(partial) < 20_000, f"killed after {len(partial)} of 20000: not mid-stream"
+    assert priced_once_each(records, 20_000)
 
 
 async def test_two_pricers_sharing_the_group_price_each_request_once_when_one_is_killed(settings, tmp_path):
@@ -108,27 +118,13 @@ async def test_two_pricers_sharing_the_group_price_each_request_once_when_one_is
         for pricer in pricers:
             pricer.send_signal(signal.SIGKILL)
             pricer.wait()
-    counts = Counter(decode(r.value).request_id for r in records)
-    assert len(counts) == total and set(counts.values()) == {1}
+    assert priced_once_each(records, total)
 
 
 async def test_sigterm_lets_the_batch_in_flight_finish_and_a_restart_goes_on(settings, tmp_path):
     """A pricer stopped with SIGTERM mid-stream exits cleanly; restarted, each request is priced once."""
-    total = 20_000
-    await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
-    port = free_port()
-    pricer = start_pricer(settings, tmp_path / "pricer.log", port)
-    try:
-        wait_for(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
-        pricer.send_signal(signal.SIGTERM)
-        assert pricer.wait(timeout=60) == 0
-        pricer = start_pricer(settings, tmp_path / "pricer.log")
-        records = await wait_for_priced(settings, total, timeout=120)
-    finally:
-        pricer.send_signal(signal.SIGKILL)
-        pricer.wait()
-    counts = Counter(decode(r.value).request_id for r in records)
-    assert len(counts) == total and set(counts.values()) == {1}
+    _partial, records = await stopped_mid_stream_and_restarted(settings, tmp_path, signal.SIGTERM)
+    assert priced_once_each(records, 20_000)
 
 
 async def test_priced_event_carries_the_exact_cost_and_catalog_version(settings, tmp_path):
