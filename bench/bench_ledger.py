@@ -42,6 +42,7 @@ from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEven
 from shared.metrics import Registry  # noqa: E402
 from shared.migrations import migrate  # noqa: E402
 from shared.topics import PRICED  # noqa: E402
+from stack.prune import delete_prefixed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ledger.json"
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://tally:tally@127.0.0.1:5432/tally")
@@ -208,10 +209,12 @@ async def fresh(prefix: str) -> LedgerSettings:
     return settings
 
 
-def drop(settings: LedgerSettings) -> None:
+async def drop(settings: LedgerSettings) -> None:
+    """The run's database and topics go when it is done."""
     name = psycopg.conninfo.conninfo_to_dict(settings.database_url)["dbname"]
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await delete_prefixed(settings.kafka_bootstrap_servers, settings.topic_prefix)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -254,7 +257,7 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
         print(f"replay: {replayed} events in {elapsed:.1f}s = {replayed / elapsed:,.0f} events/s;"
               f" CPU per event: {cpu.per_event(replayed)}", flush=True)
     finally:
-        drop(settings)
+        await drop(settings)
 
     # 3. Freshness at a steady rate, producer in its own process.
     settings = await fresh(f"bench{uuid.uuid4().hex[:6]}.")
@@ -278,7 +281,7 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
         print(f"freshness at {rate}/s: p50 {pct(delays, 0.5) * 1000:.0f} ms, p99 {pct(delays, 0.99) * 1000:.0f} ms,"
               f" max {max(delays) * 1000:.0f} ms over {len(delays)} rows", flush=True)
     finally:
-        drop(settings)
+        await drop(settings)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     return results
 
