@@ -10,7 +10,8 @@ from services.proxy.forward import forward_to_reports
 from services.proxy.settings import ProxySettings
 from shared.openapi import load_document
 from shared.pricing import Catalog
-from tests.fixtures.openapi import PROXY_DOCUMENT, REPORTS_DOCUMENT, dereferenced, example_path, operations, refs, resolve
+from tests.fixtures.openapi import (PROXY_DOCUMENT, REPORTS_DOCUMENT, dereferenced, example_path, operations, refs, resolve,
+                                     undocumented_bad_query)
 
 DOCUMENT = load_document(PROXY_DOCUMENT)
 REPORTS = load_document(REPORTS_DOCUMENT)
@@ -113,3 +114,8 @@ async def test_openapi_json_serves_this_document():
     response = await match.handler(request)
     assert response.status == 200 and response.content_type == "application/json"
     assert orjson.loads(response.body) == DOCUMENT
+
+
+def test_every_operation_with_query_parameters_documents_400():
+    """A malformed query value is a 400 (the fuzz test once found /spend/users did not say so)."""
+    assert undocumented_bad_query(DOCUMENT) == []
