@@ -5,8 +5,9 @@ answered call's event through a SIGKILL), appends it to a bounded in-memory queu
 sender.
 The sender hands events to the idempotent producer without waiting for acks, as whole record
 batches per partition (what has queued up since its last turn: aiokafka's per-message send()
-costs about three times the CPU of appending to a batch); a failed batch goes to the spool. While Kafka is unreachable (not yet connected, or a send just failed) events go
-straight to the spool; the drain loop retries the spool every `drain_interval_s` and, when a
+costs about three times the CPU of appending to a batch); a failed batch goes to the spool.
+While Kafka is unreachable (not yet connected, or a send just failed) events go straight to the
+spool; the drain loop retries the spool every `drain_interval_s` and, when a
 whole file is acknowledged, marks Kafka healthy again. On start-up a non-empty spool is drained
 first. A full queue spills to the spool synchronously: back-pressure, not loss."""
 

@@ -13,10 +13,12 @@ import asyncio
 import collections
 import ssl
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 class UpstreamConnectionError(ConnectionError):
@@ -260,6 +262,17 @@ class Response:
             conn.pool._drop(conn)
 
 
+async def _by_deadline(waiting: Awaitable[T], deadline: float | None, what: str) -> T:
+    """`waiting` awaited until `deadline` (loop time, None: no limit); past it, UpstreamTimeout(what)."""
+    if deadline is None:
+        return await waiting
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await waiting
+    except TimeoutError as exc:
+        raise UpstreamTimeout(what) from exc
+
+
 class Pool:
     """Keep-alive connections to one origin (scheme://host:port), at most `limit` at a time."""
 
@@ -284,15 +297,6 @@ class Pool:
             raise UpstreamConnectionError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self._open += 1
         return conn
-
-    async def _connect_by(self, deadline: float | None) -> _Connection:
-        if deadline is None:
-            return await self._connect()
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._connect()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"cannot connect to {self.host}:{self.port} within the timeout") from exc
 
     def _get_idle(self) -> _Connection | None:
         while self._idle:
@@ -321,20 +325,16 @@ class Pool:
         """POST `body` to path+query `target`; `headers` are ready-made "Name: value\\r\\n" lines.
         Returns once the status line and headers arrived. With a `deadline` (loop time), waiting
         for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout."""
-        if deadline is not None and self._slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._slots.acquire()
-            except TimeoutError as exc:
-                raise UpstreamTimeout("no connection to the upstream came free within the timeout") from exc
+        if self._slots.locked():
+            await _by_deadline(self._slots.acquire(), deadline, "no connection to the upstream came free within the timeout")
         else:
-            await self._slots.acquire()
+            await self._slots.acquire()  # the usual case: no timer needed
         head = (f"POST {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
         for attempt in (0, 1):
             conn = self._get_idle()
             if conn is None:
                 try:
-                    conn = await self._connect_by(deadline)
+                    conn = await _by_deadline(self._connect(), deadline, f"cannot connect to {self.host}:{self.port} within the timeout")
                 except BaseException:
                     self._slots.release()
                     raise
