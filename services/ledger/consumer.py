@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
+from services.ledger.fast_priced import FastPricedEvent, decode_priced
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
 from services.ledger.rows import SpendLogLine, Unstorable, check_storable, copy_line, spend_log_row
@@ -72,15 +73,15 @@ def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, pri
     if raw is None:
         return Item(topic, partition, offset, b"", None, "empty message")
     try:
-        event = _fast_priced(raw) if topic == priced_topic else None
+        event = decode_priced(raw) if topic == priced_topic else None
         if event is None:
             event = decode(raw)  # any type, older versions upcast, and the precise error
     except (ValueError, ValidationError, UnknownEventVersion) as exc:
         return Item(topic, partition, offset, raw, None, f"not a valid event: {str(exc)[:500]}")
-    wanted = (PricedUsageEvent,) if topic == priced_topic else (EntityChanged, SpendReset)
+    wanted = (FastPricedEvent, PricedUsageEvent) if topic == priced_topic else (EntityChanged, SpendReset)
     if not isinstance(event, wanted):
         return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
-    if not isinstance(event, PricedUsageEvent):
+    if not isinstance(event, (FastPricedEvent, PricedUsageEvent)):
         return Item(topic, partition, offset, raw, event)
     row = spend_log_row(event, store_bodies)  # built once: checked here, copied at commit
     try:
@@ -88,18 +89,6 @@ def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, pri
     except Unstorable as exc:
         return Item(topic, partition, offset, raw, None, str(exc))
     return Item(topic, partition, offset, raw, None, log=copy_line(row))
-
-
-_PRICED = PricedUsageEvent.__pydantic_validator__
-
-
-def _fast_priced(raw: bytes) -> PricedUsageEvent | None:
-    """The current version parsed straight from JSON by pydantic-core (no intermediate dicts);
-    None when that fails, so `decode` gives the upcast or the error."""
-    try:
-        return _PRICED.validate_json(raw)
-    except ValidationError:
-        return None
 
 
 def make_batch(items: Sequence[Item]) -> Batch:

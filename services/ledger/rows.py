@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from services.ledger.fast_priced import FastPricedEvent, FastUsageEvent
 from shared.events import PricedUsageEvent, UsageEvent
 
 # call_type → the "endpoint" dimension of LiteLLM's daily tables.
@@ -48,7 +49,7 @@ class Unstorable(ValueError):
     """The event is valid by its schema but Postgres would refuse it: it goes to the dead letters."""
 
 
-def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
+def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:
     """The spend log's metadata: only what is set, so rows stay small. (Runs once per row on the
     ingest path: plain attribute reads, no getattr loop.)"""
     usage = event.usage_event
@@ -69,7 +70,7 @@ def _metadata(event: PricedUsageEvent) -> dict[str, Any] | None:
     return meta or None
 
 
-def logged_model(usage: UsageEvent) -> str:
+def logged_model(usage: UsageEvent | FastUsageEvent) -> str:
     """The deployment's model without its provider prefix ("groq/llama3-8b-8192" is logged as
     "llama3-8b-8192", the provider going to custom_llm_provider), as LiteLLM's spend logs have it."""
     provider = usage.custom_llm_provider
@@ -78,7 +79,7 @@ def logged_model(usage: UsageEvent) -> str:
     return usage.model
 
 
-def spend_log_row(event: PricedUsageEvent, store_bodies: bool) -> tuple[Any, ...]:
+def spend_log_row(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool) -> tuple[Any, ...]:
     """The row, in SPEND_LOG_COLUMNS order; JSON columns hold plain Python values."""
     u = event.usage_event
     tokens = u.usage
