@@ -129,15 +129,25 @@ def _instant(text: Any) -> datetime:
     return _fromisoformat(text)
 
 
+# Most amounts repeat ("0" for the parts a call did not use, the same price for the same tokens):
+# a Decimal is immutable, so one per distinct text is shared (bounded, cleared when full).
+_DECIMALS: dict[str, Decimal] = {}
+
+
 def _decimal(text: Any) -> Decimal:
     """Decimals travel as strings, which both decoders read with Python's Decimal; a JSON number
     is left to pydantic (it goes through a float there, exactly here), as is NaN or Infinity,
     which the models refuse."""
     if type(text) is not str:
         raise NotCanonical
-    value = Decimal(text)
-    if not value.is_finite():
-        raise NotCanonical
+    value = _DECIMALS.get(text)
+    if value is None:
+        value = Decimal(text)
+        if not value.is_finite():
+            raise NotCanonical
+        if len(_DECIMALS) >= 10_000:
+            _DECIMALS.clear()
+        _DECIMALS[text] = value
     return value
 
 
