@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from services.proxy import upstream
+from services.proxy.answer import Answer
 from services.proxy.admission import Admission, BudgetGate, BudgetRequest, NoBudgetGate
 from services.proxy.attribution import Attribution, attribute, upstream_body
 from services.proxy.auth import Authenticator, CallerIdentity
@@ -209,17 +210,22 @@ class Relay:
 
     # -- the outcome ----------------------------------------------------------------------------
 
-    def answer(self, call: Call, data: bytes, usage: TokenUsage, response_model: str | None, upstream_s: float) -> web.Response:
+    def answer(self, call: Call, data: bytes, usage: TokenUsage, response_model: str | None, upstream_s: float) -> Answer:
         event, cost, key_spend = self.finish(call, usage, response_model=response_model)
-        headers = self.headers(call, cost, key_spend)
+        headers = self.call_headers(call, cost, key_spend)
         total = time.perf_counter() - call.t0
         headers["x-litellm-response-duration-ms"] = f"{total * 1000:.3f}"
         headers["x-litellm-overhead-duration-ms"] = f"{(total - upstream_s) * 1000:.3f}"
-        return web.Response(body=data, headers=headers, content_type=JSON)
+        # Every value is the call id or a number: no line to check for newlines.
+        return Answer(call.target.answer_lines + "".join(f"{name}: {value}\r\n" for name, value in headers.items()), data)
 
     def headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
-        headers = dict(call.target.response_headers)
-        headers["x-litellm-call-id"] = call.request_id
+        """Every x-litellm-* header of the call, the deployment's included."""
+        return {**call.target.response_headers, **self.call_headers(call, cost, key_spend)}
+
+    def call_headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
+        """The x-litellm-* headers that vary by call."""
+        headers = {"x-litellm-call-id": call.request_id}
         if cost is not None:
             headers["x-litellm-response-cost"] = format_money(cost)
         if key_spend is not None:

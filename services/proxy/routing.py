@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from services.proxy.answer import JSON, header_lines
 from services.proxy.errors import ConfigurationError, InvalidRequest
 from shared.config import Deployment
 
@@ -80,6 +81,7 @@ class Target:
     response_headers: Mapping[str, str] = field(default_factory=dict)
     paths: Mapping[str, str] = field(default_factory=dict)  # call type -> path?query, for the HTTP client
     header_block: bytes = b""  # `headers` as ready-made "Name: value\r\n" lines
+    answer_lines: str = ""  # Content-Type and response_headers as lines, for a plain answer's head
 
     def url(self, call_type: str) -> str:
         return self.urls[call_type]
@@ -169,6 +171,11 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
     headers["Accept-Encoding"] = "identity"
     headers["User-Agent"] = "tally-proxy"
     weight = (params.model_extra or {}).get("weight") or params.rpm or params.tpm or 1
+    response_headers = {
+        "x-litellm-model-group": deployment.model_name,
+        "x-litellm-model-id": model_id,
+        "x-litellm-model-api-base": shown,
+    }
     return Target(
         model_group=deployment.model_name,
         model=params.model,
@@ -185,13 +192,10 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         timeout_s=params.timeout,
         weight=float(weight),
         mode=deployment.model_info.mode,
-        response_headers={
-            "x-litellm-model-group": deployment.model_name,
-            "x-litellm-model-id": model_id,
-            "x-litellm-model-api-base": shown,
-        },
+        response_headers=response_headers,
         paths={ct: path_and_query(url) for ct, url in urls.items()},
         header_block="".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"),
+        answer_lines=header_lines({"Content-Type": JSON, **response_headers}),
     )
 
 
