@@ -165,10 +165,23 @@ def raw_key_from_headers(headers: CIMultiDictProxy[str] | Mapping[str, str]) -> 
 class Authenticator:
     """Turns request headers into a CallerIdentity, or raises a 401 / 403."""
 
+    HASHES_KEPT = 4096  # raw key -> SHA-256 of the keys seen lately; emptied when full
+
     def __init__(self, master_key: str | None, keys: KeyTable) -> None:
         self._master_key = master_key.encode() if master_key else None
         self._master = CallerIdentity.master(master_key) if master_key else None
         self.keys = keys
+        self._hashes: dict[str, str] = {}
+
+    def _hash(self, raw: str) -> str:
+        """hash_key(raw), remembered: a client sends the same key on every call. Bounded, so
+        callers trying random keys cannot grow it."""
+        hashed = self._hashes.get(raw)
+        if hashed is None:
+            if len(self._hashes) >= self.HASHES_KEPT:
+                self._hashes.clear()
+            hashed = self._hashes[raw] = hash_key(raw)
+        return hashed
 
     def authenticate(self, headers: CIMultiDictProxy[str] | Mapping[str, str]) -> CallerIdentity:
         raw = raw_key_from_headers(headers)
@@ -177,7 +190,7 @@ class Authenticator:
         if self._master_key is not None and hmac.compare_digest(raw.encode(), self._master_key):
             assert self._master is not None
             return self._master
-        identity = self.keys.get(hash_key(raw))
+        identity = self.keys.get(self._hash(raw))
         if identity is None:
             raise KeyRefused("Invalid proxy server token passed. Unable to find token in cache.")
         if identity.blocked:

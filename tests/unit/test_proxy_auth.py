@@ -94,3 +94,15 @@ def test_no_budget_gate_admits_and_reports_key_spend_plus_this_call():
     admission = gate.admit(BudgetRequest("r1", caller, "llama3", None, (), "acompletion"))
     event = UsageEvent.model_construct(quoted_cost=Decimal("0.0000074"))
     assert gate.settle(admission, event) == Decimal("1.5000074")
+
+
+def test_remembered_key_hashes_stay_bounded_and_exact():
+    """Past HASHES_KEPT distinct keys the remembered hashes start over; a key still maps to its SHA-256."""
+    auth = Authenticator("sk-1234", table_with({"key_alias": "ci"}))
+    auth.HASHES_KEPT = 3
+    for i in range(7):
+        with pytest.raises(AuthError):
+            auth.authenticate({"Authorization": f"Bearer sk-unknown-{i}"})
+    assert len(auth._hashes) == 1
+    assert auth.authenticate({"Authorization": f"Bearer {VIRTUAL}"}).api_key_hash == hash_key(VIRTUAL)
+    assert auth._hashes == {"sk-unknown-6": hash_key("sk-unknown-6"), VIRTUAL: hash_key(VIRTUAL)}
