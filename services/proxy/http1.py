@@ -123,8 +123,9 @@ class _Parser:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
+        self.loop = loop  # asyncio.get_running_loop() costs a getpid(2) per call on Python 3.11
         self.transport: asyncio.Transport | None = None
         self.parser: _Parser | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -136,7 +137,7 @@ class _Connection(asyncio.Protocol):
     def arm(self, deadline: float) -> None:
         """Fail the request on this connection at `deadline` (loop time): one timer per call,
         cheaper than an asyncio.timeout around each await."""
-        self.timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+        self.timer = self.loop.call_at(deadline, self._expire)
 
     def disarm(self) -> None:
         if self.timer is not None:
@@ -187,7 +188,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def _wait(self) -> None:
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         try:
             await self.waiter
         finally:
@@ -273,6 +274,42 @@ async def _by_deadline(waiting: Awaitable[T], deadline: float | None, what: str)
         raise UpstreamTimeout(what) from exc
 
 
+class _Slots:
+    """At most `limit` holders, waiters served first come first served: asyncio.Semaphore without
+    its generator expressions and coroutine on every call that finds a slot free."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a slot (the caller found none free)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the first waiter
+                return
+        self.free += 1
+
+
 class Pool:
     """Keep-alive connections to one origin (scheme://host:port), at most `limit` at a time."""
 
@@ -285,14 +322,22 @@ class Pool:
         self.ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open = 0
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def deadline(self, seconds: float) -> float:
+        """The loop time `seconds` from now, as post() takes it."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time() + seconds
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             _transport, conn = await loop.create_connection(
-                lambda: _Connection(self), self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.tls else None)
+                lambda: _Connection(self, loop), self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.tls else None)
         except OSError as exc:
             raise UpstreamConnectionError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self._open += 1
@@ -325,10 +370,8 @@ class Pool:
         """POST `body` to path+query `target`; `headers` are ready-made "Name: value\\r\\n" lines.
         Returns once the status line and headers arrived. With a `deadline` (loop time), waiting
         for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout."""
-        if self._slots.locked():
-            await _by_deadline(self._slots.acquire(), deadline, "no connection to the upstream came free within the timeout")
-        else:
-            await self._slots.acquire()  # the usual case: no timer needed
+        if not self._slots.try_take():  # the usual case takes a free slot: no timer, no await
+            await _by_deadline(self._slots.take(), deadline, "no connection to the upstream came free within the timeout")
         head = (f"POST {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
         for attempt in (0, 1):
             conn = self._get_idle()

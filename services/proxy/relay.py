@@ -80,8 +80,11 @@ def validate(call_type: str, body: Any) -> str:
     field = _REQUIRED[call_type]
     value = body.get(field)
     if call_type == CHAT:
-        if not isinstance(value, list) or not value or not all(isinstance(m, dict) for m in value):
+        if not isinstance(value, list) or not value:
             raise InvalidRequest("messages must be a non-empty list of message objects", param="messages")
+        for message in value:
+            if not isinstance(message, dict):
+                raise InvalidRequest("messages must be a non-empty list of message objects", param="messages")
     elif call_type == IMAGE:
         if not isinstance(value, str) or not value:
             raise InvalidRequest("prompt must be a non-empty string", param="prompt")
@@ -173,7 +176,7 @@ class Relay:
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
-        deadline = asyncio.get_running_loop().time() + self.timeouts[target.model_id]
+        deadline = pool.deadline(self.timeouts[target.model_id])
         try:
             response = await pool.post(target.paths[call.call_type], payload, target.header_block, deadline)
             raw = await response.read()
@@ -217,7 +220,7 @@ class Relay:
         headers["x-litellm-response-duration-ms"] = f"{total * 1000:.3f}"
         headers["x-litellm-overhead-duration-ms"] = f"{(total - upstream_s) * 1000:.3f}"
         # Every value is the call id or a number: no line to check for newlines.
-        return Answer(call.target.answer_lines + "".join(f"{name}: {value}\r\n" for name, value in headers.items()), data)
+        return Answer(call.target.answer_lines + "".join([f"{name}: {value}\r\n" for name, value in headers.items()]), data)
 
     def headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
         """Every x-litellm-* header of the call, the deployment's included."""

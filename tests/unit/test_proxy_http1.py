@@ -110,3 +110,43 @@ async def test_an_answer_in_time_leaves_no_timer_behind():
     finally:
         await pool.close()
         server.close()
+
+
+async def test_a_call_waiting_for_a_slot_times_out_and_takes_none():
+    """All connections busy past the deadline: UpstreamTimeout; the waiter leaves no slot taken,
+    and the slot freed later goes to the next caller."""
+    server, origin = await _server(OK)
+    pool = Pool(origin, limit=1)
+    loop = asyncio.get_running_loop()
+    try:
+        busy = await pool.post("/", b"{}", b"", deadline=loop.time() + 5)
+        with pytest.raises(UpstreamTimeout, match="came free"):
+            await pool.post("/", b"{}", b"", deadline=loop.time() + 0.1)
+        waiting = asyncio.ensure_future(pool.post("/", b"{}", b"", deadline=loop.time() + 5))
+        await asyncio.sleep(0)  # let it queue for the slot
+        assert not waiting.done()
+        assert await busy.read() == b"ok"  # gives the slot back: straight to the waiting call
+        assert await (await waiting).read() == b"ok"
+        assert (pool._slots.free, len(pool._slots.waiters)) == (1, 0)
+    finally:
+        await pool.close()
+        server.close()
+
+
+async def test_slots_go_first_come_first_served_and_survive_cancellation():
+    """A cancelled waiter is skipped; one cancelled just after being handed a slot passes it on."""
+    from services.proxy.http1 import _Slots
+
+    slots = _Slots(1)
+    assert slots.try_take() and not slots.try_take()
+    first, second, third = (asyncio.ensure_future(slots.take()) for _ in range(3))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    slots.release()  # skips the cancelled first, hands the slot to the second
+    second.cancel()  # ...which is cancelled before it runs: the slot moves on to the third
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert first.cancelled() and second.cancelled() and third.done() and not third.cancelled()
+    slots.release()
+    assert (slots.free, len(slots.waiters)) == (1, 0)
