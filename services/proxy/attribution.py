@@ -56,25 +56,38 @@ def _object(value: Any, where: str) -> dict[str, Any]:
 
 
 def attribute(body: dict[str, Any], headers: Mapping[str, str], caller: CallerIdentity) -> Attribution:
-    """Read the attribution out of `body` (not modified) and `headers`."""
-    user = body.get("user")
+    """Read the attribution out of `body` (not modified) and `headers`. Runs on every call: the
+    checks of `_object` and `_tags` are skipped for the fields a call does not carry."""
+    get = body.get
+    user = get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest("user must be a string", param="user")
-    metadata = _object(body.get("metadata"), "metadata")
-    litellm_metadata = _object(body.get("litellm_metadata"), "litellm_metadata")
-    if litellm_metadata:
-        metadata = {**litellm_metadata, **metadata}
+    metadata = get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be a JSON object", param="metadata")
+    litellm_metadata = get("litellm_metadata")
+    if litellm_metadata is not None:
+        litellm_metadata = _object(litellm_metadata, "litellm_metadata")
+        if litellm_metadata:
+            metadata = {**litellm_metadata, **metadata}
 
     tags: list[str] = []
-    for source in (_tags(metadata.get("tags"), "metadata.tags"), _tags(body.get("tags"), "tags")):
-        tags.extend(source)
+    meta_tags, body_tags = metadata.get("tags"), get("tags")
+    if meta_tags is not None:
+        tags.extend(_tags(meta_tags, "metadata.tags"))
+    if body_tags is not None:
+        tags.extend(_tags(body_tags, "tags"))
     header_tags = headers.get(TAGS_HEADER)
     if header_tags:
         tags.extend(t.strip() for t in header_tags.split(",") if t.strip())
     tags.extend(caller.tags)
 
     spend_meta: dict[str, Any] = dict(caller.spend_logs_metadata)
-    spend_meta.update(_object(metadata.get("spend_logs_metadata"), "metadata.spend_logs_metadata"))
+    meta_spend = metadata.get("spend_logs_metadata")
+    if meta_spend is not None:
+        spend_meta.update(_object(meta_spend, "metadata.spend_logs_metadata"))
     raw_header = headers.get(SPEND_LOGS_METADATA_HEADER)
     if raw_header:
         try:
@@ -83,11 +96,11 @@ def attribute(body: dict[str, Any], headers: Mapping[str, str], caller: CallerId
             raise InvalidRequest(f"{SPEND_LOGS_METADATA_HEADER} must be a JSON object", param=SPEND_LOGS_METADATA_HEADER) from exc
         spend_meta.update(_object(from_header, SPEND_LOGS_METADATA_HEADER))
 
-    session = metadata.get("session_id") or body.get("litellm_session_id") or headers.get(SESSION_HEADER)
-    mock = body.get("mock_response")
+    session = metadata.get("session_id") or get("litellm_session_id") or headers.get(SESSION_HEADER)
+    mock = get("mock_response")
     if mock is not None and not isinstance(mock, str):
         raise InvalidRequest("mock_response must be a string", param="mock_response")
-    rest = {k: v for k, v in metadata.items() if k not in ("tags", "spend_logs_metadata")} if metadata else {}
+    rest = {k: v for k, v in metadata.items() if k != "tags" and k != "spend_logs_metadata"} if metadata else {}
     return Attribution(
         end_user=user or None,
         request_tags=tuple(dict.fromkeys(tags)),

@@ -51,9 +51,11 @@ class Journal:
             segment_id = self._open_segment()
         segment = self._segments[segment_id]
         line = value + b"\n"
-        view = memoryview(line)
-        while view:
-            view = view[os.write(segment.fd, view):]  # type: ignore[arg-type]
+        written = os.write(segment.fd, line)  # type: ignore[arg-type]
+        if written < len(line):  # a short write (disk full, a signal): the rest after it
+            view = memoryview(line)[written:]
+            while view:
+                view = view[os.write(segment.fd, view):]  # type: ignore[arg-type]
         segment.written += 1
         return segment_id
 

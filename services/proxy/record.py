@@ -22,7 +22,6 @@ from shared.events import TokenUsage, UsageEvent, encode
 M = TypeVar("M", bound=BaseModel)
 
 _ALL_FIELDS = set(UsageEvent.model_fields)
-_CONSTANTS = {"type": "usage", "schema_version": 1}
 _USAGE_FIELDS = set(TokenUsage.model_fields)
 _USAGE_DEFAULTS = TokenUsage().__dict__
 
@@ -92,41 +91,42 @@ def usage_event(
     metadata = dict(attribution.metadata)
     if metadata_extra:
         metadata.update(metadata_extra)
-    return construct(dict(
-        **_CONSTANTS,
-        event_id=request_id,
-        request_id=request_id,
-        call_type=call_type,  # type: ignore[arg-type]
-        status="failure" if error_status is not None else "success",
-        stream=stream,
-        start_time=start_time,
-        end_time=end_time,
-        completion_start_time=completion_start_time,
-        api_key_hash=caller.api_key_hash,
-        key_alias=caller.key_alias,
-        user_id=caller.user_id,
-        team_id=caller.team_id,
-        organization_id=caller.organization_id,
-        end_user=attribution.end_user,
-        model_group=target.model_group,
-        model=target.model,
-        model_id=target.model_id,
-        custom_llm_provider=target.provider,
-        api_base=target.api_base,
-        response_model=response_model,
-        base_model=target.base_model,
-        custom_prices=dict(target.custom_prices),
-        usage=usage,
-        request_tags=list(attribution.request_tags),
-        spend_logs_metadata=dict(attribution.spend_logs_metadata),
-        metadata=metadata,
-        error_status=error_status,
-        error_message=error_message,
-        soft_budget_exceeded=soft_budget_exceeded,
-        requester_ip_address=requester_ip_address,
-        session_id=attribution.session_id,
-        quoted_cost=None,
-        quoted_catalog_version=None,
-        messages=None,
-        response=None,
-    ))
+    return construct({
+        "type": "usage",
+        "schema_version": 1,
+        "event_id": request_id,
+        "request_id": request_id,
+        "call_type": call_type,
+        "status": "failure" if error_status is not None else "success",
+        "stream": stream,
+        "start_time": start_time,
+        "end_time": end_time,
+        "completion_start_time": completion_start_time,
+        "api_key_hash": caller.api_key_hash,
+        "key_alias": caller.key_alias,
+        "user_id": caller.user_id,
+        "team_id": caller.team_id,
+        "organization_id": caller.organization_id,
+        "end_user": attribution.end_user,
+        "model_group": target.model_group,
+        "model": target.model,
+        "model_id": target.model_id,
+        "custom_llm_provider": target.provider,
+        "api_base": target.api_base,
+        "response_model": response_model,
+        "base_model": target.base_model,
+        "custom_prices": dict(target.custom_prices),
+        "usage": usage,
+        "request_tags": list(attribution.request_tags),
+        "spend_logs_metadata": dict(attribution.spend_logs_metadata),
+        "metadata": metadata,
+        "error_status": error_status,
+        "error_message": error_message,
+        "soft_budget_exceeded": soft_budget_exceeded,
+        "requester_ip_address": requester_ip_address,
+        "session_id": attribution.session_id,
+        "quoted_cost": None,
+        "quoted_catalog_version": None,
+        "messages": None,
+        "response": None,
+    })

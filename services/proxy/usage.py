@@ -18,23 +18,38 @@ def _int(value: Any) -> int:
 
 
 def usage_from_openai(usage: Any) -> TokenUsage:
-    """OpenAI's usage object (and the cache fields LiteLLM / DeepSeek / Anthropic add beside it)."""
+    """OpenAI's usage object (and the cache fields LiteLLM / DeepSeek / Anthropic add beside it).
+
+    Each count is `_int(value)`, written out for the usual values (a whole number, or absent) so
+    that those cost no function call: this runs on every call."""
     if not isinstance(usage, dict):
         return EMPTY
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    cache_read = _int(usage.get("cache_read_input_tokens")) or _int(prompt_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
-    prompt = _int(usage.get("prompt_tokens"))
+    get = usage.get
+    prompt_details = get("prompt_tokens_details") or {}
+    completion_details = get("completion_tokens_details") or {}
+    v = get("cache_read_input_tokens")
+    cache_read = v if type(v) is int and v > 0 else 0 if v is None else _int(v)
+    if not cache_read:
+        cache_read = _int(prompt_details.get("cached_tokens")) or _int(get("prompt_cache_hit_tokens"))
+    v = get("prompt_tokens")
+    prompt = v if type(v) is int and v > 0 else 0 if v is None else _int(v)
     if not prompt and "input_tokens" in usage:  # Responses-API style names
-        prompt = _int(usage.get("input_tokens"))
-    completion = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
-    # Unvalidated on purpose (hot path): _int already made every count a whole number >= 0.
+        prompt = _int(get("input_tokens"))
+    v = get("completion_tokens")
+    completion = v if type(v) is int and v > 0 else 0 if v is None else _int(v)
+    if not completion:
+        completion = _int(get("output_tokens"))
+    v = get("cache_creation_input_tokens")
+    cache_creation = v if type(v) is int and v > 0 else 0 if v is None else _int(v)
+    v = completion_details.get("reasoning_tokens")
+    reasoning = v if type(v) is int and v > 0 else 0 if v is None else _int(v)
+    # Unvalidated on purpose (hot path): every count is a whole number >= 0 by now.
     return token_usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         cache_read_input_tokens=cache_read,
-        cache_creation_input_tokens=_int(usage.get("cache_creation_input_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        cache_creation_input_tokens=cache_creation,
+        reasoning_tokens=reasoning,
     )
 
 
