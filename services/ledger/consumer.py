@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from services.ledger.fast_priced import FastPricedEvent, decode_priced
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
-from services.ledger.rows import SpendLogLine, Unstorable, check_storable, copy_line, spend_log_row
+from services.ledger.rows import SpendLogLine, Unstorable, spend_log_line
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
 from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
@@ -83,12 +83,11 @@ def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, pri
         return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
     if not isinstance(event, (FastPricedEvent, PricedUsageEvent)):
         return Item(topic, partition, offset, raw, event)
-    row = spend_log_row(event, store_bodies)  # built once: checked here, copied at commit
     try:
-        check_storable(row, raw)
+        log = spend_log_line(event, store_bodies, raw)  # built once, when read; copied at commit
     except Unstorable as exc:
         return Item(topic, partition, offset, raw, None, str(exc))
-    return Item(topic, partition, offset, raw, None, log=copy_line(row))
+    return Item(topic, partition, offset, raw, None, log=log)
 
 
 def make_batch(items: Sequence[Item]) -> Batch:

@@ -9,7 +9,7 @@ pydantic, which also gives the precise error. So what the ledger accepts, and ev
 stores, is what `PricedUsageEvent` says; tests/unit/test_ledger_fast_priced.py holds the two
 schemas field for field and the two decoders value for value.
 
-The structs keep the models' attribute names, so `rows.spend_log_row` takes either."""
+The structs keep the models' attribute names, so `rows.spend_log_line` takes either."""
 
 from __future__ import annotations
 

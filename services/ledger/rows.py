@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -38,11 +38,6 @@ INT4_MAX = 2**31 - 1
 _BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "images", "other")
 _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
-_INT_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in _INT_COLUMNS)
-_JSON_AT = tuple(i for i, name in enumerate(SPEND_LOG_COLUMNS) if name in JSON_COLUMNS)
-_TAGS_AT = SPEND_LOG_COLUMNS.index("request_tags")
-_END_AT = SPEND_LOG_COLUMNS.index("endTime")
-_MONEY_AT = tuple(SPEND_LOG_COLUMNS.index(c) for c in ("spend", "quoted_spend"))
 
 
 class Unstorable(ValueError):
@@ -79,24 +74,6 @@ def logged_model(usage: UsageEvent | FastUsageEvent) -> str:
     return usage.model
 
 
-def spend_log_row(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool) -> tuple[Any, ...]:
-    """The row, in SPEND_LOG_COLUMNS order; JSON columns hold plain Python values."""
-    u = event.usage_event
-    tokens = u.usage
-    duration_ms = int((u.end_time - u.start_time).total_seconds() * 1000)
-    return (
-        u.request_id, u.call_type, u.api_key_hash, event.cost.total, tokens.total_tokens,
-        tokens.prompt_tokens, tokens.completion_tokens, u.start_time, u.end_time,
-        u.completion_start_time, duration_ms, logged_model(u), u.model_id, u.model_group,
-        u.custom_llm_provider, u.api_base, u.user_id, _metadata(event),
-        None, None, list(u.request_tags), u.team_id, u.organization_id, u.end_user,
-        u.requester_ip_address, u.session_id, u.status,
-        u.messages if store_bodies else None, u.response if store_bodies else None, None,
-        tokens.cache_read_input_tokens, tokens.cache_creation_input_tokens, tokens.reasoning_tokens,
-        event.priced_model, event.unpriced, event.catalog_version, u.quoted_cost,
-    )
-
-
 def has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -107,24 +84,6 @@ def has_nul(value: Any) -> bool:
     return False
 
 
-def check_storable(row: Sequence[Any], raw: bytes | None = None) -> None:
-    """Raise Unstorable for what Postgres would reject in a spend log row. `raw`, the event's JSON,
-    lets the NUL scan be skipped when no escaped NUL appears in it at all (the common case)."""
-    for i in _INT_AT:
-        value = row[i]
-        if value is not None and not -INT4_MAX <= value <= INT4_MAX:
-            raise Unstorable(f"{SPEND_LOG_COLUMNS[i]} {value} is out of Postgres INTEGER's range")
-    for i in _MONEY_AT:
-        value = row[i]
-        if isinstance(value, Decimal) and not value.is_finite():
-            raise Unstorable(f"{SPEND_LOG_COLUMNS[i]} is not a finite number")
-    if raw is not None and b"\\u0000" not in raw:
-        return
-    for name, value in zip(SPEND_LOG_COLUMNS, row):
-        if has_nul(value):
-            raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return orjson.Fragment(format(value, "f"))  # exact digits, never a float
@@ -132,8 +91,21 @@ def _json_default(value: Any) -> Any:
 
 
 def json_text(value: Any) -> str:
-    """JSON as Postgres' jsonb input takes it; Decimals keep every digit."""
-    return orjson.dumps(value, default=_json_default).decode()
+    """JSON as Postgres' jsonb input takes it; Decimals and integers keep every digit."""
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except TypeError:  # an integer past 64 bits (metadata may hold one): orjson refuses it
+        return orjson.dumps(_big_ints_as_text(value), default=_json_default).decode()
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, Mapping):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_text(v) for v in value]
+    return value
 
 
 class SpendLogLine(NamedTuple):
@@ -154,26 +126,85 @@ def _copy_escaped(text: str) -> str:
     return _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m.group()], text)
 
 
-def copy_line(row: Sequence[Any]) -> SpendLogLine:
-    """The row for the COPY into the batch's temp table, in COPY's text format (as psycopg's own
-    formatter writes it): JSON columns as JSON text, then one more cell, the call's distinct tags
-    for the rollups (NULL when request_tags has no repeat, the usual case: Postgres then reads
-    request_tags). Call it after `check_storable`, which needs the JSON values unserialised to
-    find NUL characters."""
-    cells = list(row)
-    tags = cells[_TAGS_AT]
+_UTC = timezone.utc
+_SECOND_TEXT: dict[tuple[int, ...], str] = {}
+
+
+def _timestamptz(value: datetime) -> str:
+    """str(value), as psycopg writes a timestamptz for COPY. For UTC the text of the whole second
+    is shared by every call finishing in it (str() of an aware datetime is ~2.5 µs here)."""
+    if value.tzinfo is not _UTC:
+        return str(value)
+    second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    head = _SECOND_TEXT.get(second)
+    if head is None:
+        if len(_SECOND_TEXT) >= 10_000:
+            _SECOND_TEXT.clear()
+        head = _SECOND_TEXT[second] = str(value.replace(microsecond=0))[:-6]
+    micro = value.microsecond
+    return f"{head}.{micro:06d}+00:00" if micro else head + "+00:00"
+
+
+def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool, raw: bytes | None = None) -> SpendLogLine:
+    """The event's "LiteLLM_SpendLogs" row, cells in SPEND_LOG_COLUMNS order, as a line of COPY's
+    text format (byte for byte what psycopg's own formatter writes for the same values; JSON
+    columns as JSON text), then one more cell: the call's distinct tags for the rollups (NULL when
+    request_tags has no repeat, the usual case: Postgres then reads request_tags).
+
+    Raises Unstorable for what Postgres would refuse: an integer past INTEGER, a NUL character.
+    `raw`, the event's JSON, lets the scan of JSON values for NUL be skipped when no escaped NUL
+    appears in it at all (the common case). Built cell by cell, each by its known type: this runs
+    once per event and is a fifth of the ledger's Python."""
+    u = event.usage_event
+    tokens = u.usage
+    prompt, completion = tokens.prompt_tokens, tokens.completion_tokens
+    cache_read, cache_creation, reasoning = (tokens.cache_read_input_tokens, tokens.cache_creation_input_tokens,
+                                             tokens.reasoning_tokens)
+    start, end, first_token = u.start_time, u.end_time, u.completion_start_time
+    duration_ms = int((end - start).total_seconds() * 1000)
+    if max(prompt + completion, cache_read, cache_creation, reasoning) > INT4_MAX or not -INT4_MAX <= duration_ms <= INT4_MAX:
+        _refuse_integers(dict(zip(_INT_COLUMNS, (prompt + completion, prompt, completion, duration_ms, cache_read,
+                                                 cache_creation, reasoning))))
+    spend, quoted = event.cost.total, u.quoted_cost
+    if not spend.is_finite() or (quoted is not None and not quoted.is_finite()):
+        raise Unstorable("spend is not a finite number")  # the schemas refuse it; kept as a last guard
+    tags = u.request_tags
+    meta = _metadata(event)
+    messages, response = (u.messages, u.response) if store_bodies else (None, None)
     repeated = len(tags) > 1 and len(set(tags)) < len(tags)
-    for i in _JSON_AT:
-        if cells[i] is not None:
-            cells[i] = json_text(cells[i])
-    cells.append(json_text(list(dict.fromkeys(tags))) if repeated else None)
-    # int, Decimal (every digit) and datetime (ISO with its offset) print without any character
-    # COPY escapes; so when the line's backslashes are just its NULLs and its tabs just the
-    # separators, no text cell needs escaping (the usual case, checked in one pass each).
-    texts = [v if type(v) is str else _COPY_NULL if v is None else ("t" if v else "f") if type(v) is bool else str(v)
-             for v in cells]
-    line = "\t".join(texts)
-    if (line.count("\\") != cells.count(None) or line.count("\t") != len(texts) - 1
+    cells = (
+        u.request_id, u.call_type, u.api_key_hash, str(spend), str(prompt + completion), str(prompt), str(completion),
+        _timestamptz(start), _timestamptz(end), None if first_token is None else _timestamptz(first_token),
+        str(duration_ms), logged_model(u), u.model_id, u.model_group, u.custom_llm_provider, u.api_base, u.user_id,
+        None if meta is None else json_text(meta), None, None, json_text(tags), u.team_id, u.organization_id,
+        u.end_user, u.requester_ip_address, u.session_id, u.status,
+        None if messages is None else json_text(messages), None if response is None else json_text(response), None,
+        str(cache_read), str(cache_creation), str(reasoning), event.priced_model, "t" if event.unpriced else "f",
+        event.catalog_version, None if quoted is None else str(quoted),
+        json_text(list(dict.fromkeys(tags))) if repeated else None,
+    )
+    line = "\t".join([_COPY_NULL if c is None else c for c in cells])
+    # Numbers, times and booleans print without any character COPY escapes; so when the line's
+    # backslashes are just its NULLs and its tabs just the separators, no cell needs escaping (the
+    # usual case, checked in one pass each).
+    if (line.count("\\") != cells.count(None) or line.count("\t") != len(cells) - 1
             or "\n" in line or "\r" in line):
-        line = "\t".join(t if c is None else _copy_escaped(t) for t, c in zip(texts, cells))
-    return SpendLogLine(row[0], row[_END_AT], line)
+        line = "\t".join([_COPY_NULL if c is None else _copy_escaped(c) for c in cells])
+    if "\x00" in line or raw is None or b"\\u0000" in raw:
+        _refuse_nul(cells, {"metadata": meta, "request_tags": tags, "messages": messages, "response": response})
+    return SpendLogLine(u.request_id, end, line)
+
+
+def _refuse_integers(values: dict[str, int]) -> None:
+    for name, value in values.items():
+        if not -INT4_MAX <= value <= INT4_MAX:
+            raise Unstorable(f"{name} {value} is out of Postgres INTEGER's range")
+
+
+def _refuse_nul(cells: Sequence[str | None], json_values: dict[str, Any]) -> None:
+    """Postgres text and JSON refuse NUL: a text cell holding one, or a JSON value (whose text
+    holds it escaped, which a plain backslash-u-0000 in a string is not) with one."""
+    for name, cell in zip(SPEND_LOG_COLUMNS, cells):
+        value = json_values[name] if name in JSON_COLUMNS and name in json_values else cell
+        if has_nul(value):
+            raise Unstorable(f"{name} contains a NUL character, which Postgres text and JSON refuse")

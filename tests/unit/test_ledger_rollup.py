@@ -1,11 +1,9 @@
 """Running totals in budget windows, log by log and from per-entity sums."""
 
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from services.ledger.rollup import EntityState, NewLogs, advance, advanced, counts_all, next_window
-from shared.events import CostBreakdown, PricedUsageEvent, UsageEvent
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -84,64 +82,3 @@ def test_spend_logs_name_the_model_without_its_provider_prefix():
     assert [logged_model(event("groq/llama3-8b-8192", "groq")), logged_model(event("azure/chatgpt-v-2", "azure")),
             logged_model(event("gpt-4o", "openai")), logged_model(event("ft:gpt-4o:org", None))] == [
         "llama3-8b-8192", "chatgpt-v-2", "gpt-4o", "ft:gpt-4o:org"]
-
-
-def _copy_cells(line: str) -> list[str | None]:
-    """A COPY text line's cells, unescaped (None for NULL)."""
-    escapes = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
-    return [None if cell == "\\N" else re.sub(r"\\\\[\\\\tnr]", lambda m: escapes[m.group()], cell)
-            for cell in line.split("\t")]
-
-
-def _priced(**usage: object) -> PricedUsageEvent:
-    fields: dict[str, object] = dict(request_id="r1", call_type="acompletion", start_time=T,
-                                     end_time=T + timedelta(milliseconds=1250), api_key_hash="k", key_alias="alias",
-                                     model_group="g", model="openai/gpt-4o", custom_llm_provider="openai",
-                                     request_tags=["a", "b"])
-    fields.update(usage)
-    return PricedUsageEvent(usage_event=UsageEvent(**fields),
-                            cost=CostBreakdown(input=Decimal("0.0000030"), total=Decimal("0.0000030")),
-                            priced_model="gpt-4o", catalog_version="v")
-
-
-def test_copy_lines_carry_json_columns_as_exact_text():
-    """COPY gets metadata and tags as JSON text with every Decimal digit, other cells as their
-    text, and the distinct tags only when a tag repeats."""
-    from services.ledger.rows import SPEND_LOG_COLUMNS, copy_line, spend_log_row
-
-    line = copy_line(spend_log_row(_priced(), False))
-    cells = _copy_cells(line.text)
-    row = dict(zip(SPEND_LOG_COLUMNS, cells))
-    assert (line.request_id, line.end_time) == ("r1", T + timedelta(milliseconds=1250))
-    assert cells[len(SPEND_LOG_COLUMNS):] == [None]
-    repeated = copy_line(spend_log_row(_priced(request_tags=["a", "b", "a"]), False))
-    assert _copy_cells(repeated.text)[len(SPEND_LOG_COLUMNS):] == ['["a","b"]']
-    assert row["metadata"] == '{"user_api_key_alias":"alias","cost_breakdown":{"input":"0.0000030"}}'
-    assert row["request_tags"] == '["a","b"]'
-    assert (row["spend"], row["request_duration_ms"], row["model"], row["messages"], row["unpriced"]) == (
-        "0.0000030", "1250", "gpt-4o", None, "f")
-    assert (row["startTime"], row["endTime"]) == ("2026-03-01 12:00:00+00:00", "2026-03-01 12:00:01.250000+00:00")
-
-
-def test_copy_lines_are_what_psycopg_writes_for_the_same_row():
-    """Escapes (tab, newline, CR, backslash, a literal \\N), NULLs, booleans, Decimals and times:
-    the prebuilt line is byte for byte psycopg's own COPY text for the row."""
-    from psycopg._copy_base import TextFormatter
-    from psycopg.adapt import Transformer
-
-    from services.ledger.rows import copy_line, json_text, spend_log_row
-
-    nasty = _priced(user_id="tab\there", team_id="new\nline\r", end_user="back\\slash", session_id="\\N",
-                    request_tags=["x\ty", "x\ty"], spend_logs_metadata={"q": "a\\b\tc"}, status="failure",
-                    error_status=500, error_message="boom\n", soft_budget_exceeded=True)
-    for event in (_priced(), nasty):
-        row = spend_log_row(event, True)
-        cells = list(row)
-        for i, value in enumerate(cells):
-            if isinstance(value, (dict, list)):
-                cells[i] = json_text(value)
-        tags = row[20]
-        cells.append(json_text(list(dict.fromkeys(tags))) if len(set(tags)) < len(tags) else None)
-        formatter = TextFormatter(Transformer())
-        formatter.write_row(cells)
-        assert (copy_line(row).text + "\n").encode() == bytes(formatter.end())
