@@ -95,7 +95,7 @@ async def no_nul_parameters(request: web.Request, handler: Callable[[web.Request
     return await handler(request)
 
 
-def add_routes(app: web.Application, static_dir: Any) -> None:
+def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/global/spend/report", report.global_spend_report)
     r.add_get("/global/spend/logs", global_spend.global_spend_logs)
@@ -119,7 +119,7 @@ def add_routes(app: web.Application, static_dir: Any) -> None:
     r.add_get("/ui", ui.usage_page)
     r.add_get("/ui/", ui.usage_page)
     r.add_get("/", ui.to_ui)
-    r.add_static("/ui/assets", static_dir, append_version=False)
+    r.add_get("/ui/assets/{filename:.+}", ui.asset)
 
 
 def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:
@@ -128,7 +128,7 @@ def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, cata
     app[CONFIG] = config or ProxyConfig()
     app[CATALOG] = catalog
     add_health_routes(app, Registry())
-    add_routes(app, settings.static_dir)
+    add_routes(app)
     add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
     app.cleanup_ctx.append(postgres_pool)
     app.cleanup_ctx.append(kafka_producer)
