@@ -88,6 +88,8 @@ class BudgetGuard:
         # A team key answers to its team's budget, not its owner's personal one (LiteLLM's rule).
         user_id = None if caller.team_id else caller.user_id
         for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user)):
+            if entity_id is None:
+                continue
             spec = self.directory.spec(kind, entity_id)
             if spec is None:
                 continue
@@ -115,8 +117,10 @@ class BudgetGuard:
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
 
-        limited = caller.api_key_hash if self.limiter.acquire(
-            caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests, self.wall()) else None
+        limited = None
+        if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
+            limited = caller.api_key_hash if self.limiter.acquire(
+                caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests, self.wall()) else None
         held = [(account, account.reserve(cost or ZERO), cost or ZERO) for _, account in budgeted]
         if not key_spec.budgeted:
             held.append((key_account, key_account.reserve(ZERO), ZERO))
