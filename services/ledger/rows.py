@@ -35,6 +35,7 @@ SPEND_LOG_COLUMNS: tuple[str, ...] = (
 )
 JSON_COLUMNS = frozenset({"metadata", "request_tags", "messages", "response", "proxy_server_request"})
 INT4_MAX = 2**31 - 1
+_BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "images", "other")
 _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 
@@ -57,21 +58,8 @@ def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | Non
     if usage.soft_budget_exceeded:
         meta["soft_budget_exceeded"] = True
     cost = event.cost
-    breakdown: dict[str, str] = {}  # the non-zero parts, one `if` each (a zip and a dict comprehension cost twice as much)
-    if cost.input:
-        breakdown["input"] = format(cost.input, "f")
-    if cost.output:
-        breakdown["output"] = format(cost.output, "f")
-    if cost.cache_read:
-        breakdown["cache_read"] = format(cost.cache_read, "f")
-    if cost.cache_creation:
-        breakdown["cache_creation"] = format(cost.cache_creation, "f")
-    if cost.reasoning:
-        breakdown["reasoning"] = format(cost.reasoning, "f")
-    if cost.images:
-        breakdown["images"] = format(cost.images, "f")
-    if cost.other:
-        breakdown["other"] = format(cost.other, "f")
+    breakdown = {k: format(v, "f") for k, v in zip(_BREAKDOWN, (
+        cost.input, cost.output, cost.cache_read, cost.cache_creation, cost.reasoning, cost.images, cost.other)) if v}
     if breakdown:
         meta["cost_breakdown"] = breakdown
     return meta or None
