@@ -19,7 +19,7 @@ class LedgerSettings(CommonSettings):
     # never stores the ledger's offsets).
     consumer_name: str = "tally-ledger"
     db_schema: str = "public"  # where the live tables are; replay builds next to it and swaps
-    batch_max_events: int = 5000
+    batch_max_events: int = 10_000
     batch_max_ms: int = 100
     replay_batch_max_events: int = 20000
     store_bodies: bool = False  # messages/response into the spend log (off: rows stay small)
@@ -40,7 +40,7 @@ def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
         port=env_int(env, "LEDGER_PORT", 4003),
         consumer_name=env.get("LEDGER_CONSUMER_NAME") or "tally-ledger",
         db_schema=env.get("LEDGER_SCHEMA") or "public",
-        batch_max_events=env_int(env, "LEDGER_BATCH_MAX_EVENTS", 5000),
+        batch_max_events=env_int(env, "LEDGER_BATCH_MAX_EVENTS", 10_000),
         batch_max_ms=env_int(env, "LEDGER_BATCH_MAX_MS", 100),
         replay_batch_max_events=env_int(env, "LEDGER_REPLAY_BATCH_MAX_EVENTS", 20000),
         store_bodies=store_bodies,
