@@ -4,17 +4,24 @@ Reads the usage topic (what the proxy answered, with the cost it quoted), the pr
 letters, the priced topic (the authoritative cost) and Postgres, and prints every request id that
 is missing, extra or mismatched along the way, then every running total and daily rollup that is
 not the sum of its logs. Exit status 1 on any difference. Run it when traffic is quiet, or with
---settle N to re-check for up to N seconds while the pipeline drains."""
+--settle N to re-check for up to N seconds while the pipeline drains.
+
+Memory stays flat whatever the topics hold: each topic is streamed, message by message, into a
+temporary Postgres table of (reading order, request id, cost), and the comparisons are SQL over
+those tables and the spend logs (before, a topic's every message and every request id were held
+in memory: gigabytes for millions of calls). A progress bar per topic shows on a terminal."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import psycopg
+from tqdm import tqdm
 
 from services.ledger.checks import Difference, check_schema
 from services.ledger.consumer import discover_partitions
@@ -23,110 +30,124 @@ from shared import kafka
 from shared.settings import CommonSettings
 from shared.topics import PRICED, PRICED_DLQ, USAGE, USAGE_DLQ
 
+# One row per readable message; `seq` is the reading order ("first read" decides, as before).
+TEMP_TABLES = (
+    "CREATE TEMP TABLE rc_usage (seq bigint NOT NULL, request_id text NOT NULL, quoted numeric)",
+    "CREATE TEMP TABLE rc_priced (seq bigint NOT NULL, request_id text NOT NULL, cost numeric NOT NULL)",
+    "CREATE TEMP TABLE rc_usage_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
+    "CREATE TEMP TABLE rc_priced_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
+)
+_UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ArithmeticError)
 
-@dataclass
-class TopicView:
-    costs: dict[str, Decimal] = field(default_factory=dict)  # request_id → cost (first read)
-    quoted: dict[str, Decimal] = field(default_factory=dict)
-    conflicts: list[str] = field(default_factory=list)
-    unreadable: int = 0
+
+def usage_row(raw: bytes) -> tuple[str, Decimal | None]:
+    data = orjson.loads(raw)
+    quoted = data.get("quoted_cost")
+    return data["request_id"], None if quoted is None else Decimal(str(quoted))
 
 
-async def read_topic(settings: CommonSettings, topic: str) -> Iterator[bytes]:
-    """Every committed message of `topic` up to its end right now."""
+def priced_row(raw: bytes) -> tuple[str, Decimal]:
+    data = orjson.loads(raw)
+    return data["usage_event"]["request_id"], Decimal(str(data["cost"]["total"]))
+
+
+def dead_usage_row(raw: bytes) -> tuple[str]:
+    """The request id inside a dead letter (payload = the refused event's JSON)."""
+    return (orjson.loads(orjson.loads(raw)["payload"])["request_id"],)
+
+
+def dead_priced_row(raw: bytes) -> tuple[str]:
+    return (orjson.loads(orjson.loads(raw)["payload"])["usage_event"]["request_id"],)
+
+
+async def copy_topic(settings: CommonSettings, topic: str, conn: psycopg.AsyncConnection, table: str,
+                     columns: str, parse: Callable[[bytes], tuple[Any, ...]], progress: bool) -> int:
+    """Every committed message of `topic` up to its end right now, parsed into `table`
+    (unreadable messages skipped and counted)."""
     partitions = await discover_partitions(settings.kafka_bootstrap_servers, [settings.topic(topic)])
     consumer = kafka.consumer(settings, group_id=None, max_poll_records=10000)
     await consumer.start()
-    values: list[bytes] = []
+    seq = unreadable = 0
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                values.extend(m.value for m in messages if m.value is not None)
+        starts = await consumer.beginning_offsets(partitions)
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        async with conn.cursor().copy(f"COPY {table} (seq, {columns}) FROM STDIN") as copy:
+            with tqdm(total=total, unit="msg", unit_scale=True, desc=topic, file=sys.stderr, disable=not progress) as bar:
+                while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for messages in batch.values():
+                        for m in messages:
+                            if m.value is None:
+                                continue
+                            try:
+                                row = parse(m.value)
+                            except _UNREADABLE:
+                                unreadable += 1
+                                continue
+                            seq += 1
+                            await copy.write_row((seq, *row))
+                        bar.update(len(messages))
     finally:
         await consumer.stop()
-    return iter(values)
+    return unreadable
 
 
-def _usage_view(values: Iterator[bytes]) -> TopicView:
-    view = TopicView()
-    for raw in values:
-        try:
-            data = orjson.loads(raw)
-            request_id = data["request_id"]
-            quoted = data.get("quoted_cost")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            view.unreadable += 1
-            continue
-        view.costs.setdefault(request_id, Decimal(0))
-        if quoted is not None:
-            view.quoted.setdefault(request_id, Decimal(str(quoted)))
-    return view
+# (label, SQL giving (request_id, detail) in request-id order, byte-wise as Python sorts)
+_FIRST_PRICE = "SELECT DISTINCT ON (request_id) request_id, cost FROM rc_priced ORDER BY request_id, seq"
+_FIRST_QUOTE = ("SELECT DISTINCT ON (request_id) request_id, quoted FROM rc_usage WHERE quoted IS NOT NULL"
+                " ORDER BY request_id, seq")
+_USAGE_IDS = "SELECT DISTINCT request_id FROM rc_usage"
+_ORDER = ' ORDER BY request_id COLLATE "C"'
+TOPIC_CHECKS: tuple[tuple[str, str], ...] = (
+    ("missing in priced", "SELECT request_id, 'a usage event the pricer never priced' FROM (" + _USAGE_IDS + ") u"
+     " WHERE NOT EXISTS (SELECT FROM rc_priced p WHERE p.request_id = u.request_id)"
+     " AND NOT EXISTS (SELECT FROM rc_usage_dlq d WHERE d.request_id = u.request_id)" + _ORDER),
+    ("dead-lettered by pricer", "SELECT request_id, 'answered but not priced' FROM (" + _USAGE_IDS + ") u"
+     " WHERE EXISTS (SELECT FROM rc_usage_dlq d WHERE d.request_id = u.request_id)" + _ORDER),
+    ("extra in priced", "SELECT request_id, 'priced without a usage event' FROM (" + _FIRST_PRICE + ") p"
+     " WHERE NOT EXISTS (SELECT FROM rc_usage u WHERE u.request_id = p.request_id)" + _ORDER),
+    ("conflicting prices", "SELECT p.request_id, p.request_id || ': priced ' || f.cost || ' and ' || p.cost"
+     " FROM rc_priced p JOIN (" + _FIRST_PRICE + ") f USING (request_id) WHERE p.cost <> f.cost ORDER BY p.seq"),
+    ("quote mismatch", "SELECT p.request_id, 'x-litellm-response-cost said ' || q.quoted || ', priced ' || p.cost"
+     " FROM (" + _FIRST_PRICE + ") p JOIN (" + _FIRST_QUOTE + ") q USING (request_id) WHERE q.quoted <> p.cost" + _ORDER),
+)
+LOG_CHECKS: tuple[tuple[str, str], ...] = (
+    ("missing in spend logs", "SELECT p.request_id, 'priced ' || p.cost || ', not in \"LiteLLM_SpendLogs\"',"
+     " EXISTS (SELECT FROM rc_priced_dlq d WHERE d.request_id = p.request_id) FROM (" + _FIRST_PRICE + ") p"
+     ' WHERE NOT EXISTS (SELECT FROM "LiteLLM_SpendLogs" l WHERE l.request_id = p.request_id)' + _ORDER),
+    ("extra in spend logs", "SELECT l.request_id, 'spend ' || l.spend || ' with no priced event', false"
+     ' FROM "LiteLLM_SpendLogs" l WHERE NOT EXISTS (SELECT FROM rc_priced p WHERE p.request_id = l.request_id)' + _ORDER),
+    ("spend mismatch", "SELECT l.request_id, 'logged ' || l.spend || ', priced ' || p.cost, false"
+     ' FROM "LiteLLM_SpendLogs" l JOIN (' + _FIRST_PRICE + ") p USING (request_id) WHERE l.spend <> p.cost" + _ORDER),
+)
 
 
-def _priced_view(values: Iterator[bytes]) -> TopicView:
-    view = TopicView()
-    for raw in values:
-        try:
-            data = orjson.loads(raw)
-            request_id = data["usage_event"]["request_id"]
-            cost = Decimal(str(data["cost"]["total"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            view.unreadable += 1
-            continue
-        first = view.costs.setdefault(request_id, cost)
-        if first != cost:
-            view.conflicts.append(f"{request_id}: priced {first} and {cost}")
-    return view
-
-
-def _dead_letter_ids(values: Iterator[bytes], inner: str) -> set[str]:
-    """Request ids inside dead letters (payload = the refused event's JSON)."""
-    ids: set[str] = set()
-    for raw in values:
-        try:
-            payload = orjson.loads(orjson.loads(raw)["payload"])
-            ids.add(payload["usage_event"]["request_id"] if inner == "priced" else payload["request_id"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-    return ids
-
-
-async def find_differences(settings: LedgerSettings) -> list[Difference]:
-    usage = _usage_view(await read_topic(settings, USAGE))
-    priced = _priced_view(await read_topic(settings, PRICED))
-    unpriceable = _dead_letter_ids(await read_topic(settings, USAGE_DLQ), "usage")
-    refused = _dead_letter_ids(await read_topic(settings, PRICED_DLQ), "priced")
-    out: list[Difference] = []
-    for rid in sorted(set(usage.costs) - set(priced.costs) - unpriceable):
-        out.append(Difference("missing in priced", rid, "a usage event the pricer never priced"))
-    for rid in sorted(unpriceable & set(usage.costs)):
-        out.append(Difference("dead-lettered by pricer", rid, "answered but not priced"))
-    for rid in sorted(set(priced.costs) - set(usage.costs)):
-        out.append(Difference("extra in priced", rid, "priced without a usage event"))
-    for line in priced.conflicts:
-        out.append(Difference("conflicting prices", line.split(":")[0], line))
-    for rid in sorted(set(priced.costs) & set(usage.quoted)):
-        if usage.quoted[rid] != priced.costs[rid]:
-            out.append(Difference("quote mismatch", rid, f"x-litellm-response-cost said {usage.quoted[rid]}, priced {priced.costs[rid]}"))
+async def find_differences(settings: LedgerSettings, progress: bool = False) -> list[Difference]:
     options = f"-c search_path={settings.db_schema}" if settings.db_schema != "public" else ""
+    out: list[Difference] = []
     async with await psycopg.AsyncConnection.connect(settings.database_url, options=options) as conn:
-        logged: dict[str, Decimal] = {}
-        async with conn.cursor(name="reconcile_logs") as cur:
-            await cur.execute('SELECT request_id, spend FROM "LiteLLM_SpendLogs"')
-            async for rid, spend in cur:
-                logged[rid] = spend
-        for rid in sorted(set(priced.costs) - set(logged)):
-            label = "dead-lettered by ledger" if rid in refused else "missing in spend logs"
-            out.append(Difference(label, rid, f"priced {priced.costs[rid]}, not in \"LiteLLM_SpendLogs\""))
-        for rid in sorted(set(logged) - set(priced.costs)):
-            out.append(Difference("extra in spend logs", rid, f"spend {logged[rid]} with no priced event"))
-        for rid in sorted(set(logged) & set(priced.costs)):
-            if logged[rid] != priced.costs[rid]:
-                out.append(Difference("spend mismatch", rid, f"logged {logged[rid]}, priced {priced.costs[rid]}"))
+        for statement in TEMP_TABLES:
+            await conn.execute(statement)
+        for topic, table, columns, parse in ((USAGE, "rc_usage", "request_id, quoted", usage_row),
+                                             (PRICED, "rc_priced", "request_id, cost", priced_row),
+                                             (USAGE_DLQ, "rc_usage_dlq", "request_id", dead_usage_row),
+                                             (PRICED_DLQ, "rc_priced_dlq", "request_id", dead_priced_row)):
+            await copy_topic(settings, topic, conn, table, columns, parse, progress)
+        for table in ("rc_usage", "rc_priced", "rc_usage_dlq", "rc_priced_dlq"):
+            await conn.execute(f"CREATE INDEX ON {table} (request_id)")
+            await conn.execute(f"ANALYZE {table}")
+        for label, query in TOPIC_CHECKS:
+            async with conn.cursor(name="reconcile") as cur:
+                await cur.execute(query)
+                out.extend([Difference(label, rid, detail) async for rid, detail in cur])
+        for label, query in LOG_CHECKS:
+            async with conn.cursor(name="reconcile") as cur:
+                await cur.execute(query)
+                out.extend([Difference("dead-lettered by ledger" if refused else label, rid, detail)
+                            async for rid, detail, refused in cur])
         out.extend(await check_schema(conn))
         await conn.rollback()
     return out
@@ -136,7 +157,7 @@ async def reconcile_command(settings: LedgerSettings, settle_s: float = 0.0) -> 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle_s
     while True:
-        differences = await find_differences(settings)
+        differences = await find_differences(settings, progress=sys.stderr.isatty())
         if not differences or loop.time() >= deadline:
             break
         await asyncio.sleep(1.0)  # the pipeline is draining: look again
