@@ -16,6 +16,7 @@ from aiohttp import web
 from services.proxy.admission import BUDGET_GATE, NoBudgetGate
 from services.proxy.auth import Authenticator, KeyTable
 from services.proxy.cost import CostQuoter
+from services.proxy.dispatch import install_fast_routes
 from services.proxy.emitter import CachedPartitioner, UsageEmitter
 from services.proxy.errors import ConfigurationError
 from services.proxy.http1 import Pool
@@ -49,6 +50,7 @@ LLM_ROUTES = (
     ("/embeddings", "embeddings"),
     ("/images/generations", "image_generations"),
 )
+LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 
 
 def check_master_key(settings: ProxySettings) -> None:
@@ -100,7 +102,13 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
     app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session])
     app.on_startup.append(install_budget_gate)
+    app.on_startup.append(fast_llm_routes)
     return app
+
+
+async def fast_llm_routes(app: web.Application) -> None:
+    """The LLM routes skip aiohttp's per-request router walk and middleware look-up (dispatch.py)."""
+    install_fast_routes(app, LLM_PATHS)
 
 
 async def install_budget_gate(app: web.Application) -> None:
