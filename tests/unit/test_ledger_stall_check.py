@@ -65,3 +65,21 @@ async def test_end_offsets_that_cannot_be_read_are_a_stall():
     consumer.down = True
     with pytest.raises(ConsumerStalled, match="cannot read the topics' end offsets"):
         await ledger(consumer).check_not_stalled()
+
+
+async def test_a_position_that_stays_unknown_is_a_stall(monkeypatch: pytest.MonkeyPatch):
+    """aiokafka's position() waits without end for a partition awaiting an offset reset."""
+    import asyncio
+
+    import services.ledger.consumer as consumer_module
+
+    class Resetting(Positions):
+        async def position(self, tp: TopicPartition) -> int:
+            await asyncio.Event().wait()  # never set: a reset that never completes
+            return 0
+
+    monkeypatch.setattr(consumer_module, "POSITION_TIMEOUT_S", 0.05)
+    consumer = Resetting()
+    consumer.ends = {A: 1, B: 1}
+    with pytest.raises(ConsumerStalled, match=r"^the position of p\.priced\.v1\[0\] stayed unknown for 0\.05s$"):
+        await ledger(consumer).check_not_stalled()
