@@ -333,8 +333,8 @@ class Ledger:
     async def check_not_stalled(self) -> None:
         """Every STALL_CHECK_S: a partition with messages waiting whose position has not moved
         since the previous check is stalled. After a broker restart aiokafka's fetcher can stay
-        disconnected for good, or stop fetching some partitions while it still reads the others
-        (both seen in the fault suite; the second hid behind the others' progress); the worker then
+        disconnected for good (seen in the fault suite), and a fetcher that stopped fetching some
+        partitions while still reading others would hide behind their progress; the worker then
         restarts with new clients, resuming from the offsets in Postgres."""
         try:
             ends = await asyncio.wait_for(self.consumer.end_offsets(self.partitions), 10)
@@ -350,9 +350,9 @@ class Ledger:
 
     async def position(self, tp: TopicPartition) -> int:
         """The consumer's position, bounded: aiokafka's `position()` waits, without end, for a
-        partition whose position must be reset, and after a broker restart that reset can hang for
-        good (seen in the fault suite: the read loop stopped on it, so no stall check ever ran).
-        A position unknown for 10 s is a stall: the worker restarts with new clients."""
+        partition whose position must be reset; were that reset to hang, the read loop, which asks for
+        positions every round, would stop with no stall check to notice. A position unknown for
+        10 s is a stall: the worker restarts with new clients."""
         try:
             return await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
         except asyncio.TimeoutError as exc:
