@@ -7,6 +7,8 @@ import gc
 
 from aiohttp import web
 
+from shared.task_dump import install_task_dump
+
 
 def run_service(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     """`reuse_port`: several processes listen on the same port and the kernel spreads the
@@ -20,6 +22,7 @@ def run_service(app: web.Application, host: str, port: int, *, reuse_port: bool 
     quiet_gc()
     loop = loop_factory()
     asyncio.set_event_loop(loop)
+    install_task_dump(loop)  # kill -USR1 <pid>: where every task waits
     web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, print=None, access_log=None, loop=loop, shutdown_timeout=15)
 
 
