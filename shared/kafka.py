@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.settings import CommonSettings
+from shared.supervise import cancelled_from_outside
 from shared.topics import TopicSpec, topic_specs
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,26 @@ def consumer(settings: CommonSettings, *topics: str, group_id: str | None, **ove
     )
     options.update(overrides)
     return AIOKafkaConsumer(*[settings.topic(t) for t in topics], **options)
+
+
+async def stop_clients(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop every client, each whatever the others do. aiokafka's consumer.stop() can raise the
+    CancelledError of a fetch it cancels while that fetch waits out a retry backoff (a broker
+    just went away; aio-libs/aiokafka#647): not a cancellation of ours, and it must neither skip
+    the clients after it nor end the caller's worker. Our own cancellation still propagates."""
+    cancelled = False
+    for client in clients:
+        try:
+            await client.stop()
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                cancelled = True
+            else:
+                log.warning("kafka_client_stop_raised", client=type(client).__name__, error="CancelledError")
+        except Exception as exc:  # noqa: BLE001 - the client is dropped either way
+            log.warning("kafka_client_stop_raised", client=type(client).__name__, error=f"{type(exc).__name__}: {exc}")
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def ensure_topics(settings: CommonSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:

@@ -21,7 +21,12 @@ async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_d
             log.info("worker_finished", worker=name)
             return
         except asyncio.CancelledError:
-            raise
+            if cancelled_from_outside():
+                raise
+            # A CancelledError that nobody asked for, leaked by a library (aiokafka's
+            # consumer.stop() raises the one of a fetch it cancels): were it let through, the
+            # supervisor would end without a word and the worker never run again.
+            log.warning("worker_failed", worker=name, error="CancelledError raised inside the worker", retry_in_s=delay)
         except fatal:
             raise
         except Exception as exc:  # noqa: BLE001 - logged, then retried with backoff
@@ -30,3 +35,10 @@ async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_d
             log.warning("worker_failed", worker=name, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
         await asyncio.sleep(delay)  # backoff before the next attempt
         delay = min(delay * 2, max_delay)
+
+
+def cancelled_from_outside() -> bool:
+    """Whether the running task has been asked to cancel (Task.cancel), as opposed to a
+    CancelledError raised from inside what it awaits."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

@@ -58,8 +58,7 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
             await ledger.run(settings.kafka_bootstrap_servers)
         finally:
             app[READY].clear()
-            await consumer.stop()
-            await producer.stop()
+            await kafka.stop_clients(consumer, producer)
 
     task = asyncio.create_task(supervise("ledger", run_once))
     yield

@@ -91,7 +91,7 @@ async def copy_topic(settings: CommonSettings, topic: str, conn: psycopg.AsyncCo
                             await copy.write_row((seq, *row))
                         bar.update(len(messages))
     finally:
-        await consumer.stop()
+        await kafka.stop_clients(consumer)
     return unreadable
 
 

@@ -62,7 +62,7 @@ class Rebuild:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
+        await kafka.stop_clients(self.consumer)
         await self.pool.close()
 
     async def end_offsets(self) -> dict[TopicPartition, int]:

@@ -46,8 +46,7 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
             await pricer.run()
         finally:
             app[READY].clear()
-            await consumer.stop()
-            await producer.stop()
+            await kafka.stop_clients(consumer, producer)
 
     task = asyncio.create_task(supervise("pricer", run_once, fatal=(ProducerFenced,)))
     yield

@@ -11,7 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.kafka import consumer as make_consumer
+from shared.kafka import consumer as make_consumer, stop_clients
 from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,7 @@ class TopicFollower:
             except (KafkaError, OSError) as exc:
                 log.warning(self.retry_event, error=str(exc), retry_in_s=delay)
             finally:
-                await consumer.stop()
+                await stop_clients(consumer)
             await asyncio.sleep(delay)  # backoff before reconnecting
             delay = min(delay * 2, 5.0)
 

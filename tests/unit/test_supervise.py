@@ -1,0 +1,82 @@
+"""The supervisor restarts a failed worker, including one out of which a CancelledError leaked
+that nobody asked for, and ends only when it is itself cancelled; stopping Kafka clients stops
+each of them whatever the others raise."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.kafka import stop_clients
+from shared.supervise import supervise
+
+
+async def test_a_cancelled_error_leaked_by_the_worker_restarts_it():
+    calls = []
+
+    async def worker() -> None:
+        calls.append(len(calls))
+        if len(calls) < 3:
+            raise asyncio.CancelledError  # as aiokafka's consumer.stop() does
+
+    await asyncio.wait_for(supervise("w", worker, first_delay=0, max_delay=0), 5)
+    assert calls == [0, 1, 2]
+
+
+async def test_an_exception_restarts_the_worker_and_fatal_ones_end_it():
+    calls = []
+
+    async def worker() -> None:
+        calls.append(len(calls))
+        raise RuntimeError("boom") if len(calls) < 2 else KeyError("fatal")
+
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(supervise("w", worker, first_delay=0, max_delay=0, fatal=(KeyError,)), 5)
+    assert calls == [0, 1]
+
+
+async def test_cancelling_the_supervisor_ends_it():
+    started = asyncio.Event()
+
+    async def worker() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(supervise("w", worker))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+class FakeClient:
+    def __init__(self, raises: BaseException | None = None, blocks: bool = False) -> None:
+        self.raises, self.blocks, self.stopped = raises, blocks, False
+        self.entered = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.entered.set()
+        if self.blocks:
+            await asyncio.Event().wait()
+        self.stopped = True
+        if self.raises is not None:
+            raise self.raises
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), RuntimeError("stop failed")])
+async def test_every_client_is_stopped_whatever_the_first_raises(error):
+    first, second = FakeClient(raises=error), FakeClient()
+    await stop_clients(first, second)  # type: ignore[arg-type]
+    assert (first.stopped, second.stopped) == (True, True)
+
+
+async def test_our_own_cancellation_still_stops_the_others_then_propagates():
+    first, second = FakeClient(blocks=True), FakeClient()
+    task = asyncio.create_task(stop_clients(first, second))  # type: ignore[arg-type]
+    await asyncio.wait_for(first.entered.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (first.stopped, second.stopped) == (False, True)
