@@ -9,12 +9,18 @@ from aiohttp import web
 
 from shared.task_dump import install_task_dump
 
+SHUTDOWN_TIMEOUT_S = 15.0  # calls in flight at SIGTERM get this long to finish
 
-def run_service(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """`reuse_port`: several processes listen on the same port and the kernel spreads the
-    connections between them (SO_REUSEPORT)."""
+
+def run_service(app: web.Application, host: str, port: int) -> None:
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=service_loop(), shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+
+
+def service_loop() -> asyncio.AbstractEventLoop:
+    """The event loop a service runs on (uvloop, the faster loop, when installed), with the task
+    dump on SIGUSR1 and the collector tuned."""
     try:
-        import uvloop  # faster event loop; optional
+        import uvloop
 
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is installed on Linux
@@ -23,7 +29,7 @@ def run_service(app: web.Application, host: str, port: int, *, reuse_port: bool 
     loop = loop_factory()
     asyncio.set_event_loop(loop)
     install_task_dump(loop)  # kill -USR1 <pid>: where every task waits
-    web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, print=None, access_log=None, loop=loop, shutdown_timeout=15)
+    return loop
 
 
 def quiet_gc() -> None:

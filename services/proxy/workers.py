@@ -1,8 +1,8 @@
 """Several proxy processes on one port: Python runs one core per process, so a replica uses more
-cores by running `TALLY_PROXY_WORKERS` processes that listen on the same port (SO_REUSEPORT: the
-kernel spreads connections between them).
+cores by running `TALLY_PROXY_WORKERS` processes. This parent listens on the port and hands each
+connection to the next ready worker (handoff.py: why not SO_REUSEPORT).
 
-This parent starts the workers, passes SIGTERM/SIGINT on, and restarts a worker that dies (a
+It starts the workers, passes SIGTERM/SIGINT on, and restarts a worker that dies (a
 SIGKILLed worker's journal is recovered by its successor, which owns the same directory). Each
 worker is a full proxy: its own key table, budget share (replicas x workers processes share a
 budget, docs/budgets.md), Kafka producer, journal and spool (settings.spool_path)."""
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from services.proxy.handoff import HANDOFF_FD_ENV, Dispatcher, channel_pair, listener
 from services.proxy.settings import WORKER_ENV, ProxySettings, worker_spool_path
 
 log = structlog.get_logger(__name__)
@@ -63,15 +64,26 @@ class WorkerParent:
         self.settings = settings
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.dispatcher: Dispatcher | None = None
 
     def spawn(self, worker: int) -> None:
-        env = {**os.environ, WORKER_ENV: str(worker), "TALLY_PROXY_WORKERS": str(self.settings.workers)}
-        self.procs[worker] = subprocess.Popen([sys.executable, "-m", "services.proxy"], env=env, preexec_fn=_die_with_parent)
+        assert self.dispatcher is not None
+        ours, theirs = channel_pair()
+        env = {**os.environ, WORKER_ENV: str(worker), "TALLY_PROXY_WORKERS": str(self.settings.workers),
+               HANDOFF_FD_ENV: str(theirs.fileno())}
+        try:
+            self.procs[worker] = subprocess.Popen([sys.executable, "-m", "services.proxy"], env=env, preexec_fn=_die_with_parent,
+                                                  pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+        self.dispatcher.add(worker, ours)
         log.info("proxy_worker_started", worker=worker, pid=self.procs[worker].pid,
                  spool=str(worker_spool_path(self.settings.spool_root, worker)))
 
     def stop(self, signum: int, _frame: object) -> None:
         self.stopping = True
+        if self.dispatcher is not None:
+            self.dispatcher.stop()  # no new connections for workers that are finishing
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -79,8 +91,16 @@ class WorkerParent:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        for worker in range(self.settings.workers):
-            self.spawn(worker)
+        self.dispatcher = Dispatcher(listener(self.settings.common.host, self.settings.port))
+        self.dispatcher.start()
+        try:
+            for worker in range(self.settings.workers):
+                self.spawn(worker)
+            return self.wait_for_workers()
+        finally:
+            self.dispatcher.stop()
+
+    def wait_for_workers(self) -> int:
         while self.running():
             pid, status = os.wait()
             worker = next((w for w, p in self.procs.items() if p.pid == pid), None)

@@ -1,4 +1,4 @@
-"""TALLY_PROXY_WORKERS=2: two processes serve one port; a worker killed with SIGKILL is restarted
+"""TALLY_PROXY_WORKERS=2: two processes serve one port, connections handed to them in turn; a worker killed with SIGKILL is restarted
 and its answered calls still reach the usage topic (its successor recovers its journal); a key
 made through one worker works at once on the other."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,36 @@ CALLS = 200
 
 def workers_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def connections_of(pid: int, port: int) -> int:
+    """How many established TCP connections on local `port` process `pid` holds (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        held += target.startswith("socket:[") and target[8:-1] in inodes
+    return held
+
+
+def split_of_32_connections(url: str, workers: list[int]) -> list[int]:
+    """Open 32 connections at once, as a client's pool does, and count each worker's."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    clients = [socket.create_connection((host, int(port))) for _ in range(32)]
+    try:
+        wait_for(lambda: sum(connections_of(w, int(port)) for w in workers) == 32, 10, "every connection handed to a worker")
+        return sorted(connections_of(w, int(port)) for w in workers)
+    finally:
+        for client in clients:
+            client.close()
 
 
 async def new_key_works_on_every_connection(url: str, master_key: str) -> list[int]:
@@ -48,6 +79,8 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
         wait_for(lambda: len(workers_of(parent.pid)) == 2, 30, "two workers")
         ids = asyncio.run(answered_call_ids(stack.url("proxy"), CALLS))
         first, second = workers_of(parent.pid)
+        # Handed over in turn, not by the kernel's hash of the addresses (SO_REUSEPORT).
+        assert split_of_32_connections(stack.url("proxy"), [first, second]) == [16, 16]
         os.kill(first, signal.SIGKILL)  # right after answering: its events may be only in memory and the journal
         wait_for(lambda: len(workers_of(parent.pid)) == 2 and first not in workers_of(parent.pid), 30,
                  "the parent to restart the killed worker")

@@ -1,0 +1,101 @@
+"""The parent's dispatcher hands connections to ready workers strictly in turn, holds them while no
+worker is ready, and skips a worker that exited. Real sockets; the workers are the other ends of
+their channels, read here."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from services.proxy.handoff import CONNECTION, READY, Dispatcher, channel_pair, listener
+
+
+@pytest.fixture
+def dispatcher():
+    d = Dispatcher(listener("127.0.0.1", 0))
+    d.start()
+    yield d
+    d.stop()
+
+
+def connect(d: Dispatcher, n: int) -> list[socket.socket]:
+    port = d.listening.getsockname()[1]
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+
+
+def worker(d: Dispatcher, number: int, ready: bool = True) -> socket.socket:
+    ours, theirs = channel_pair()
+    d.add(number, ours)
+    if ready:
+        theirs.send(READY)
+    theirs.settimeout(5)
+    return theirs
+
+
+def received(channel: socket.socket, count: int) -> list[socket.socket]:
+    conns = []
+    for _ in range(count):
+        message, fds, _flags, _addr = socket.recv_fds(channel, 16, 4)
+        assert (message, len(fds)) == (CONNECTION, 1)
+        conns.append(socket.socket(fileno=fds[0]))
+    return conns
+
+
+def nothing_waiting(channel: socket.socket) -> bool:
+    channel.setblocking(False)
+    try:
+        channel.recv(16, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    finally:
+        channel.settimeout(5)
+    return False
+
+
+def until(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)  # polling interval, bounded by the deadline
+
+
+def test_connections_go_to_the_ready_workers_in_turn(dispatcher):
+    a, b = worker(dispatcher, 0), worker(dispatcher, 1)
+    until(lambda: len(dispatcher.rotation) == 2)
+    clients = connect(dispatcher, 32)
+    to_a, to_b = received(a, 16), received(b, 16)
+    assert nothing_waiting(a) and nothing_waiting(b)
+    # Each handed descriptor is the server side of one client's connection.
+    assert sorted(c.getpeername() for c in to_a + to_b) == sorted(c.getsockname() for c in clients)
+    for c in clients + to_a + to_b:
+        c.close()
+
+
+def test_connections_wait_for_a_ready_worker(dispatcher):
+    starting = worker(dispatcher, 0, ready=False)
+    clients = connect(dispatcher, 3)
+    until(lambda: len(dispatcher.held) == 3)
+    assert nothing_waiting(starting)
+    starting.send(READY)
+    handed = received(starting, 3)
+    assert sorted(c.getpeername() for c in handed) == sorted(c.getsockname() for c in clients)
+    for c in clients + handed:
+        c.close()
+
+
+def test_a_worker_that_exited_gets_nothing_more(dispatcher):
+    a, b = worker(dispatcher, 0), worker(dispatcher, 1)
+    until(lambda: len(dispatcher.rotation) == 2)
+    b.close()  # the worker exited
+    until(lambda: dispatcher.rotation == [0])
+    clients = connect(dispatcher, 4)
+    handed = received(a, 4)
+    assert len(handed) == 4
+    restarted = worker(dispatcher, 1)  # its successor, on a new channel
+    until(lambda: sorted(dispatcher.rotation) == [0, 1])
+    more = connect(dispatcher, 4)
+    assert len(received(a, 2) + received(restarted, 2)) == 4
+    for c in clients + handed + more:
+        c.close()
