@@ -97,6 +97,15 @@ class CallerIdentity:
         )
 
 
+def refusal(identity: CallerIdentity) -> str | None:
+    """Why a known key may not be used at all (LiteLLM's words), or None."""
+    if identity.blocked:
+        return "Key is blocked. Update via `/key/unblock` if you're admin."
+    if identity.is_expired():
+        return f"Key expired. Key expiry time {identity.expires.isoformat() if identity.expires else ''}"
+    return None
+
+
 def _decimal(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
@@ -193,10 +202,9 @@ class Authenticator:
         identity = self.keys.get(self._hash(raw))
         if identity is None:
             raise KeyRefused("Invalid proxy server token passed. Unable to find token in cache.")
-        if identity.blocked:
-            raise KeyRefused("Key is blocked. Update via `/key/unblock` if you're admin.")
-        if identity.is_expired():
-            raise KeyRefused(f"Key expired. Key expiry time {identity.expires.isoformat() if identity.expires else ''}")
+        refused = refusal(identity)
+        if refused is not None:
+            raise KeyRefused(refused)
         return identity
 
     @staticmethod

@@ -1,5 +1,5 @@
 """LiteLLM's key, team, user and customer management routes. Master key only: no key or an unknown
-key is a 401, any other key a 403. Each handler validates (400, nothing changed), builds the full
+key, or a blocked or expired one, is a 401, any other key a 403. Each handler validates (400, nothing changed), builds the full
 new state, publishes it (EntityChanged, acks=all) and answers in LiteLLM's shape. Only a key's
 SHA-256 hash is stored or logged; the raw key is in the /key/generate (and /user/new) answer and
 nowhere else."""
@@ -17,7 +17,7 @@ from aiohttp import web
 from services.proxy.admin import states
 from services.proxy.admin.publisher import EntityPublisher
 from services.proxy.admin.validation import AdminBadRequest, parse_body, validate
-from services.proxy.auth import raw_key_from_headers
+from services.proxy.auth import CallerIdentity, raw_key_from_headers, refusal
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.errors import AuthError, PermissionDenied
@@ -49,8 +49,13 @@ class Admin:
             raise AuthError("No api key passed in. Send it as 'Authorization: Bearer <key>' or an 'api-key' header.")
         if self._master is not None and hmac.compare_digest(raw.encode(), self._master):
             return
-        if self.directory.state("key", hash_key(raw)) is None:
+        hashed = hash_key(raw)
+        state = self.directory.state("key", hashed)
+        if state is None:
             raise AuthError("Invalid proxy server token passed. Unable to find token in cache.")
+        refused = refusal(CallerIdentity.from_state(hashed, state))
+        if refused is not None:  # a key that may not be used at all is a 401, as on every route
+            raise AuthError(refused)
         raise PermissionDenied(f"Only the proxy admin (master key) may call {request.path}")
 
     async def body(self, request: web.Request, route: str) -> dict[str, Any]:
