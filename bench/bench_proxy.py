@@ -5,7 +5,7 @@ This process is the load generator (bench/loadgen.py: keep-alive connections and
 requests, so that it does not eat the CPU it is measuring). Every figure is measured in the same
 run both directly against the upstream and through the proxy.
 
-    python bench/bench_proxy.py [--latency-requests 2000] [--seconds 10] [--memory-requests 200000] [--workers 2]
+    python bench/bench_proxy.py [--latency-requests 2000] [--warmup-seconds 3] [--seconds 10] [--memory-requests 200000] [--workers 2]
 
 Figures: added latency at concurrency 1 (p50, p99 of proxy minus direct), requests/s at
 concurrency 32 plain and streamed, the proxy's CPU time per request (from /proc), its RSS across
@@ -72,6 +72,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+class OtherLoad:
+    """CPU the rest of the machine took during a phase (the broker, other programs), and CPU the
+    hypervisor stole: what makes one run of this benchmark slower than another."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = sum(fields[i] for i in (0, 1, 2, 5, 6)) / TICKS  # user nice system irq softirq
+        ours = sum(proxy_cpu_seconds(pid) for pid in self.pids) + time.process_time()
+        return busy, fields[7] / TICKS, ours, time.monotonic()
+
+    def report(self) -> dict[str, float]:
+        busy, steal, ours, now = self._now()
+        wall = now - self.start[3]
+        return {"other_cores": round(((busy - self.start[0]) - (ours - self.start[2])) / wall, 2),
+                "stolen_cores": round((steal - self.start[1]) / wall, 2)}
+
+
 def proxy_cpu_seconds(pid: int) -> float:
     """The proxy's CPU time: the process and, with workers, every worker it started."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -102,16 +123,21 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def latency(targets: dict[str, LoadTarget], n: int) -> dict[str, list[float]]:
-    """Concurrency 1, the targets alternating call by call so drift hits both alike."""
+async def latency(targets: dict[str, LoadTarget], n: int, warmup_s: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Concurrency 1, the targets alternating call by call so drift hits both alike. The first
+    `warmup_s` seconds are kept apart (returned first): right after start-up the proxy's second
+    worker, the broker (its topics just created) and cold caches take CPU, which says nothing
+    about the steady cost of a call."""
+    warmup: dict[str, list[float]] = {name: [] for name in targets}
     samples: dict[str, list[float]] = {name: [] for name in targets}
-    for i in range(n + 200):
+    warm_until = time.perf_counter() + warmup_s
+    while len(next(iter(samples.values()))) < n:
+        into = warmup if time.perf_counter() < warm_until else samples
         for name, target in targets.items():
             t = time.perf_counter()
             await target.call()
-            if i >= 200:  # warm-up
-                samples[name].append((time.perf_counter() - t) * 1000)
-    return samples
+            into[name].append((time.perf_counter() - t) * 1000)
+    return warmup, samples
 
 
 async def topic_size(common: CommonSettings) -> int:
@@ -148,8 +174,14 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
                for where, url, headers in (("direct", upstream_url, direct_headers), ("proxy", proxy_url, auth))
                for label, body in (("plain", plain), ("stream", streamed))}
     try:
-        samples = await latency({"direct": targets["direct", "plain"], "proxy": targets["proxy", "plain"]}, args.latency_requests)
-        proxied += args.latency_requests + 200
+        other = OtherLoad(proxy_pid, upstream_pid)
+        warmup, samples = await latency({"direct": targets["direct", "plain"], "proxy": targets["proxy", "plain"]},
+                                        args.latency_requests, args.warmup_seconds)
+        proxied += args.latency_requests + len(warmup["proxy"])
+        cold = {name: {"calls": len(v), "p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3)} for name, v in warmup.items()}
+        print(f"warm-up c=1   first {args.warmup_seconds:g} s after start-up ({cold['proxy']['calls']} calls, not counted): "
+              f"direct p99 {cold['direct']['p99_ms']:.3f} ms | proxy p50 {cold['proxy']['p50_ms']:.3f} ms "
+              f"p99 {cold['proxy']['p99_ms']:.3f} ms", flush=True)
         lat = {name: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3), "mean_ms": round(statistics.fmean(v), 3)}
                for name, v in samples.items()}
         added = {"p50_ms": round(lat["proxy"]["p50_ms"] - lat["direct"]["p50_ms"], 3),
@@ -157,6 +189,8 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
         print(f"latency c=1   direct p50 {lat['direct']['p50_ms']:.3f} ms p99 {lat['direct']['p99_ms']:.3f} ms | "
               f"proxy p50 {lat['proxy']['p50_ms']:.3f} ms p99 {lat['proxy']['p99_ms']:.3f} ms | "
               f"added p50 {added['p50_ms']:.3f} ms p99 {added['p99_ms']:.3f} ms", flush=True)
+        others = {"latency": other.report()}
+        print(f"              rest of the machine meanwhile (Kafka broker included): {others['latency']}", flush=True)
 
         rates: dict[str, dict[str, float]] = {}
         cpu_per_request: dict[str, float] = {}
@@ -166,6 +200,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
             direct_rps = n / t
             upstream_cpu = (cpu_seconds(upstream_pid) - up0) / n * 1000
             cpu0, own0 = proxy_cpu_seconds(proxy_pid), time.process_time()
+            other = OtherLoad(proxy_pid, upstream_pid)
             n, t = await run_for(targets["proxy", label], args.seconds, CONCURRENCY)
             cpu_per_request[label] = (proxy_cpu_seconds(proxy_pid) - cpu0) / n * 1000
             loadgen_cpu = (time.process_time() - own0) / n * 1000
@@ -174,7 +209,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
                             "upstream_cpu_ms_per_request": round(upstream_cpu, 3), "load_generator_cpu_ms_per_request": round(loadgen_cpu, 3)}
             print(f"c=32 {label:6s}  direct {direct_rps:8.1f} req/s | proxy {n / t:8.1f} req/s | "
                   f"proxy CPU {cpu_per_request[label]:.3f} ms/request (upstream {upstream_cpu:.3f}, "
-                  f"load generator {loadgen_cpu:.3f})", flush=True)
+                  f"load generator {loadgen_cpu:.3f}); rest of the machine {others.setdefault(label, other.report())}", flush=True)
 
         memory = None
         if args.memory_requests:
@@ -200,7 +235,8 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
     return {
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
         "proxy_workers": args.workers,
-        "latency_c1": {**lat, "added": added, "requests": args.latency_requests},
+        "rest_of_machine_cores": others,
+        "latency_c1": {**lat, "added": added, "requests": args.latency_requests, "warmup": cold},
         "throughput_c32": rates,
         "proxy_cpu_ms_per_request": {k: round(v, 3) for k, v in cpu_per_request.items()},
         "memory": memory,
@@ -213,6 +249,7 @@ async def run(args: argparse.Namespace, common: CommonSettings, upstream_url: st
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-requests", type=int, default=2000)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0, help="calls at concurrency 1 first, reported apart")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_PROXY_WORKERS", 2)),
                         help="TALLY_PROXY_WORKERS of the proxy under test (one process per core)")
