@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import selectors
 import socket
 import threading
@@ -59,7 +60,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="proxy-dispatcher", daemon=True)
+        # The thread logs with the context bound so far (the service's name).
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name="proxy-dispatcher",
+                                        daemon=True)
 
     def start(self) -> None:
         self.selector.register(self.listening, selectors.EVENT_READ)
@@ -124,7 +127,8 @@ class Dispatcher:
             except BlockingIOError:  # its channel is full (the worker is stuck): the next one
                 busy += 1
                 continue
-            except OSError:  # it exited
+            except OSError as exc:  # it exited
+                log.info("proxy_worker_gone", worker=worker, error=str(exc))
                 self._drop(worker)
                 continue
             conn.close()  # the worker has its own descriptor now
@@ -147,10 +151,12 @@ class Dispatcher:
         except OSError:
             message = b""
         if not message:  # the worker exited
+            log.info("proxy_worker_gone", worker=worker)
             self._drop(worker)
             return
         if READY in message and worker not in self.rotation:
             self.rotation.append(worker)
+            log.info("proxy_worker_ready", worker=worker, ready=len(self.rotation))
             self._hand_held()
 
     def _drop(self, worker: int) -> None:

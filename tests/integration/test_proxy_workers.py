@@ -79,7 +79,10 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
         wait_for(lambda: len(workers_of(parent.pid)) == 2, 30, "two workers")
         ids = asyncio.run(answered_call_ids(stack.url("proxy"), CALLS))
         first, second = workers_of(parent.pid)
-        # Handed over in turn, not by the kernel's hash of the addresses (SO_REUSEPORT).
+        # Once both workers are ready (one may still be starting: it gets no connection until then),
+        # connections are handed over in turn, not by the kernel's hash of the addresses (SO_REUSEPORT).
+        wait_for(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') >= 2, 60,
+                 "both workers ready")
         assert split_of_32_connections(stack.url("proxy"), [first, second]) == [16, 16]
         os.kill(first, signal.SIGKILL)  # right after answering: its events may be only in memory and the journal
         wait_for(lambda: len(workers_of(parent.pid)) == 2 and first not in workers_of(parent.pid), 30,
