@@ -35,6 +35,7 @@ from shared.kafka import idempotent_producer
 from shared.metrics import Registry
 from shared.openapi import add_openapi_route
 from shared.pricing import Catalog
+from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -150,7 +151,7 @@ async def key_sync(app: web.Application) -> AsyncIterator[None]:
     sync = KeySync(settings.common, app[KEY_TABLE], listeners=app[ENTITY_LISTENERS])
     app[KEY_SYNC] = sync
     app[RELAY].key_sync = sync
-    task = asyncio.create_task(sync.run(), name="key-sync")
+    task = asyncio.create_task(supervise("key_sync", sync.run), name="key-sync")  # restarted on any failure
     if settings.key_sync_timeout_s > 0:
         try:
             await asyncio.wait_for(sync.caught_up.wait(), settings.key_sync_timeout_s)

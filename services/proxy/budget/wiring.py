@@ -23,6 +23,7 @@ from services.proxy.settings import ProxySettings
 from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
 from shared.pricing import Catalog
+from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +60,7 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
 
 async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
     """Read the totals topic; start-up waits (up to `timeout`) until it has caught up."""
-    task = asyncio.create_task(sync.run(), name="totals-sync")
+    task = asyncio.create_task(supervise("totals_sync", sync.run), name="totals-sync")  # restarted on any failure
     if timeout > 0:
         try:
             await asyncio.wait_for(sync.caught_up.wait(), timeout)
