@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -49,6 +49,14 @@ def consumer(settings: CommonSettings, *topics: str, group_id: str | None, **ove
     )
     options.update(overrides)
     return AIOKafkaConsumer(*[settings.topic(t) for t in topics], **options)
+
+
+def stalled_partitions(previous: Mapping[TopicPartition, int], positions: Mapping[TopicPartition, int],
+                       ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """The partitions with messages waiting whose position has not moved since the previous check,
+    and how many wait on each. After a broker restart aiokafka's fetcher can stay disconnected from
+    some or all partitions without an error: a consumer that checks this now and then notices."""
+    return {tp: end - positions[tp] for tp, end in ends.items() if positions[tp] < end and previous.get(tp) == positions[tp]}
 
 
 async def stop_clients(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:

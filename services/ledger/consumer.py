@@ -30,6 +30,7 @@ from services.ledger.rows import SpendLogLine, Unstorable, spend_log_line
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
 from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
+from shared.kafka import stalled_partitions
 from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
 
 log = structlog.get_logger(__name__)
@@ -341,8 +342,7 @@ class Ledger:
         except (asyncio.TimeoutError, KafkaError) as exc:
             raise ConsumerStalled(f"cannot read the topics' end offsets: {exc!r}") from exc
         positions = {tp: await self.position(tp) for tp in ends}
-        stalled = {tp: end - positions[tp] for tp, end in ends.items()
-                   if positions[tp] < end and self._checked_positions.get(tp) == positions[tp]}
+        stalled = stalled_partitions(self._checked_positions, positions, ends)
         self._checked_positions = positions
         if stalled:
             raise ConsumerStalled(f"{sum(stalled.values())} messages waiting on {len(stalled)} partition(s) but none read"

@@ -11,7 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.kafka import consumer as make_consumer, stop_clients
+from shared.kafka import consumer as make_consumer, stalled_partitions, stop_clients
 from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
@@ -23,7 +23,7 @@ class TopicFollower:
     retry_event = "topic_follow_retry"
 
     def __init__(self, common: CommonSettings, topic: str, *, fetch_max_wait_ms: int | None = None,
-                 poll_timeout_ms: int = 1000, poll_max_records: int = 1000) -> None:
+                 poll_timeout_ms: int = 1000, poll_max_records: int = 1000, stall_check_s: float = 15.0) -> None:
         self.common = common
         self.base_topic = topic
         self.topic = common.topic(topic)
@@ -31,6 +31,7 @@ class TopicFollower:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.poll_timeout_ms = poll_timeout_ms
         self.poll_max_records = poll_max_records
+        self.stall_check_s = stall_check_s
         self._consumer: AIOKafkaConsumer | None = None  # while connected
         self._advanced = asyncio.Event()  # set (and replaced) after every batch read
         self._reading_to_end: asyncio.Task[bool] | None = None
@@ -73,6 +74,8 @@ class TopicFollower:
     async def _consume(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         await self._check_caught_up(consumer, ends)
         self._consumer = consumer
+        loop = asyncio.get_running_loop()
+        next_check, checked = loop.time() + self.stall_check_s, {}
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.poll_max_records)
@@ -83,8 +86,22 @@ class TopicFollower:
                 self._advanced = asyncio.Event()
                 if not self.caught_up.is_set():
                     await self._check_caught_up(consumer, ends)
+                if loop.time() >= next_check:
+                    next_check, checked = loop.time() + self.stall_check_s, await self._check_not_stalled(consumer, checked)
         finally:
             self._consumer = None
+
+    async def _check_not_stalled(self, consumer: AIOKafkaConsumer, checked: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Messages waiting on a partition whose position has not moved since the last check: the
+        fetcher is stuck (seen in the ledger after a broker restart). Reconnect rather than serve
+        a key table or budget totals that no longer change. A wait past 10 s is a TimeoutError,
+        which reconnects as well."""
+        ends = await asyncio.wait_for(consumer.end_offsets(list(consumer.assignment())), 10)
+        positions = {tp: await asyncio.wait_for(consumer.position(tp), 10) for tp in ends}
+        stalled = stalled_partitions(checked, positions, ends)
+        if stalled:
+            raise FollowerStalled(f"{sum(stalled.values())} messages waiting on {self.topic} but none read for {self.stall_check_s}s")
+        return positions
 
     async def read_to_end(self, timeout: float) -> bool:
         """Apply everything the topic holds right now (a change just made through another replica
@@ -122,3 +139,7 @@ class TopicFollower:
         if not self.caught_up.is_set():
             self.caught_up.set()
             self.on_caught_up()
+
+
+class FollowerStalled(KafkaError):
+    """Messages wait but none are read: the follower reconnects (run() retries Kafka errors)."""
