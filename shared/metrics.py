@@ -32,10 +32,18 @@ class Metric:
         return self.values.get(tuple(sorted(labels.items())), 0.0)
 
 
+# One line of the text format: (name, help, kind, labels, value).
+Sample = tuple[str, str, str, tuple[tuple[str, str], ...], float]
+
+
 class Registry:
     def __init__(self, namespace: str = "tally") -> None:
         self.namespace = namespace
         self._metrics: dict[str, Metric] = {}
+        # Several processes behind one /metrics (the proxy's workers): this one's label, and the
+        # others' samples (worker_metrics.py).
+        self.own_labels: tuple[tuple[str, str], ...] = ()
+        self.peer_samples: Callable[[], list[Sample]] | None = None
 
     def _add(self, name: str, help: str, kind: str, callback: Callable[[], float] | None = None) -> Metric:
         full = f"{self.namespace}_{name}"
@@ -49,15 +57,30 @@ class Registry:
     def gauge(self, name: str, help: str, callback: Callable[[], float] | None = None) -> Metric:
         return self._add(name, help, "gauge", callback)
 
-    def render(self) -> str:
-        lines: list[str] = []
+    def samples(self) -> list[Sample]:
+        """This process's samples, with `own_labels` added."""
+        out: list[Sample] = []
         for metric in self._metrics.values():
-            lines.append(f"# HELP {metric.name} {metric.help}")
-            lines.append(f"# TYPE {metric.name} {metric.kind}")
             if metric.callback is not None:
-                lines.append(f"{metric.name} {metric.callback()}")
-            elif not metric.values:
-                lines.append(f"{metric.name} 0")
-            for labels, value in metric.values.items():
-                lines.append(f"{metric.name}{_labels(labels)} {value}")
-        return "\n".join(lines) + "\n"
+                values = {(): metric.callback()}
+            else:
+                values = metric.values or {(): 0.0}
+            for labels, value in values.items():
+                out.append((metric.name, metric.help, metric.kind, tuple(sorted(labels + self.own_labels)), value))
+        return out
+
+    def render(self) -> str:
+        return render_samples(self.samples() + (self.peer_samples() if self.peer_samples is not None else []))
+
+
+def render_samples(samples: list[Sample]) -> str:
+    """The text format: each metric's HELP and TYPE once, then all its samples."""
+    families: dict[str, list[Sample]] = {}
+    for sample in samples:
+        families.setdefault(sample[0], []).append(sample)
+    lines: list[str] = []
+    for name, family in families.items():
+        lines.append(f"# HELP {name} {family[0][1]}")
+        lines.append(f"# TYPE {name} {family[0][2]}")
+        lines.extend(f"{name}{_labels(labels)} {value}" for _name, _help, _kind, labels, value in family)
+    return "\n".join(lines) + "\n"

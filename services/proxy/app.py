@@ -28,6 +28,7 @@ from services.proxy.relay import Relay
 from services.proxy.routing import Router
 from services.proxy.settings import ProxySettings, weak_key_reason
 from services.proxy.spool import Spool
+from services.proxy.worker_metrics import WorkerMetrics
 from shared import topics
 from shared.errors import openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes
@@ -102,9 +103,21 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
     app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session])
+    if settings.workers > 1:
+        app.cleanup_ctx.append(worker_metrics)
     app.on_startup.append(install_budget_gate)
     app.on_startup.append(fast_llm_routes)
     return app
+
+
+async def worker_metrics(app: web.Application) -> AsyncIterator[None]:
+    """/metrics shows every worker's series (worker_metrics.py)."""
+    settings = app[SETTINGS]
+    shared = WorkerMetrics(app[METRICS], settings.spool_root / "metrics", settings.worker, settings.workers)
+    task = asyncio.create_task(shared.run(), name="worker-metrics")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def fast_llm_routes(app: web.Application) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -43,6 +45,14 @@ def connections_of(pid: int, port: int) -> int:
             continue
         held += target.startswith("socket:[") and target[8:-1] in inodes
     return held
+
+
+def events_sent_by_worker(url: str) -> dict[str, float]:
+    """tally_proxy_usage_events_sent_total per worker label, from one scrape of /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^tally_proxy_usage_events_sent_total\{worker="(\d+)"\} (\S+)$', text, re.MULTILINE)
+    return {worker: float(value) for worker, value in found}
 
 
 def split_of_32_connections(url: str, workers: list[int]) -> list[int]:
@@ -84,6 +94,9 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
         wait_for(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') >= 2, 60,
                  "both workers ready")
         assert split_of_32_connections(stack.url("proxy"), [first, second]) == [16, 16]
+        # Whichever worker a scrape reaches, /metrics has both workers' series.
+        wait_for(lambda: sum(events_sent_by_worker(stack.url("proxy")).values()) == CALLS, 30, "both workers' event counts")
+        assert all(set(events_sent_by_worker(stack.url("proxy"))) == {"0", "1"} for _ in range(4))
         os.kill(first, signal.SIGKILL)  # right after answering: its events may be only in memory and the journal
         wait_for(lambda: len(workers_of(parent.pid)) == 2 and first not in workers_of(parent.pid), 30,
                  "the parent to restart the killed worker")
