@@ -144,6 +144,8 @@ class Dispatcher:
             self._hand(self.held.popleft())
 
     def _from_worker(self, worker: int, channel: socket.socket) -> None:
+        if self.channels.get(worker) is not channel:
+            return  # an event of a channel already replaced by its successor's, in the same select
         try:
             message = channel.recv(64)
         except (BlockingIOError, InterruptedError):
