@@ -99,3 +99,22 @@ def test_a_worker_that_exited_gets_nothing_more(dispatcher):
     assert len(received(a, 2) + received(restarted, 2)) == 4
     for c in clients + handed + more:
         c.close()
+
+
+def test_a_late_event_of_a_replaced_channel_leaves_the_successor_alone():
+    """The old channel's end and the successor's channel can come in one select: the old one's
+    event must not drop the new one. (Driven by hand: no thread.)"""
+    d = Dispatcher(listener("127.0.0.1", 0))
+    old_ours, old_theirs = channel_pair()
+    new_ours, new_theirs = channel_pair()
+    d.add(0, old_ours)
+    d._take_added()
+    old_theirs.close()  # the worker exited...
+    d.add(0, new_ours)  # ...and its successor's channel is taken first
+    d._take_added()
+    new_theirs.send(READY)
+    d._from_worker(0, new_ours)
+    d._from_worker(0, old_ours)  # the late event of the closed channel
+    assert (d.channels[0], d.rotation) == (new_ours, [0])
+    for s in (new_ours, new_theirs, d.listening, d._wake_r, d._wake_w):
+        s.close()
