@@ -26,13 +26,14 @@ async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_d
             # A CancelledError that nobody asked for, leaked by a library (aiokafka's
             # consumer.stop() raises the one of a fetch it cancels): were it let through, the
             # supervisor would end without a word and the worker never run again.
-            log.warning("worker_failed", worker=name, error="CancelledError raised inside the worker", retry_in_s=delay)
+            error = "CancelledError raised inside the worker"
         except fatal:
             raise
         except Exception as exc:  # noqa: BLE001 - logged, then retried with backoff
-            if asyncio.get_running_loop().time() - started > 60:
-                delay = first_delay  # it ran a good while: start the backoff afresh
-            log.warning("worker_failed", worker=name, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            error = f"{type(exc).__name__}: {exc}"
+        if asyncio.get_running_loop().time() - started > 60:
+            delay = first_delay  # it ran a good while: start the backoff afresh
+        log.warning("worker_failed", worker=name, error=error, retry_in_s=delay)
         await asyncio.sleep(delay)  # backoff before the next attempt
         delay = min(delay * 2, max_delay)
 
