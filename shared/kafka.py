@@ -54,8 +54,8 @@ def consumer(settings: CommonSettings, *topics: str, group_id: str | None, **ove
 def stalled_partitions(previous: Mapping[TopicPartition, int], positions: Mapping[TopicPartition, int],
                        ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
     """The partitions with messages waiting whose position has not moved since the previous check,
-    and how many wait on each. After a broker restart aiokafka's fetcher can stay disconnected from
-    some or all partitions without an error: a consumer that checks this now and then notices."""
+    and how many wait on each: a consumer that checks this now and then notices a fetcher that
+    stopped fetching without an error (guarded against after broker restarts)."""
     return {tp: end - positions[tp] for tp, end in ends.items() if positions[tp] < end and previous.get(tp) == positions[tp]}
 
 
