@@ -299,8 +299,10 @@ def first_paint(base: str, runs_wanted: int = 5) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def reports_service(url: str) -> Iterator[str]:
-    """The reports service as its own process on the data set; yields its base URL once healthy."""
+    """The reports service as its own process on the data set; yields its base URL once healthy
+    (which, since 2026-11-28, is after it has warmed its caches: services/reports/warmup.py)."""
     port = free_port()
+    started = time.monotonic()
     env = {**os.environ, "DATABASE_URL": url, "REPORTS_PORT": str(port), "LITELLM_MASTER_KEY": MASTER,
            "TALLY_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "services.reports"], cwd=ROOT, env=env,
@@ -312,6 +314,7 @@ def reports_service(url: str) -> Iterator[str]:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=5) as response:
                     if response.status == 200:
+                        log(f"reports healthy {time.monotonic() - started:.2f} s after its start (cache warm-up included, unless REPORTS_WARM_DAYS=0)")
                         break
             except OSError:
                 pass

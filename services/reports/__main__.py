@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from services.reports.app import build_app
+from services.reports.app import add_warm_up, build_app
 from services.reports.settings import reports_settings
 from shared.config import ConfigError, load_config
 from shared.logging import configure_logging
@@ -32,7 +32,9 @@ def main() -> int:
         except CatalogError as exc:
             print(f"reports: {exc}", file=sys.stderr)
             return 2
-    run_service(build_app(settings, config, catalog), settings.host, settings.port)
+    app = build_app(settings, config, catalog)
+    add_warm_up(app)
+    run_service(app, settings.host, settings.port)
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from services.reports.settings import ReportsSettings
 from services.reports.reporting import Reports
 from services.reports.state import REPORTS, AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
 from services.reports.store import ReportsStore
+from services.reports.warmup import WarmUp, warm_requests
 from shared import db, kafka
 from shared.config import ProxyConfig
 from shared.errors import BadRequest, openai_errors
@@ -120,6 +122,27 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/ui/", ui.usage_page)
     r.add_get("/", ui.to_ui)
     r.add_get("/ui/assets/{filename:.+}", ui.asset)
+
+
+def add_warm_up(app: web.Application) -> None:
+    """Run as the service (__main__), the caches are warmed at start-up (warmup.py); an app built
+    in-process (tests) does not know the port it will be served on, and skips it."""
+    settings = app[SETTINGS]
+    if settings.warm_days > 0 and settings.master_key:
+        app.cleanup_ctx.append(warm_caches)
+
+
+async def warm_caches(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else (f"[{settings.host}]" if ":" in settings.host else settings.host)
+    assert settings.master_key is not None
+    warm = WarmUp(f"http://{host}:{settings.port}", settings.master_key,
+                  warm_requests(datetime.now(timezone.utc).date(), settings.warm_days), settings.warm_timeout_s)
+    app[HEALTH_CHECKS]["caches"] = warm.check
+    task = asyncio.create_task(warm.run(), name="warm-caches")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:

@@ -25,6 +25,10 @@ class ReportsSettings(CommonSettings):
     max_log_rows: int = 10_000
     price_maps: tuple[Path, ...] = ()
     static_dir: Path = STATIC_DIR
+    # At start-up, the Usage page's first load over this many days is made by the service itself
+    # (0: off); /health is 503 until it is done or the timeout has passed (warmup.py).
+    warm_days: int = 30
+    warm_timeout_s: float = 60.0
 
 
 def reports_settings(env: Mapping[str, str] | None = None, master_key_from_config: str | None = None) -> ReportsSettings:
@@ -37,5 +41,7 @@ def reports_settings(env: Mapping[str, str] | None = None, master_key_from_confi
         master_key=env.get("LITELLM_MASTER_KEY") or master_key_from_config,
         auth_cache_seconds=env_float(env, "REPORTS_AUTH_CACHE_SECONDS", 5.0),
         max_log_rows=env_int(env, "REPORTS_MAX_LOG_ROWS", 10_000),
+        warm_days=env_int(env, "REPORTS_WARM_DAYS", 30),
+        warm_timeout_s=env_float(env, "REPORTS_WARM_TIMEOUT_S", 60.0),
         price_maps=maps,
     )
