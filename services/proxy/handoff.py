@@ -179,6 +179,7 @@ class Receiver:
         self.server = server  # the protocol factory (web.Server)
         self.loop = loop
         self.parent_gone = asyncio.Event()
+        self._connecting: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     def start(self) -> None:
         self.channel.setblocking(False)
@@ -204,7 +205,9 @@ class Receiver:
             for fd in fds:
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)
-                self.loop.create_task(self._connect(conn))
+                task = self.loop.create_task(self._connect(conn))
+                self._connecting.add(task)
+                task.add_done_callback(self._connecting.discard)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
@@ -214,7 +217,7 @@ class Receiver:
 
 
 def serve_handed_off(app: web.Application, channel: socket.socket, loop: asyncio.AbstractEventLoop,
-                     shutdown_timeout: float = 15.0) -> None:
+                     shutdown_timeout: float) -> None:
     """aiohttp's run_app, with connections from the channel instead of a listening socket:
     SIGTERM/SIGINT finish the calls in flight (up to `shutdown_timeout`), as run_app does."""
 
