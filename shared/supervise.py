@@ -30,6 +30,11 @@ async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_d
         except fatal:
             raise
         except Exception as exc:  # noqa: BLE001 - logged, then retried with backoff
+            if cancelled_from_outside():
+                # Asked to stop (SIGTERM), but what the worker awaited turned the cancellation
+                # into another error (Python 3.11's wait_for can, when its timeout fires at the
+                # same moment): restarting would outlive the shutdown for good.
+                raise asyncio.CancelledError from exc
             error = f"{type(exc).__name__}: {exc}"
         if asyncio.get_running_loop().time() - started > 60:
             delay = first_delay  # it ran a good while: start the backoff afresh

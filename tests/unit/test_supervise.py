@@ -51,6 +51,31 @@ async def test_cancelling_the_supervisor_ends_it():
     assert task.cancelled()
 
 
+async def test_a_cancellation_the_worker_turned_into_another_error_still_ends_the_supervisor():
+    """SIGTERM cancels the supervisor; a worker that swallows the cancellation and fails otherwise
+    (as a wait_for whose timeout fires at that moment does) must not be restarted."""
+    started, calls = asyncio.Event(), []
+
+    async def worker() -> None:
+        calls.append(len(calls))
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if len(calls) == 1:  # the first run swallows it; a restarted one would wait for good
+                raise TimeoutError("the cancellation, swallowed") from None
+            raise
+
+    task = asyncio.create_task(supervise("w", worker, first_delay=0, max_delay=0))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    if not done:  # restarted instead of ending: stop it for the report below
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (task.cancelled(), calls) == (True, [0])
+
+
 class FakeClient:
     def __init__(self, raises: BaseException | None = None, blocks: bool = False) -> None:
         self.raises, self.blocks, self.stopped = raises, blocks, False
