@@ -256,7 +256,7 @@ class Response:
         conn.disarm()
         parser = self._parser
         reusable = parser.done and not conn.closed and conn.error is None and parser.framing != "eof" \
-            and not parser.close_after and not parser.buffer
+            and not parser.close_after
         conn.parser = None
         if reusable:
             conn.pool._put(conn)

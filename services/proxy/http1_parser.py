@@ -1,44 +1,32 @@
-"""The HTTP/1.1 response parser of the upstream client (http1.py): strict framing, bounded sizes.
+"""The HTTP/1.1 response parser of the upstream client (http1.py): httptools (llhttp, the parser
+Node.js and uvicorn use) in its strict mode, with the checks and bounds it leaves to its caller.
 
-An upstream answer is framed by Content-Length, by chunks, or by the end of the connection; the
-parser is fed bytes as they arrive and queues the body pieces. It refuses (ProtocolError) what RFC
-9112 calls invalid framing instead of guessing, because a guess can loop, desynchronise a
-keep-alive connection or let one answer read as two:
+llhttp refuses invalid framing itself: non-hex, negative or 64-bit-overflowing chunk sizes, chunk
+data not followed by CRLF, a bare LF anywhere (RFC 9112 §2.2 allows accepting it in head lines;
+llhttp does not, and no LLM server sends one), Content-Length given twice or together with
+Transfer-Encoding (§6.3 allows refusing), a malformed status line, header lines without a colon,
+obs-fold, NUL and other control bytes. On top of it this module refuses a Transfer-Encoding other
+than exactly `chunked` (and Transfer-Encoding in an HTTP/1.0 answer), status codes over 599, an
+unrequested protocol switch and bytes after the end of an answer; it skips interim (1xx) answers,
+reads and discards trailers, and bounds the head, the trailers and the body.
 
-- the status line must be `HTTP/1.0|1.1 NNN [reason]`; header lines must be `token:value`; obs-fold,
-  NUL and bare CR are refused; a bare LF ending a head or trailer line is accepted (RFC 9112 §2.2
-  allows it there), never in chunk framing, where CRLF is required;
-- Content-Length is digits only and given once; Transfer-Encoding must be exactly `chunked`; both at
-  once are refused (§6.3 allows refusing, and no LLM server sends both);
-- a chunk-size line is hex digits with optional RFC-shaped extensions (ignored), at most
-  MAX_CHUNK_LINE bytes; chunk data must be followed by CRLF; trailers are read and discarded, at
-  most MAX_TRAILER_BYTES;
-- the head is at most MAX_HEADER_BYTES; body bytes beyond `limit` raise TooLarge.
-
-Pure: no I/O, no asyncio. Its errors are UpstreamConnectionErrors: the relay answers 502 and
-records the call as failed."""
+Measured against a strict hand-written parser (bench/bench_http1_parser.py), llhttp costs less
+per answer, several times less per streamed chunk. Every error is an UpstreamConnectionError:
+the relay answers 502 and records the call as failed."""
 
 from __future__ import annotations
 
 import collections
-import re
+
+import httptools
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_TRAILER_BYTES = 16 * 1024
-MAX_CHUNK_LINE = 4096  # size digits and extensions; Go's net/http allows the same
 MAX_INTERIM = 8  # 1xx answers (103 Early Hints, ...) skipped before the real one
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*")
-_STATUS = re.compile(r"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t -~\x80-\xff]*))?")
-_FIELD_LINE = _TOKEN.decode() + r":[\t -~\x80-\xff]*"
-_FIELDS = re.compile(rf"(?:{_FIELD_LINE}\r\n)*")  # a whole CRLF-terminated field section in one match
-_FIELD = re.compile(_FIELD_LINE)
-_BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a field section, CRLF or bare LF lines
-_LINE_END = re.compile(r"\r?\n")
-
-HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, EOF = range(7)
+FRAMING_ALLOWANCE = 2  # wire bytes (chunk sizes, extensions, trailers) per body byte, at most
+# Framing bytes in a row without a body byte: a chunk-size line with its extensions, or the last
+# chunk with its trailers. llhttp reads endless zeros or extensions as a valid chunk-size line.
+MAX_FRAMING_RUN = MAX_TRAILER_BYTES + 4096
 
 
 class UpstreamConnectionError(ConnectionError):
@@ -66,247 +54,143 @@ class Parser:
 
     `limit` bounds the body bytes (as framed, before any Content-Encoding is undone); `sse_limit`,
     when given, replaces it for an answer of type text/event-stream, decided when the head
-    arrives."""
+    arrives. The wire bytes of the whole answer are bounded too (FRAMING_ALLOWANCE), so framing
+    alone (endless chunk extensions or empty chunks) cannot go on without end."""
 
-    __slots__ = ("buffer", "status", "reason", "version", "headers", "framing", "state", "remaining", "done",
-                 "head_done", "body", "limit", "sse_limit", "received", "scanned", "interim", "close_after", "seen", "sse")
+    __slots__ = ("_http", "status", "headers", "framing", "done", "head_done", "body", "limit", "sse_limit",
+                 "received", "fed", "run", "meta", "interim", "close_after", "seen", "sse")
 
     def __init__(self, limit: int = 32 * 1048576, sse_limit: int | None = None) -> None:
-        self.buffer = bytearray()
+        self._http: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.status = 0
-        self.reason = ""
-        self.version = 1  # the minor version: HTTP/1.0 or HTTP/1.1
         self.headers: dict[str, str] = {}
         self.framing = ""  # "length" | "chunked" | "eof" | "" (no body)
-        self.state = HEAD
-        self.remaining = 0  # bytes left of the body (length) or of the current chunk (chunked)
         self.done = False
         self.head_done = False
         self.body: collections.deque[bytes] = collections.deque()
         self.limit = limit
         self.sse_limit = sse_limit
         self.received = 0  # body bytes so far
-        self.scanned = 0  # how far the search for the end of a field section got (head or trailers)
+        self.fed = 0  # wire bytes so far, head included
+        self.run = 0  # wire bytes since the last body byte
+        self.meta = 0  # head (then trailer) bytes so far
         self.interim = 0
-        self.close_after = False  # the server says this connection ends with this answer
+        self.close_after = False  # this connection ends with this answer
         self.seen = False  # any byte arrived
         self.sse = False  # a text/event-stream answer, bounded by sse_limit
 
     def feed(self, data: bytes) -> None:
-        if self.done:
+        http = self._http
+        if http is None:
             raise ProtocolError("upstream sent bytes after the end of its answer")
         self.seen = True
-        self.buffer += data
-        if self.state == HEAD and not self._head():
-            return
-        state = self.state
-        if state == LENGTH:
-            self._length()
-        elif state == EOF:
-            self._eof()
-        elif not self.done:
-            self._chunks()
+        self.fed += len(data)
+        received = self.received
+        try:
+            http.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, UpstreamConnectionError):
+                raise exc.__context__ from None  # one of the checks below
+            raise ProtocolError(f"malformed upstream answer: {exc.__context__ or exc}") from exc
+        except httptools.HttpParserUpgrade as exc:
+            raise ProtocolError("upstream switched protocols without being asked") from exc
+        except httptools.HttpParserError as exc:
+            raise ProtocolError(f"malformed upstream answer: {exc}") from exc
+        if self.done:
+            self._http = None  # the parser and this object refer to each other: let both go now
+        elif not self.head_done:
+            if self.fed > MAX_HEADER_BYTES:
+                raise self._head_too_large()
+        else:
+            self.run = self.run + len(data) if self.received == received else 0
+            if self.run > MAX_FRAMING_RUN:
+                raise ProtocolError(f"upstream sent over {MAX_FRAMING_RUN // 1024} KiB of chunk framing without data")
+            if self.fed > self.limit * FRAMING_ALLOWANCE + MAX_HEADER_BYTES:
+                raise TooLarge(f"upstream answer framing larger than {size_text(self.limit * FRAMING_ALLOWANCE)}")
 
     def cap(self, limit: int) -> None:
         """Lower the body limit now (a caller that buffers the whole answer)."""
         self.limit = min(self.limit, limit)
-        if self.received > self.limit or (self.state == LENGTH and self.received + self.remaining > self.limit):
+        pending = self._content_length() if self.framing == "length" else 0
+        if max(self.received, pending) > self.limit:
             raise self._too_large()
 
-    # -- the head ----------------------------------------------------------------------------
+    # -- llhttp's callbacks --------------------------------------------------------------------
 
-    def _head(self) -> bool:
-        """Parse the head if it arrived whole; skip interim (1xx) answers. True once the final
-        head is parsed."""
-        buffer = self.buffer
-        while True:
-            match = _BLANK_LINE.search(buffer, max(0, self.scanned - 2))
-            if match is None or match.start() >= MAX_HEADER_BYTES:
-                if len(buffer) > MAX_HEADER_BYTES:
-                    raise TooLarge(f"upstream response headers over {MAX_HEADER_BYTES // 1024} KiB")
-                self.scanned = len(buffer)
-                return False
-            self._parse_head(bytes(buffer[:match.start()]))
-            del buffer[:match.end()]
-            self.scanned = 0
-            if self.state != HEAD:
-                return True
-            if self.done:  # 204 or 304
-                self.head_done = True
-                return False
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise ProtocolError("upstream sent bytes after the end of its answer")
 
-    def _parse_head(self, raw: bytes) -> None:
-        text = raw.decode("latin-1").removesuffix("\r")  # the last line's LF was in the blank-line match
-        crlf = text.count("\r\n")
-        if text.count("\r") != crlf:
-            raise ProtocolError("upstream response head has a bare CR")
-        if "\x00" in text:
-            raise ProtocolError("upstream response head has a NUL byte")
-        bare_lf = text.count("\n") != crlf
-        status_line, _, fields = text.partition("\n")
-        status_line = status_line.removesuffix("\r")
-        match = _STATUS.fullmatch(status_line)
-        if match is None:
-            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        status = int(match.group(2))
-        if status > 599:
-            raise ProtocolError(f"bad status code in {status_line[:80]!r}")
-        lines = _LINE_END.split(fields) if bare_lf else fields.split("\r\n")
-        if fields and (bare_lf or not _FIELDS.fullmatch(fields + "\r\n")):
-            _check_fields(lines)
-        headers: dict[str, str] = {}
-        if fields:
-            for line in lines:
-                name, _, value = line.partition(":")
-                key = name.lower()
-                value = value.strip(" \t")
-                if key in headers:
-                    if key in ("content-length", "transfer-encoding"):
-                        raise ProtocolError(f"upstream sent {name} twice")
-                    headers[key] = f"{headers[key]}, {value}"
-                else:
-                    headers[key] = value
-        if 100 <= status < 200:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.meta += len(name) + len(value) + 4
+        if self.head_done:  # a trailer: read, bounded, discarded
+            if self.meta > MAX_TRAILER_BYTES:
+                raise TooLarge(f"upstream trailers over {MAX_TRAILER_BYTES // 1024} KiB")
+            return
+        if self.meta > MAX_HEADER_BYTES:
+            raise self._head_too_large()
+        key = name.decode("latin-1").lower()
+        headers = self.headers
+        if key in headers:
+            if key in ("content-length", "transfer-encoding"):
+                raise ProtocolError(f"upstream sent {name.decode('latin-1')} twice")
+            headers[key] = f"{headers[key]}, {value.decode('latin-1')}"
+        else:
+            headers[key] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        http = self._http
+        assert http is not None
+        status = http.get_status_code()
+        if not 100 <= status <= 599:
+            raise ProtocolError(f"bad upstream status code {status}")
+        if status < 200:
             if status == 101:
                 raise ProtocolError("upstream switched protocols without being asked")
             self.interim += 1
             if self.interim > MAX_INTERIM:
                 raise ProtocolError(f"upstream sent more than {MAX_INTERIM} interim (1xx) answers")
-            return  # an interim answer: the real one follows
-        self.status, self.reason, self.headers = status, match.group(3) or "", headers
-        self.version = int(match.group(1))
-        self.head_done = True
-        connection = headers.get("connection")
-        self.close_after = self.version == 0 or (connection is not None and "close" in connection.lower())
-        self._framing(headers)
-
-    def _framing(self, headers: dict[str, str]) -> None:
+            self.headers, self.meta, self.fed = {}, 0, 0  # an interim answer: the real one follows
+            return
+        self.status, self.head_done, self.meta = status, True, 0
+        self.close_after = not http.should_keep_alive()
+        headers = self.headers
         if self.sse_limit is not None and headers.get("content-type", "").lower().startswith("text/event-stream"):
             self.limit, self.sse = self.sse_limit, True
         te = headers.get("transfer-encoding")
-        cl = headers.get("content-length")
-        if self.status in (204, 304):
-            self.done = True  # no body, whatever the headers say (RFC 9112 §6.3)
+        if status in (204, 304):
+            self.framing = ""  # no body, whatever the headers say (RFC 9112 §6.3)
         elif te is not None:
-            if cl is not None:
-                raise ProtocolError("upstream sent both Content-Length and Transfer-Encoding")
-            if self.version == 0:
-                raise ProtocolError("upstream sent Transfer-Encoding in an HTTP/1.0 answer")
-            if te.lower() != "chunked":
+            if te.strip().lower() != "chunked":
                 raise ProtocolError(f"unsupported Transfer-Encoding {te[:40]!r}")
-            self.framing, self.state = "chunked", CHUNK_SIZE
-        elif cl is not None:
-            if not (cl.isascii() and cl.isdigit()) or len(cl) > 18:
-                raise ProtocolError(f"bad Content-Length {cl[:40]!r}")
-            self.remaining = int(cl)
-            if self.remaining > self.limit:
+            if http.get_http_version() == "1.0":
+                raise ProtocolError("upstream sent Transfer-Encoding in an HTTP/1.0 answer")
+            self.framing = "chunked"
+        elif "content-length" in headers:
+            self.framing = "length"
+            if self._content_length() > self.limit:
                 raise self._too_large()
-            self.framing, self.state = "length", LENGTH
-            self.done = self.remaining == 0
         else:
-            self.framing, self.state = "eof", EOF
+            self.framing = "eof"
+
+    def on_body(self, body: bytes) -> None:
+        self.received += len(body)
+        if self.received > self.limit:
+            raise self._too_large()
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.done = True
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _content_length(self) -> int:
+        return int(self.headers["content-length"])  # llhttp accepted it: digits only
 
     def _too_large(self) -> TooLarge:
         return TooLarge(f"upstream answer larger than {size_text(self.limit)}")
 
-    # -- the body ----------------------------------------------------------------------------
-
-    def _length(self) -> None:
-        buffer = self.buffer
-        if buffer and self.remaining:
-            take = min(len(buffer), self.remaining)
-            self.body.append(bytes(buffer[:take]) if take < len(buffer) else bytes(buffer))
-            del buffer[:take]
-            self.remaining -= take
-            self.received += take
-        self.done = self.remaining == 0
-
-    def _eof(self) -> None:
-        buffer = self.buffer
-        if buffer:
-            self.received += len(buffer)
-            if self.received > self.limit:
-                raise self._too_large()
-            self.body.append(bytes(buffer))
-            buffer.clear()
-
-    def _chunks(self) -> None:
-        buffer = self.buffer
-        i, n = 0, len(buffer)  # walk with an offset; trim the buffer once at the end
-        try:
-            while i < n and not self.done:
-                state = self.state
-                if state == CHUNK_DATA:
-                    take = min(n - i, self.remaining)
-                    self.body.append(bytes(buffer[i:i + take]))
-                    i += take
-                    self.remaining -= take
-                    if not self.remaining:
-                        self.state = CHUNK_END
-                elif state == CHUNK_END:
-                    if buffer[i] != 13 or (n - i > 1 and buffer[i + 1] != 10):
-                        raise ProtocolError("upstream chunk data not followed by CRLF")
-                    if n - i < 2:
-                        break
-                    i += 2
-                    self.state = CHUNK_SIZE
-                else:
-                    j = self._chunk_size(buffer, i, n) if state == CHUNK_SIZE else self._trailers(buffer, i, n)
-                    if j < 0:
-                        break  # the line or section is not complete yet
-                    i = j
-        finally:
-            del buffer[:i]
-
-    def _chunk_size(self, buffer: bytearray, i: int, n: int) -> int:
-        """Where the chunk data starts, or -1 when the line is not complete yet."""
-        end = buffer.find(b"\n", i, i + MAX_CHUNK_LINE + 2)
-        if end < 0:
-            if n - i > MAX_CHUNK_LINE:
-                raise ProtocolError(f"upstream chunk-size line over {MAX_CHUNK_LINE} bytes")
-            return -1
-        if end == i or buffer[end - 1] != 13:
-            raise ProtocolError("upstream chunk-size line not ended by CRLF")
-        match = _CHUNK_LINE.fullmatch(buffer, i, end - 1)
-        if match is None:
-            raise ProtocolError(f"bad upstream chunk-size line {bytes(buffer[i:min(end - 1, i + 40)])!r}")
-        size = int(match.group(1), 16)
-        self.received += size
-        if self.received > self.limit:
-            raise self._too_large()
-        self.remaining = size
-        self.state = CHUNK_DATA if size else TRAILERS
-        return end + 1
-
-    def _trailers(self, buffer: bytearray, i: int, n: int) -> int:
-        """Read (and discard) the trailer section after the last chunk; where it ends, or -1 when
-        it is not complete yet."""
-        if buffer[i] == 10 or buffer.startswith(b"\r\n", i):  # no trailers: the usual case
-            self.done = True
-            return i + (1 if buffer[i] == 10 else 2)
-        if n - i == 1 and buffer[i] == 13:
-            return -1
-        match = _BLANK_LINE.search(buffer, i + max(0, self.scanned - 2))
-        if match is None or match.start() - i >= MAX_TRAILER_BYTES:
-            if n - i > MAX_TRAILER_BYTES:
-                raise TooLarge(f"upstream trailers over {MAX_TRAILER_BYTES // 1024} KiB")
-            self.scanned = n - i
-            return -1
-        text = bytes(buffer[i:match.start()]).decode("latin-1").removesuffix("\r")
-        if "\x00" in text or text.count("\r") != text.count("\r\n"):
-            raise ProtocolError("upstream trailers have a NUL byte or a bare CR")
-        _check_fields(_LINE_END.split(text))
-        self.done = True
-        return match.end()
-
-
-def _check_fields(lines: list[str]) -> None:
-    """Say which field line is malformed (the slow path: only when the fast check failed)."""
-    for line in lines:
-        if _FIELD.fullmatch(line):
-            continue
-        if line[:1] in (" ", "\t"):
-            raise ProtocolError("upstream used obsolete line folding (obs-fold) in a header")
-        if ":" not in line:
-            raise ProtocolError(f"upstream header line without a colon: {line[:40]!r}")
-        raise ProtocolError(f"malformed upstream header line: {line[:40]!r}")
+    @staticmethod
+    def _head_too_large() -> TooLarge:
+        return TooLarge(f"upstream response headers over {MAX_HEADER_BYTES // 1024} KiB")
