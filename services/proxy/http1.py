@@ -5,7 +5,11 @@ proxy does per call (measured with bench/bench_proxy.py). Upstream LLM APIs need
 a POST with a JSON body, answered by a Content-Length or chunked body (JSON, or server-sent
 events). This client does exactly that over asyncio protocols, with TLS, gzip/deflate answers,
 timeouts, and one retry when a reused idle connection turns out to be closed by the server.
-Redirects, proxies, HTTP/2, cookies: not needed and not done."""
+Redirects, proxies, HTTP/2, cookies: not needed and not done.
+
+An upstream is not trusted: http1_parser.py refuses malformed framing, and Limits bound the size
+of an answer (decoded too), of one server-sent event, and the time a stream may run
+(docs/upstream-client.md). Every such refusal is an UpstreamConnectionError or UpstreamTimeout."""
 
 from __future__ import annotations
 
@@ -238,9 +242,9 @@ class Response:
         parser.body.clear()
         self.release()
         decoder = self._decoder
-        if decoder is None:
+        if decoder is None or not data:
             return data
-        decoded = decoder.decompress(data, limit + 1)
+        decoded = decoder.decompress(data, limit + 1)  # a gzip bomb stops one byte past the limit
         if len(decoded) > limit:
             raise UpstreamConnectionError(f"decoded upstream answer larger than {size_text(limit)}")
         if not decoder.eof:

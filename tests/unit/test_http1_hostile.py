@@ -209,13 +209,24 @@ async def test_a_transfer_coding_other_than_chunked_is_refused(coding):
 # -- heads ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("line", "message"), [
-    (b"HTTP/2 200 OK", "Expected dot"), (b"HTTP/1.2 200 OK", "Invalid HTTP version"), (b"HTTP/1.1 20 OK", "Invalid status code"),
-    (b"HTTP/1.1 OK", "Invalid status code"), (b"HTTP/1.1  200 OK", "Invalid status code"),
-    (b"ICY 200 OK", "Expected HTTP/, RTSP/ or ICE/"), (b"SSH-2.0-OpenSSH_9.6", "Expected HTTP/, RTSP/ or ICE/"),
+    (b"HTTP/1.2 200 OK", "malformed upstream answer: Invalid HTTP version"),
+    (b"HTTP/1.1 20 OK", "malformed upstream answer: Invalid status code"),
+    (b"HTTP/1.1 OK", "malformed upstream answer: Invalid status code"),
+    (b"HTTP/1.1  200 OK", "malformed upstream answer: Invalid status code"),
+    (b"HTTP/2 200 OK", re.escape("not an HTTP/1.x answer: b'HTTP/2 '")),
+    (b"HTTP/0.9 200 OK", re.escape("not an HTTP/1.x answer: b'HTTP/0.'")),
+    (b"RTSP/1.0 200 OK", re.escape("not an HTTP/1.x answer: b'RTSP/1.'")),
+    (b"ICY 200 OK", re.escape("not an HTTP/1.x answer: b'ICY 200'")),
+    (b"SSH-2.0-OpenSSH_9.6", re.escape("not an HTTP/1.x answer: b'SSH-2.0'")),
 ])
 async def test_an_invalid_status_line_is_refused(line, message):
     """The status line is `HTTP/1.x NNN [reason]` and nothing else."""
-    await refused(line + b"\r\nContent-Length: 2\r\n\r\nok", f"malformed upstream answer: {message}$")
+    await refused(line + b"\r\nContent-Length: 2\r\n\r\nok", f"{message}$")
+
+
+async def test_a_status_line_in_one_byte_pieces_is_checked_all_the_same():
+    """The protocol name is checked however the first bytes are cut."""
+    await refused(lambda w: trickle(w, b"RTSP/1.0 200 OK\r\n\r\n"), re.escape("not an HTTP/1.x answer: b'R'"))
 
 
 @pytest.mark.parametrize("code", [b"600", b"099"])
@@ -424,3 +435,17 @@ async def test_connection_close_keeps_the_connection_out_of_the_pool():
             assert [await call(pool) for _ in range(3)] == [b"ok", b"ok", b"ok"]
         assert fake.connections == 3
 
+
+
+async def test_an_empty_compressed_answer_is_empty():
+    """A Content-Encoding on an empty body (an error answer, say) reads as empty, not as cut short."""
+    async with upstream(b"HTTP/1.1 429 Too Many Requests\r\nContent-Encoding: gzip\r\nContent-Length: 0\r\n\r\n") as (_fake, pool):
+        async with asyncio.timeout(BOUND_S):
+            assert await call(pool) == b""
+
+
+async def test_a_truncated_compressed_answer_is_an_error():
+    """A gzip body that stops before its end is an error, not a silently short answer."""
+    data = gzip.compress(b'{"a": 1}' * 100)[:-12]
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(data)
+    await refused(head + data, "compressed upstream answer cut short$")
