@@ -449,3 +449,17 @@ async def test_a_truncated_compressed_answer_is_an_error():
     data = gzip.compress(b'{"a": 1}' * 100)[:-12]
     head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(data)
     await refused(head + data, "compressed upstream answer cut short$")
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+def test_limits_come_from_the_environment():
+    """The four settings reach the pools' Limits in bytes and seconds; TALLY_MAX_STREAM_S=0 lifts the bound."""
+    from services.proxy.settings import upstream_limits_from_env
+
+    assert upstream_limits_from_env({}) == Limits(body_bytes=32 * 1048576, stream_bytes=256 * 1048576, event_bytes=4 * 1048576, stream_s=3600.0)
+    env = {"TALLY_MAX_UPSTREAM_RESPONSE_MB": "0.5", "TALLY_MAX_UPSTREAM_STREAM_MB": "64", "TALLY_MAX_UPSTREAM_EVENT_MB": "1",
+           "TALLY_MAX_STREAM_S": "0"}
+    assert upstream_limits_from_env(env) == Limits(body_bytes=524288, stream_bytes=64 * 1048576, event_bytes=1048576, stream_s=None)
+    with pytest.raises(ValueError, match="TALLY_MAX_UPSTREAM_EVENT_MB must be above 0, got -1"):
+        upstream_limits_from_env({"TALLY_MAX_UPSTREAM_EVENT_MB": "-1"})
