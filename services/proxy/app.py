@@ -134,7 +134,7 @@ async def upstream_pools(app: web.Application) -> AsyncIterator[None]:
     relay, settings = app[RELAY], app[SETTINGS]
     for target in relay.router.all_targets():
         if target.origin not in relay.pools:
-            relay.pools[target.origin] = Pool(target.origin, limit=settings.upstream_connections)
+            relay.pools[target.origin] = Pool(target.origin, limit=settings.upstream_connections, limits=settings.upstream_limits)
     yield
     await asyncio.gather(*(pool.close() for pool in relay.pools.values()))
     relay.pools.clear()

@@ -5,7 +5,11 @@ proxy does per call (measured with bench/bench_proxy.py). Upstream LLM APIs need
 a POST with a JSON body, answered by a Content-Length or chunked body (JSON, or server-sent
 events). This client does exactly that over asyncio protocols, with TLS, gzip/deflate answers,
 timeouts, and one retry when a reused idle connection turns out to be closed by the server.
-Redirects, proxies, HTTP/2, cookies: not needed and not done."""
+Redirects, proxies, HTTP/2, cookies: not needed and not done.
+
+An upstream is not trusted: http1_parser.py refuses malformed framing, and Limits bound the size
+of an answer (decoded too), of one server-sent event, and the time a stream may run
+(docs/upstream-client.md). Every such refusal is an UpstreamConnectionError or UpstreamTimeout."""
 
 from __future__ import annotations
 
@@ -14,112 +18,37 @@ import collections
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-MAX_HEADER_BYTES = 64 * 1024
+from services.proxy.http1_parser import MAX_HEADER_BYTES, Parser, UpstreamConnectionError, size_text
+
+__all__ = ["Limits", "MAX_HEADER_BYTES", "Pool", "Response", "UpstreamConnectionError", "UpstreamTimeout"]
+
+MiB = 1024 * 1024
+_INFLATE_STEP = MiB  # a compressed stream is inflated at most this much at a time
 T = TypeVar("T")
-
-
-class UpstreamConnectionError(ConnectionError):
-    """The upstream could not be reached, or broke the connection or the protocol."""
+_Parser = Parser  # the name the unit tests know
 
 
 class UpstreamTimeout(TimeoutError):
     """The call's deadline passed before the whole answer arrived."""
 
 
-class _Parser:
-    """Incremental HTTP/1.1 response parser: status, headers, then the decoded body pieces."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much of an upstream answer the client takes (docs/upstream-client.md).
 
-    __slots__ = ("buffer", "status", "reason", "headers", "framing", "remaining", "done", "body", "head_done")
+    body_bytes bounds an answer read whole (Response.read), before and after gzip/deflate is
+    undone; stream_bytes the same for a text/event-stream answer read by iter_chunks;
+    event_bytes one server-sent event not yet ended by a blank line (what a relay has to hold);
+    stream_s the whole life of a call posted without a deadline (a stream), None: no bound."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.status = 0
-        self.reason = ""
-        self.headers: dict[str, str] = {}
-        self.framing = ""  # "length" | "chunked" | "eof"
-        self.remaining = 0  # bytes left of the body (length) or of the current chunk (chunked)
-        self.done = False
-        self.head_done = False
-        self.body: collections.deque[bytes] = collections.deque()
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.head_done:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEADER_BYTES:
-                    raise UpstreamConnectionError("upstream response headers too large")
-                return
-            self._head(bytes(self.buffer[:end]))
-            del self.buffer[: end + 4]
-        self._body()
-
-    def _head(self, raw: bytes) -> None:
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-            raise UpstreamConnectionError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
-        try:
-            self.status = int(parts[1])
-        except ValueError as exc:
-            raise UpstreamConnectionError(f"bad status line: {lines[0][:80]!r}") from exc
-        self.reason = parts[2] if len(parts) > 2 else ""
-        headers = self.headers
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            key = name.strip().lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        self.head_done = True
-        if self.status in (204, 304) or 100 <= self.status < 200:
-            self.done = True
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self.framing, self.remaining = "chunked", -1
-        elif "content-length" in headers:
-            self.framing, self.remaining = "length", int(headers["content-length"])
-            self.done = self.remaining == 0
-        else:
-            self.framing = "eof"
-
-    def _body(self) -> None:
-        buffer = self.buffer
-        if self.framing == "length":
-            if buffer:
-                take = min(len(buffer), self.remaining)
-                self.body.append(bytes(buffer[:take]))
-                del buffer[:take]
-                self.remaining -= take
-                self.done = self.remaining == 0
-        elif self.framing == "chunked":
-            i, n = 0, len(buffer)  # walk with an offset; trim the buffer once at the end
-            while i < n and not self.done:
-                if self.remaining < 0:  # expecting a chunk-size line
-                    end = buffer.find(b"\r\n", i)
-                    if end < 0:
-                        break
-                    size = int(bytes(buffer[i:end]).split(b";", 1)[0].strip() or b"0", 16)
-                    i = end + 2
-                    if size == 0:
-                        self.done = True  # trailers, if any, are ignored
-                        i = n
-                        break
-                    self.remaining = size
-                take = min(n - i, self.remaining)
-                if take:
-                    self.body.append(bytes(buffer[i:i + take]))
-                    i += take
-                    self.remaining -= take
-                if self.remaining == 0:
-                    if n - i < 2:
-                        break
-                    i += 2  # the CRLF after the chunk
-                    self.remaining = -1
-            del buffer[:i]
-        elif self.framing == "eof" and buffer:
-            self.body.append(bytes(buffer))
-            buffer.clear()
+    body_bytes: int = 32 * MiB
+    stream_bytes: int = 256 * MiB
+    event_bytes: int = 4 * MiB
+    stream_s: float | None = 3600.0
 
 
 class _Connection(asyncio.Protocol):
@@ -127,28 +56,33 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.loop = loop  # asyncio.get_running_loop() costs a getpid(2) per call on Python 3.11
         self.transport: asyncio.Transport | None = None
-        self.parser: _Parser | None = None
+        self.parser: Parser | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.error: BaseException | None = None
         self.used = False  # has served a request before (a closed idle connection may be retried)
         self.timer: asyncio.TimerHandle | None = None
 
-    def arm(self, deadline: float) -> None:
-        """Fail the request on this connection at `deadline` (loop time): one timer per call,
-        cheaper than an asyncio.timeout around each await."""
-        self.timer = self.loop.call_at(deadline, self._expire)
+    def arm(self, deadline: float, why: str = "the upstream did not answer within the timeout") -> None:
+        """Fail the request on this connection at `deadline` (loop time) with UpstreamTimeout(why):
+        one timer per call, cheaper than an asyncio.timeout around each await."""
+        self.timer = self.loop.call_at(deadline, self._expire, why)
 
     def disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def _expire(self) -> None:
+    def _expire(self, why: str) -> None:
         self.timer = None
-        self.error = UpstreamTimeout("the upstream did not answer within the timeout")
+        self.abort(UpstreamTimeout(why))
+
+    def abort(self, error: BaseException) -> None:
+        """End the request on this connection with `error`: half an answer cannot be reused."""
+        if self.error is None:
+            self.error = error
         if self.transport is not None:
-            self.transport.close()  # half an answer cannot be reused
+            self.transport.close()
         self._wake()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,29 +91,30 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         parser = self.parser
         if parser is None:
-            self.error = UpstreamConnectionError("upstream sent data without a request")
-            self.transport.close()  # type: ignore[union-attr]
+            self.abort(UpstreamConnectionError("upstream sent data without a request"))
             return
         try:
             parser.feed(data)
-        except (UpstreamConnectionError, ValueError) as exc:
-            self.error = exc if isinstance(exc, UpstreamConnectionError) else UpstreamConnectionError(str(exc))
-            self.transport.close()  # type: ignore[union-attr]
+        except UpstreamConnectionError as exc:  # malformed or too large: the parser says which
+            self.abort(exc)
+            return
         self._wake()
 
     def eof_received(self) -> bool | None:
         parser = self.parser
-        if parser is not None and parser.framing == "eof":
+        if parser is not None and parser.framing == "eof" and self.error is None:
             parser.done = True
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         parser = self.parser
-        if parser is not None and parser.head_done and parser.framing == "eof":
-            parser.done = True
-        elif self.error is None and (parser is None or not parser.done):
-            self.error = UpstreamConnectionError(f"upstream closed the connection{': ' + str(exc) if exc else ''}")
+        if self.error is None and parser is not None and not parser.done:
+            if parser.framing == "eof" and exc is None:
+                parser.done = True  # the end of the connection is the end of this answer
+            else:
+                where = "before the end of its answer" if parser.head_done else "before answering"
+                self.error = UpstreamConnectionError(f"upstream closed the connection {where}{': ' + str(exc) if exc else ''}")
         self._wake()
 
     def _wake(self) -> None:
@@ -198,14 +133,20 @@ class _Connection(asyncio.Protocol):
 class Response:
     """An upstream answer: status and headers now, the body by read() or iter_chunks()."""
 
-    __slots__ = ("status", "headers", "_conn", "_parser", "_decoder", "_released")
+    __slots__ = ("status", "headers", "_conn", "_parser", "_decoder", "_released", "_limits", "_sse", "_pending",
+                 "_tail", "_streamed")
 
-    def __init__(self, conn: _Connection, parser: _Parser) -> None:
+    def __init__(self, conn: _Connection, parser: Parser, limits: Limits) -> None:
         self.status = parser.status
         self.headers = parser.headers
         self._conn = conn
         self._parser = parser
         self._released = False
+        self._limits = limits
+        self._sse = parser.sse
+        self._pending = 0  # bytes of the last server-sent event not yet ended by a blank line
+        self._tail = b""  # the last bytes seen, for a blank line split between two pieces
+        self._streamed = 0  # decoded bytes given out by iter_chunks
         encoding = parser.headers.get("content-encoding", "").lower()
         self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS) if encoding in ("gzip", "deflate") else None
 
@@ -220,14 +161,22 @@ class Response:
         return self._parser.done
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The decoded body as it arrives."""
+        """The decoded body as it arrives. A text/event-stream answer is bounded by the pool's
+        Limits.stream_bytes in all and Limits.event_bytes per event; any other by body_bytes.
+        Over a bound: UpstreamConnectionError, and the connection is closed."""
         parser, conn = self._parser, self._conn
         body = parser.body
         while True:
             if body:  # everything that arrived so far, in one piece: fewer writes downstream
                 piece = body.popleft() if len(body) == 1 else b"".join(body)
                 body.clear()
-                yield self._decoder.decompress(piece) if self._decoder is not None else piece
+                if self._decoder is not None:
+                    for out in self._inflate(piece):
+                        yield out
+                    continue
+                if self._sse:
+                    self._count(piece)
+                yield piece
                 continue
             if parser.done:
                 break
@@ -236,8 +185,55 @@ class Response:
             await conn._wait()
         self.release()
 
+    def _inflate(self, piece: bytes) -> list[bytes]:
+        """`piece` decompressed in steps of at most _INFLATE_STEP, each counted against the limits."""
+        decoder, out = self._decoder, []
+        assert decoder is not None
+        while piece:
+            data = decoder.decompress(piece, _INFLATE_STEP)
+            piece = decoder.unconsumed_tail
+            self._streamed += len(data)
+            limit = self._parser.limit
+            if self._streamed > limit:
+                raise self._fail(f"decoded upstream answer larger than {size_text(limit)}")
+            if self._sse:
+                self._count(data)
+            out.append(data)
+        return out
+
+    def _count(self, piece: bytes) -> None:
+        """Keep count of the bytes since the last blank line (the end of an event)."""
+        if piece.endswith(b"\n\n") or piece.endswith(b"\n\r\n"):  # the usual case: whole events
+            self._pending = 0
+        else:
+            lf, crlf = piece.rfind(b"\n\n"), piece.rfind(b"\n\r\n")
+            if lf >= 0 or crlf >= 0:
+                self._pending = len(piece) - max(lf + 2, crlf + 3)
+            else:  # no blank line inside: maybe one split across the previous piece and this one
+                window = self._tail + piece[:2]
+                lf, crlf = window.rfind(b"\n\n"), window.rfind(b"\n\r\n")
+                end = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0) - len(self._tail)
+                self._pending = len(piece) - end if end > 0 else self._pending + len(piece)
+            limit = self._limits.event_bytes
+            if self._pending > limit:
+                raise self._fail(f"upstream server-sent event larger than {size_text(limit)} without an end")
+        self._tail = piece[-2:]
+
+    def _fail(self, message: str) -> UpstreamConnectionError:
+        error = UpstreamConnectionError(message)
+        self._conn.abort(error)
+        return error
+
     async def read(self) -> bytes:
+        """The whole decoded body, at most Limits.body_bytes (else UpstreamConnectionError)."""
         parser, conn = self._parser, self._conn
+        limit = self._limits.body_bytes
+        if parser.limit > limit:
+            try:
+                parser.cap(limit)  # an event stream read whole is bounded like any answer
+            except UpstreamConnectionError as exc:
+                conn.abort(exc)
+                raise
         while not parser.done:
             if conn.error is not None:
                 raise conn.error
@@ -245,7 +241,15 @@ class Response:
         data = b"".join(parser.body)
         parser.body.clear()
         self.release()
-        return self._decoder.decompress(data) if self._decoder is not None else data
+        decoder = self._decoder
+        if decoder is None or not data:
+            return data
+        decoded = decoder.decompress(data, limit + 1)  # a gzip bomb stops one byte past the limit
+        if len(decoded) > limit:
+            raise UpstreamConnectionError(f"decoded upstream answer larger than {size_text(limit)}")
+        if not decoder.eof:
+            raise UpstreamConnectionError("compressed upstream answer cut short")
+        return decoded
 
     def release(self) -> None:
         """Give the connection back when the answer was read to its end; otherwise close it."""
@@ -254,8 +258,9 @@ class Response:
         self._released = True
         conn = self._conn
         conn.disarm()
-        reusable = self._parser.done and not conn.closed and self._parser.framing != "eof" \
-            and self.headers.get("connection", "").lower() != "close"
+        parser = self._parser
+        reusable = parser.done and not conn.closed and conn.error is None and parser.framing != "eof" \
+            and not parser.close_after
         conn.parser = None
         if reusable:
             conn.pool._put(conn)
@@ -311,9 +316,12 @@ class _Slots:
 
 
 class Pool:
-    """Keep-alive connections to one origin (scheme://host:port), at most `limit` at a time."""
+    """Keep-alive connections to one origin (scheme://host:port), at most `limit` at a time; each
+    answer bounded by `limits`."""
 
-    def __init__(self, origin: str, limit: int = 200, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, origin: str, limit: int = 200, ssl_context: ssl.SSLContext | None = None,
+                 limits: Limits = Limits()) -> None:
+        self.limits = limits
         parts = urlsplit(origin)
         self.host = parts.hostname or "localhost"
         self.tls = parts.scheme == "https"
@@ -369,7 +377,9 @@ class Pool:
     async def post(self, target: str, body: bytes, headers: bytes, deadline: float | None = None) -> Response:
         """POST `body` to path+query `target`; `headers` are ready-made "Name: value\\r\\n" lines.
         Returns once the status line and headers arrived. With a `deadline` (loop time), waiting
-        for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout."""
+        for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout.
+        Without one (a stream, bounded between reads by its caller), the whole answer is bounded
+        by Limits.stream_s from now, when set."""
         if not self._slots.try_take():  # the usual case takes a free slot: no timer, no await
             await _by_deadline(self._slots.take(), deadline, "no connection to the upstream came free within the timeout")
         head = (f"POST {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
@@ -381,10 +391,13 @@ class Pool:
                 except BaseException:
                     self._slots.release()
                     raise
-            parser = conn.parser = _Parser()
+            limits = self.limits
+            parser = conn.parser = Parser(limits.body_bytes, limits.stream_bytes)
             conn.error = None
             if deadline is not None:
                 conn.arm(deadline)
+            elif limits.stream_s is not None:
+                conn.arm(conn.loop.time() + limits.stream_s, f"the upstream answer went on past {limits.stream_s:g} s (TALLY_MAX_STREAM_S)")
             try:
                 conn.transport.write(head + body)  # type: ignore[union-attr]
                 while not parser.head_done:
@@ -398,7 +411,7 @@ class Pool:
                 if conn.transport is not None:
                     conn.transport.close()
                 self._open -= 1
-                if attempt == 0 and reused and not parser.head_done and not parser.buffer:
+                if attempt == 0 and reused and not parser.seen:
                     continue  # the server had closed this idle keep-alive connection: once more on a fresh one
                 self._slots.release()
                 raise
@@ -410,7 +423,7 @@ class Pool:
                 self._open -= 1
                 self._slots.release()
                 raise
-            return Response(conn, parser)
+            return Response(conn, parser, limits)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.proxy.http1 import Limits
 from shared.config import ProxyConfig, load_config
 from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int, price_maps_from_env
 from stack.paths import RUN
@@ -40,6 +41,7 @@ class ProxySettings(BaseModel):
     key_sync_timeout_s: float = 15.0  # start-up waits this long for the key table to catch up
     always_include_stream_usage: bool = False
     upstream_connections: int = 200  # per upstream origin
+    upstream_limits: Limits = Field(default_factory=Limits)  # size and time bounds of an upstream answer
     replicas: int = 1  # proxy replicas sharing budgets and rate limits (docs/budgets.md)
     workers: int = 1  # processes of this replica sharing its port (workers.py)
     worker: int = 0  # which of them this process is
@@ -117,7 +119,22 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
         workers=max(1, env_int(env, "TALLY_PROXY_WORKERS", 1)),
         worker=max(0, env_int(env, WORKER_ENV, 0)),
+        upstream_limits=upstream_limits_from_env(env),
         always_include_stream_usage=env_bool(
             env, "TALLY_ALWAYS_INCLUDE_STREAM_USAGE", bool(litellm_settings.get("always_include_stream_usage", False))
         ),
     )
+
+
+def upstream_limits_from_env(env: Mapping[str, str]) -> Limits:
+    """TALLY_MAX_UPSTREAM_{RESPONSE,STREAM,EVENT}_MB and TALLY_MAX_STREAM_S (0: no bound)."""
+    sizes = {}
+    for field, name, default in (("body_bytes", "TALLY_MAX_UPSTREAM_RESPONSE_MB", 32.0),
+                                 ("stream_bytes", "TALLY_MAX_UPSTREAM_STREAM_MB", 256.0),
+                                 ("event_bytes", "TALLY_MAX_UPSTREAM_EVENT_MB", 4.0)):
+        mb = env_float(env, name, default)
+        if mb <= 0:
+            raise ValueError(f"{name} must be above 0, got {mb:g}")
+        sizes[field] = int(mb * 1024 * 1024)
+    stream_s = env_float(env, "TALLY_MAX_STREAM_S", 3600.0)
+    return Limits(**sizes, stream_s=stream_s if stream_s > 0 else None)
