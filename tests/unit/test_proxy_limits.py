@@ -17,6 +17,7 @@ from services.proxy.limits import (
 )
 from services.proxy.record import encode_usage, usage_event, with_fields
 from services.proxy.routing import CHAT, IMAGE, build_target
+from services.proxy.settings import proxy_settings_from_env
 from shared.config import PRICE_FIELDS, parse_config
 from shared.errors import error_body
 from shared.events import TokenUsage, decode
@@ -256,6 +257,14 @@ def test_environment_wins_over_general_settings_which_wins_over_defaults():
     """TALLY_MAX_TAGS beats general_settings.max_tags; general_settings.max_tag_chars beats the default."""
     limits = edge_limits_from({"TALLY_MAX_TAGS": "10"}, {"max_tags": 20, "max_tag_chars": "100"})
     assert (limits.max_tags, limits.max_tag_chars, limits.max_metadata_bytes) == (10, 100, 65_536)
+
+
+def test_proxy_settings_read_the_limits_from_the_environment_and_the_config_file(tmp_path):
+    """proxy_settings_from_env carries general_settings.max_tags and TALLY_MAX_TAG_CHARS into edge_limits."""
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list: []\ngeneral_settings:\n  max_tags: 8\n")
+    settings = proxy_settings_from_env({"TALLY_CONFIG": str(config), "TALLY_MAX_TAG_CHARS": "40"})
+    assert settings.edge_limits == EdgeLimits(max_tags=8, max_tag_chars=40)
 
 
 def test_bad_values_are_refused_with_their_name():
