@@ -179,8 +179,9 @@ def _tags(limits: EdgeLimits, tags: tuple[str, ...]) -> None:
     for tag in tags:
         if len(tag) > cap:
             raise _refused(f"tag {tag[:40]!r}... is {len(tag):,} characters; the limit is {cap:,} (TALLY_MAX_TAG_CHARS)",
-                                 param="metadata.tags")
-        _text(tag, f"tag {tag[:40]!r}", "metadata.tags")
+                           param="metadata.tags")
+        if _NUL in tag or not tag.isascii():  # the message is formatted only for a tag that may fail
+            _text(tag, f"tag {tag[:40]!r}", "metadata.tags")
 
 
 def _metadata(limits: EdgeLimits, attribution: Attribution) -> None:
@@ -196,7 +197,7 @@ def _metadata(limits: EdgeLimits, attribution: Attribution) -> None:
         size += len(raw)
         if size > limits.max_metadata_bytes:
             raise _refused(f"metadata is {size:,} bytes as recorded (spend_logs_metadata included); "
-                                 f"the limit is {limits.max_metadata_bytes:,} (TALLY_MAX_METADATA_BYTES)", param=where)
+                           f"the limit is {limits.max_metadata_bytes:,} (TALLY_MAX_METADATA_BYTES)", param=where)
         # Each level of nesting opens a bracket: with fewer brackets than the limit, no walk.
         deep = raw.count(b"{") + raw.count(b"[") > limits.max_metadata_depth
         if deep or _ESCAPED_NUL in raw:  # the escape may also be a caller's literal backslash-u0000
@@ -227,7 +228,7 @@ def _scan(limits: EdgeLimits, root: Mapping[str, Any], where: str) -> None:
 
 def _too_deep(limits: EdgeLimits, path: str, where: str) -> None:
     raise _refused(f"{path} is nested more than {limits.max_metadata_depth} levels deep; "
-                         f"the limit is {limits.max_metadata_depth} (TALLY_MAX_METADATA_DEPTH)", param=where)
+                   f"the limit is {limits.max_metadata_depth} (TALLY_MAX_METADATA_DEPTH)", param=where)
 
 
 def _shown(key: Any) -> str:
