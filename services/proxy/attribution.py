@@ -14,6 +14,7 @@ import orjson
 
 from services.proxy.auth import CallerIdentity
 from services.proxy.errors import InvalidRequest
+from services.proxy.routing import CHAT, TEXT
 
 SPEND_LOGS_METADATA_HEADER = "x-litellm-spend-logs-metadata"
 TAGS_HEADER = "x-litellm-tags"
@@ -27,6 +28,8 @@ PROXY_ONLY_FIELDS = frozenset({
     "context_window_fallback_dict", "caching", "cache", "no-log", "api_key", "api_base", "api_version",
     "base_model", "input_cost_per_token", "output_cost_per_token", "spend_logs_metadata",
 })
+STREAMABLE = frozenset({CHAT, TEXT})
+_NOT_FOR_PLAIN_CALLS = PROXY_ONLY_FIELDS | {"stream", "stream_options"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +114,11 @@ def attribute(body: dict[str, Any], headers: Mapping[str, str], caller: CallerId
     )
 
 
-def upstream_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The body minus the proxy's own fields (a new dict only when something is removed)."""
-    if PROXY_ONLY_FIELDS.isdisjoint(body):
+def upstream_body(body: dict[str, Any], call_type: str = CHAT) -> dict[str, Any]:
+    """The body minus the proxy's own fields (a new dict only when something is removed). Embeddings
+    and images have no stream: `stream` and `stream_options` are dropped (as LiteLLM ignores them),
+    so such a call is always relayed, and priced, as a plain call."""
+    dropped = PROXY_ONLY_FIELDS if call_type in STREAMABLE else _NOT_FOR_PLAIN_CALLS
+    if dropped.isdisjoint(body):
         return body
-    return {k: v for k, v in body.items() if k not in PROXY_ONLY_FIELDS}
+    return {k: v for k, v in body.items() if k not in dropped}

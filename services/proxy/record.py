@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from services.proxy.attribution import Attribution
 from services.proxy.auth import CallerIdentity
+from services.proxy.limits import MAX_ERROR_MESSAGE_CHARS, MAX_RESPONSE_MODEL_CHARS, recordable
 from services.proxy.routing import Target
 from shared.events import TokenUsage, UsageEvent, encode
 
@@ -113,7 +114,7 @@ def usage_event(
         "model_id": target.model_id,
         "custom_llm_provider": target.provider,
         "api_base": target.api_base,
-        "response_model": response_model,
+        "response_model": recordable(response_model, MAX_RESPONSE_MODEL_CHARS),  # the upstream's text
         "base_model": target.base_model,
         "custom_prices": dict(target.custom_prices),
         "usage": usage,
@@ -121,7 +122,7 @@ def usage_event(
         "spend_logs_metadata": dict(attribution.spend_logs_metadata),
         "metadata": metadata,
         "error_status": error_status,
-        "error_message": error_message,
+        "error_message": recordable(error_message, MAX_ERROR_MESSAGE_CHARS),
         "soft_budget_exceeded": soft_budget_exceeded,
         "requester_ip_address": requester_ip_address,
         "session_id": attribution.session_id,

@@ -30,6 +30,7 @@ from services.proxy.emitter import UsageEmitter
 from services.proxy.errors import InvalidRequest, KeyRefused, UpstreamError
 from services.proxy.follower import TopicFollower
 from services.proxy.http1 import Pool, Response, UpstreamConnectionError
+from services.proxy.limits import check as check_limits
 from services.proxy.mock import mock_completion
 from services.proxy.record import usage_event
 from services.proxy.routing import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
@@ -163,14 +164,15 @@ class Relay:
             model = validate(call_type, body)
         except InvalidRequest as exc:
             if exc.param == "model":
-                exc.message += f". Available models: [{', '.join(self.router.model_names)}]"
+                exc.message += f". Available models: [{', '.join(filter(caller.allows_model, self.router.model_names))}]"
             raise
-        target = self.router.pick(model)
+        target = self.router.pick(model, caller.allows_model)
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
+        check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
         request_id = new_request_id()
         admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
-        call = Call(request_id, call_type, caller, target, attribution, admission, upstream_body(body), start_time, t0, request.remote)
+        call = Call(request_id, call_type, caller, target, attribution, admission, upstream_body(body, call_type), start_time, t0, request.remote)
         if attribution.mock_response is not None and call_type in (CHAT, TEXT):
             return await self._mock(request, call)
         if call.body.get("stream") is True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
@@ -229,12 +229,15 @@ class Router:
     def all_targets(self) -> list[Target]:
         return [t for group in self._groups.values() for t in group]
 
-    def pick(self, model_group: str) -> Target:
+    def pick(self, model_group: str, allows: Callable[[str], bool] | None = None) -> Target:
+        """A target of `model_group`. An unknown name's error lists the models `allows` (the
+        caller's key) accepts: a key limited to a few models learns no other model's name."""
         picker = self._pickers.get(model_group)
         if picker is None:
+            hint = self._unknown_hint if allows is None else ", ".join(filter(allows, self.model_names))
             raise InvalidRequest(
                 f"Invalid model name passed in model={model_group}. Call `/v1/models` to view available models for your key. "
-                f"Available models: [{self._unknown_hint}]",
+                f"Available models: [{hint}]",
                 param="model", code="invalid_model",
             )
         if isinstance(picker, tuple):

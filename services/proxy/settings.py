@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.proxy.http1 import Limits
+from services.proxy.limits import EdgeLimits, edge_limits_from
 from shared.config import ProxyConfig, load_config
 from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int, price_maps_from_env
 from stack.paths import RUN
@@ -46,6 +47,7 @@ class ProxySettings(BaseModel):
     workers: int = 1  # processes of this replica sharing its port (workers.py)
     worker: int = 0  # which of them this process is
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
+    edge_limits: EdgeLimits = Field(default_factory=EdgeLimits)  # what one call may record (limits.py)
 
     @property
     def spool_root(self) -> Path:
@@ -108,6 +110,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         common=common,
         price_maps=maps,
         config=config,
+        edge_limits=edge_limits_from(env, general.model_extra or {}),
         port=env_int(env, "PROXY_PORT", 4000),
         master_key=master_key or None,
         reports_url=env.get("REPORTS_URL", "http://127.0.0.1:4001").rstrip("/"),

@@ -5,6 +5,7 @@ import pytest
 from services.proxy.attribution import attribute, upstream_body
 from services.proxy.auth import CallerIdentity
 from services.proxy.errors import InvalidRequest
+from services.proxy.routing import EMBEDDING, IMAGE, TEXT
 
 MASTER = CallerIdentity.master("sk-1234")
 
@@ -59,6 +60,14 @@ def test_proxy_fields_are_stripped_and_unknown_fields_forwarded():
     """metadata and mock_response stay in the proxy; x_fake and provider extras go upstream."""
     body = {"model": "m", "messages": [], "user": "u", "metadata": {"tags": []}, "mock_response": "hi", "x_fake": {"status": 429}, "seed": 1}
     assert upstream_body(body) == {"model": "m", "messages": [], "user": "u", "x_fake": {"status": 429}, "seed": 1}
+
+
+@pytest.mark.parametrize("call_type", [EMBEDDING, IMAGE])
+def test_embeddings_and_images_go_upstream_without_stream(call_type):
+    """Embeddings and images have no stream: stream and stream_options are dropped, so the call is plain."""
+    body = {"model": "m", "input": "x", "stream": True, "stream_options": {"include_usage": True}, "metadata": {}}
+    assert upstream_body(body, call_type) == {"model": "m", "input": "x"}
+    assert upstream_body(body, TEXT) == {"model": "m", "input": "x", "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_mock_response_and_session_are_read():

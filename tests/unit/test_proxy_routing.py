@@ -109,6 +109,15 @@ def test_unknown_model_error_lists_the_available_ones():
     assert "Available models: [gpt-4o, llama3]" in error.value.message
 
 
+def test_unknown_model_error_lists_only_what_the_caller_may_use():
+    """A key limited to some models learns only their names from an unknown model's error."""
+    router = Router.from_deployments(deployments(entry("llama3", "groq/x", api_key="k"), entry("gpt-4o", "gpt-4o"),
+                                                 entry("secret-model", "gpt-4o")), {})
+    with pytest.raises(InvalidRequest) as error:
+        router.pick("gpt-5", {"llama3", "gpt-4o"}.__contains__)
+    assert error.value.message.endswith("Available models: [gpt-4o, llama3]")
+
+
 def test_custom_prices_and_base_model_travel_with_the_target():
     """Per-deployment prices are exact Decimals; base_model comes from model_info."""
     target = build_target(deployments(entry("m", "azure/dep", api_base="https://r.openai.azure.com", input_cost_per_token=1.5e-07,
