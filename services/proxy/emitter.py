@@ -27,12 +27,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
-from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from services.proxy.batching import MAX_BATCH_RECORDS, RECORD_OVERHEAD, CachedPartitioner, Record, fill_batch
 from services.proxy.journal import Journal
 from services.proxy.record import encode_usage
 from services.proxy.setaside import SetAside
@@ -45,34 +44,12 @@ from shared.metrics import Registry
 log = structlog.get_logger(__name__)
 
 SEND_ALL_TIMEOUT_S = 30.0  # a spool file or shutdown flush that gets no answer in this long failed
-MAX_BATCH_RECORDS = 5_000  # taken from the queue per turn of the sender
 WRITE_RETRY_MAX_S = 5.0  # cap of the backoff between attempts to write the usage log again
-RECORD_OVERHEAD = 64  # bytes a record adds to a batch beyond its key, value and request id (bound)
-Record = tuple[bytes, bytes, bytes, int | None]  # (key, value, request_id, journal segment)
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
 # expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
 # replaced by a new one, with a new producer id.
 PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
-
-
-class CachedPartitioner:
-    """aiokafka's default partitioning (Java's murmur2 of the key), remembered per key: the pure
-    Python murmur2 costs tens of microseconds and the same few api-key hashes repeat."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._hashes: dict[bytes, int] = {}
-        self._limit = limit
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return DefaultPartitioner()(key, all_partitions, available)
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= self._limit:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[hashed % len(all_partitions)]
 
 
 class UsageLogUnwritable(OSError):
@@ -81,25 +58,6 @@ class UsageLogUnwritable(OSError):
 
 class SpoolStalled(RuntimeError):
     """Spooled usage events wait and the spool does not advance although a broker answers."""
-
-
-def _fill_batch(producer: AIOKafkaProducer, group: list[Record], limit: int | None = None):  # noqa: ANN202 - aiokafka's BatchBuilder
-    """A record batch with as many of `group` as fit (in the producer's batch size and, when
-    known, the topic's max.message.bytes); returns it and how many it took."""
-    builder = producer.create_batch()
-    taken = 0
-    room = limit - 61 if limit is not None else None  # 61: a batch's own header
-    for key, value, request_id, _segment in group:
-        if room is not None:
-            room -= len(key) + len(value) + len(request_id) + RECORD_OVERHEAD
-            if room < 0 and taken:
-                break
-        if builder.append(key=key, value=value, timestamp=None, headers=[("request_id", request_id)]) is None:
-            break
-        taken += 1
-    if taken == 0:
-        raise ValueError(f"a usage event of {len(group[0][1])} bytes does not fit in a record batch")
-    return builder, taken
 
 
 class UsageEmitter:
@@ -349,7 +307,7 @@ class UsageEmitter:
             try:
                 while group:
                     try:
-                        builder, taken = _fill_batch(producer, group, self.limit)
+                        builder, taken = fill_batch(producer, group, self.limit)
                     except ValueError as exc:  # no batch holds it: the spool drain sets it aside
                         log.warning("usage_event_unbatchable", error=str(exc))
                         self._to_spool(group[:1])
@@ -394,11 +352,10 @@ class UsageEmitter:
             self._room.set()
         if future.cancelled() or future.exception() is not None:
             exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
-            if isinstance(exc, RECORD_ERRORS):
-                log.warning("usage_batch_refused", error=f"{type(exc).__name__}: {exc}", events=len(batch))
-            else:
-                self._mark_failed(exc)
-            self._failed.extend(batch)  # via the spool, whose drain sets aside what Kafka refuses
+            # A batch the broker refused as too large leaves a gap in the partition's sequence:
+            # the producer is replaced, and the spool's drain sets aside the record at fault.
+            self._mark_failed(exc, producer_dead=isinstance(exc, RECORD_ERRORS))
+            self._failed.extend(batch)
             if not self._wakeup.is_set():
                 self._wakeup.set()
             return

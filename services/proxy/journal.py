@@ -65,15 +65,19 @@ def write_all(fd: int, data: bytes, path: Path, start: int, *, sync: bool = Fals
     """Append `data` to a file of `start` bytes (and fsync it if `sync`) whole or not at all: a
     failed write is cut back to where it began. Raises OSError naming the file; if the cut fails
     too, `tail_state` tells the caller to start its next line afresh."""
-    view = memoryview(data)
     try:
-        while view:
-            view = view[os.write(fd, view):]
+        written = os.write(fd, data)
+        if written < len(data):  # a short write (disk full, a signal): the rest after it
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
     except OSError as exc:
-        if len(view) < len(data):
-            os.ftruncate(fd, start)  # raises if the cut fails: the torn bytes stay
+        try:
+            os.ftruncate(fd, start)
+        except OSError as cut:
+            log.warning("usage_log_cut_failed", file=str(path), error=str(cut))
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
@@ -116,7 +120,9 @@ class Journal:
         if segment_id is None or self._segments[segment_id].written >= self.segment_events:
             segment_id = self._open_segment()
         segment = self._segments[segment_id]
-        line = (b"\n" if segment.torn else b"") + value + b"\n"
+        line = value + b"\n"
+        if segment.torn:
+            line = b"\n" + line
         try:
             write_all(segment.fd, line, segment.path, segment.size)  # type: ignore[arg-type]
         except OSError:
