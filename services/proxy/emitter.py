@@ -245,10 +245,10 @@ class UsageEmitter:
                 await asyncio.sleep(delay)  # backoff between connection attempts
                 delay = min(delay * 2, 5.0)
                 continue
-            await self._learn_limit()
             self.producer = producer
             self._progress_at = time.monotonic()  # a broker answers from now on
             log.info("kafka_connected")
+            await self._learn_limit()  # before the spool drains: records over it are set aside unsent
             try:
                 await self._drain_once()  # a non-empty spool goes first
             except OSError as exc:
@@ -260,7 +260,8 @@ class UsageEmitter:
         if self._message_limit is None:
             return
         try:
-            self.limit = await asyncio.wait_for(self._message_limit(), 5)
+            async with self._drain_lock:  # the drain waits for it
+                self.limit = await asyncio.wait_for(self._message_limit(), 5)
         except Exception as exc:  # noqa: BLE001 - an optional look-up: without it the broker's refusal is the check
             log.warning("topic_message_limit_unknown", topic=self.topic, error=f"{type(exc).__name__}: {exc}")
             return
