@@ -28,6 +28,7 @@ from services.proxy.relay import Relay
 from services.proxy.routing import Router
 from services.proxy.settings import ProxySettings, weak_key_reason
 from services.proxy.spool import Spool
+from services.proxy.spool_drain import topic_message_limit
 from services.proxy.worker_metrics import WorkerMetrics
 from shared import topics
 from shared.errors import openai_errors
@@ -141,15 +142,19 @@ async def upstream_pools(app: web.Application) -> AsyncIterator[None]:
 
 
 async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
+    """The usage log (docs/usage-log.md); its check is /health's "kafka", its refusal() the relay's."""
     settings = app[SETTINGS]
     common = settings.common
+    topic = common.topic(topics.USAGE)
     emitter = UsageEmitter(
-        common.topic(topics.USAGE),
+        topic,
         lambda: idempotent_producer(common, request_timeout_ms=10000, linger_ms=20, partitioner=CachedPartitioner()),
         Spool(settings.spool_path),
         app[METRICS],
         journal=Journal(settings.spool_path),
         queue_size=settings.usage_queue_size,
+        stall_after_s=settings.stall_after_s,
+        message_limit=lambda: topic_message_limit(common.kafka_bootstrap_servers, topic),
     )
     app[EMITTER] = emitter
     app[RELAY].emitter = emitter
@@ -188,7 +193,8 @@ async def liveliness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
-    """Ready when the key table has caught up; Kafka being down only means events are spooled."""
+    """Ready when the key table has caught up and the usage log can be written; Kafka being down
+    only means events are spooled."""
     keys, emitter = request.app[KEY_TABLE], request.app[EMITTER]
     body = {
         "status": "healthy" if keys.synced else "unhealthy",
@@ -196,5 +202,9 @@ async def readiness(request: web.Request) -> web.Response:
         "keys": len(keys),
         "kafka": "connected" if emitter.healthy else "unreachable (spooling usage events)",
         "spool_pending": emitter.spool.pending,
+        "usage_log": emitter.refusal() or "writable",
     }
-    return web.Response(body=orjson.dumps(body), status=200 if keys.synced else 503, content_type="application/json")
+    ready = keys.synced and emitter.refusal() is None  # calls would be refused: send traffic elsewhere
+    if not ready:
+        body["status"] = "unhealthy"
+    return web.Response(body=orjson.dumps(body), status=200 if ready else 503, content_type="application/json")

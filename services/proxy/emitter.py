@@ -9,31 +9,42 @@ costs about three times the CPU of appending to a batch); a failed batch goes to
 While Kafka is unreachable (not yet connected, or a send just failed) events go straight to the
 spool; the drain loop retries the spool every `drain_interval_s` and, when a
 whole file is acknowledged, marks Kafka healthy again. On start-up a non-empty spool is drained
-first. A full queue spills to the spool synchronously: back-pressure, not loss."""
+first. A full queue spills to the spool synchronously: back-pressure, not loss.
+
+The spool drain sets aside what Kafka refuses for a reason of the record's own and goes on
+(spool_drain.py). While the journal or spool cannot be written (disk full, read-only, I/O error)
+`refusal()` says why, so that the relay answers 503 before it pays an upstream; events that could
+not be written wait in memory and are retried with a capped backoff, and a successful write probe
+ends the refusal. `check()` (the /health "kafka" check) fails while the usage log cannot be
+written, while no broker answers, and while spooled events wait without the spool advancing for
+`stall_after_s`. Nothing here raises into the request path, and no background task ends on OSError."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
-from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from services.proxy.batching import MAX_BATCH_RECORDS, RECORD_OVERHEAD, CachedPartitioner, Record, fill_batch
 from services.proxy.journal import Journal
-from services.proxy.spool import Spool
 from services.proxy.record import encode_usage
+from services.proxy.setaside import SetAside
+from services.proxy.spool import Spool
+from services.proxy.spool_drain import RECORD_ERRORS, batch_size, drain_file
 from shared.events import UsageEvent
+from shared.health import kafka_check
 from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
 
 SEND_ALL_TIMEOUT_S = 30.0  # a spool file or shutdown flush that gets no answer in this long failed
-MAX_BATCH_RECORDS = 5_000  # taken from the queue per turn of the sender
-Record = tuple[bytes, bytes, bytes, int | None]  # (key, value, request_id, journal segment)
+WRITE_RETRY_MAX_S = 5.0  # cap of the backoff between attempts to write the usage log again
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
 # expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
@@ -41,36 +52,12 @@ Record = tuple[bytes, bytes, bytes, int | None]  # (key, value, request_id, jour
 PRODUCER_FATAL = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
 
-class CachedPartitioner:
-    """aiokafka's default partitioning (Java's murmur2 of the key), remembered per key: the pure
-    Python murmur2 costs tens of microseconds and the same few api-key hashes repeat."""
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._hashes: dict[bytes, int] = {}
-        self._limit = limit
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return DefaultPartitioner()(key, all_partitions, available)
-        hashed = self._hashes.get(key)
-        if hashed is None:
-            if len(self._hashes) >= self._limit:
-                self._hashes.clear()
-            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[hashed % len(all_partitions)]
+class UsageLogUnwritable(OSError):
+    """The journal or spool cannot be written: new calls are refused until it can."""
 
 
-def _fill_batch(producer: AIOKafkaProducer, group: list[Record]):  # noqa: ANN202 - aiokafka's BatchBuilder
-    """A record batch with as many of `group` as fit; returns it and how many it took."""
-    builder = producer.create_batch()
-    taken = 0
-    for key, value, request_id, _segment in group:
-        if builder.append(key=key, value=value, timestamp=None, headers=[("request_id", request_id)]) is None:
-            break
-        taken += 1
-    if taken == 0:
-        raise ValueError(f"a usage event of {len(group[0][1])} bytes does not fit in a record batch")
-    return builder, taken
+class SpoolStalled(RuntimeError):
+    """Spooled usage events wait and the spool does not advance although a broker answers."""
 
 
 class UsageEmitter:
@@ -85,13 +72,18 @@ class UsageEmitter:
         queue_size: int = 50_000,
         max_in_flight: int = 20_000,
         drain_interval_s: float = 1.0,
+        stall_after_s: float = 60.0,
+        message_limit: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         self.topic = topic
         self._factory = producer_factory
         self.spool = spool
         self.journal = journal
+        self.set_aside = SetAside(spool.directory)
         self.producer: AIOKafkaProducer | None = None
         self.healthy = False  # connected and the last send succeeded
+        self.limit: int | None = None  # the topic's max.message.bytes, once the broker said
+        self._message_limit = message_limit
         self._queue: collections.deque[Record] = collections.deque()
         self._queue_size = queue_size
         self._wakeup = asyncio.Event()
@@ -104,20 +96,47 @@ class UsageEmitter:
         self._room = asyncio.Event()
         self._room.set()
         self._failed: list[Record] = []
+        self._held: list[Record] = []  # could be neither sent nor written to disk: retried
         self._drain_interval = drain_interval_s
+        self._stall_after = stall_after_s
+        self._progress_at = time.monotonic()  # the spool last advanced, emptied or began to wait
+        self._drain_error: str | None = None
+        self._write_error: str | None = None
+        self._write_backoff = drain_interval_s
+        self._write_retry_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._drain_lock = asyncio.Lock()
+        self._careful: dict[Path, int] = {}  # spool files whose next lines go one at a time (spool_drain.py)
         self.sent = registry.counter("proxy_usage_events_sent_total", "Usage events acknowledged by Kafka")
         self.spooled = registry.counter("proxy_usage_events_spooled_total", "Usage events written to the spool")
+        self.set_aside_total = registry.counter(
+            "proxy_usage_events_set_aside_total", "Spooled usage events Kafka refuses for a reason of their own, set aside")
+        self.write_failures = registry.counter(
+            "proxy_usage_log_write_failures_total", "Writes of the usage journal or spool the disk refused")
         registry.gauge("proxy_usage_queue_length", "Usage events waiting in memory", callback=lambda: float(len(self._queue)))
         registry.gauge("proxy_spool_pending", "Usage events in the spool waiting for Kafka", callback=lambda: float(self.spool.pending))
+        registry.gauge("proxy_usage_held_in_memory", "Usage events neither sent nor written to disk yet",
+                       callback=lambda: float(len(self._held)))
+        registry.gauge("proxy_usage_log_writable", "1 while the usage journal and spool can be written, else 0 (calls refused)",
+                       callback=lambda: 0.0 if self._write_error else 1.0)
 
     # -- request path ---------------------------------------------------------------------------
 
     def emit(self, event: UsageEvent) -> None:
-        value = encode_usage(event)
-        record = (event.api_key_hash.encode(), value, event.request_id.encode(), self.journal.append(value))
+        """Journal, queue and wake the sender. Never raises: an event the disk refuses waits in
+        memory, and `refusal()` turns new calls away until the disk takes writes again."""
+        try:
+            value = encode_usage(event)
+        except (ValueError, TypeError) as exc:  # the answer is sent; this event cannot be recorded at all
+            log.error("usage_event_unencodable", request_id=event.request_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            segment: int | None = self.journal.append(value)
+        except OSError as exc:
+            self._write_failed(exc)
+            segment = None
+        record = (event.api_key_hash.encode(), value, event.request_id.encode(), segment)
         if len(self._queue) >= self._queue_size:
             self._to_spool([record])
             return
@@ -125,19 +144,31 @@ class UsageEmitter:
         if not self._wakeup.is_set():
             self._wakeup.set()
 
+    def refusal(self) -> str | None:
+        """Why new calls must be refused before their upstream is paid (their usage could not be
+        written down), or None."""
+        return self._write_error
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        leftovers = self.journal.read_leftovers()
-        if leftovers:
-            # A previous process died before these were safe: the spool sends them (again).
-            self.spool.append(leftovers)
-            self.spooled.inc(len(leftovers))
-            log.warning("journal_recovered", events=len(leftovers))
-        self.journal.drop_leftovers()
+        try:
+            self._adopt_leftovers()
+        except OSError as exc:
+            self._write_failed(exc)  # the segments stay on disk; the drain loop tries again
+        self._progress_at = time.monotonic()
         self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
                        asyncio.create_task(self._send_loop(), name="usage-send"),
                        asyncio.create_task(self._drain_loop(), name="usage-drain")]
+
+    def _adopt_leftovers(self) -> None:
+        """A previous process died before these were safe: the spool sends them (again)."""
+        leftovers = self.journal.read_leftovers()
+        if leftovers:
+            self.spool.append(leftovers)
+            self.spooled.inc(len(leftovers))
+            log.warning("journal_recovered", events=len(leftovers), torn_lines=self.journal.torn_lines)
+        self.journal.drop_leftovers()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Send what is queued if Kafka is healthy, spool the rest, stop the producer."""
@@ -161,18 +192,44 @@ class UsageEmitter:
                 await asyncio.wait_for(self.producer.stop(), timeout)
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("producer_stop_failed", error=str(exc))
-        self._to_spool(leftover + self._failed)
+        self._write_error = None  # a last attempt, whatever failed before
+        held, self._held = self._held, []
+        self._to_spool(leftover + self._failed + held)
         self._failed = []
+        if self._held:
+            # Those with a journal line are recovered by the next start; the others are lost.
+            lost = [r[2].decode() for r in self._held if r[3] is None]
+            log.error("usage_events_not_saved", error=self._write_error, in_journal=len(self._held) - len(lost),
+                      lost=len(lost), lost_request_ids=lost[:100])
         self.spool.close()
         self.journal.close()
 
     async def check(self) -> None:
-        """For /health: raises unless a broker answers right now."""
+        """For /health: raises while the usage log cannot be written, while no broker answers,
+        and while spooled events wait and the spool has not advanced for `stall_after_s`."""
+        if self._write_error is not None:
+            raise UsageLogUnwritable(self._write_error)
         if self.producer is None:
+            self._progress_at = time.monotonic()  # a stall is only counted while a broker answers
             raise ConnectionError("not connected to Kafka (usage events are going to the spool)")
-        client = self.producer.client
-        if not await client.force_metadata_update() or not client.cluster.brokers():
-            raise ConnectionError("no Kafka broker answers")
+        try:
+            await kafka_check(self.producer)()
+        except (KafkaError, OSError):
+            self._progress_at = time.monotonic()
+            raise
+        idle = self.stalled_for()
+        if idle is not None:
+            cause = f"; last attempt: {self._drain_error}" if self._drain_error else ""
+            raise SpoolStalled(f"{self.spool.pending} usage events wait in the spool and none was sent or set aside "
+                               f"for {idle:.0f}s although Kafka answers{cause}")
+
+    def stalled_for(self) -> float | None:
+        """Seconds the spool has had events waiting without advancing, once that reaches
+        `stall_after_s`; None otherwise."""
+        if not self.spool.pending:
+            return None
+        idle = time.monotonic() - self._progress_at
+        return idle if idle >= self._stall_after else None
 
     # -- background -----------------------------------------------------------------------------
 
@@ -189,10 +246,26 @@ class UsageEmitter:
                 delay = min(delay * 2, 5.0)
                 continue
             self.producer = producer
+            self._progress_at = time.monotonic()  # a broker answers from now on
             log.info("kafka_connected")
-            await self._drain_once()  # a non-empty spool goes first
+            await self._learn_limit()  # before the spool drains: records over it are set aside unsent
+            try:
+                await self._drain_once()  # a non-empty spool goes first
+            except OSError as exc:
+                self._write_failed(exc)
             if not self.spool.pending:
                 self.healthy = True
+
+    async def _learn_limit(self) -> None:
+        if self._message_limit is None:
+            return
+        try:
+            async with self._drain_lock:  # the drain waits for it
+                self.limit = await asyncio.wait_for(self._message_limit(), 5)
+        except Exception as exc:  # noqa: BLE001 - an optional look-up: without it the broker's refusal is the check
+            log.warning("topic_message_limit_unknown", topic=self.topic, error=f"{type(exc).__name__}: {exc}")
+            return
+        log.info("topic_message_limit", topic=self.topic, max_message_bytes=self.limit)
 
     async def _send_loop(self) -> None:
         while True:
@@ -200,8 +273,8 @@ class UsageEmitter:
             self._wakeup.clear()
             while self._queue:
                 if self._failed:
-                    self._to_spool(self._failed)
-                    self._failed = []
+                    failed, self._failed = self._failed, []
+                    self._to_spool(failed)
                 if not self.healthy or self.producer is None:
                     batch = list(self._queue)
                     self._queue.clear()
@@ -219,6 +292,8 @@ class UsageEmitter:
         producer = self.producer
         assert producer is not None
         records = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH_RECORDS))]
+        if self.limit is not None:
+            records = self._without_oversize(records, self.limit)
         try:
             partitions = sorted(await producer.partitions_for(self.topic))
         except (KafkaError, OSError) as exc:
@@ -232,16 +307,35 @@ class UsageEmitter:
         for i, (partition, group) in enumerate(groups):
             try:
                 while group:
-                    builder, taken = _fill_batch(producer, group)
+                    try:
+                        builder, taken = fill_batch(producer, group, self.limit)
+                    except ValueError as exc:  # no batch holds it: the spool drain sets it aside
+                        log.warning("usage_event_unbatchable", error=str(exc))
+                        self._to_spool(group[:1])
+                        group = group[1:]
+                        continue
                     future = await producer.send_batch(builder, self.topic, partition=partition)
                     self._track(future, group[:taken])
                     group = group[taken:]
-            except (KafkaError, OSError, ValueError) as exc:
+            except (KafkaError, OSError) as exc:
                 self._mark_failed(exc)
                 self._failed.extend(group)  # this partition's unsent rest, and every later partition's
                 for _partition, rest in groups[i + 1:]:
                     self._failed.extend(rest)
                 return
+
+    def _without_oversize(self, records: list[Record], limit: int) -> list[Record]:
+        """Records over the topic's limit go to the spool, whose drain sets them aside: sent, the
+        broker would refuse the batch holding them and break the partition's sequence."""
+        over = [r for r in records if len(r[0]) + len(r[1]) + len(r[2]) + RECORD_OVERHEAD > limit
+                and batch_size(r[0], r[1], r[2]) > limit]
+        if not over:
+            return records
+        log.warning("usage_events_over_topic_limit", events=len(over), max_message_bytes=limit,
+                    request_ids=[r[2].decode() for r in over[:10]])
+        self._to_spool(over)
+        refused = {id(r) for r in over}
+        return [r for r in records if id(r) not in refused]
 
     def _track(self, future: asyncio.Future, batch: list[Record]) -> None:  # type: ignore[type-arg]
         token = self._next_token
@@ -258,7 +352,10 @@ class UsageEmitter:
         if not self._room.is_set() and self._pending_records < self._max_in_flight // 2:
             self._room.set()
         if future.cancelled() or future.exception() is not None:
-            self._mark_failed(future.exception() if not future.cancelled() else asyncio.CancelledError())
+            exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
+            # A batch the broker refused as too large leaves a gap in the partition's sequence:
+            # the producer is replaced, and the spool's drain sets aside the record at fault.
+            self._mark_failed(exc, producer_dead=isinstance(exc, RECORD_ERRORS))
             self._failed.extend(batch)
             if not self._wakeup.is_set():
                 self._wakeup.set()
@@ -292,48 +389,109 @@ class UsageEmitter:
             log.warning("producer_stop_failed", error=str(exc))
         await self._connect_loop()
 
-    def _to_spool(self, records: list[Record]) -> None:
-        """Into the fsync'd spool; from then on the journal need not keep them."""
+    def _to_spool(self, records: list[Record]) -> bool:
+        """Into the fsync'd spool; from then on the journal need not keep them. While the usage
+        log cannot be written they wait in memory instead, retried by the drain loop."""
         if not records:
-            return
-        self.spool.append(r[1] for r in records)
+            return True
+        if self._write_error is not None:
+            self._held.extend(records)
+            return False
+        was_empty = not self.spool.pending
+        try:
+            self.spool.append(r[1] for r in records)
+        except OSError as exc:
+            self._write_failed(exc)
+            self._held.extend(records)
+            return False
+        if was_empty:
+            self._progress_at = time.monotonic()  # the stall clock starts with the first waiting event
         self.spooled.inc(len(records))
         for record in records:
             if record[3] is not None:
                 self.journal.done(record[3])
+        return True
+
+    def _write_failed(self, exc: OSError) -> None:
+        self.write_failures.inc()
+        if self._write_error is None:
+            log.error("usage_log_unwritable", error=str(exc), hint="new calls are refused (503) until it can be written")
+            self._write_backoff = self._drain_interval
+            self._write_retry_at = time.monotonic() + self._write_backoff
+        self._write_error = f"the usage log cannot be written: {exc}"
+
+    def _recover_writes(self) -> None:
+        """Try the disk again: leftovers of a previous process, then what waits in memory (to
+        Kafka when it is healthy, else to the spool), then a write probe. Success ends the refusal."""
+        try:
+            if self.journal.leftovers:
+                self._adopt_leftovers()
+            held, self._held = self._held, []
+            if held and self.healthy and self.producer is not None:
+                self._queue.extendleft(reversed(held))  # Kafka takes them; no disk needed
+                self._wakeup.set()
+            elif held:
+                try:
+                    self.spool.append(r[1] for r in held)
+                except OSError:
+                    self._held = held + self._held
+                    raise
+                self.spooled.inc(len(held))
+                for record in held:
+                    if record[3] is not None:
+                        self.journal.done(record[3])
+            self.spool.probe()
+        except OSError as exc:
+            self.write_failures.inc()
+            self._write_error = f"the usage log cannot be written: {exc}"
+            self._write_backoff = min(self._write_backoff * 2, WRITE_RETRY_MAX_S)
+            self._write_retry_at = time.monotonic() + self._write_backoff
+            log.warning("usage_log_still_unwritable", error=str(exc), retry_in_s=self._write_backoff, held=len(self._held))
+            return
+        self._write_error = None
+        log.info("usage_log_writable_again")
 
     async def _drain_loop(self) -> None:
         while True:
             await asyncio.sleep(self._drain_interval)  # the retry period of the spool
-            if self._failed and not self._queue:
-                self._to_spool(self._failed)
-                self._failed = []
-            if self.producer is not None and (self.spool.pending or not self.healthy):
-                await self._drain_once()
+            try:
+                if self._write_error is not None and time.monotonic() >= self._write_retry_at:
+                    self._recover_writes()
+                if self._failed and not self._queue:
+                    failed, self._failed = self._failed, []
+                    self._to_spool(failed)
+                if self.producer is not None and (self.spool.pending or not self.healthy):
+                    await self._drain_once()
+            except OSError as exc:  # the disk (spool files, marker, set-aside file): refused, retried
+                self._write_failed(exc)
 
     async def _drain_once(self) -> None:
-        """Send every spooled event; release each file Kafka fully acknowledged."""
+        """Send every spooled event; release each file whose every line is done."""
         async with self._drain_lock:
             await self._drain_files()
 
     async def _drain_files(self) -> None:
+        producer = self.producer
+        assert producer is not None
         for path in self.spool.claim():
-            records = []
-            for value in self.spool.read(path):
-                try:
-                    head = orjson.loads(value)
-                    records.append((head["api_key_hash"].encode(), value, head["request_id"].encode(), None))
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    log.error("spool_line_unreadable", file=str(path), line=value[:200].decode(errors="replace"))
-            try:
-                await self._send_all(records)
-            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                # No answer for a whole file means the producer's sender is gone: replace it.
-                self._mark_failed(exc, producer_dead=isinstance(exc, asyncio.TimeoutError))
+            outcome = await drain_file(producer, self.topic, self.spool, self.set_aside, path, limit=self.limit,
+                                       timeout=SEND_ALL_TIMEOUT_S, careful_until=self._careful.get(path, 0))
+            if outcome.careful_until:
+                self._careful[path] = outcome.careful_until
+            self.sent.inc(outcome.sent)
+            self.set_aside_total.inc(outcome.set_aside)
+            if outcome.sent or outcome.set_aside:
+                self._progress_at = time.monotonic()
+            if outcome.error is not None:
+                self._drain_error = f"{type(outcome.error).__name__}: {outcome.error}"[:300]
+                # No answer in time means the producer's sender is gone, and a refused batch leaves
+                # a gap in its sequence: replace it.
+                dead = outcome.producer_broken or isinstance(outcome.error, asyncio.TimeoutError)
+                self._mark_failed(outcome.error, producer_dead=dead)
                 return
-            self.spool.release(path, len(records))
-            self.sent.inc(len(records))
-            log.info("spool_drained", file=path.name, events=len(records))
+            self._careful.pop(path, None)
+            log.info("spool_drained", file=path.name, events=outcome.sent, set_aside=outcome.set_aside)
+        self._drain_error = None
         self.healthy = True
 
     async def _send_all(self, records: list[Record]) -> None:

@@ -38,6 +38,7 @@ class ProxySettings(BaseModel):
     upstream_connect_timeout_s: float = 10.0
     max_request_size_mb: float = 64.0
     usage_queue_size: int = 50_000
+    stall_after_s: float = 60.0  # /health fails when spooled usage events wait this long without progress
     spool_fsync_batch: int = 256
     key_sync_timeout_s: float = 15.0  # start-up waits this long for the key table to catch up
     always_include_stream_usage: bool = False
@@ -118,6 +119,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         upstream_timeout_s=env_float(env, "TALLY_UPSTREAM_TIMEOUT_S", float(timeout) if timeout else 600.0),
         max_request_size_mb=max_mb,
         usage_queue_size=env_int(env, "TALLY_USAGE_QUEUE_SIZE", 50_000),
+        stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
         key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
         replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
         workers=max(1, env_int(env, "TALLY_PROXY_WORKERS", 1)),
