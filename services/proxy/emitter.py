@@ -125,6 +125,10 @@ class UsageEmitter:
         if not self._wakeup.is_set():
             self._wakeup.set()
 
+    def refusal(self) -> str | None:
+        """Why the usage log cannot accept events now (the proxy then refuses calls), or None."""
+        return None
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
