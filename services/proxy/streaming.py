@@ -137,10 +137,10 @@ class _Pump:
             return
         if self.translator is not None:
             await self.send(_translate(self.translator, block, self.outcome, self.keep_usage))
-        elif sse.has_usage(block):
-            await self.send(sse.rewrite_usage(block, self.outcome.on_usage, self.keep_usage, self.outcome.on_invalid))
         else:
-            self.outcome.chunks += block.count(b"data:")
+            self.outcome.chunks += block.count(b"data:")  # for the estimate, should no usage chunk be readable
+            if sse.has_usage(block):
+                block = sse.rewrite_usage(block, self.outcome.on_usage, self.keep_usage, self.outcome.on_invalid)
             await self.send(block)
 
     async def pump(self, upstream_response: Response) -> None:

@@ -23,6 +23,7 @@ from services.proxy.settings import ProxySettings
 from services.proxy.settlement import DOUBLE_SETTLEMENTS
 from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
+from shared.metrics import Registry
 from shared.pricing import Catalog
 from shared.supervise import supervise
 
@@ -56,13 +57,18 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     timeout = settings.key_sync_timeout_s
     app.cleanup_ctx.extend([lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout), _entity_publisher])
     if registry is not None:
-        registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
-        registry.gauge("proxy_parallel_requests_held", "max_parallel_requests slots held by calls in flight, over every key",
-                       callback=lambda: float(guard.limiter.held))
-        registry.gauge("proxy_budget_reserved", "Budget reservations of calls in flight, summed over every account (display only)",
-                       callback=lambda: float(guard.reserved_total()))
+        add_budget_metrics(registry, guard, totals)
     log.info("budgets_installed", replicas=replicas)
     return directory
+
+
+def add_budget_metrics(registry: Registry, guard: BudgetGuard, totals: TotalsView) -> None:
+    """What budgets hold, on /metrics: every gauge reads back to 0 when no call is in flight."""
+    registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
+    registry.gauge("proxy_parallel_requests_held", "max_parallel_requests slots held by calls in flight, over every key",
+                   callback=lambda: float(guard.limiter.held))
+    registry.gauge("proxy_budget_reserved", "Budget reservations of calls in flight, summed over every account (display only)",
+                   callback=lambda: float(guard.reserved_total()))
 
 
 async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
