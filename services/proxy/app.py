@@ -27,6 +27,7 @@ from services.proxy.keysync import ENTITY_LISTENERS, KeySync
 from services.proxy.relay import Relay
 from services.proxy.routing import Router
 from services.proxy.settings import ProxySettings, weak_key_reason
+from services.proxy.settlement import drain
 from services.proxy.spool import Spool
 from services.proxy.spool_drain import topic_message_limit
 from services.proxy.worker_metrics import WorkerMetrics
@@ -82,7 +83,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     add_health_routes(app, registry)
     keys = KeyTable()
     router = Router.from_deployments(settings.config.model_list, env or {})
-    relay = Relay(settings, router, Authenticator(settings.master_key, keys), CostQuoter(catalog))
+    relay = Relay(settings, router, Authenticator(settings.master_key, keys), CostQuoter(catalog), registry)
     app[SETTINGS] = settings
     app[KEY_TABLE] = keys
     app[RELAY] = relay
@@ -108,7 +109,20 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
         app.cleanup_ctx.append(worker_metrics)
     app.on_startup.append(install_budget_gate)
     app.on_startup.append(fast_llm_routes)
+    app.on_shutdown.append(drain_calls)
     return app
+
+
+async def drain_calls(app: web.Application) -> None:
+    """Shutdown, once the listener is closed and before aiohttp's own wait and any cleanup context
+    (the usage emitter's flush among them): new calls are refused, calls in flight get the drain
+    time to finish, and those still running are cancelled and record themselves as failures."""
+    relay, drain_s = app[RELAY], app[SETTINGS].shutdown_drain_s
+    relay.stopping = True
+    in_flight = relay.book.in_flight
+    finished, cancelled = await drain(relay.book.tasks | relay.background, drain_s)
+    log.info("proxy_calls_drained", in_flight=in_flight, finished=finished, cancelled=cancelled, drain_s=drain_s,
+             unsettled=relay.book.in_flight)
 
 
 async def worker_metrics(app: web.Application) -> AsyncIterator[None]:

@@ -1,5 +1,9 @@
 """The cost quoted in x-litellm-response-cost: exactly shared.pricing.price_usage_event, the
-function the pricer uses, on the same event, so header and ledger agree to the last digit."""
+function the pricer uses, on the same event, so header and ledger agree to the last digit.
+
+`quote_usage` prices usage that is not final yet (a stream's usage chunks before its last) without
+building an event: the same function on the same fields, so the last chunk's cost equals the cost
+`quote` gives the recorded event."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from decimal import Decimal
 import structlog
 
 from services.proxy.record import with_fields
-from shared.events import UsageEvent
-from shared.pricing import Catalog, InconsistentUsage, price_usage_event
+from services.proxy.routing import Target
+from shared.events import TokenUsage, UsageEvent
+from shared.pricing import CallParts, Catalog, InconsistentUsage, price_usage_event
 
 log = structlog.get_logger(__name__)
 
@@ -29,3 +34,13 @@ class CostQuoter:
             return event, None
         cost = result.cost.total
         return with_fields(event, quoted_cost=cost, quoted_catalog_version=self.version), cost
+
+    def quote_usage(self, target: Target, call_type: str, usage: TokenUsage, response_model: str | None) -> Decimal | None:
+        """What `quote` would give the call's event with this usage; settles and records nothing."""
+        parts = CallParts(model=target.model, usage=usage, call_type=call_type, base_model=target.base_model,
+                          response_model=response_model, custom_llm_provider=target.provider,
+                          custom_prices=target.custom_prices)
+        try:
+            return price_usage_event(self.catalog, parts).cost.total
+        except InconsistentUsage:
+            return None  # logged once, when the final usage is quoted

@@ -43,3 +43,13 @@ class ConfigurationError(ProxyError):
     """The proxy cannot start with this configuration (message says what to change)."""
 
     status = 500
+
+
+class ServiceUnavailable(ProxyError):
+    """The proxy cannot take the call now (shutting down, or the usage log cannot accept events):
+    refused before the upstream is called, so nothing is paid for that cannot be recorded."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="service_unavailable", code="503")

@@ -3,7 +3,10 @@
 Everything the hot path needs is prepared at start-up (targets, headers, timeouts, one connection
 pool per upstream origin); a call does one JSON parse of the request, one serialisation of the
 upstream body, one parse of the upstream answer (passed to the client byte for byte when it is
-already OpenAI-shaped), one pricing, and one queue append for the usage event."""
+already OpenAI-shaped), one pricing, and one queue append for the usage event.
+
+Every admitted call is settled exactly once (settlement.py): by `finish` or `fail`, or, when it
+leaves its handler any other way (an exception, a cancellation), by `relay` itself as a failure."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from services.proxy.attribution import Attribution, attribute, upstream_body
 from services.proxy.auth import Authenticator, CallerIdentity
 from services.proxy.cost import CostQuoter
 from services.proxy.emitter import UsageEmitter
-from services.proxy.errors import InvalidRequest, KeyRefused, UpstreamError
+from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable, UpstreamError
 from services.proxy.follower import TopicFollower
 from services.proxy.http1 import Pool, Response, UpstreamConnectionError
 from services.proxy.limits import check as check_limits
@@ -35,9 +38,12 @@ from services.proxy.mock import mock_completion
 from services.proxy.record import usage_event
 from services.proxy.routing import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
 from services.proxy.settings import ProxySettings
+from services.proxy.settlement import SettlementBook
 from services.proxy.sse import format_money
 from services.proxy.streaming import relay_stream
+from shared.errors import TallyError
 from shared.events import TokenUsage, UsageEvent, utcnow
+from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +75,8 @@ class Call:
     start_time: datetime
     t0: float  # perf_counter at arrival
     requester_ip: str | None
+    settled: bool = False  # set by SettlementBook.close, once
+    detached: bool = False  # a background task finishes (and settles) the call after its handler ended
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -112,7 +120,8 @@ def validate(call_type: str, body: Any) -> str:
 
 
 class Relay:
-    def __init__(self, settings: ProxySettings, router: Router, auth: Authenticator, quoter: CostQuoter) -> None:
+    def __init__(self, settings: ProxySettings, router: Router, auth: Authenticator, quoter: CostQuoter,
+                 registry: Registry | None = None) -> None:
         self.settings = settings
         self.router = router
         self.auth = auth
@@ -120,6 +129,8 @@ class Relay:
         self.gate: BudgetGate = NoBudgetGate()
         self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
         self.background: set[asyncio.Task[None]] = set()  # streams finishing after their client left
+        self.book = SettlementBook(registry)
+        self.stopping = False  # set when shutdown begins: new calls are refused, streams are not handed off
         self.pools: dict[str, Pool] = {}  # one keep-alive pool per upstream origin, opened by the app
         self.key_sync: TopicFollower | None = None  # set by the app's cleanup context
         # Plain calls: the whole call. Streams: until the headers, then between two reads.
@@ -170,14 +181,39 @@ class Relay:
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
+        sent = upstream_body(body, call_type)
+        self.check_open()
         request_id = new_request_id()
         admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
-        call = Call(request_id, call_type, caller, target, attribution, admission, upstream_body(body, call_type), start_time, t0, request.remote)
-        if attribution.mock_response is not None and call_type in (CHAT, TEXT):
-            return await self._mock(request, call)
-        if call.body.get("stream") is True:
-            return await relay_stream(self, request, call)
-        return await self._plain(call)
+        # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
+        self.book.opened()
+        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote)
+        task = asyncio.current_task()
+        tasks = self.book.tasks
+        tasks.add(task)  # type: ignore[arg-type]
+        error: BaseException | None = None
+        try:
+            if attribution.mock_response is not None and call_type in (CHAT, TEXT):
+                return await self._mock(request, call)
+            if call.body.get("stream") is True:
+                return await relay_stream(self, request, call)
+            return await self._plain(call)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            tasks.discard(task)  # type: ignore[arg-type]
+            if not call.settled and not call.detached:
+                self.abandon(call, error)
+
+    def check_open(self) -> None:
+        """Refuse a call, before anything is held or paid for, that could not be recorded."""
+        if self.stopping:
+            raise ServiceUnavailable("the proxy is shutting down; retry the call (another replica will take it)")
+        assert self.emitter is not None, "the usage emitter starts with the app"
+        reason = self.emitter.refusal()
+        if reason is not None:
+            raise ServiceUnavailable(f"the proxy cannot record calls right now ({reason}); retry later")
 
     async def _authenticate_after_sync(self, request: web.Request) -> CallerIdentity:
         """A refused key is asked again once the key table has read the entities topic to its
@@ -206,6 +242,10 @@ class Relay:
                 response.release()
             self.fail(call, 502, f"upstream {target.api_base} unreachable: {exc}")
             raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
+        except BaseException:  # cancelled (shutdown): relay() settles the call; the connection is closed
+            if response is not None:
+                response.release()
+            raise
         status = response.status
         upstream_s = time.perf_counter() - t_up
         if status >= 400:
@@ -267,18 +307,34 @@ class Relay:
             metadata_extra=metadata_extra,
         )
         event, cost = self.quoter.quote(event)
+        if not self.book.close(call):
+            return event, cost, None
         key_spend = self.gate.settle(call.admission, event)
         self.record(event)
         return event, cost, key_spend
 
+    def abandon(self, call: Call, error: BaseException | None) -> None:
+        """Settle, as a failure without cost, a call that left its handler without an outcome."""
+        if isinstance(error, TallyError):
+            status, message = error.status, error.message
+        elif isinstance(error, asyncio.CancelledError):
+            status, message = (503, "cancelled: the proxy shut down") if self.stopping else (499, "cancelled before it was answered")
+        elif error is None:
+            status, message = 500, "the call ended without an outcome"
+        else:
+            status, message = 500, f"internal error: {type(error).__name__}: {error}"
+        self.fail(call, status, message, stream=call.body.get("stream") is True)
+
     def fail(self, call: Call, status: int, message: str, usage: TokenUsage | None = None, *, stream: bool = False) -> None:
-        """Record an upstream failure (no cost quoted) and release the budget admission."""
+        """Record a failed call (no cost quoted) and release the budget admission."""
         event = usage_event(
             request_id=call.request_id, call_type=call.call_type, caller=call.caller, attribution=call.attribution,
             target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage or TokenUsage(),
             stream=stream, error_status=status, error_message=message[:2000],
             soft_budget_exceeded=call.admission.soft_budget_exceeded, requester_ip_address=call.requester_ip,
         )
+        if not self.book.close(call):
+            return
         self.gate.settle(call.admission, event)
         self.record(event)
         log.warning("upstream_failed", request_id=call.request_id, model_group=call.target.model_group,

@@ -49,6 +49,7 @@ class ProxySettings(BaseModel):
     worker: int = 0  # which of them this process is
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
     edge_limits: EdgeLimits = Field(default_factory=EdgeLimits)  # what one call may record (limits.py)
+    shutdown_drain_s: float = 20.0  # at SIGTERM, calls in flight get this long to finish (docs/settlement.md)
 
     @property
     def spool_root(self) -> Path:
@@ -123,6 +124,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
         replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
         workers=max(1, env_int(env, "TALLY_PROXY_WORKERS", 1)),
+        shutdown_drain_s=max(0.0, env_float(env, "TALLY_SHUTDOWN_DRAIN_S", 20.0)),
         worker=max(0, env_int(env, WORKER_ENV, 0)),
         upstream_limits=upstream_limits_from_env(env),
         always_include_stream_usage=env_bool(

@@ -65,11 +65,13 @@ def format_money(amount: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
-def rewrite_usage(block: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool) -> bytes:
+def rewrite_usage(block: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool,
+                  on_invalid: Callable[[bytes], None] | None = None) -> bytes:
     """Call `on_usage(chunk)` for each chunk carrying a usage object; put the returned cost into
     that chunk's usage as "cost" when `keep`, else drop the usage (and the chunk, when it carries
     nothing else). Every other byte passes untouched: only the events holding "usage": {...} are
-    parsed."""
+    parsed. An event that looks like a usage chunk but is not JSON passes untouched too, and is
+    handed to `on_invalid`: the proxy relays what it cannot read rather than break the stream."""
     out: list[bytes] = []
     pos = 0
     for match in _USAGE.finditer(block):
@@ -79,7 +81,7 @@ def rewrite_usage(block: bytes, on_usage: Callable[[dict[str, Any]], Decimal | N
         end_match = _EVENT_END.search(block, match.end())
         end = len(block) if end_match is None else end_match.end()
         out.append(block[pos:start])
-        out.append(_rewrite_event(block[start:end], on_usage, keep))
+        out.append(_rewrite_event(block[start:end], on_usage, keep, on_invalid))
         pos = end
     out.append(block[pos:])
     return b"".join(out)
@@ -93,10 +95,17 @@ def _event_start(block: bytes, low: int, high: int) -> int:
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
 
 
-def _rewrite_event(raw: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool) -> bytes:
+def _rewrite_event(raw: bytes, on_usage: Callable[[dict[str, Any]], Decimal | None], keep: bool,
+                   on_invalid: Callable[[bytes], None] | None) -> bytes:
     out: list[bytes] = []
     for _name, data, event in iter_events(raw if _EVENT_END.search(raw) else raw + b"\n\n"):
-        chunk = orjson.loads(data) if data and data != DONE else None
+        try:
+            chunk = orjson.loads(data) if data and data != DONE else None
+        except orjson.JSONDecodeError:
+            if on_invalid is not None:
+                on_invalid(event)
+            out.append(event)
+            continue
         usage = chunk.get("usage") if isinstance(chunk, dict) else None
         if not isinstance(usage, dict):
             out.append(event)

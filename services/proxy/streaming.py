@@ -2,9 +2,15 @@
 stream_options.include_usage) is priced and gets `"cost"`, or is dropped when the client did not
 ask for usage (OpenAI's behaviour; set always_include_stream_usage to keep it).
 
+An upstream may report usage on every chunk (vLLM's `continuous_usage_stats`): each usage chunk
+gets its cost quoted (priced, nothing settled) and the last one wins. The call is settled and
+recorded once, when the stream is over, with the last usage seen; so the last chunk's cost is the
+recorded cost.
+
 If the client goes away mid-stream the proxy stops writing but keeps reading the upstream to its
 end (bounded by the upstream timeout) so the usage event carries what was really generated. If
-the upstream itself breaks off, the event is a failure with usage estimated from what was seen."""
+the upstream itself breaks off, sends what cannot be relayed, or the proxy shuts down first, the
+event is a failure with the last usage seen (or usage estimated from what was seen)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
+import structlog
 from aiohttp import web
 
 from services.proxy import sse, upstream
@@ -29,6 +36,8 @@ from shared.events import TokenUsage, utcnow
 
 if TYPE_CHECKING:
     from services.proxy.relay import Call, Relay
+
+log = structlog.get_logger(__name__)
 
 _CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, ConnectionError)
 # The read timeout is pushed back at most this often: rescheduling a timer on every piece of a
@@ -46,27 +55,32 @@ class _CoalescingStreamResponse(web.StreamResponse):
 class _Outcome:
     """What the stream produced so far."""
 
-    __slots__ = ("usage", "cost", "response_model", "chunks", "first_at", "priced", "relay", "call")
+    __slots__ = ("usage", "response_model", "chunks", "first_at", "invalid", "relay", "call", "quote")
 
-    def __init__(self, relay: Relay, call: Call) -> None:
+    def __init__(self, relay: Relay, call: Call, quote: bool) -> None:
         self.relay, self.call = relay, call
-        self.usage: TokenUsage | None = None
-        self.cost: Decimal | None = None
+        self.quote = quote  # the client sees the usage chunks: each gets its cost
+        self.usage: TokenUsage | None = None  # the last usage chunk's
         self.response_model: str | None = None
         self.chunks = 0
         self.first_at: datetime | None = None
-        self.priced = False
+        self.invalid = 0  # usage chunks that were not JSON (passed on untouched, not counted)
 
     def on_usage(self, chunk: dict[str, Any]) -> Decimal | None:
-        """The usage chunk arrived: price and record the call now; its cost goes into the chunk."""
-        self.usage = usage_from_openai(chunk.get("usage"))
+        """A usage chunk arrived: it replaces any earlier one. Its cost is quoted, not settled:
+        the call is settled once, at the end of the stream."""
+        usage = self.usage = usage_from_openai(chunk.get("usage"))
         model = chunk.get("model")
         self.response_model = model if isinstance(model, str) else None
-        _event, self.cost, _spend = self.relay.finish(
-            self.call, self.usage, response_model=self.response_model, stream=True,
-            completion_start_time=self.first_at or utcnow())
-        self.priced = True
-        return self.cost
+        if not self.quote:
+            return None  # the chunk is dropped: no cost to show
+        call = self.call
+        return self.relay.quoter.quote_usage(call.target, call.call_type, usage, self.response_model)
+
+    def on_invalid(self, raw: bytes) -> None:
+        if not self.invalid:
+            log.warning("stream_usage_chunk_unreadable", request_id=self.call.request_id, chunk=raw[:200].decode(errors="replace"))
+        self.invalid += 1
 
 
 def _prompt_chars(body: dict[str, Any]) -> int:
@@ -86,8 +100,9 @@ class _Pump:
                  upstream_response: Response | None = None) -> None:
         self.relay, self.call, self.response, self.keep_usage = relay, call, response, keep_usage
         self.upstream_response = upstream_response
-        self.outcome = _Outcome(relay, call)
+        self.outcome = _Outcome(relay, call, keep_usage)
         self.client_gone = False
+        self.recorded = False
         self.translator = StreamTranslator() if call.target.wire == ANTHROPIC else None
         self.buffer = b""
         self.tail = b""  # the stream's last bytes, written together with its end
@@ -122,10 +137,10 @@ class _Pump:
             return
         if self.translator is not None:
             await self.send(_translate(self.translator, block, self.outcome, self.keep_usage))
-        elif sse.has_usage(block):
-            await self.send(sse.rewrite_usage(block, self.outcome.on_usage, self.keep_usage))
         else:
-            self.outcome.chunks += block.count(b"data:")
+            self.outcome.chunks += block.count(b"data:")  # for the estimate, should no usage chunk be readable
+            if sse.has_usage(block):
+                block = sse.rewrite_usage(block, self.outcome.on_usage, self.keep_usage, self.outcome.on_invalid)
             await self.send(block)
 
     async def pump(self, upstream_response: Response) -> None:
@@ -150,13 +165,21 @@ class _Pump:
         except UpstreamConnectionError as exc:
             failure = (502, f"upstream {target.api_base} broke off the stream: {exc}")
         except asyncio.CancelledError:
+            if self.relay.stopping or self.call.detached:
+                # Shutdown (or a background reader cancelled): record what was seen, exactly once.
+                self.record((503, f"cancelled mid-stream: the proxy shut down (upstream {target.api_base})"))
+                raise
             # The server cancelled the handler (client gone): finish reading in the background so
             # the usage event carries what the upstream really generated.
             self.client_gone = handed_off = True
+            self.call.detached = True  # the background task settles the call, not the handler
             task = loop.create_task(self.pump(upstream_response))
             self.relay.background.add(task)  # keep a reference until it is done
             task.add_done_callback(self.relay.background.discard)
             raise
+        except Exception as exc:  # a bug, or an upstream stream this proxy cannot relay: record it all the same
+            log.exception("stream_relay_failed", request_id=self.call.request_id, api_base=target.api_base)
+            failure = (500, f"the proxy could not relay the stream: {type(exc).__name__}: {exc}")
         finally:
             if not finished and not handed_off:
                 upstream_response.release()  # closes the connection: the answer was not read to its end
@@ -168,18 +191,27 @@ class _Pump:
         for chunk in chunks[:-1]:
             await self.send(sse.encode_event(chunk))
         await self.send(sse.rewrite_usage(sse.encode_event(chunks[-1]), self.outcome.on_usage, self.keep_usage) + b"data: [DONE]\n\n")
+        self.record(None)
 
     def record(self, failure: tuple[int, str] | None) -> None:
-        if self.outcome.priced:
+        """Settle and record the call, once, with the last usage seen."""
+        if self.recorded:
             return
-        # No usage chunk: the upstream broke off, or does not report usage when streaming.
-        usage = estimated_usage(_prompt_chars(self.call.body), self.outcome.chunks)
+        self.recorded = True
+        outcome = self.outcome
+        usage = outcome.usage
         if failure is not None:
+            if usage is None:
+                usage = estimated_usage(_prompt_chars(self.call.body), outcome.chunks)
             self.relay.fail(self.call, failure[0], failure[1], usage, stream=True)
+        elif usage is not None:
+            self.relay.finish(self.call, usage, response_model=outcome.response_model, stream=True,
+                              completion_start_time=outcome.first_at or utcnow())
         else:
-            self.relay.finish(self.call, usage, stream=True, completion_start_time=self.outcome.first_at,
+            # No usage chunk: the upstream does not report usage when streaming (or it was unreadable).
+            usage = estimated_usage(_prompt_chars(self.call.body), outcome.chunks)
+            self.relay.finish(self.call, usage, stream=True, completion_start_time=outcome.first_at,
                               metadata_extra={"usage_estimated": True, "client_disconnected": self.client_gone})
-        self.outcome.priced = True
 
 
 async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
@@ -205,6 +237,10 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
                 upstream_response.release()
             relay.fail(call, 502, f"upstream {target.api_base} unreachable: {exc}", stream=True)
             raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
+        except BaseException:  # cancelled (shutdown): the caller settles the call; the connection is closed
+            if upstream_response is not None:
+                upstream_response.release()
+            raise
         if upstream_response.status >= 400:
             error = upstream.upstream_error(target, upstream_response.status, raw)
             relay.fail(call, error.status, error.message, stream=True)
@@ -224,6 +260,10 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
         await response.prepare(request)
     except _CLIENT_GONE:
         pump.client_gone = True
+    except BaseException:  # cancelled before the pump owns the upstream answer
+        if upstream_response is not None:
+            upstream_response.release()
+        raise
     if mock is not None:
         await pump.mock(mock)
     else:
@@ -239,7 +279,12 @@ def _translate(translator: StreamTranslator, block: bytes, outcome: _Outcome, ke
     for _name, data, _raw in sse.iter_events(block):
         if not data:
             continue
-        event = orjson.loads(data)
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
+        if not isinstance(event, dict):
+            raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an event object")
         if event.get("type") == "error":
             raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
         for chunk in translator.feed(event):

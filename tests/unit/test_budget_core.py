@@ -27,8 +27,7 @@ def test_ledger_total_and_uncounted_costs_bound_the_whole_budget() -> None:
     """Ledger 8 + own uncounted 1 + estimate 2 passes B=10 even within the share: refused, believed spend 9."""
     account = Account()
     account.roll(None, None, D(0))
-    account.reserve(D(0))
-    account.settle(account.generation, D(0), D(1), T0 + timedelta(seconds=5))
+    account.settle(account.reserve(D(0)), D(1), T0 + timedelta(seconds=5))
     account.inflight = 1  # another call in flight: no last-call allowance
     verdict = judge(account, D(8), T0, D(10), D(2), 1)
     assert (verdict.admitted, verdict.believed_spend) == (False, D(9))
@@ -38,8 +37,8 @@ def test_costs_the_ledger_has_counted_are_not_counted_twice() -> None:
     """An own cost at t is dropped from the uncounted sum once the ledger's as_of reaches t."""
     account = Account()
     account.roll(None, None, D(0))
-    generation = account.reserve(D("0.5"))
-    account.settle(generation, D("0.5"), D("0.25"), T0)
+    reservation = account.reserve(D("0.5"))
+    account.settle(reservation, D("0.25"), T0)
     assert account.uncounted(T0 - timedelta(seconds=1)) == D("0.25")
     assert account.uncounted(T0) == D(0)
 
@@ -50,10 +49,8 @@ def test_uncounted_costs_take_one_entry_per_50_ms_whatever_the_rate() -> None:
     account = Account()
     account.roll(None, None, D(0))
     for i in range(1000):
-        generation = account.reserve(D(0))
-        account.settle(generation, D(0), D("0.000123"), T0 + timedelta(microseconds=10 * i))
-    later = account.reserve(D(0))
-    account.settle(later, D(0), D("0.5"), T0 + timedelta(seconds=1))
+        account.settle(account.reserve(D(0)), D("0.000123"), T0 + timedelta(microseconds=10 * i))
+    account.settle(account.reserve(D(0)), D("0.5"), T0 + timedelta(seconds=1))
     assert len(account.pending) == 2
     assert account.uncounted(T0 + timedelta(microseconds=9980)) == D("0.623")  # not all of the first 1,000 counted yet
     assert account.uncounted(T0 + timedelta(microseconds=9990)) == D("0.5")
@@ -75,9 +72,9 @@ def test_a_settled_call_of_an_older_window_does_not_count_in_the_new_one() -> No
     """A call reserved before the window rolled releases nothing and adds nothing afterwards."""
     account = Account()
     account.roll(T0, T0 + timedelta(seconds=2), D(0))
-    generation = account.reserve(D(3))
+    reservation = account.reserve(D(3))
     account.roll(T0 + timedelta(seconds=2), T0 + timedelta(seconds=4), D(0))
-    account.settle(generation, D(3), D(2), T0 + timedelta(seconds=1))
+    account.settle(reservation, D(2), T0 + timedelta(seconds=1))
     assert (account.own, account.reserved, account.inflight) == (D(0), D(0), 0)
 
 

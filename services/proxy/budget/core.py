@@ -113,17 +113,22 @@ class Account:
                 self.pending_sum -= pending.popleft()[1]
         return self.pending_sum
 
-    def reserve(self, estimate: Decimal) -> int:
+    def reserve(self, estimate: Decimal) -> Reservation:
         self.reserved += estimate
         self.inflight += 1
-        return self.generation
+        return Reservation(self, self.generation, estimate)
 
-    def settle(self, generation: int, estimate: Decimal, cost: Decimal, event_time: datetime) -> None:
-        """Release a reservation and count the call's real cost, if its window is still current."""
+    def settle(self, reservation: Reservation, cost: Decimal, event_time: datetime) -> bool:
+        """Release a reservation and count the call's real cost, if its window is still current.
+        Returns False, changing nothing, for a reservation already released: a second release
+        would free headroom that another call holds (the caller reports it as a bug)."""
+        if reservation.released:
+            return False
+        reservation.released = True
         self.inflight -= 1
-        if generation != self.generation:
-            return  # the window rolled (or spend was reset) while the call ran: it belongs to the old one
-        self.reserved -= estimate
+        if reservation.generation != self.generation:
+            return True  # the window rolled (or spend was reset) while the call ran: it belongs to the old one
+        self.reserved -= reservation.estimate
         if cost:
             self.own += cost
             self.pending_sum += cost
@@ -136,6 +141,19 @@ class Account:
                 pending[-1] = (max(last_time, event_time), last_cost + cost)
             else:
                 pending.append((event_time, cost))
+        return True
+
+
+class Reservation:
+    """One admission's hold on one account: released exactly once."""
+
+    __slots__ = ("account", "generation", "estimate", "released")
+
+    def __init__(self, account: Account, generation: int, estimate: Decimal) -> None:
+        self.account = account
+        self.generation = generation
+        self.estimate = estimate
+        self.released = False
 
 
 class Verdict(NamedTuple):  # a tuple: built on every call, so cheap to make

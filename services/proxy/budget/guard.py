@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import structlog
+
 from services.proxy.admission import Admission, BudgetRequest
 from services.proxy.auth import CallerIdentity
 from services.proxy.budget.core import (
@@ -21,6 +23,7 @@ from services.proxy.budget.core import (
     ZERO,
     Account,
     BudgetSpec,
+    Reservation,
     counted_spend,
     judge,
     restart_prior,
@@ -28,11 +31,14 @@ from services.proxy.budget.core import (
 )
 from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
-from services.proxy.budget.limiter import KeyLimiter
+from services.proxy.budget.limiter import KeyLimiter, Slot
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
 from shared.events import UsageEvent, utcnow
+from shared.metrics import Metric
 from shared.pricing import Catalog
+
+log = structlog.get_logger(__name__)
 
 _LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} "}
 
@@ -52,17 +58,18 @@ class BudgetExceeded(ProxyError):
 
 @dataclass(slots=True)
 class Hold:
-    """What admit reserved, for settle to release: (account, window generation, estimate)."""
+    """What admit reserved, for settle to release: each released exactly once."""
 
-    accounts: list[tuple[Account, int, Decimal]]
+    reservations: list[Reservation]
     key_account: Account | None
-    limited_key: str | None
+    slot: Slot | None
 
 
 class BudgetGuard:
     def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
                  replicas: int = 1, started_at: datetime | None = None,
-                 clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time,
+                 double_settlements: Metric | None = None) -> None:
         self.directory = directory
         self.totals = totals
         self.catalog = catalog
@@ -74,6 +81,7 @@ class BudgetGuard:
         self.limiter = KeyLimiter(self.replicas)
         self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer")}
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
+        self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -117,24 +125,30 @@ class BudgetGuard:
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
 
-        limited = None
+        slot = None
         if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
-            limited = caller.api_key_hash if self.limiter.acquire(
-                caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests, self.wall()) else None
-        held = [(account, account.reserve(cost or ZERO), cost or ZERO) for _, account in budgeted]
+            slot = self.limiter.acquire(caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests,
+                                        self.wall())
+        held = [account.reserve(cost or ZERO) for _, account in budgeted]
         if not key_spec.budgeted:
-            held.append((key_account, key_account.reserve(ZERO), ZERO))
-        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, limited))
+            held.append(key_account.reserve(ZERO))
+        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, slot))
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
         cost = event.quoted_cost or ZERO
         if not isinstance(hold, Hold):
             return self._unbudgeted_key_spend(admission, cost)
-        for account, generation, reserved in hold.accounts:
-            account.settle(generation, reserved, cost, event.start_time)
-        if hold.limited_key is not None:
-            self.limiter.release(hold.limited_key, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
+        refused = 0
+        for reservation in hold.reservations:
+            refused += not reservation.account.settle(reservation, cost, event.start_time)
+        if hold.slot is not None:
+            refused += not self.limiter.release(hold.slot, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
+        if refused:
+            # A bug upstream of here (the relay settles each call once): the held amounts were
+            # not released twice, and the caller gets the key's spend as it stands.
+            self.double_settlements.inc()
+            log.error("double_settlement", request_id=admission.request.request_id, refused_releases=refused)
         account = hold.key_account
         if account is None:
             return self._unbudgeted_key_spend(admission, cost)
@@ -145,6 +159,12 @@ class BudgetGuard:
         """x-litellm-key-spend for a key without a budget account (the master key included): the
         ledger's total plus this call, which the total cannot show yet."""
         return self.spend_of("key", admission.request.caller.api_key_hash)[0] + cost
+
+    # -- what /metrics shows ---------------------------------------------------------------------
+
+    def reserved_total(self) -> Decimal:
+        """The estimates held by calls in flight, summed over every account of every entity."""
+        return sum((account.reserved for accounts in self._accounts.values() for account in accounts.values()), ZERO)
 
     # -- what the admin routes show ------------------------------------------------------------
 

@@ -22,6 +22,16 @@ def per_replica(limit: int, replicas: int) -> int:
     return -(-limit // replicas)  # ceil
 
 
+class Slot:
+    """One admitted request's place in its key's counters: released exactly once."""
+
+    __slots__ = ("counter", "released")
+
+    def __init__(self, counter: _Counter) -> None:
+        self.counter = counter
+        self.released = False
+
+
 class _Counter:
     __slots__ = ("minute", "requests", "tokens", "inflight")
 
@@ -36,11 +46,13 @@ class KeyLimiter:
     def __init__(self, replicas: int = 1) -> None:
         self.replicas = max(1, replicas)
         self._counters: dict[str, _Counter] = {}
+        self.held = 0  # requests admitted and not yet released, over every key
 
-    def acquire(self, key_hash: str, rpm: int | None, tpm: int | None, parallel: int | None, now: float) -> bool:
-        """Count one request, or raise RateLimited. Returns whether release() must be called."""
+    def acquire(self, key_hash: str, rpm: int | None, tpm: int | None, parallel: int | None, now: float) -> Slot | None:
+        """Count one request, or raise RateLimited. Returns the slot for release(), or None when
+        the key has no limit here."""
         if rpm is None and tpm is None and parallel is None:
-            return False
+            return None
         counter = self._counters.get(key_hash)
         if counter is None:
             counter = self._counters[key_hash] = _Counter()
@@ -58,12 +70,18 @@ class KeyLimiter:
                               f"tokens this minute on this replica: {counter.tokens} (limit here: {per_replica(tpm, self.replicas)})")
         counter.requests += 1
         counter.inflight += 1
-        return True
+        self.held += 1
+        return Slot(counter)
 
-    def release(self, key_hash: str, tokens: int, now: float) -> None:
-        counter = self._counters.get(key_hash)
-        if counter is None:
-            return
+    def release(self, slot: Slot, tokens: int, now: float) -> bool:
+        """Give the slot back and count the call's tokens in the current minute. Returns False,
+        changing nothing, for a slot already released (the caller reports it as a bug)."""
+        if slot.released:
+            return False
+        slot.released = True
+        counter = slot.counter
         counter.inflight -= 1
+        self.held -= 1
         if counter.minute == int(now // 60):
             counter.tokens += tokens
+        return True

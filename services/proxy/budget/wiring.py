@@ -20,8 +20,10 @@ from services.proxy.budget.guard import BudgetGuard
 from services.proxy.budget.totals import TotalsSync, TotalsView
 from services.proxy.routing import Router
 from services.proxy.settings import ProxySettings
+from services.proxy.settlement import DOUBLE_SETTLEMENTS
 from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
+from shared.metrics import Registry
 from shared.pricing import Catalog
 from shared.supervise import supervise
 
@@ -39,7 +41,10 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     directory = EntityDirectory()
     totals = TotalsView()
     replicas = settings.budget_processes
-    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas)
+    registry = app.get(METRICS)
+    doubles = registry.counter(*DOUBLE_SETTLEMENTS) if registry is not None else None
+    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas,
+                        double_settlements=doubles)
 
     def apply_key(change: EntityChanged | SpendReset) -> None:
         if isinstance(change, EntityChanged):
@@ -51,11 +56,19 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     add_admin_routes(app, Admin(settings.master_key, directory, guard, publisher))
     timeout = settings.key_sync_timeout_s
     app.cleanup_ctx.extend([lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout), _entity_publisher])
-    registry = app.get(METRICS)
     if registry is not None:
-        registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
+        add_budget_metrics(registry, guard, totals)
     log.info("budgets_installed", replicas=replicas)
     return directory
+
+
+def add_budget_metrics(registry: Registry, guard: BudgetGuard, totals: TotalsView) -> None:
+    """What budgets hold, on /metrics: every gauge reads back to 0 when no call is in flight."""
+    registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
+    registry.gauge("proxy_parallel_requests_held", "max_parallel_requests slots held by calls in flight, over every key",
+                   callback=lambda: float(guard.limiter.held))
+    registry.gauge("proxy_budget_reserved", "Budget reservations of calls in flight, summed over every account (display only)",
+                   callback=lambda: float(guard.reserved_total()))
 
 
 async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
