@@ -9,6 +9,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -21,24 +22,18 @@ from pydantic import BaseModel, ValidationError
 from services.ledger.fast_priced import FastCostBreakdown, FastPricedEvent, FastTokenUsage, FastUsageEvent, decode_priced
 from services.ledger.rows import Unstorable, spend_log_line
 from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, encode
+from tests.fixtures.events import priced_event
 
 PAIRS = [(PricedUsageEvent, FastPricedEvent), (UsageEvent, FastUsageEvent), (TokenUsage, FastTokenUsage),
          (CostBreakdown, FastCostBreakdown)]
 
 
-def canonical(**usage_changes: Any) -> PricedUsageEvent:
-    at = datetime(2026, 11, 28, 9, 42, 13, 297627, tzinfo=timezone.utc)
-    fields: dict[str, Any] = dict(
-        request_id="req-1", call_type="acompletion", start_time=at - timedelta(milliseconds=800), end_time=at,
-        api_key_hash="ab" * 32, key_alias="key-0", user_id="user-0", team_id="team-0", end_user="customer-0",
-        model_group="gpt-4o-mini", model="openai/gpt-4o-mini", model_id="deployment-1", custom_llm_provider="openai",
-        api_base="https://api.openai.com/v1", usage=TokenUsage(prompt_tokens=20, completion_tokens=80),
-        request_tags=["a", "b"], quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7")
-    fields.update(usage_changes)
-    return PricedUsageEvent(usage_event=UsageEvent(**fields),
-                            cost=CostBreakdown(input=Decimal("0.000003"), output=Decimal("0.000048"),
-                                               total=Decimal("0.000051")),
-                            priced_model="gpt-4o-mini", catalog_version="v1")
+AT = datetime(2026, 11, 28, 9, 42, 13, 297627, tzinfo=timezone.utc)
+# The default priced call with most optional fields set, as the proxy and pricer write them (UTC, microseconds).
+canonical = partial(priced_event, catalog_version="v1", start_time=AT - timedelta(milliseconds=800), end_time=AT,
+                    key_alias="key-0", user_id="user-0", team_id="team-0", end_user="customer-0",
+                    model_id="deployment-1", api_base="https://api.openai.com/v1", request_tags=["a", "b"],
+                    quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7")
 
 
 def same_values(model: BaseModel, fast: Any, path: str = "") -> None:
