@@ -12,7 +12,7 @@ from shared.events import DeadLetter, encode
 from shared.settings import CommonSettings
 from shared.topics import PRICED_DLQ, USAGE, USAGE_DLQ
 from tests.fixtures.topics import read_topic
-from tests.integration.test_ledger_support import (InProcessLedger, poll, priced, produce, produce_raw,
+from tests.fixtures.ledger_support import (InProcessLedger, poll, priced, produce, produce_raw,
                                                    wait_for_logs)
 
 
