@@ -56,6 +56,7 @@ def pydantic_or_none(raw: bytes) -> PricedUsageEvent | None:
 
 @pytest.mark.parametrize("model, struct", PAIRS, ids=[p[0].__name__ for p in PAIRS])
 def test_the_structs_have_the_models_fields_required_and_defaults(model: type[BaseModel], struct: type) -> None:
+    """Each msgspec struct has its pydantic model's fields, the same required ones and the same defaults."""
     info = msgspec.structs.fields(struct)
     assert {f.name for f in info} == set(model.model_fields)
     required = {f.name for f in info if f.required}
@@ -80,6 +81,7 @@ def test_the_structs_have_the_models_fields_required_and_defaults(model: type[Ba
     canonical(quoted_cost=None, key_alias=None, request_tags=[], start_time=datetime(2026, 11, 28, 9, 42, tzinfo=timezone.utc)),
 ], ids=["plain", "everything-set", "sparse"])
 def test_canonical_events_decode_to_the_models_values(event: PricedUsageEvent) -> None:
+    """A canonical event (plain, everything set, sparse) decodes on the fast path to pydantic's values and spend log row."""
     raw = encode(event)
     fast = decode_priced(raw)
     assert fast is not None
@@ -101,6 +103,7 @@ def test_canonical_events_decode_to_the_models_values(event: PricedUsageEvent) -
     ("usage_event.stream", "true"),
 ])
 def test_forms_the_fast_path_leaves_to_pydantic(change: tuple[str, Any]) -> None:
+    """Forms only pydantic may judge (other time forms, float or NaN money, lax coercions) make the fast path decline."""
     data = orjson.loads(encode(canonical()))
     *parents, leaf = change[0].split(".")
     node = data
@@ -133,6 +136,7 @@ PATHS = _paths(orjson.loads(encode(canonical())))
 @given(changes=st.lists(st.tuples(st.sampled_from(PATHS), JSON_VALUES | st.just(...)), min_size=1, max_size=3),
        extra=st.sampled_from([None, ("usage_event", "surprise"), ("cost", "surprise"), ("", "surprise")]))
 def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_values(changes: list, extra: Any) -> None:
+    """For random edits of a canonical event, what the fast path accepts pydantic accepts, with the same values and row."""
     data = orjson.loads(encode(canonical()))
     for path, value in changes:
         node = data

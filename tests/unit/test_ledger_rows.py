@@ -61,8 +61,7 @@ def expected_row(event: PricedUsageEvent, store_bodies: bool) -> list[Any]:
 
 
 def test_copy_lines_carry_json_columns_as_exact_text():
-    """COPY gets metadata and tags as JSON text with every Decimal digit, other cells as their
-    text, and the distinct tags only when a tag repeats."""
+    """COPY gets metadata and tags as JSON text with every Decimal digit, and the distinct tags only when a tag repeats."""
     line = spend_log_line(_priced(), False)
     cells = _copy_cells(line.text)
     row = dict(zip(SPEND_LOG_COLUMNS, cells))
@@ -95,9 +94,9 @@ EVENTS = {
 @pytest.mark.parametrize("decoder", ["pydantic", "msgspec"])
 @pytest.mark.parametrize("store_bodies", [False, True])
 def test_copy_lines_are_what_psycopg_writes_for_the_same_row(name: str, decoder: str, store_bodies: bool):
-    """Escapes (tab, newline, CR, backslash, a literal \\N), NULLs, booleans, Decimals and times
-    (UTC from either decoder, with and without microseconds, and another offset): the line is
-    byte for byte psycopg's own COPY text for the row written out by hand."""
+    """Whatever the escapes, NULLs, Decimals and time zones, the line is byte for byte psycopg's COPY text of the row."""
+    # Escapes: tab, newline, CR, backslash, a literal \N. Times: UTC from either decoder, with and without
+    # microseconds, and another offset.
     event = EVENTS[name]
     raw = encode(event)
     decoded = PricedUsageEvent.model_validate_json(raw) if decoder == "pydantic" else decode_priced(raw)
@@ -110,6 +109,7 @@ def test_copy_lines_are_what_psycopg_writes_for_the_same_row(name: str, decoder:
 
 
 def test_integers_past_postgres_integer_are_refused_by_column():
+    """Token counts or a duration past Postgres INTEGER are refused as Unstorable, naming the column."""
     with pytest.raises(Unstorable, match=r"^total_tokens 2147483648 is out of Postgres INTEGER's range$"):
         spend_log_line(_priced(usage=TokenUsage(prompt_tokens=2**30, completion_tokens=2**30)), False, b"")
     with pytest.raises(Unstorable, match=r"^reasoning_tokens 2147483648 is out"):
@@ -124,6 +124,7 @@ def test_integers_past_postgres_integer_are_refused_by_column():
     (dict(request_tags=["t\x00"]), "request_tags"),
 ])
 def test_nul_characters_are_refused_by_column(where: dict[str, Any], column: str):
+    """A NUL character, which Postgres text cannot hold, is refused naming its column, with or without the raw JSON."""
     event = _priced(**where)
     with pytest.raises(Unstorable, match=f"^{column} contains a NUL character"):
         spend_log_line(event, False, encode(event))
@@ -132,6 +133,7 @@ def test_nul_characters_are_refused_by_column(where: dict[str, Any], column: str
 
 
 def test_a_backslash_u0000_that_is_not_a_nul_is_kept():
+    """The escaped text backslash-u0000 in a value, which is not a NUL, is kept as written."""
     event = _priced(spend_logs_metadata={"literal": "\\u0000"})
     cells = dict(zip(SPEND_LOG_COLUMNS, _copy_cells(spend_log_line(event, False, encode(event)).text)))
     assert cells["metadata"] == '{"user_api_key_alias":"alias","spend_logs_metadata":{"literal":"\\\\u0000"},' \
