@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from shared.keys import hash_key
-from tests.fixtures.stack import TallyStack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +91,7 @@ def tenants(tally_stack: TallyStack, proxy: httpx.Client) -> Tenants:
         return tokens == 3 and logs == 2
 
     # The reports service caches an unknown key for a few seconds: ask it only once the ledger has the keys.
-    wait_for(ledger_has_everything, 60, "the ledger to write the keys and both calls")
+    eventually(ledger_has_everything, 60, "the ledger to write the keys and both calls")
     return Tenants(tally_stack, {"ordinary": key_a, "spend_reader": reader, "master": master}, key_b, own, other,
                    team_a, team_b, user_a, user_b)
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from shared.keys import hash_key
 from shared.openapi import load_document
 from tests.fixtures.openapi import PROXY_DOCUMENT, REPORTS_DOCUMENT, Generator, Operation, Request, operations, requests
-from tests.fixtures.stack import TallyStack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +95,7 @@ def fuzz(tally_stack: TallyStack) -> Fuzz:
             return conn.execute('SELECT count(*) FROM "LiteLLM_VerificationToken" WHERE token = ANY(%s)',
                                 (hashes,)).fetchone()[0] == len(hashes)
 
-    wait_for(known, 60, "the ledger to write the fuzz keys")  # reports caches an unknown key for seconds
+    eventually(known, 60, "the ledger to write the fuzz keys")  # reports caches an unknown key for seconds
     return Fuzz(tally_stack, keys, team_id)
 
 
@@ -212,7 +213,7 @@ def test_spend_logs_hold_exactly_the_answered_calls(fuzz: Fuzz) -> None:
 
     for op_id, counts in sorted(fuzz.statuses.items()):
         print(f"{op_id:32} {dict(sorted(counts.items()))}")  # shown with -s: how deep the requests reached
-    found = wait_for(settled, 120, "every emitted usage event to be a spend log row", interval=0.5)
+    found = eventually(settled, 120, "every emitted usage event to be a spend log row", interval=0.5)
     answered = set(fuzz.answered)
     assert len(answered) == len(fuzz.answered), "a call id was answered twice"
     extra = found - answered

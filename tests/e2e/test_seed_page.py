@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from shared.keys import hash_key
-from tests.fixtures.stack import DEFAULT_PLAN, TallyStack, running_stack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import DEFAULT_PLAN, TallyStack, running_stack
 
 pytestmark = pytest.mark.e2e
 TAGS = ["jobID:214590dsff09fds", "taskName:run_page_classification"]
@@ -41,7 +42,7 @@ def spend_row(stack: TallyStack, request_id: str):
 
 
 def wait_for_row(stack: TallyStack, request_id: str):
-    return wait_for(lambda: spend_row(stack, request_id), 30, f"spend log row {request_id}")
+    return eventually(lambda: spend_row(stack, request_id), 30, f"spend log row {request_id}")
 
 
 def post(stack: TallyStack, path: str, body: dict | None, key: str = "sk-1234") -> tuple[int, dict, dict]:
@@ -88,7 +89,7 @@ def test_langchain_example(seed_stack):
     reply = chat.invoke([SystemMessage(content="You are a helpful assistant that im using to make a test request to."),
                          HumanMessage(content="test from litellm. tell me why it's amazing in 1 sentence")])
     assert reply.content == "This is a fake answer from Tally's demo upstream."
-    wait_for(lambda: count_rows(seed_stack) == before + 1, 30, "LangChain's spend log row")
+    eventually(lambda: count_rows(seed_stack) == before + 1, 30, "LangChain's spend log row")
     with psycopg.connect(seed_stack.common.database_url) as conn:
         latest = conn.execute('SELECT end_user, request_tags, spend FROM "LiteLLM_SpendLogs" ORDER BY "startTime" DESC LIMIT 1').fetchone()
     assert latest == ("palantir", TAGS, LLAMA3_COST)
@@ -100,8 +101,8 @@ def count_rows(stack: TallyStack) -> int:
 
 
 def test_azure_base_model_prices_the_real_model(seed_stack):
-    """Azure answers "gpt-4" for a gpt-4-1106-preview deployment; base_model prices it right:
-    20 * 1e-05 + 80 * 3e-05 = 0.0026 (gpt-4's own price would give 0.0054)."""
+    """Azure's "gpt-4" answer for a gpt-4-1106-preview deployment is priced by base_model: 0.0026, not gpt-4's 0.0054."""
+    # gpt-4-1106-preview: 20 * 1e-05 + 80 * 3e-05 = 0.0026
     status, headers, body = post(seed_stack, "/chat/completions", {
         "model": "azure-gpt-3.5", "messages": [{"role": "user", "content": "hi"}], "x_fake": {"model": "gpt-4"}})
     assert (status, body["model"], Decimal(headers["x-litellm-response-cost"])) == (200, "gpt-4", Decimal("0.0026"))
@@ -109,8 +110,8 @@ def test_azure_base_model_prices_the_real_model(seed_stack):
 
 
 def test_azure_image_generation_priced_by_base_model(seed_stack):
-    """The seed's dall-e-3 Azure deployment with base_model dall-e-3: one standard 1024x1024 image
-    at LiteLLM's per-pixel rate, 3.81469e-08 * 1024 * 1024 = 0.0399999238144."""
+    """One standard 1024x1024 image from the seed's Azure dall-e-3 deployment costs base_model's per-pixel rate."""
+    # LiteLLM's rate for dall-e-3: 3.81469e-08 * 1024 * 1024 = 0.0399999238144
     status, headers, body = post(seed_stack, "/images/generations", {"model": "dall-e-3", "prompt": "a cat", "n": 1, "size": "1024x1024"})
     assert (status, len(body["data"])) == (200, 1)
     assert Decimal(headers["x-litellm-response-cost"]) == Decimal("0.0399999238144")
@@ -172,7 +173,7 @@ def test_key_with_get_spend_routes_reads_reports_and_a_plain_key_cannot(seed_sta
     _, _, permitted = post(seed_stack, "/key/generate", {"permissions": {"get_spend_routes": True}})
     _, _, plain = post(seed_stack, "/key/generate", {})
     # A new key reaches the reports service through the entities topic and the ledger: poll.
-    wait_for(lambda: report(seed_stack, key=permitted["key"]).status_code == 200, 5, "the permitted key to work on reports")
+    eventually(lambda: report(seed_stack, key=permitted["key"]).status_code == 200, 5, "the permitted key to work on reports")
     denied = report(seed_stack, key=plain["key"])
     assert denied.status_code == 403 and set(denied.json()["error"]) >= {"message", "type"}
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from services.reports.app import build_app
-from tests.integration.test_reports_support import (
+from tests.fixtures.reports_support import (
     MASTER, PLAIN_KEY, READER_KEY, load_test_catalog, reports_settings_for, seed,
 )
 

@@ -16,7 +16,7 @@ from shared import kafka
 from shared.settings import CommonSettings
 from shared.supervise import supervise
 from shared.topics import PRICED
-from tests.integration.test_ledger_support import poll
+from tests.fixtures.polling import eventually_async
 
 
 async def _consumer_with_a_failed_fetch(settings: CommonSettings, caplog: pytest.LogCaptureFixture):
@@ -33,11 +33,12 @@ async def _consumer_with_a_failed_fetch(settings: CommonSettings, caplog: pytest
             connection.close()
         return "Failed fetch messages" in caplog.text
 
-    await poll(failed, 10, "the fetch in flight to fail")
+    await eventually_async(failed, 10, "the fetch in flight to fail")
     return consumer
 
 
 async def test_a_supervised_worker_whose_consumer_stops_mid_backoff_runs_again(settings: CommonSettings, caplog):
+    """A worker whose consumer is stopped while a failed fetch backs off is restarted by its supervisor."""
     caplog.set_level(logging.ERROR, logger="aiokafka")
     runs = []
 
@@ -56,6 +57,7 @@ async def test_a_supervised_worker_whose_consumer_stops_mid_backoff_runs_again(s
 
 
 async def test_stop_clients_absorbs_the_cancelled_error_and_closes_the_consumer(settings: CommonSettings, caplog):
+    """stop_clients on a consumer mid-backoff does not raise aiokafka's CancelledError, and closes it."""
     caplog.set_level(logging.ERROR, logger="aiokafka")
     consumer = await _consumer_with_a_failed_fetch(settings, caplog)
     await kafka.stop_clients(consumer)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from shared import kafka
 from shared.events import DeadLetter, decode, encode
 from shared.topics import PRICED, PRICED_DLQ
-from tests.integration.test_ledger_support import (
+from tests.fixtures.ledger_support import (
     T0, InProcessLedger, key_changed, key_hash, poll, priced, produce, produce_raw, query, spend_reset, wait_for_logs,
 )
 

@@ -12,7 +12,7 @@ from shared.events import DeadLetter, encode
 from shared.settings import CommonSettings
 from shared.topics import PRICED_DLQ, USAGE, USAGE_DLQ
 from tests.fixtures.topics import read_topic
-from tests.integration.test_ledger_support import (InProcessLedger, poll, priced, produce, produce_raw,
+from tests.fixtures.ledger_support import (InProcessLedger, poll, priced, produce, produce_raw,
                                                    wait_for_logs)
 
 
@@ -39,8 +39,8 @@ async def test_reconcile_passes_clean_books_and_names_every_gap(settings):
 
 
 async def test_reconcile_names_each_kind_of_gap_once(settings):
-    """Every kind of difference between the topics and the spend logs, each reported once, in
-    request-id order within its kind (totals and rollups left to their own tests)."""
+    """Every kind of gap between the topics and the spend logs is reported once, in request-id order within its kind."""
+    # Totals and rollups are left to their own tests.
     ok, extra, gone, changed = (priced(request_id=r) for r in ("ok", "extra", "gone", "changed"))
     nul = priced(request_id="nul", user="bad\x00user")
     dup_first, dup_second = priced(request_id="dup", cost="0.1"), priced(request_id="dup", cost="0.3")

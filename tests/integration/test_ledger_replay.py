@@ -12,7 +12,7 @@ from services.ledger.checks import compare_schemas
 from services.ledger.replay import replay_command
 from services.ledger.settings import LedgerSettings
 from shared.events import EntityChanged
-from tests.integration.test_ledger_support import (
+from tests.fixtures.ledger_support import (
     T0, InProcessLedger, key_changed, key_hash, poll, priced, produce, query, spend_reset, wait_for_logs,
 )
 

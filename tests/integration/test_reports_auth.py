@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.test_reports_support import (  # noqa: F401 - fixtures
+from tests.fixtures.reports_support import (  # noqa: F401 - fixtures
     BLOCKED_KEY, EXPIRED_KEY, K1, KEY_TWO, MASTER, PLAIN_KEY, READER_KEY, bearer, reports, seeded_database,
 )
 

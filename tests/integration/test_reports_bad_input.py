@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.test_reports_support import MASTER, PLAIN_KEY, bearer, reports, seeded_database  # noqa: F401
+from tests.fixtures.reports_support import MASTER, PLAIN_KEY, bearer, reports, seeded_database  # noqa: F401
 
 EVIL = ["'; DROP TABLE \"LiteLLM_SpendLogs\"; --", "\" OR 1=1 --", "x' OR 'a'='a", "%", "\\", "\x00", "日本"]
 

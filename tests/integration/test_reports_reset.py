@@ -3,7 +3,6 @@ LiteLLM does; the logs stay."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -13,7 +12,8 @@ from shared import kafka
 from shared.events import SpendReset, decode
 from shared.settings import CommonSettings
 from shared.topics import ENTITIES
-from tests.integration.test_reports_support import MASTER, bearer, reports_settings_for, seed
+from tests.fixtures.polling import eventually_async
+from tests.fixtures.reports_support import MASTER, bearer, reports_settings_for, seed
 
 
 async def test_reset_publishes_a_spend_reset_event(settings: CommonSettings):
@@ -27,12 +27,11 @@ async def test_reset_publishes_a_spend_reset_event(settings: CommonSettings):
             response = await client.post("/global/spend/reset", headers=bearer(MASTER))
             assert (response.status, await response.json()) == (
                 200, {"message": "Spend for all API Keys and Teams reset successfully", "status": "success"})
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            records = []
-            while not records and loop.time() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                records = [r for batch in batches.values() for r in batch]
+
+            async def published() -> list:
+                return [r for batch in (await consumer.getmany(timeout_ms=500)).values() for r in batch]
+
+            records = await eventually_async(published, 20, "the reset on the entities topic", interval=0)  # getmany waits
             logs = await client.get("/spend/logs", params={"request_id": "r1"}, headers=bearer(MASTER))
             assert len(json.loads(await logs.text())) == 1
     finally:

@@ -1,5 +1,5 @@
 """Every spend route's shape and exact sums, against the hand-checkable data set in
-test_reports_support (real Postgres)."""
+tests.fixtures.reports_support (real Postgres)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from tests.integration.test_reports_support import (  # noqa: F401 - fixtures
+from tests.fixtures.reports_support import (  # noqa: F401 - fixtures
     K1, K2, K3, KEY_TWO, MASTER, PLAIN_KEY, bearer, reports, seeded_database,
 )
 

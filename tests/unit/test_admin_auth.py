@@ -39,6 +39,7 @@ def request(key: str | None):  # noqa: ANN201
     (VIRTUAL, {"expires": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()}, "Key expired"),
 ])
 def test_no_key_unknown_blocked_or_expired_is_401(key, state, message):
+    """No key, an unknown key, a blocked or an expired key is refused with 401 and LiteLLM's message."""
     with pytest.raises(AuthError) as refused:
         admin_with(state).require_master(request(key))
     assert (refused.value.status, type(refused.value)) == (401, AuthError)
@@ -46,6 +47,7 @@ def test_no_key_unknown_blocked_or_expired_is_401(key, state, message):
 
 
 def test_a_valid_key_other_than_the_master_key_is_403():
+    """A valid virtual key that is not the master key is refused with 403."""
     future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
     with pytest.raises(PermissionDenied) as refused:
         admin_with({"expires": future}).require_master(request(VIRTUAL))
@@ -53,4 +55,5 @@ def test_a_valid_key_other_than_the_master_key_is_403():
 
 
 def test_the_master_key_passes():
+    """The master key is let through to the admin routes."""
     assert admin_with({}).require_master(request(MASTER)) is None

@@ -44,8 +44,8 @@ def test_costs_the_ledger_has_counted_are_not_counted_twice() -> None:
 
 
 def test_uncounted_costs_take_one_entry_per_50_ms_whatever_the_rate() -> None:
-    """1,000 calls settled within 10 ms (the ledger down, say) keep one entry with their exact sum,
-    which stays uncounted until the ledger's as_of passes the latest of them."""
+    """1,000 calls settled within 10 ms keep one entry, their exact sum, uncounted until as_of passes the latest."""
+    # As when the ledger is down and calls settle faster than it counts them.
     account = Account()
     account.roll(None, None, D(0))
     for i in range(1000):

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -21,24 +22,18 @@ from pydantic import BaseModel, ValidationError
 from services.ledger.fast_priced import FastCostBreakdown, FastPricedEvent, FastTokenUsage, FastUsageEvent, decode_priced
 from services.ledger.rows import Unstorable, spend_log_line
 from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, encode
+from tests.fixtures.events import priced_event
 
 PAIRS = [(PricedUsageEvent, FastPricedEvent), (UsageEvent, FastUsageEvent), (TokenUsage, FastTokenUsage),
          (CostBreakdown, FastCostBreakdown)]
 
 
-def canonical(**usage_changes: Any) -> PricedUsageEvent:
-    at = datetime(2026, 11, 28, 9, 42, 13, 297627, tzinfo=timezone.utc)
-    fields: dict[str, Any] = dict(
-        request_id="req-1", call_type="acompletion", start_time=at - timedelta(milliseconds=800), end_time=at,
-        api_key_hash="ab" * 32, key_alias="key-0", user_id="user-0", team_id="team-0", end_user="customer-0",
-        model_group="gpt-4o-mini", model="openai/gpt-4o-mini", model_id="deployment-1", custom_llm_provider="openai",
-        api_base="https://api.openai.com/v1", usage=TokenUsage(prompt_tokens=20, completion_tokens=80),
-        request_tags=["a", "b"], quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7")
-    fields.update(usage_changes)
-    return PricedUsageEvent(usage_event=UsageEvent(**fields),
-                            cost=CostBreakdown(input=Decimal("0.000003"), output=Decimal("0.000048"),
-                                               total=Decimal("0.000051")),
-                            priced_model="gpt-4o-mini", catalog_version="v1")
+AT = datetime(2026, 11, 28, 9, 42, 13, 297627, tzinfo=timezone.utc)
+# The default priced call with most optional fields set, as the proxy and pricer write them (UTC, microseconds).
+canonical = partial(priced_event, catalog_version="v1", start_time=AT - timedelta(milliseconds=800), end_time=AT,
+                    key_alias="key-0", user_id="user-0", team_id="team-0", end_user="customer-0",
+                    model_id="deployment-1", api_base="https://api.openai.com/v1", request_tags=["a", "b"],
+                    quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7")
 
 
 def same_values(model: BaseModel, fast: Any, path: str = "") -> None:
@@ -61,6 +56,7 @@ def pydantic_or_none(raw: bytes) -> PricedUsageEvent | None:
 
 @pytest.mark.parametrize("model, struct", PAIRS, ids=[p[0].__name__ for p in PAIRS])
 def test_the_structs_have_the_models_fields_required_and_defaults(model: type[BaseModel], struct: type) -> None:
+    """Each msgspec struct has its pydantic model's fields, the same required ones and the same defaults."""
     info = msgspec.structs.fields(struct)
     assert {f.name for f in info} == set(model.model_fields)
     required = {f.name for f in info if f.required}
@@ -85,6 +81,7 @@ def test_the_structs_have_the_models_fields_required_and_defaults(model: type[Ba
     canonical(quoted_cost=None, key_alias=None, request_tags=[], start_time=datetime(2026, 11, 28, 9, 42, tzinfo=timezone.utc)),
 ], ids=["plain", "everything-set", "sparse"])
 def test_canonical_events_decode_to_the_models_values(event: PricedUsageEvent) -> None:
+    """A canonical event (plain, everything set, sparse) decodes on the fast path to pydantic's values and spend log row."""
     raw = encode(event)
     fast = decode_priced(raw)
     assert fast is not None
@@ -106,6 +103,7 @@ def test_canonical_events_decode_to_the_models_values(event: PricedUsageEvent) -
     ("usage_event.stream", "true"),
 ])
 def test_forms_the_fast_path_leaves_to_pydantic(change: tuple[str, Any]) -> None:
+    """Forms only pydantic may judge (other time forms, float or NaN money, lax coercions) make the fast path decline."""
     data = orjson.loads(encode(canonical()))
     *parents, leaf = change[0].split(".")
     node = data
@@ -138,6 +136,7 @@ PATHS = _paths(orjson.loads(encode(canonical())))
 @given(changes=st.lists(st.tuples(st.sampled_from(PATHS), JSON_VALUES | st.just(...)), min_size=1, max_size=3),
        extra=st.sampled_from([None, ("usage_event", "surprise"), ("cost", "surprise"), ("", "surprise")]))
 def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_values(changes: list, extra: Any) -> None:
+    """For random edits of a canonical event, what the fast path accepts pydantic accepts, with the same values and row."""
     data = orjson.loads(encode(canonical()))
     for path, value in changes:
         node = data

@@ -64,21 +64,3 @@ def test_per_entity_sums_give_the_log_by_log_state():
     for state, logs, reset in cases:
         assert from_sums(state, logs, reset) == advance(state, logs, reset)
     assert [from_sums(s, logs, r).spend for s, logs, r in cases] == [Decimal("9.75"), Decimal("2"), Decimal("2")]
-
-
-def test_spend_logs_name_the_model_without_its_provider_prefix():
-    """As in LiteLLM's logs (and the seed's reports): "groq/llama3-8b-8192" is logged as "llama3-8b-8192"."""
-    from datetime import datetime, timezone
-
-    from services.ledger.rows import logged_model
-    from shared.events import UsageEvent
-
-    t0 = datetime(2024, 5, 13, tzinfo=timezone.utc)
-
-    def event(model: str, provider: str | None) -> UsageEvent:
-        return UsageEvent(request_id="r", call_type="acompletion", start_time=t0, end_time=t0, api_key_hash="k",
-                          model_group="g", model=model, custom_llm_provider=provider)
-
-    assert [logged_model(event("groq/llama3-8b-8192", "groq")), logged_model(event("azure/chatgpt-v-2", "azure")),
-            logged_model(event("gpt-4o", "openai")), logged_model(event("ft:gpt-4o:org", None))] == [
-        "llama3-8b-8192", "chatgpt-v-2", "gpt-4o", "ft:gpt-4o:org"]

@@ -3,6 +3,7 @@
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -10,10 +11,9 @@ from psycopg._copy_base import TextFormatter
 from psycopg.adapt import Transformer
 
 from services.ledger.fast_priced import decode_priced
-from services.ledger.rows import SPEND_LOG_COLUMNS, Unstorable, json_text, spend_log_line
-from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, encode
-
-T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+from services.ledger.rows import SPEND_LOG_COLUMNS, Unstorable, json_text, logged_model, spend_log_line
+from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, encode
+from tests.fixtures.events import T0, priced_event, usage_event
 
 
 def _copy_cells(line: str) -> list[str | None]:
@@ -23,15 +23,10 @@ def _copy_cells(line: str) -> list[str | None]:
             for cell in line.split("\t")]
 
 
-def _priced(**usage: Any) -> PricedUsageEvent:
-    fields: dict[str, Any] = dict(request_id="r1", call_type="acompletion", start_time=T,
-                                  end_time=T + timedelta(milliseconds=1250), api_key_hash="k", key_alias="alias",
-                                  model_group="g", model="openai/gpt-4o", custom_llm_provider="openai",
-                                  request_tags=["a", "b"])
-    fields.update(usage)
-    return PricedUsageEvent(usage_event=UsageEvent(**fields),
-                            cost=CostBreakdown(input=Decimal("0.0000030"), total=Decimal("0.0000030")),
-                            priced_model="gpt-4o", catalog_version="v")
+# A 1.25 s gpt-4o call by a key with an alias: the plain row the assertions below spell out.
+_priced = partial(priced_event, cost=CostBreakdown(input=Decimal("0.0000030"), total=Decimal("0.0000030")),
+                  priced_model="gpt-4o", request_id="r1", end_time=T0 + timedelta(milliseconds=1250), key_alias="alias",
+                  model="openai/gpt-4o", request_tags=["a", "b"])
 
 
 def expected_row(event: PricedUsageEvent, store_bodies: bool) -> list[Any]:
@@ -66,12 +61,11 @@ def expected_row(event: PricedUsageEvent, store_bodies: bool) -> list[Any]:
 
 
 def test_copy_lines_carry_json_columns_as_exact_text():
-    """COPY gets metadata and tags as JSON text with every Decimal digit, other cells as their
-    text, and the distinct tags only when a tag repeats."""
+    """COPY gets metadata and tags as JSON text with every Decimal digit, and the distinct tags only when a tag repeats."""
     line = spend_log_line(_priced(), False)
     cells = _copy_cells(line.text)
     row = dict(zip(SPEND_LOG_COLUMNS, cells))
-    assert (line.request_id, line.end_time) == ("r1", T + timedelta(milliseconds=1250))
+    assert (line.request_id, line.end_time) == ("r1", T0 + timedelta(milliseconds=1250))
     assert cells[len(SPEND_LOG_COLUMNS):] == [None]
     repeated = spend_log_line(_priced(request_tags=["a", "b", "a"]), False)
     assert _copy_cells(repeated.text)[len(SPEND_LOG_COLUMNS):] == ['["a","b"]']
@@ -89,7 +83,7 @@ NASTY = dict(user_id="tab\there", team_id="new\nline\r", end_user="back\\slash",
 EVENTS = {
     "plain": _priced(),
     "nasty": _priced(**NASTY),
-    "times": _priced(completion_start_time=T + timedelta(microseconds=7),
+    "times": _priced(completion_start_time=T0 + timedelta(microseconds=7),
                      usage=TokenUsage(prompt_tokens=3, cache_read_input_tokens=2, reasoning_tokens=1)),
     "offset": _priced(start_time=datetime(2026, 3, 1, 17, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
                       end_time=datetime(2026, 3, 1, 17, 30, 1, 5, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
@@ -100,9 +94,9 @@ EVENTS = {
 @pytest.mark.parametrize("decoder", ["pydantic", "msgspec"])
 @pytest.mark.parametrize("store_bodies", [False, True])
 def test_copy_lines_are_what_psycopg_writes_for_the_same_row(name: str, decoder: str, store_bodies: bool):
-    """Escapes (tab, newline, CR, backslash, a literal \\N), NULLs, booleans, Decimals and times
-    (UTC from either decoder, with and without microseconds, and another offset): the line is
-    byte for byte psycopg's own COPY text for the row written out by hand."""
+    """Whatever the escapes, NULLs, Decimals and time zones, the line is byte for byte psycopg's COPY text of the row."""
+    # Escapes: tab, newline, CR, backslash, a literal \N. Times: UTC from either decoder, with and without
+    # microseconds, and another offset.
     event = EVENTS[name]
     raw = encode(event)
     decoded = PricedUsageEvent.model_validate_json(raw) if decoder == "pydantic" else decode_priced(raw)
@@ -115,12 +109,13 @@ def test_copy_lines_are_what_psycopg_writes_for_the_same_row(name: str, decoder:
 
 
 def test_integers_past_postgres_integer_are_refused_by_column():
+    """Token counts or a duration past Postgres INTEGER are refused as Unstorable, naming the column."""
     with pytest.raises(Unstorable, match=r"^total_tokens 2147483648 is out of Postgres INTEGER's range$"):
         spend_log_line(_priced(usage=TokenUsage(prompt_tokens=2**30, completion_tokens=2**30)), False, b"")
     with pytest.raises(Unstorable, match=r"^reasoning_tokens 2147483648 is out"):
         spend_log_line(_priced(usage=TokenUsage(reasoning_tokens=2**31)), False, b"")
     with pytest.raises(Unstorable, match=r"^request_duration_ms -2147483648 is out"):
-        spend_log_line(_priced(start_time=T + timedelta(milliseconds=1250 + 2**31)), False, b"")
+        spend_log_line(_priced(start_time=T0 + timedelta(milliseconds=1250 + 2**31)), False, b"")
 
 
 @pytest.mark.parametrize("where, column", [
@@ -129,6 +124,7 @@ def test_integers_past_postgres_integer_are_refused_by_column():
     (dict(request_tags=["t\x00"]), "request_tags"),
 ])
 def test_nul_characters_are_refused_by_column(where: dict[str, Any], column: str):
+    """A NUL character, which Postgres text cannot hold, is refused naming its column, with or without the raw JSON."""
     event = _priced(**where)
     with pytest.raises(Unstorable, match=f"^{column} contains a NUL character"):
         spend_log_line(event, False, encode(event))
@@ -137,6 +133,7 @@ def test_nul_characters_are_refused_by_column(where: dict[str, Any], column: str
 
 
 def test_a_backslash_u0000_that_is_not_a_nul_is_kept():
+    """The escaped text backslash-u0000 in a value, which is not a NUL, is kept as written."""
     event = _priced(spend_logs_metadata={"literal": "\\u0000"})
     cells = dict(zip(SPEND_LOG_COLUMNS, _copy_cells(spend_log_line(event, False, encode(event)).text)))
     assert cells["metadata"] == '{"user_api_key_alias":"alias","spend_logs_metadata":{"literal":"\\\\u0000"},' \
@@ -150,3 +147,10 @@ def test_integers_past_64_bits_in_json_columns_keep_every_digit():
     cells = dict(zip(SPEND_LOG_COLUMNS, _copy_cells(spend_log_line(event, False, encode(event)).text)))
     assert cells["metadata"] == ('{"user_api_key_alias":"alias","spend_logs_metadata":{"n":123456789012345678901234567890,'
                                  '"list":[-123456789012345678901234567890,1.5,0.10]},"cost_breakdown":{"input":"0.0000030"}}')
+
+
+def test_spend_logs_name_the_model_without_its_provider_prefix():
+    """As in LiteLLM's logs (and the seed's reports): "groq/llama3-8b-8192" is logged as "llama3-8b-8192"."""
+    calls = [("groq/llama3-8b-8192", "groq"), ("azure/chatgpt-v-2", "azure"), ("gpt-4o", "openai"), ("ft:gpt-4o:org", None)]
+    assert [logged_model(usage_event(model=model, custom_llm_provider=provider)) for model, provider in calls] == [
+        "llama3-8b-8192", "chatgpt-v-2", "gpt-4o", "ft:gpt-4o:org"]

@@ -38,6 +38,7 @@ def ledger(consumer: Positions) -> Ledger:
 
 
 async def test_a_partition_behind_that_does_not_move_is_a_stall_while_another_is_read():
+    """A partition behind its end whose position has not moved is a stall, though another partition is being read."""
     consumer = Positions()
     consumer.ends = {A: 100, B: 100}
     consumer.positions = {A: 40, B: 10}
@@ -49,6 +50,7 @@ async def test_a_partition_behind_that_does_not_move_is_a_stall_while_another_is
 
 
 async def test_partitions_that_move_or_have_nothing_waiting_are_not_stalls():
+    """Partitions that moved since the last check, or have nothing waiting, pass the check."""
     consumer = Positions()
     consumer.ends = {A: 100, B: 50}
     consumer.positions = {A: 40, B: 50}
@@ -61,6 +63,7 @@ async def test_partitions_that_move_or_have_nothing_waiting_are_not_stalls():
 
 
 async def test_end_offsets_that_cannot_be_read_are_a_stall():
+    """End offsets the broker cannot give are a stall, so the worker restarts."""
     consumer = Positions()
     consumer.down = True
     with pytest.raises(ConsumerStalled, match="cannot read the topics' end offsets"):

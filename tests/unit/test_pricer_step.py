@@ -8,24 +8,17 @@ import orjson
 import pytest
 
 from services.pricer.pricing_step import Priced, Rejected, plain, price_message
-from shared.events import PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
+from shared.events import PricedUsageEvent, TokenUsage, decode, encode
 from shared.pricing import load_catalog, price_usage_event
+from tests.fixtures.events import T0, usage_event
 
 CATALOG = load_catalog()
-T0 = datetime(2024, 5, 13, 12, 0, tzinfo=timezone.utc)
 PRICED_AT = "2024-05-13T12:00:01.500000+00:00"
-
-
-def usage(**overrides) -> UsageEvent:
-    fields = dict(request_id="req-1", call_type="acompletion", start_time=T0, end_time=T0, api_key_hash="ab" * 32,
-                  model_group="gpt-4o-mini", model="openai/gpt-4o-mini", usage=TokenUsage(prompt_tokens=20, completion_tokens=80))
-    fields.update(overrides)
-    return UsageEvent(**fields)
 
 
 def test_priced_message_decodes_to_the_same_model_a_full_encode_gives():
     """The spliced JSON equals PricedUsageEvent built and encoded the slow way, field for field."""
-    event = usage(request_tags=["a"], quoted_cost=Decimal("0.000051"))
+    event = usage_event(request_tags=["a"], quoted_cost=Decimal("0.000051"))
     outcome = price_message(CATALOG, encode(event), PRICED_AT)
     assert isinstance(outcome, Priced)
     spliced = decode(outcome.value)
@@ -37,13 +30,13 @@ def test_priced_message_decodes_to_the_same_model_a_full_encode_gives():
 
 def test_priced_event_carries_the_batch_time_stamp():
     """priced_at is the time stamp the consumer took for the batch, not a clock read per event."""
-    outcome = price_message(CATALOG, encode(usage()), PRICED_AT)
+    outcome = price_message(CATALOG, encode(usage_event()), PRICED_AT)
     assert decode(outcome.value).priced_at == datetime(2024, 5, 13, 12, 0, 1, 500000, tzinfo=timezone.utc)
 
 
 def test_cost_text_is_what_money_serialisation_writes():
     """1 prompt token of gpt-4o-mini costs 1.5E-7: written "0.00000015", exactly as encode() writes it."""
-    event = usage(usage=TokenUsage(prompt_tokens=1, completion_tokens=0))
+    event = usage_event(usage=TokenUsage(prompt_tokens=1, completion_tokens=0))
     outcome = price_message(CATALOG, encode(event), PRICED_AT)
     result = price_usage_event(CATALOG, event)
     expected = PricedUsageEvent(event_id="req-1", usage_event=event, cost=result.cost, priced_model=result.priced_model,
@@ -65,20 +58,20 @@ def test_plain_writes_money_without_an_exponent(amount, text):
 
 def test_priced_cost_is_exact():
     """gpt-4o-mini, 20 in + 80 out: 20 * 1.5e-07 + 80 * 6e-07 = 0.000051."""
-    outcome = price_message(CATALOG, encode(usage()), PRICED_AT)
+    outcome = price_message(CATALOG, encode(usage_event()), PRICED_AT)
     assert decode(outcome.value).cost.total == Decimal("0.000051")
 
 
 def test_unknown_model_is_priced_zero_and_marked():
     """A model with no price is not dropped: spend 0 with the unpriced marker."""
-    outcome = price_message(CATALOG, encode(usage(model="openai/no-such-model", model_group="x")), PRICED_AT)
+    outcome = price_message(CATALOG, encode(usage_event(model="openai/no-such-model", model_group="x")), PRICED_AT)
     priced = decode(outcome.value)
     assert (outcome.unpriced, priced.unpriced, priced.cost.total, priced.priced_model) == (True, True, Decimal(0), None)
 
 
 def test_missing_field_is_rejected_with_its_name():
     """An event without request_id goes to the dead letters, saying which field is missing."""
-    data = orjson.loads(encode(usage()))
+    data = orjson.loads(encode(usage_event()))
     del data["request_id"]
     assert price_message(CATALOG, orjson.dumps(data), PRICED_AT) == Rejected("invalid usage event: request_id: Field required")
 
@@ -91,7 +84,7 @@ def test_not_json_is_rejected():
 
 def test_unknown_call_type_is_rejected():
     """A call type the schema does not know is a dead letter, never a guess."""
-    data = orjson.loads(encode(usage()))
+    data = orjson.loads(encode(usage_event()))
     data["call_type"] = "avideo"
     outcome = price_message(CATALOG, orjson.dumps(data), PRICED_AT)
     assert isinstance(outcome, Rejected) and outcome.reason.startswith("invalid usage event: call_type:")
@@ -99,7 +92,7 @@ def test_unknown_call_type_is_rejected():
 
 def test_more_cached_than_prompt_tokens_is_rejected():
     """Counts that contradict each other are rejected rather than priced wrongly."""
-    event = usage(usage=TokenUsage(prompt_tokens=10, completion_tokens=5, cache_read_input_tokens=11))
+    event = usage_event(usage=TokenUsage(prompt_tokens=10, completion_tokens=5, cache_read_input_tokens=11))
     outcome = price_message(CATALOG, encode(event), PRICED_AT)
     assert isinstance(outcome, Rejected) and outcome.reason.startswith("inconsistent usage")
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal as D
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from shared.events import CostBreakdown, TokenUsage, UsageEvent
+from shared.events import CostBreakdown, TokenUsage
 from shared.pricing import CallParts, Catalog, InconsistentUsage, load_catalog, price, price_usage_event
+from tests.fixtures.events import usage_event
 
 USAGE_FIELDS = set(TokenUsage.model_fields)
 
@@ -57,12 +57,8 @@ def test_priced_result_names_the_entry(default_catalog: Catalog) -> None:
 
 def test_price_usage_event_equals_price_of_the_same_parts(default_catalog: Catalog) -> None:
     """The proxy's and the pricer's entry point gives the same result for an event as for its parts."""
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     usage = TokenUsage(prompt_tokens=1200, completion_tokens=300, cache_read_input_tokens=1024)
-    event = UsageEvent(
-        request_id="r1", call_type="acompletion", start_time=now, end_time=now, api_key_hash="h",
-        model_group="gpt-4o", model="openai/gpt-4o", response_model="gpt-4o-2024-08-06", usage=usage,
-    )
+    event = usage_event(model_group="gpt-4o", model="openai/gpt-4o", response_model="gpt-4o-2024-08-06", usage=usage)
     parts = CallParts(model="openai/gpt-4o", response_model="gpt-4o-2024-08-06", usage=usage)
     assert price_usage_event(default_catalog, event) == price(default_catalog, parts)
 

@@ -11,11 +11,13 @@ from aiokafka import TopicPartition
 from services.proxy.follower import FollowerStalled, TopicFollower
 from shared.kafka import stalled_partitions
 from shared.settings import CommonSettings
+from tests.fixtures.polling import eventually_async
 
 TP, OTHER = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
 def test_stalled_partitions_are_those_behind_and_unmoved():
+    """A partition is stalled when it is behind its end and its position has not moved since the last check."""
     previous = {TP: 3, OTHER: 5}
     assert stalled_partitions(previous, {TP: 3, OTHER: 6}, {TP: 10, OTHER: 10}) == {TP: 7}
     assert stalled_partitions(previous, {TP: 10, OTHER: 5}, {TP: 10, OTHER: 5}) == {}  # at the end: idle, not stuck
@@ -52,6 +54,7 @@ def follower() -> TopicFollower:
 
 
 async def test_a_follower_that_reads_nothing_while_messages_wait_reconnects():
+    """A fetcher that stays behind without moving raises FollowerStalled, so the follower reconnects."""
     consumer = FakeConsumer(position=3, end=10, moves=False)
     with pytest.raises(FollowerStalled):
         await asyncio.wait_for(follower()._consume(consumer, {TP: 10}), 5)  # type: ignore[arg-type]
@@ -60,9 +63,9 @@ async def test_a_follower_that_reads_nothing_while_messages_wait_reconnects():
 @pytest.mark.parametrize("consumer", [FakeConsumer(position=0, end=10_000, moves=True),
                                       FakeConsumer(position=10, end=10, moves=False)], ids=["moving", "at the end"])
 async def test_a_follower_that_moves_or_is_at_the_end_carries_on(consumer):
+    """A fetcher that keeps moving, or has nothing waiting, is still consuming after some ten stall checks."""
     task = asyncio.create_task(follower()._consume(consumer, {TP: consumer.end}))  # type: ignore[arg-type]
-    while consumer.polls < 200 and not task.done():  # some ten stall checks
-        await asyncio.sleep(0.005)  # polling interval
+    await eventually_async(lambda: consumer.polls >= 200 or task.done(), 10, "200 polls (some ten stall checks)", 0.005)
     assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

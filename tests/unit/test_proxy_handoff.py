@@ -5,11 +5,11 @@ their channels, read here."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
 from services.proxy.handoff import CONNECTION, READY, Dispatcher, channel_pair, listener
+from tests.fixtures.polling import eventually
 
 
 @pytest.fixture
@@ -54,16 +54,10 @@ def nothing_waiting(channel: socket.socket) -> bool:
     return False
 
 
-def until(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)  # polling interval, bounded by the deadline
-
-
 def test_connections_go_to_the_ready_workers_in_turn(dispatcher):
+    """32 connections to two ready workers: 16 each, every one the server side of a client's connection."""
     a, b = worker(dispatcher, 0), worker(dispatcher, 1)
-    until(lambda: len(dispatcher.rotation) == 2)
+    eventually(lambda: len(dispatcher.rotation) == 2, 5, "both workers in the rotation", 0.01)
     clients = connect(dispatcher, 32)
     to_a, to_b = received(a, 16), received(b, 16)
     assert nothing_waiting(a) and nothing_waiting(b)
@@ -74,9 +68,10 @@ def test_connections_go_to_the_ready_workers_in_turn(dispatcher):
 
 
 def test_connections_wait_for_a_ready_worker(dispatcher):
+    """Connections made while no worker is ready are held, then all handed over once one is."""
     starting = worker(dispatcher, 0, ready=False)
     clients = connect(dispatcher, 3)
-    until(lambda: len(dispatcher.held) == 3)
+    eventually(lambda: len(dispatcher.held) == 3, 5, "three connections held", 0.01)
     assert nothing_waiting(starting)
     starting.send(READY)
     handed = received(starting, 3)
@@ -86,15 +81,16 @@ def test_connections_wait_for_a_ready_worker(dispatcher):
 
 
 def test_a_worker_that_exited_gets_nothing_more(dispatcher):
+    """A worker whose channel closed leaves the rotation; its successor on a new channel joins it."""
     a, b = worker(dispatcher, 0), worker(dispatcher, 1)
-    until(lambda: len(dispatcher.rotation) == 2)
+    eventually(lambda: len(dispatcher.rotation) == 2, 5, "both workers in the rotation", 0.01)
     b.close()  # the worker exited
-    until(lambda: dispatcher.rotation == [0])
+    eventually(lambda: dispatcher.rotation == [0], 5, "the exited worker out of the rotation", 0.01)
     clients = connect(dispatcher, 4)
     handed = received(a, 4)
     assert len(handed) == 4
     restarted = worker(dispatcher, 1)  # its successor, on a new channel
-    until(lambda: sorted(dispatcher.rotation) == [0, 1])
+    eventually(lambda: sorted(dispatcher.rotation) == [0, 1], 5, "the successor in the rotation", 0.01)
     more = connect(dispatcher, 4)
     assert len(received(a, 2) + received(restarted, 2)) == 4
     for c in clients + handed + more:
@@ -102,8 +98,8 @@ def test_a_worker_that_exited_gets_nothing_more(dispatcher):
 
 
 def test_a_late_event_of_a_replaced_channel_leaves_the_successor_alone():
-    """The old channel's end and the successor's channel can come in one select: the old one's
-    event must not drop the new one. (Driven by hand: no thread.)"""
+    """The closed old channel's late event, in the same select as its successor's, does not drop the successor."""
+    # Driven by hand (no thread), so both events come in the order a single select can give them.
     d = Dispatcher(listener("127.0.0.1", 0))
     old_ours, old_theirs = channel_pair()
     new_ours, new_theirs = channel_pair()

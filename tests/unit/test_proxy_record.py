@@ -84,9 +84,8 @@ def test_request_ids_are_version_4_uuids_and_distinct():
 
 
 def test_the_hot_path_encoding_decodes_to_the_same_event_as_pydantics():
-    """encode_usage (orjson) and shared.events.encode (pydantic) give the same event back, for
-    every kind of field: money, custom prices, times, nested usage, metadata, an integer beyond
-    64 bits (which orjson refuses, so pydantic takes it)."""
+    """encode_usage (orjson) and shared.events.encode (pydantic) give the same event back, for every kind of field."""
+    # Money, custom prices, times, nested usage, metadata, and an integer beyond 64 bits (orjson refuses it, so pydantic takes it).
     caller = CallerIdentity.from_state("abc", {"user_id": "u1", "team_id": "t1", "key_alias": "ci"})
     attribution = attribute({"user": "palantir", "metadata": {"tags": ["x"], "spend_logs_metadata": {"k": [1, {"v": None}]}}}, {}, caller)
     base = usage_event(request_id="r1", call_type="acompletion", caller=caller, attribution=attribution,

@@ -8,6 +8,7 @@ import socket
 from datetime import date
 
 import orjson
+import pytest
 from aiohttp import web
 
 from services.reports.warmup import WarmUp, warm_requests
@@ -16,6 +17,7 @@ SPAN = "start_date=2026-10-30&end_date=2026-11-28"
 
 
 def test_the_requests_are_the_usage_pages_and_the_three_reports():
+    """The warm-up asks what the Usage page's first load asks, over the last 30 days, bodies included."""
     assert warm_requests(date(2026, 11, 28), 30) == [
         ("GET", f"/global/spend/report?{SPAN}&group_by=team", None),
         ("GET", f"/global/spend/report?{SPAN}&group_by=customer", None),
@@ -31,6 +33,7 @@ def test_the_requests_are_the_usage_pages_and_the_three_reports():
 
 
 async def test_it_waits_for_the_server_asks_everything_and_then_passes_the_health_check():
+    """The health check fails until the warm-up has reached the server and made every request with the master key."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -46,11 +49,8 @@ async def test_it_waits_for_the_server_asks_everything_and_then_passes_the_healt
     warm = WarmUp(f"http://127.0.0.1:{port}", "sk-master", requests, timeout_s=30)
     task = asyncio.create_task(warm.run())
     await asyncio.sleep(0)  # it starts (and finds nothing listening yet)
-    try:
+    with pytest.raises(ConnectionError):  # not healthy before the warm-up
         await warm.check()
-        raise AssertionError("healthy before the warm-up")
-    except ConnectionError:
-        pass
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -64,6 +64,7 @@ async def test_it_waits_for_the_server_asks_everything_and_then_passes_the_healt
 
 
 async def test_a_warm_up_that_cannot_finish_gives_up_at_its_timeout():
+    """A warm-up that cannot reach the server stops at its timeout, and the health check passes anyway."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing will listen here

@@ -13,6 +13,7 @@ from shared.supervise import supervise
 
 
 async def test_a_cancelled_error_leaked_by_the_worker_restarts_it():
+    """A CancelledError the worker raises without being cancelled restarts it, like any other failure."""
     calls = []
 
     async def worker() -> None:
@@ -25,6 +26,7 @@ async def test_a_cancelled_error_leaked_by_the_worker_restarts_it():
 
 
 async def test_an_exception_restarts_the_worker_and_fatal_ones_end_it():
+    """An ordinary exception restarts the worker; one of the fatal types ends the supervisor with that exception."""
     calls = []
 
     async def worker() -> None:
@@ -37,6 +39,7 @@ async def test_an_exception_restarts_the_worker_and_fatal_ones_end_it():
 
 
 async def test_cancelling_the_supervisor_ends_it():
+    """Cancelling the supervisor while its worker runs ends it as cancelled."""
     started = asyncio.Event()
 
     async def worker() -> None:
@@ -52,8 +55,8 @@ async def test_cancelling_the_supervisor_ends_it():
 
 
 async def test_a_cancellation_the_worker_turned_into_another_error_still_ends_the_supervisor():
-    """SIGTERM cancels the supervisor; a worker that swallows the cancellation and fails otherwise
-    (as a wait_for whose timeout fires at that moment does) must not be restarted."""
+    """A worker that turns the supervisor's cancellation into another error is not restarted: the supervisor ends."""
+    # SIGTERM cancels the supervisor; a wait_for whose timeout fires at that moment turns it into a TimeoutError.
     started, calls = asyncio.Event(), []
 
     async def worker() -> None:
@@ -92,12 +95,14 @@ class FakeClient:
 
 @pytest.mark.parametrize("error", [asyncio.CancelledError(), RuntimeError("stop failed")])
 async def test_every_client_is_stopped_whatever_the_first_raises(error):
+    """Every client is stopped even when the first one's stop raises CancelledError or another error."""
     first, second = FakeClient(raises=error), FakeClient()
     await stop_clients(first, second)  # type: ignore[arg-type]
     assert (first.stopped, second.stopped) == (True, True)
 
 
 async def test_our_own_cancellation_still_stops_the_others_then_propagates():
+    """Cancelled while one client's stop blocks, stop_clients still stops the others, then raises CancelledError."""
     first, second = FakeClient(blocks=True), FakeClient()
     task = asyncio.create_task(stop_clients(first, second))  # type: ignore[arg-type]
     await asyncio.wait_for(first.entered.wait(), 5)

@@ -8,6 +8,7 @@ import os
 import signal
 
 from shared.task_dump import describe_tasks, install_task_dump
+from tests.fixtures.polling import eventually_async
 
 
 async def _inner(gate: asyncio.Future[None]) -> None:
@@ -19,6 +20,7 @@ async def _outer(gate: asyncio.Future[None]) -> None:
 
 
 async def test_a_task_is_shown_with_every_coroutine_it_awaits():
+    """A suspended task is listed by name with each coroutine of its await chain and what it waits on."""
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(_outer(gate), name="waiter")
     await asyncio.sleep(0)  # let it start and suspend
@@ -32,14 +34,13 @@ async def test_a_task_is_shown_with_every_coroutine_it_awaits():
 
 
 async def test_sigusr1_prints_the_dump():
+    """SIGUSR1 writes the dump, which names the running test's own task, to the given stream."""
     out = io.StringIO()
     loop = asyncio.get_running_loop()
     install_task_dump(loop, out)
     try:
         os.kill(os.getpid(), signal.SIGUSR1)
-        deadline = loop.time() + 5
-        while "asyncio tasks" not in out.getvalue() and loop.time() < deadline:
-            await asyncio.sleep(0.01)  # polling for the handler, bounded by the deadline
+        await eventually_async(lambda: "asyncio tasks" in out.getvalue(), 5, "the SIGUSR1 handler's dump", 0.01)
     finally:
         loop.remove_signal_handler(signal.SIGUSR1)
     assert "test_sigusr1_prints_the_dump" in out.getvalue()

@@ -15,6 +15,7 @@ def registry_with(sent: float) -> Registry:
 
 
 def test_a_single_registry_renders_as_before():
+    """A registry alone renders each metric's HELP, TYPE and unlabelled sample as Prometheus text."""
     assert registry_with(3).render() == (
         "# HELP tally_proxy_usage_events_sent_total Usage events acknowledged by Kafka\n"
         "# TYPE tally_proxy_usage_events_sent_total counter\n"
@@ -26,6 +27,7 @@ def test_a_single_registry_renders_as_before():
 
 
 def test_every_worker_answers_with_every_workers_series(tmp_path):
+    """Each worker renders every current worker's series, labelled by worker and its own live, and none of a gone worker."""
     registries = [registry_with(3), registry_with(5), registry_with(11)]
     shared = [WorkerMetrics(r, tmp_path, worker=i, workers=2) for i, r in enumerate(registries[:2])]
     WorkerMetrics(registries[2], tmp_path, worker=2, workers=3).write()  # a worker that no longer exists
