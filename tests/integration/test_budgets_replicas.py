@@ -8,7 +8,6 @@ no smaller than that."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -20,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared import topics
 from shared.events import SpendReset, encode
+from tests.fixtures.polling import eventually_async
 from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.integration
@@ -55,17 +55,6 @@ async def chat(session: aiohttp.ClientSession, stack: TallyStack, replica: str, 
         return response.status, data, Decimal(response.headers.get("x-litellm-response-cost", "0"))
 
 
-async def poll(condition, timeout: float, what: str, interval: float = 0.05):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)  # poll interval, bounded by the deadline above
-
-
 async def new_key(session: aiohttp.ClientSession, stack: TallyStack, **fields: Any) -> str:
     status, body = await admin(session, stack, "proxy-a", "/key/generate", fields)
     assert status == 200, body
@@ -75,7 +64,7 @@ async def new_key(session: aiohttp.ClientSession, stack: TallyStack, **fields: A
         code, _ = await admin(session, stack, "proxy-b", "/key/info", params={"key": key})
         return code == 200
 
-    await poll(known_on_b, 5, "the new key on proxy-b")
+    await eventually_async(known_on_b, 5, "the new key on proxy-b")
     return key
 
 
@@ -122,7 +111,7 @@ async def test_two_replica_hammer_stays_within_one_call_per_replica(two_replicas
             return Decimal(str(info["info"]["spend"])) == spent
 
         try:
-            await poll(ledger_agrees, 15, "the ledger's total to equal the headers' sum")
+            await eventually_async(ledger_agrees, 15, "the ledger's total to equal the headers' sum")
         except AssertionError:
             _, info = await admin(session, two_replicas, "proxy-b", "/key/info", params={"key": key})
             async with session.get(two_replicas.url("ledger") + "/metrics") as r:
@@ -156,7 +145,7 @@ async def test_customer_budget_limits_every_key_used_for_it(two_replicas: TallyS
             code, _ = await admin(session, two_replicas, "proxy-b", "/customer/info", params={"end_user_id": customer})
             return code == 200
 
-        await poll(customer_known_on_b, 5, "the customer on proxy-b")
+        await eventually_async(customer_known_on_b, 5, "the customer on proxy-b")
         spent, refusals = await hammer(session, two_replicas, keys, callers=16, user=customer)
         assert_budget_refusals(refusals, f"End User={customer} ")
         assert spent <= budget + 2 * CALL_COST, spent
@@ -176,7 +165,7 @@ async def test_budget_window_rolls_over_and_the_key_works_again(two_replicas: Ta
         async def admitted() -> bool:
             return (await chat(session, two_replicas, "proxy-a", key))[0] == 200
 
-        await poll(admitted, 6, "the next budget window", interval=0.2)
+        await eventually_async(admitted, 6, "the next budget window", interval=0.2)
 
 
 async def test_spend_reset_makes_a_spent_key_work_again(two_replicas: TallyStack) -> None:
@@ -196,7 +185,7 @@ async def test_spend_reset_makes_a_spent_key_work_again(two_replicas: TallyStack
             async def admitted(replica: str = replica) -> bool:
                 return (await chat(session, two_replicas, replica, key))[0] == 200
 
-            await poll(admitted, 5, f"the reset on {replica}")
+            await eventually_async(admitted, 5, f"the reset on {replica}")
 
 
 async def test_key_changes_take_effect_on_both_replicas(two_replicas: TallyStack) -> None:
@@ -209,7 +198,7 @@ async def test_key_changes_take_effect_on_both_replicas(two_replicas: TallyStack
         async def refused_on_a() -> bool:
             return (await chat(session, two_replicas, "proxy-a", key))[0] == 403
 
-        await poll(refused_on_a, 5, "the update on proxy-a")
+        await eventually_async(refused_on_a, 5, "the update on proxy-a")
         status, body = await admin(session, two_replicas, "proxy-a", "/key/delete", {"keys": [key]})
         assert (status, body) == (200, {"deleted_keys": [key]})
         assert (await chat(session, two_replicas, "proxy-a", key))[0] == 401
@@ -217,7 +206,7 @@ async def test_key_changes_take_effect_on_both_replicas(two_replicas: TallyStack
         async def gone_on_b() -> bool:
             return (await chat(session, two_replicas, "proxy-b", key))[0] == 401
 
-        await poll(gone_on_b, 5, "the deletion on proxy-b")
+        await eventually_async(gone_on_b, 5, "the deletion on proxy-b")
 
 
 async def test_an_expired_key_is_refused_on_both_replicas(two_replicas: TallyStack) -> None:
@@ -228,7 +217,7 @@ async def test_an_expired_key_is_refused_on_both_replicas(two_replicas: TallySta
             async def expired(replica: str = replica) -> bool:
                 return (await chat(session, two_replicas, replica, key))[0] == 401
 
-            await poll(expired, 5, f"expiry on {replica}", interval=0.2)
+            await eventually_async(expired, 5, f"expiry on {replica}", interval=0.2)
 
 
 async def test_admin_routes_refuse_bad_input_and_other_keys(two_replicas: TallyStack) -> None:

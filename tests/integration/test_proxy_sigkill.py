@@ -11,7 +11,8 @@ import pytest
 
 from shared.events import decode
 from shared.topics import USAGE
-from tests.fixtures.stack import running_stack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import running_stack
 from tests.fixtures.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -44,5 +45,5 @@ def test_sigkill_after_answering_loses_no_usage_event(kafka_bootstrap, postgres_
         def recorded() -> set[str]:
             return {decode(r.value).request_id for r in asyncio.run(read_topic(stack.common, USAGE))}
 
-        wait_for(lambda: set(ids) <= recorded(), 30, "every answered call's usage event on the topic")
+        eventually(lambda: set(ids) <= recorded(), 30, "every answered call's usage event on the topic")
         assert len(ids) == len(set(ids)) == CALLS

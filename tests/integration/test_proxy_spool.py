@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from shared.kafka import idempotent_producer
 from shared.keys import hash_key
 from shared.metrics import Registry
 from shared.settings import CommonSettings
+from tests.fixtures.polling import eventually_async
 from tests.integration.test_proxy_relay import (  # noqa: F401 - fixtures
     LLAMA3_COST, MASTER, ProxyFactory, base_url, event_for, kafka, start_proxy, upstream,
 )
@@ -39,14 +39,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)  # poll interval, bounded by the deadline
 
 
 async def chat(proxy_url: str) -> str:
@@ -110,7 +102,7 @@ async def test_unreachable_kafka_spools_and_a_restart_sends_the_spool(kafka: Com
     events = [call_event(n) for n in range(3)]
     for event in events:
         emitter.emit(event)
-    await until(lambda: emitter.spool.pending == 3, 10, "the events to reach the spool")
+    await eventually_async(lambda: emitter.spool.pending == 3, 10, "the events to reach the spool")
     assert not emitter.healthy
     await emitter.close()
     assert all(e.request_id.encode() in b"".join(p.read_bytes() for p in tmp_path.iterdir()) for e in events)
@@ -122,7 +114,7 @@ async def test_unreachable_kafka_spools_and_a_restart_sends_the_spool(kafka: Com
         for event in events:
             record, got = await event_for(kafka, event.request_id)
             assert (got, record.key) == (event, hash_key(MASTER).encode())
-        await until(lambda: restarted.spool.pending == 0, 10, "the spool to be released")
+        await eventually_async(lambda: restarted.spool.pending == 0, 10, "the spool to be released")
         assert list(tmp_path.glob("*.draining")) == []
     finally:
         await restarted.close()
@@ -137,12 +129,12 @@ async def test_spooled_events_drain_when_kafka_returns(kafka: CommonSettings, fo
         first, second = call_event(1), call_event(2)
         emitter.emit(first)
         emitter.emit(second)
-        await until(lambda: emitter.spool.pending == 2, 10, "both events to reach the spool")
+        await eventually_async(lambda: emitter.spool.pending == 2, 10, "both events to reach the spool")
         await forwarder(port)  # Kafka is back
         for event in (first, second):
             _, got = await event_for(kafka, event.request_id)
             assert got == event
-        await until(lambda: emitter.spool.pending == 0 and emitter.healthy, 20, "the spool to drain")
+        await eventually_async(lambda: emitter.spool.pending == 0 and emitter.healthy, 20, "the spool to drain")
         third = call_event(3)
         emitter.emit(third)  # and new events go straight to Kafka again
         _, got = await event_for(kafka, third.request_id)

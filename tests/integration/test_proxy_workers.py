@@ -17,7 +17,8 @@ import pytest
 
 from shared.events import decode
 from shared.topics import USAGE
-from tests.fixtures.stack import running_stack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import running_stack
 from tests.fixtures.topics import read_topic
 from tests.integration.test_proxy_sigkill import answered_call_ids
 
@@ -60,7 +61,7 @@ def split_of_32_connections(url: str, workers: list[int]) -> list[int]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     clients = [socket.create_connection((host, int(port))) for _ in range(32)]
     try:
-        wait_for(lambda: sum(connections_of(w, int(port)) for w in workers) == 32, 10, "every connection handed to a worker")
+        eventually(lambda: sum(connections_of(w, int(port)) for w in workers) == 32, 10, "every connection handed to a worker")
         return sorted(connections_of(w, int(port)) for w in workers)
     finally:
         for client in clients:
@@ -86,19 +87,19 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
     plan = [("upstream", "stack.fake_upstream", {}), ("proxy", "services.proxy", {"TALLY_PROXY_WORKERS": "2"})]
     with running_stack(kafka_bootstrap, postgres_admin_url, tmp_path, plan) as stack:
         parent = stack.services["proxy"].process
-        wait_for(lambda: len(workers_of(parent.pid)) == 2, 30, "two workers")
+        eventually(lambda: len(workers_of(parent.pid)) == 2, 30, "two workers")
         ids = asyncio.run(answered_call_ids(stack.url("proxy"), CALLS))
         first, second = workers_of(parent.pid)
         # Once both workers are ready (one may still be starting: it gets no connection until then),
         # connections are handed over in turn, not by the kernel's hash of the addresses (SO_REUSEPORT).
-        wait_for(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') >= 2, 60,
+        eventually(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') >= 2, 60,
                  "both workers ready")
         assert split_of_32_connections(stack.url("proxy"), [first, second]) == [16, 16]
         # Whichever worker a scrape reaches, /metrics has both workers' series.
-        wait_for(lambda: sum(events_sent_by_worker(stack.url("proxy")).values()) == CALLS, 30, "both workers' event counts")
+        eventually(lambda: sum(events_sent_by_worker(stack.url("proxy")).values()) == CALLS, 30, "both workers' event counts")
         assert all(set(events_sent_by_worker(stack.url("proxy"))) == {"0", "1"} for _ in range(4))
         os.kill(first, signal.SIGKILL)  # right after answering: its events may be only in memory and the journal
-        wait_for(lambda: len(workers_of(parent.pid)) == 2 and first not in workers_of(parent.pid), 30,
+        eventually(lambda: len(workers_of(parent.pid)) == 2 and first not in workers_of(parent.pid), 30,
                  "the parent to restart the killed worker")
         assert second in workers_of(parent.pid)
         ids += asyncio.run(answered_call_ids(stack.url("proxy"), CALLS))
@@ -106,7 +107,7 @@ def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_boot
         def recorded() -> set[str]:
             return {decode(r.value).request_id for r in asyncio.run(read_topic(stack.common, USAGE))}
 
-        wait_for(lambda: set(ids) <= recorded(), 60, "every answered call's usage event on the topic")
+        eventually(lambda: set(ids) <= recorded(), 60, "every answered call's usage event on the topic")
         assert len(set(ids)) == 2 * CALLS
         assert asyncio.run(new_key_works_on_every_connection(stack.url("proxy"), stack.master_key)) == [200] * 20
         survivors = workers_of(parent.pid)
