@@ -6,7 +6,7 @@ from services.proxy.attribution import attribute, upstream_body
 from services.proxy.auth import CallerIdentity
 from services.proxy.errors import InvalidRequest
 
-MASTER = CallerIdentity.master("sk-1234")
+MASTER = CallerIdentity.master()
 
 
 def test_seed_request_attribution():
