@@ -80,7 +80,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app.router.add_get("/health/liveliness", liveliness)
     app.router.add_get("/health/liveness", liveliness)
     app.router.add_get("/health/readiness", readiness)
-    add_report_routes(app)
+    add_report_routes(app, relay)
     add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))

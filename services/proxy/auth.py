@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
@@ -218,3 +218,22 @@ class Authenticator:
                 f"key not allowed to access model. This key can only access models={list(identity.models)}. "
                 f"Tried to access {model_group}"
             )
+
+
+class KeyCatchUp(Protocol):
+    """The key table's follower (keysync.py): reads the entities topic to its end on demand."""
+
+    async def read_to_end(self, timeout: float) -> bool: ...
+
+
+async def authenticate_with_catch_up(auth: Authenticator, headers: CIMultiDictProxy[str] | Mapping[str, str],
+                                     key_sync: KeyCatchUp | None, timeout: float) -> CallerIdentity:
+    """`auth.authenticate`, asked once more after the key table has read the entities topic when
+    a key is refused: a key created a moment ago through another replica or worker works at once."""
+    try:
+        return auth.authenticate(headers)
+    except KeyRefused:
+        if key_sync is None:
+            raise
+        await key_sync.read_to_end(timeout)
+        return auth.authenticate(headers)
