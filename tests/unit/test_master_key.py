@@ -7,6 +7,7 @@ from services.proxy.app import build_app as build_proxy
 from services.proxy.auth import Authenticator, KeyTable
 from services.proxy.settings import ProxySettings
 from services.reports.app import build_app as build_reports
+from services.reports.params import key_hash
 from services.reports.settings import ReportsSettings
 from shared.master_key import MASTER_KEY_ALIAS, WeakMasterKey, check_master_key, is_loopback, weak_key_reason
 from shared.pricing import load_catalog
@@ -78,3 +79,14 @@ def test_master_key_calls_carry_the_label_not_the_hash() -> None:
     caller = Authenticator("sk-1234", KeyTable()).authenticate({"Authorization": "Bearer sk-1234"})
     assert (caller.api_key_hash, caller.is_master, caller.user_id) == (MASTER_KEY_ALIAS, True, "default_user_id")
     assert MASTER_KEY_ALIAS == "litellm_proxy_master_key"
+
+
+@pytest.mark.parametrize("given, wanted", [
+    ("sk-1234", MASTER_KEY_ALIAS),
+    (MASTER_KEY_ALIAS, MASTER_KEY_ALIAS),
+    ("sk-other-key", "cac422eee4bd6113bfaae9f21c4f0e7c733aa46e9d4e135b6f8e590164d5baee"),
+    ("", None),
+])
+def test_reports_key_filter_maps_the_master_key_to_its_label(given: str, wanted: str | None) -> None:
+    """`api_key=<master key>` filters on the label its calls carry; other sk- keys on their hash."""
+    assert key_hash(given, "sk-1234") == wanted
