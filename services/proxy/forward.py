@@ -51,8 +51,9 @@ def is_public(request: web.Request) -> bool:
 
 
 async def check_caller(request: web.Request) -> None:
-    """Raises AuthError (401) unless the request carries the master key or a valid virtual key;
-    a refused key is asked again once the key table has read the entities topic (relay.py)."""
+    """Raises AuthError (401) unless the request carries the master key or a valid virtual key (a
+    refused key is asked again once the key table has read the entities topic, as relay.py does),
+    and BodyTooLarge (413) when the announced body is over the limit."""
     if is_public(request):
         return
     relay = request.app[FORWARD_RELAY]
