@@ -18,7 +18,6 @@ from services.proxy.auth import Authenticator, KeyTable
 from services.proxy.cost import CostQuoter
 from services.proxy.dispatch import install_fast_routes
 from services.proxy.emitter import CachedPartitioner, UsageEmitter
-from services.proxy.errors import ConfigurationError
 from services.proxy.http1 import Pool
 from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
 from services.proxy.budget.wiring import install_budgets
@@ -26,7 +25,7 @@ from services.proxy.journal import Journal
 from services.proxy.keysync import ENTITY_LISTENERS, KeySync
 from services.proxy.relay import Relay
 from services.proxy.routing import Router
-from services.proxy.settings import ProxySettings, weak_key_reason
+from services.proxy.settings import ProxySettings
 from services.proxy.settlement import drain
 from services.proxy.spool import Spool
 from services.proxy.spool_drain import topic_message_limit
@@ -35,6 +34,7 @@ from shared import topics
 from shared.errors import openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes
 from shared.kafka import idempotent_producer
+from shared.master_key import check_master_key
 from shared.metrics import Registry
 from shared.openapi import add_openapi_route
 from shared.pricing import Catalog
@@ -57,27 +57,9 @@ LLM_ROUTES = (
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 
 
-def check_master_key(settings: ProxySettings) -> None:
-    """A guessable master key is refused unless only this machine can reach the proxy."""
-    key = settings.master_key
-    if not key:
-        log.warning("no_master_key", hint="set LITELLM_MASTER_KEY or general_settings.master_key; only virtual keys will work")
-        return
-    reason = weak_key_reason(key)
-    if reason is None:
-        return
-    if not settings.loopback_only:
-        raise ConfigurationError(
-            f"the master key is weak ({reason}) and the proxy would listen on {settings.common.host}: "
-            "set LITELLM_MASTER_KEY to a long random value (e.g. sk- followed by 32 random characters), "
-            "or listen on 127.0.0.1 only (TALLY_HOST)")
-    log.warning("weak_master_key", reason=reason, host=settings.common.host,
-                hint="accepted because the proxy listens on loopback only; set a strong LITELLM_MASTER_KEY before exposing it")
-
-
 def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] | None = None) -> web.Application:
     """`env` supplies provider keys the config leaves out (OPENAI_API_KEY, ...), read once here."""
-    check_master_key(settings)
+    check_master_key(settings.master_key, settings.common.host, "proxy")
     app = web.Application(middlewares=[openai_errors], client_max_size=int(settings.max_request_size_mb * 1024 * 1024))
     registry = Registry()
     add_health_routes(app, registry)
@@ -100,7 +82,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app.router.add_get("/health/liveliness", liveliness)
     app.router.add_get("/health/liveness", liveliness)
     app.router.add_get("/health/readiness", readiness)
-    add_report_routes(app)
+    add_report_routes(app, relay)
     add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
 from services.proxy.errors import AuthError, KeyRefused, PermissionDenied
 from shared.events import EntityChanged
 from shared.keys import hash_key
+from shared.master_key import MASTER_KEY_ALIAS
 
 ALL_MODELS = "all-proxy-models"
 MASTER_USER_ID = "default_user_id"  # LiteLLM's name for the proxy admin
@@ -61,8 +62,11 @@ class CallerIdentity:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
 
     @classmethod
-    def master(cls, master_key: str) -> CallerIdentity:
-        return cls(api_key_hash=hash_key(master_key), is_master=True, user_id=MASTER_USER_ID, key_alias="master_key")
+    def master(cls) -> CallerIdentity:
+        """The master key's calls are recorded under a fixed label, never the key's hash: spend
+        readers and the usage topic see `api_key`, and a SHA-256 of a guessable key can be
+        reversed offline. Budgets and rate limits skip the master key, so nothing needs its hash."""
+        return cls(api_key_hash=MASTER_KEY_ALIAS, is_master=True, user_id=MASTER_USER_ID, key_alias="master_key")
 
     @classmethod
     def from_state(cls, api_key_hash: str, state: Mapping[str, Any]) -> CallerIdentity:
@@ -178,7 +182,7 @@ class Authenticator:
 
     def __init__(self, master_key: str | None, keys: KeyTable) -> None:
         self._master_key = master_key.encode() if master_key else None
-        self._master = CallerIdentity.master(master_key) if master_key else None
+        self._master = CallerIdentity.master() if master_key else None
         self.keys = keys
         self._hashes: dict[str, str] = {}
 
@@ -214,3 +218,22 @@ class Authenticator:
                 f"key not allowed to access model. This key can only access models={list(identity.models)}. "
                 f"Tried to access {model_group}"
             )
+
+
+class KeyCatchUp(Protocol):
+    """The key table's follower (keysync.py): reads the entities topic to its end on demand."""
+
+    async def read_to_end(self, timeout: float) -> bool: ...
+
+
+async def authenticate_with_catch_up(auth: Authenticator, headers: CIMultiDictProxy[str] | Mapping[str, str],
+                                     key_sync: KeyCatchUp | None, timeout: float) -> CallerIdentity:
+    """`auth.authenticate`, asked once more after the key table has read the entities topic when
+    a key is refused: a key created a moment ago through another replica or worker works at once."""
+    try:
+        return auth.authenticate(headers)
+    except KeyRefused:
+        if key_sync is None:
+            raise
+        await key_sync.read_to_end(timeout)
+        return auth.authenticate(headers)

@@ -3,7 +3,6 @@ LiteLLM-style config file, then passed down. Nothing reads os.environ after this
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,15 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.proxy.http1 import Limits
 from services.proxy.limits import EdgeLimits, edge_limits_from
 from shared.config import ProxyConfig, load_config
+# The weak-key rule is shared with the reports service; re-exported for the proxy's own code.
+from shared.master_key import MIN_MASTER_KEY_LENGTH, WELL_KNOWN_KEYS, is_loopback, weak_key_reason  # noqa: F401
 from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int, price_maps_from_env
 from stack.paths import RUN
 
-# Keys from tutorials and READMEs: anyone can guess them.
-WELL_KNOWN_KEYS = frozenset({
-    "sk-1234", "sk-12345", "sk-123456", "sk-1234567890", "sk-test", "sk-master", "sk-admin",
-    "changeme", "password", "admin", "master", "secret", "test", "sk-litellm", "sk-master-key",
-})
-MIN_MASTER_KEY_LENGTH = 16
 WORKER_ENV = "TALLY_PROXY_WORKER"  # set by workers.py for each process it starts
 
 
@@ -73,27 +68,6 @@ class ProxySettings(BaseModel):
 
 def worker_spool_path(root: Path, worker: int) -> Path:
     return root if worker == 0 else root / f"worker-{worker}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def weak_key_reason(key: str) -> str | None:
-    """Why a master key is guessable, or None when it looks strong enough."""
-    if key.lower() in WELL_KNOWN_KEYS:
-        return "it is a well-known example key"
-    if len(key) < MIN_MASTER_KEY_LENGTH:
-        return f"it is shorter than {MIN_MASTER_KEY_LENGTH} characters"
-    body = key[3:] if key.startswith("sk-") else key
-    if len(set(body)) < 6:
-        return "it repeats too few distinct characters"
-    return None
 
 
 def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettings:

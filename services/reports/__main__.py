@@ -8,6 +8,7 @@ from services.reports.app import add_warm_up, build_app
 from services.reports.settings import reports_settings
 from shared.config import ConfigError, load_config
 from shared.logging import configure_logging
+from shared.master_key import WeakMasterKey
 from shared.service import run_service
 from shared.settings import CommonSettings, common_from_env
 
@@ -32,7 +33,11 @@ def main() -> int:
         except CatalogError as exc:
             print(f"reports: {exc}", file=sys.stderr)
             return 2
-    app = build_app(settings, config, catalog)
+    try:
+        app = build_app(settings, config, catalog)
+    except WeakMasterKey as exc:
+        print(f"reports: {exc}", file=sys.stderr)
+        return 2
     add_warm_up(app)
     run_service(app, settings.host, settings.port)
     return 0

@@ -25,6 +25,7 @@ from shared import db, kafka
 from shared.config import ProxyConfig
 from shared.errors import BadRequest, openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes, kafka_check, postgres_check
+from shared.master_key import check_master_key
 from shared.metrics import Registry
 from shared.openapi import add_openapi_route
 
@@ -146,6 +147,8 @@ async def warm_caches(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:
+    """Raises WeakMasterKey for a guessable master key on an address other machines reach."""
+    check_master_key(settings.master_key, settings.host, "reports service")
     app = web.Application(middlewares=[request_summary, openai_errors, no_nul_parameters])
     app[SETTINGS] = settings
     app[CONFIG] = config or ProxyConfig()

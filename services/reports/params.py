@@ -3,6 +3,7 @@ or raise BadRequest saying exactly what is wrong. Nothing here touches I/O."""
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from shared.errors import BadRequest
 from shared.keys import hash_key
+from shared.master_key import MASTER_KEY_ALIAS
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GROUP_BYS = ("team", "customer", "api_key")
@@ -135,8 +137,11 @@ def comma_list(raw: str | None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def key_hash(raw: str | None) -> str | None:
-    """A key given as "sk-..." is hashed; a 64-hex hash is taken as is (LiteLLM accepts both)."""
+def key_hash(raw: str | None, master_key: str | None = None) -> str | None:
+    """A key given as "sk-..." is hashed; a 64-hex hash is taken as is (LiteLLM accepts both). The
+    master key itself stands for its calls' label: its hash is never recorded (docs/security.md)."""
     if raw is None or raw == "":
         return None
+    if master_key and hmac.compare_digest(raw.encode(), master_key.encode()):
+        return MASTER_KEY_ALIAS
     return hash_key(raw) if raw.startswith("sk-") else raw

@@ -25,6 +25,7 @@ from shared.events import EntityChanged, UsageEvent, decode, encode
 from shared.kafka import consumer as make_consumer
 from shared.kafka import ensure_topics, idempotent_producer
 from shared.keys import hash_key
+from shared.master_key import MASTER_KEY_ALIAS
 from shared.pricing import load_catalog
 from shared.settings import CommonSettings
 from stack.fake_upstream import CALLS
@@ -154,14 +155,14 @@ async def test_seed_sdk_call_answers_with_the_exact_cost(proxy: TestServer) -> N
 
 
 async def test_seed_call_becomes_one_usage_event_with_its_attribution(proxy: TestServer, kafka: CommonSettings) -> None:
-    """The event carries request id, hashed key, end user, tags, deployment, tokens and the quoted cost."""
+    """The event carries request id, the master key's label (never its hash), end user, tags, deployment, tokens and the quoted cost."""
     raw = await asyncio.to_thread(seed_call, base_url(proxy))
     request_id = raw.headers["x-litellm-call-id"]
     record, event = await event_for(kafka, request_id)
-    assert record.key == hash_key(MASTER).encode()
+    assert record.key == MASTER_KEY_ALIAS.encode()
     assert dict(record.headers)["request_id"] == request_id.encode()
     assert (event.call_type, event.status, event.stream) == ("acompletion", "success", False)
-    assert (event.api_key_hash, event.user_id, event.end_user) == (hash_key(MASTER), "default_user_id", "palantir")
+    assert (event.api_key_hash, event.user_id, event.end_user) == (MASTER_KEY_ALIAS, "default_user_id", "palantir")
     assert event.request_tags == SEED_TAGS
     assert (event.model_group, event.model, event.custom_llm_provider) == ("llama3", "groq/llama3-8b-8192", "groq")
     assert event.api_base == raw.headers["x-litellm-model-api-base"]

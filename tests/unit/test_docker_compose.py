@@ -1,5 +1,7 @@
-"""docker-compose.yml agrees with what `make up` runs: same services, ports and variables."""
+"""docker-compose.yml agrees with what `make up` runs (same services, ports and variables) and is
+secure by default: the master key and the Postgres password are required, only the proxy is published."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -15,10 +17,52 @@ def test_compose_parses_with_kafka_postgres_and_every_service():
     assert set(COMPOSE["services"]) == {"kafka", "postgres", "demo-upstream", "pricer", "ledger", "reports", "proxy"}
 
 
-def test_compose_ports_match_the_makefile_stack():
-    """Each service publishes the port `make up` gives it."""
-    for spec in [*SERVICES, DEMO_UPSTREAM]:
-        assert COMPOSE["services"][spec.name]["ports"] == [f"{spec.port}:{spec.port}"], spec.name
+def test_compose_publishes_only_the_proxy():
+    """The proxy's port is the one published; Kafka, Postgres and the other services stay on the network."""
+    published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
+    assert published == {"proxy": ["4000:4000"]}
+
+
+def test_compose_services_listen_on_the_ports_make_up_gives_them():
+    """Each service's port variable is the port `make up` gives it (they reach each other by it)."""
+    for spec in SERVICES:
+        assert COMPOSE["services"][spec.name]["environment"][spec.port_variable] == str(spec.port), spec.name
+    assert COMPOSE["services"]["demo-upstream"]["command"][-1] == str(DEMO_UPSTREAM.port)
+
+
+REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_]+):\?(?P<message>[^}]+)\}$")
+
+
+def required_variable(value: str) -> tuple[str, str]:
+    match = REQUIRED.match(value)
+    assert match is not None, f"{value!r} is not a required variable"
+    return match["name"], match["message"]
+
+
+def test_compose_requires_a_master_key_with_a_message_saying_how():
+    """LITELLM_MASTER_KEY has no default: compose stops with a message on how to set it."""
+    for name in ("proxy", "reports"):
+        variable, message = required_variable(COMPOSE["services"][name]["environment"]["LITELLM_MASTER_KEY"])
+        assert variable == "LITELLM_MASTER_KEY", name
+        assert message == "set LITELLM_MASTER_KEY to a long random key, for example sk- followed by the output of openssl rand -hex 24 (docs/security.md)"
+
+
+def test_compose_gives_the_master_key_only_to_the_services_that_check_callers():
+    """The pricer, the ledger and the demo upstream never see the master key."""
+    holders = {name for name, service in COMPOSE["services"].items() if "LITELLM_MASTER_KEY" in service.get("environment", {})}
+    assert holders == {"proxy", "reports"}
+
+
+def test_compose_requires_a_postgres_password_and_keeps_it_out_of_the_url():
+    """Postgres and its two clients get POSTGRES_PASSWORD (required); no password is written in the file."""
+    services = COMPOSE["services"]
+    assert required_variable(services["postgres"]["environment"]["POSTGRES_PASSWORD"])[0] == "POSTGRES_PASSWORD"
+    users = {name for name, service in services.items() if "PGPASSWORD" in service.get("environment", {})}
+    assert users == {"ledger", "reports"}
+    for name in users:
+        assert required_variable(services[name]["environment"]["PGPASSWORD"])[0] == "POSTGRES_PASSWORD"
+    for spec in SERVICES:
+        assert services[spec.name]["environment"]["DATABASE_URL"] == "postgresql://tally@postgres:5432/tally"
 
 
 def test_compose_runs_the_same_modules():

@@ -7,7 +7,7 @@ from services.proxy.auth import CallerIdentity
 from services.proxy.errors import InvalidRequest
 from services.proxy.routing import EMBEDDING, IMAGE, TEXT
 
-MASTER = CallerIdentity.master("sk-1234")
+MASTER = CallerIdentity.master()
 
 
 def test_seed_request_attribution():

@@ -22,7 +22,7 @@ from shared.config import PRICE_FIELDS, parse_config
 from shared.errors import error_body
 from shared.events import TokenUsage, decode
 
-MASTER = CallerIdentity.master("sk-1234")
+MASTER = CallerIdentity.master()
 LIMITS = EdgeLimits()
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 # Control characters orjson writes as \u00XX (6 bytes each); \b \t \n \f \r have 2-byte escapes.

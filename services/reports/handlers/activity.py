@@ -9,7 +9,7 @@ from aiohttp import web
 from services.reports import params, shaping
 from services.reports.auth import Caller, require_spend_reader
 from services.reports.jsonout import json_response
-from services.reports.state import caller, store
+from services.reports.state import SETTINGS, caller, store
 from services.reports.store import TAG, TEAM, USER, Rollup
 from shared.errors import Forbidden
 
@@ -33,7 +33,7 @@ async def _activity(request: web.Request, rollup: Rollup, entities: list[str], e
     assert page is not None and page_size is not None
     rows, totals = await store(request).activity(
         rollup, days, entities=entities, exclude=exclude, model=q.get("model") or None,
-        api_key=params.key_hash(q.get("api_key")), page=page, page_size=page_size,
+        api_key=params.key_hash(q.get("api_key"), request.app[SETTINGS].master_key), page=page, page_size=page_size,
     )
     key_meta = await store(request).key_metadata(sorted({r["api_key"] for r in rows}))
     return json_response(shaping.daily_activity(rows, totals=totals, key_metadata=key_meta, page=page, page_size=page_size,

@@ -44,7 +44,7 @@ async def _answer(request: web.Request, key: tuple[Any, ...], days: params.DateR
 async def global_spend_logs(request: web.Request) -> web.Response:
     """Spend per day (last 30 days unless dates are given), for one key when api_key= is set."""
     await _reader(request)
-    api_key = params.key_hash(request.query.get("api_key"))
+    api_key = params.key_hash(request.query.get("api_key"), request.app[SETTINGS].master_key)
     days = _optional_range(request)
 
     async def compute() -> list[dict[str, Any]]:
@@ -127,7 +127,7 @@ async def global_spend_end_users(request: web.Request) -> web.Response:
     api_key = body.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         raise BadRequest("api_key must be a string", param="api_key")
-    key_hash = params.key_hash(api_key)
+    key_hash = params.key_hash(api_key, request.app[SETTINGS].master_key)
     return await _answer(request, (key_hash,), days, lambda: store(request).end_users(days, key_hash, 100))
 
 

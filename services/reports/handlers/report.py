@@ -8,7 +8,7 @@ from aiohttp import web
 from services.reports import params
 from services.reports.auth import require_spend_reader
 from services.reports.jsonout import raw_json_response
-from services.reports.state import REPORTS, caller, store
+from services.reports.state import REPORTS, SETTINGS, caller, store
 
 
 async def global_spend_report(request: web.Request) -> web.Response:
@@ -17,7 +17,7 @@ async def global_spend_report(request: web.Request) -> web.Response:
     days = params.date_range(q)
     assert days is not None
     group_by = params.parse_group_by(q.get("group_by"))
-    api_key = params.key_hash(q.get("api_key"))
+    api_key = params.key_hash(q.get("api_key"), request.app[SETTINGS].master_key)
     internal_user_id = q.get("internal_user_id") or None
     team_id, customer_id = q.get("team_id") or None, q.get("customer_id") or None
     reports = request.app[REPORTS]

@@ -17,7 +17,7 @@ async def spend_logs(request: web.Request) -> web.Response:
     q = request.query
     settings = request.app[SETTINGS]
     own = None if who.sees_everything else who.key_hash
-    api_key = params.key_hash(q.get("api_key"))
+    api_key = params.key_hash(q.get("api_key"), settings.master_key)
     if own is not None:
         if api_key is not None and api_key != own:
             return json_response([])  # another key's rows: none of this caller's business

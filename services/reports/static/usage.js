@@ -153,10 +153,7 @@ function render(data) {
 }
 
 // ---- CSV export of what is shown ---------------------------------------------------------------------
-function csv(rows) {
-  const quote = (v) => { const s = String(v ?? ""); return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
-  return rows.map((r) => r.map(quote).join(",")).join("\n") + "\n";
-}
+const CSV_NUMERIC = new Set([2, 3]); // spend_usd and count: computed by Tally (csv.js neutralises the rest)
 function exportCsv() {
   if (!shown) return;
   const d = shown;
@@ -169,7 +166,7 @@ function exportCsv() {
   d.tags.forEach((r) => rows.push(["tag", r.name, plain(r.spend), r.log_count, ""]));
   d.logs.forEach((r) => rows.push(["log", r.request_id, plain(r.spend), "", `${r.startTime} ${r.model} ${(r.request_tags || []).join("|")}`]));
   const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([csv(rows)], { type: "text/csv" }));
+  link.href = URL.createObjectURL(new Blob([csvText(rows, CSV_NUMERIC)], { type: "text/csv" }));
   link.download = `tally-usage-${d.start}-to-${d.end}.csv`;
   document.body.append(link);
   link.click();
