@@ -22,9 +22,12 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
-from shared.events import DeadLetter, encode, utcnow
+from shared.dead_letters import dead_letter, dead_letter_key, encoded, is_record_error
+from shared.events import DeadLetter, utcnow
 from shared.metrics import Registry
 from shared.pricing import Catalog
+from shared.quarantine import QuarantineStore
+from shared.record_limits import MAX_RECORD_BYTES, fits, record_bytes
 from shared.topics import PRICED, USAGE_DLQ
 
 log = structlog.get_logger(__name__)
@@ -44,8 +47,10 @@ class PricerMetrics:
         self.priced = registry.counter("pricer_events_priced_total", "Usage events priced and produced")
         self.unpriced = registry.counter("pricer_events_unpriced_total", "Events whose model has no price (spend 0, marked)")
         self.dead_lettered = registry.counter("pricer_events_dead_lettered_total", "Events sent to the dead-letter topic")
+        self.quarantined = registry.counter("pricer_events_quarantined_total",
+                                            "Events neither priced nor dead-lettered (the send was refused), kept in Postgres")
         self.aborted = registry.counter("pricer_transactions_aborted_total", "Batches aborted and re-read")
-        self.lag = registry.gauge("pricer_consumer_lag", "Messages behind the end of the usage topic")
+        self.lag = registry.gauge("pricer_consumer_lag", "Messages between the group's committed offsets and the end of the usage topic")
 
 
 @dataclass(slots=True)
@@ -56,22 +61,24 @@ class PricedBatch:
     started: float
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     record_batches: list[tuple[int, BatchBuilder]] = field(default_factory=list)  # (priced partition, records)
-    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, DeadLetter JSON)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     priced: int = 0
     unpriced: int = 0
 
 
 class Pricer(ConsumerRebalanceListener):
     def __init__(self, settings: PricerSettings, catalog: Catalog, consumer: AIOKafkaConsumer,
-                 producer: AIOKafkaProducer, metrics: PricerMetrics) -> None:
+                 producer: AIOKafkaProducer, metrics: PricerMetrics, quarantine: QuarantineStore) -> None:
         self.settings = settings
         self.catalog = catalog
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics
+        self.quarantine = quarantine
+        # Records quarantined by this process: passed over when their batch is read again.
+        self._set_aside: set[tuple[str, int, int]] = set()
         self.priced_topic = settings.topic(PRICED)
         self.dlq_topic = settings.topic(USAGE_DLQ)
-        self._lag_measured_at = 0.0
         self._generation = 0
         self._committing: asyncio.Task[None] | None = None
 
@@ -81,7 +88,6 @@ class Pricer(ConsumerRebalanceListener):
             while True:
                 generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-                await self._update_lag()
                 work = await self._price(batch, generation) if batch else None
                 if self._committing is not None:
                     try:
@@ -95,6 +101,13 @@ class Pricer(ConsumerRebalanceListener):
                         # transactional id, so the open transaction is aborted) and re-reads the batch.
                         log.warning("pricer_producer_stuck", error=repr(exc), deadline_s=BATCH_DEADLINE_S)
                         raise
+                    except LettersRefused as refused:
+                        # The transaction aborted for these dead letters alone: keep them in Postgres,
+                        # then re-read the batch, passing over them (no backoff: nothing is down).
+                        self.metrics.aborted.inc()
+                        await self._quarantine(refused.letters)
+                        self._committing = work = None
+                        await self._rewind(self.consumer.assignment())
                     except KafkaError as exc:
                         self.metrics.aborted.inc()
                         log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
@@ -142,13 +155,18 @@ class Pricer(ConsumerRebalanceListener):
             partition = tp.partition % partitions
             builder = self.producer.create_batch()
             for message in messages:
+                if (message.topic, message.partition, message.offset) in self._set_aside:
+                    continue  # quarantined after its dead letter was refused
                 outcome = price_message(self.catalog, message.value, priced_at)
+                headers = [] if isinstance(outcome, Rejected) else [("request_id", outcome.request_id.encode())]
+                if not isinstance(outcome, Rejected) and not fits(message.key, outcome.value, headers):
+                    outcome = Rejected(f"the priced event would be {record_bytes(message.key, outcome.value, headers)} bytes,"
+                                       f" over the record limit of {MAX_RECORD_BYTES} bytes")
                 if isinstance(outcome, Rejected):
-                    work.dead_letters.append((message.key, self._dead_letter(message, outcome.reason)))
+                    work.dead_letters.append(self._dead_letter(message, outcome.reason))
                     continue
                 work.priced += 1
                 work.unpriced += outcome.unpriced
-                headers = [("request_id", outcome.request_id.encode())]
                 if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
                     work.record_batches.append((partition, builder))
                     builder = self.producer.create_batch()
@@ -168,11 +186,18 @@ class Pricer(ConsumerRebalanceListener):
                 await self.producer.send_batch(builder, self.priced_topic, partition=partition)
                 for partition, builder in work.record_batches
             ]
-            deliveries += [await self.producer.send(self.dlq_topic, letter, key=key) for key, letter in work.dead_letters]
+            letters = [await self.producer.send(self.dlq_topic, encoded(letter), key=dead_letter_key(letter))
+                       for letter in work.dead_letters]
             # aiokafka commits a transaction even when one of its batches failed (seen after a
             # broker restart: OutOfOrderSequenceNumber), which would commit the input offsets of
             # events never priced. Every delivery must succeed first, or the transaction aborts.
-            await asyncio.gather(*deliveries)
+            await asyncio.gather(*deliveries, *letters, return_exceptions=True)
+            refused = [(letter, sent.exception()) for letter, sent in zip(work.dead_letters, letters)
+                       if sent.exception() is not None and is_record_error(sent.exception())]
+            if refused:
+                raise LettersRefused(refused)  # record-specific: quarantine them and run the batch again
+            for delivery in (*deliveries, *letters):
+                delivery.result()  # anything else aborts the batch, to be retried with backoff
             await self.producer.send_offsets_to_transaction(work.offsets, self.settings.group_id)
         self.metrics.priced.inc(work.priced)
         self.metrics.unpriced.inc(work.unpriced)
@@ -184,12 +209,17 @@ class Pricer(ConsumerRebalanceListener):
         # Fetches the priced topic's metadata on first use, then answers from the cache.
         return len(await self.producer.partitions_for(self.priced_topic))
 
-    def _dead_letter(self, message, reason: str) -> bytes:  # noqa: ANN001
-        raw = message.value or b""
-        letter = DeadLetter(source_topic=message.topic, partition=message.partition, offset=message.offset,
-                            reason=reason, payload=raw.decode("utf-8", errors="replace"))
+    def _dead_letter(self, message, reason: str) -> DeadLetter:  # noqa: ANN001
         log.warning("usage_dead_lettered", reason=reason, partition=message.partition, offset=message.offset)
-        return encode(letter)
+        return dead_letter(message.topic, message.partition, message.offset, reason, message.value)
+
+    async def _quarantine(self, refused: list[tuple[DeadLetter, BaseException]]) -> None:
+        """Keep in Postgres the records whose dead letters the broker refused. Postgres down: the
+        error ends the worker, which the supervisor restarts with backoff (the batch is re-read)."""
+        for letter, error in refused:
+            await self.quarantine.put([letter], f"{type(error).__name__}: {error}")
+            self._set_aside.add((letter.source_topic, letter.partition, letter.offset))
+            self.metrics.quarantined.inc()
 
     async def _rewind(self, partitions: set[TopicPartition]) -> None:
         """Go back to the last committed offsets and read from there again."""
@@ -200,14 +230,10 @@ class Pricer(ConsumerRebalanceListener):
             else:
                 self.consumer.seek(tp, committed)
 
-    async def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._lag_measured_at < 1.0:
-            return
-        self._lag_measured_at = now
-        lag = 0
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                lag += max(0, end - await self.consumer.position(tp))
-        self.metrics.lag.set(lag)
+
+class LettersRefused(Exception):
+    """The broker refused these dead letters for what they are (too large for the dlq topic, say)."""
+
+    def __init__(self, letters: list[tuple[DeadLetter, BaseException]]) -> None:
+        super().__init__(f"{len(letters)} dead letter(s) refused: {letters[0][1]!r}")
+        self.letters = letters
