@@ -99,9 +99,11 @@ class StageProgress:
             waiting = max(0, end - offset)
             lag += waiting
             moved = self.committed.get(partition) != offset  # the first measurement counts as a move
+            # Input that arrived since the last measurement has waited at most since now.
+            was_idle = self.ends.get(partition, 0) <= self.committed.get(partition, 0)
             if moved:
                 self.last_progress_at = wall
-            if moved or waiting == 0:
+            if moved or waiting == 0 or was_idle:
                 self.since[partition] = now
             self.committed[partition] = offset
             self.ends[partition] = end

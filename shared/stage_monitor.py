@@ -23,7 +23,7 @@ log = structlog.get_logger(__name__)
 
 # (topic, partition) -> the next offset the stage will process, as it has committed it.
 CommittedReader = Callable[[], Awaitable[dict[Partition, int]]]
-MEASURE_ERRORS = (KafkaError, psycopg.Error, PoolTimeout, OSError, asyncio.TimeoutError, LookupError)
+MEASURE_ERRORS = (KafkaError, psycopg.Error, PoolTimeout, OSError, asyncio.TimeoutError)
 
 
 async def monitor(settings: CommonSettings, topics: Sequence[str], read_committed: CommittedReader,
@@ -51,12 +51,9 @@ async def measure(consumer, topics: Sequence[str], read_committed: CommittedRead
                   progress: StageProgress, lag: Metric) -> None:
     partitions = []
     for topic in topics:
-        found = consumer.partitions_for_topic(topic)
-        if not found:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - a topic not yet in the cache
-            found = consumer.partitions_for_topic(topic)
-        if not found:
-            raise LookupError(f"topic {topic} does not exist")
+        # Waits for the topic's metadata (a consumer with no subscription has none yet); raises
+        # UnknownTopicOrPartitionError if it does not exist.
+        found = await consumer._client._wait_on_metadata(topic)  # noqa: SLF001
         partitions += [TopicPartition(topic, p) for p in sorted(found)]
     ends = await consumer.end_offsets(partitions)
     starts = await consumer.beginning_offsets(partitions)
