@@ -123,10 +123,8 @@ async def settled(ask: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
 
 
 async def partitions_of(consumer, topic: str) -> list[TopicPartition]:  # noqa: ANN001
-    found = consumer.partitions_for_topic(topic)
-    if not found:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - the first metadata fetch
-        found = consumer.partitions_for_topic(topic) or set()
+    # Waits for the topic's metadata (a fresh client has none); raises if the topic does not exist.
+    found = await settled(lambda: consumer._client._wait_on_metadata(topic))  # noqa: SLF001
     return [TopicPartition(topic, p) for p in sorted(found)]
 
 

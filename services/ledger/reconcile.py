@@ -137,6 +137,10 @@ async def find_differences(settings: LedgerSettings, progress: bool = False) -> 
                                              (USAGE_DLQ, "rc_usage_dlq", "request_id", dead_letter_row),
                                              (PRICED_DLQ, "rc_priced_dlq", "request_id", dead_letter_row)):
             await copy_topic(settings, topic, conn, table, columns, parse, progress)
+        # A record whose dead letter was refused is in the quarantine instead: set aside all the same.
+        for topic, table in ((USAGE, "rc_usage_dlq"), (PRICED, "rc_priced_dlq")):
+            await conn.execute(f"INSERT INTO {table} (seq, request_id) SELECT -id, request_id FROM tally_dlq.quarantine"  # type: ignore[arg-type]
+                               " WHERE source_topic = %s AND request_id IS NOT NULL", (settings.topic(topic),))
         for table in ("rc_usage", "rc_priced", "rc_usage_dlq", "rc_priced_dlq"):
             await conn.execute(f"CREATE INDEX ON {table} (request_id)")
             await conn.execute(f"ANALYZE {table}")

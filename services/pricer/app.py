@@ -10,7 +10,7 @@ from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ProducerFenced
 
-from services.pricer.consumer import Pricer, PricerMetrics
+from services.pricer.consumer import Pricer, PricerMetrics, SetAside
 from services.pricer.settings import PricerSettings
 from shared import db, kafka
 from shared.errors import openai_errors
@@ -37,13 +37,14 @@ PRICED_BATCH_BYTES = 1_000_000
 
 async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    set_aside = SetAside()
 
     async def run_once() -> None:
         producer = kafka.idempotent_producer(
             settings, transactional_id=settings.transactional_id, linger_ms=2, max_batch_size=PRICED_BATCH_BYTES
         )
         consumer = kafka.consumer(settings, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
-        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS], app[QUARANTINE])
+        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS], app[QUARANTINE], set_aside)
         consumer.subscribe([settings.topic(USAGE)], listener=pricer)  # it settles its transaction on a rebalance
         try:
             await producer.start()

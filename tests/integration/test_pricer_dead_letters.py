@@ -11,8 +11,7 @@ from shared.events import DeadLetter, decode, decode_as, encode
 from shared.pricing import load_catalog
 from shared.record_limits import MAX_RECORD_BYTES
 from shared.topics import PRICED, USAGE, USAGE_DLQ
-from tests.fixtures.stages import dlq, health, limit_topic, metric, serving
-from tests.fixtures.topics import read_topic
+from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic, serving
 from tests.integration.test_ledger_support import poll, query
 from tests.integration.test_pricer_exactly_once import produce, usage
 
@@ -76,8 +75,27 @@ async def test_a_refused_dead_letter_is_quarantined_and_the_batch_is_priced_with
 
 
 async def _priced(settings, expected: int) -> bool:
-    return len(await read_topic(settings, PRICED, timeout=10)) >= expected
+    return len(await read_topic(settings, PRICED)) >= expected
 
 
 async def _lag_is(base: str, expected: float) -> bool:
     return await metric(base, "tally_pricer_consumer_lag") == expected
+
+
+async def test_a_priced_record_the_broker_refuses_is_found_alone_and_dead_lettered(settings):
+    """With a priced topic that takes only 4,000-byte batches (below the record limit), the pricer sends records one by
+    one to find the refused one, dead-letters it, and prices the other 10 exactly once."""
+    await limit_topic(settings, PRICED, 4000)
+    big = usage(100).model_copy(update={"metadata": {"p": "x" * 5000}})
+    small = [usage(i) for i in range(10)]
+    await produce(settings, [(b"k", encode(e)) for e in (*small[:5], big, *small[5:])])
+    async with serving(build_app(pricer_settings(settings), load_catalog())) as base:
+        await poll(lambda: _priced(settings, 10), timeout=30, what="10 priced events")
+        await poll(lambda: _lag_is(base, 0.0), what="the pricer's lag back to 0")
+        assert await metric(base, "tally_pricer_events_dead_lettered_total") == 1.0
+    (record,) = await read_topic(settings, USAGE_DLQ)
+    letter = decode_as(DeadLetter, record.value)
+    assert (letter.offset, letter.request_id) == (5, "req-000100")
+    assert letter.reason.startswith("the broker refused the priced event: MessageSizeTooLargeError")
+    priced_ids = sorted(decode(r.value).request_id for r in await read_topic(settings, PRICED))
+    assert priced_ids == [e.request_id for e in small]

@@ -9,12 +9,12 @@ import psycopg
 import pytest
 
 from services.ledger.app import build_app
+from services.ledger.reconcile import find_differences
 from services.ledger.settings import LedgerSettings
 from shared.events import DeadLetter, decode_as, encode
 from shared.quarantine import ensure_quarantine_tables
 from shared.topics import PRICED, PRICED_DLQ
-from tests.fixtures.stages import dlq, health, limit_topic, metric, serving
-from tests.fixtures.topics import read_topic
+from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic, serving
 from tests.integration.test_ledger_support import InProcessLedger, count_logs, poll, priced, produce, produce_raw, query
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,8 @@ async def test_a_poison_event_is_dead_lettered_bounded_and_the_200_after_it_are_
 
 
 async def test_a_refused_dead_letter_is_quarantined_and_the_ledger_goes_on(settings):
-    """With a dlq topic that takes only 500-byte records, the poison event is quarantined in Postgres; the rest is stored."""
+    """With a dlq topic that takes only 500-byte records, the poison event is quarantined in Postgres, where reconcile
+    finds it set aside; the rest is stored."""
     await limit_topic(settings, PRICED_DLQ, 500)
     await produce(settings, [priced(**POISON), *(priced(request_id=f"after-{i}") for i in range(20))])
     async with InProcessLedger(settings) as ledger:
@@ -54,6 +55,8 @@ async def test_a_refused_dead_letter_is_quarantined_and_the_ledger_goes_on(setti
     assert rows[0][5].startswith("end_user contains a NUL character, which Postgres text and JSON refuse;"
                                  " the dead letter could not be sent: MessageSizeTooLargeError")
     assert await read_topic(settings, PRICED_DLQ) == []
+    found = [str(d) for d in await find_differences(LedgerSettings(**settings.model_dump()))]
+    assert 'dead-lettered by ledger poison: priced 0.000051, not in "LiteLLM_SpendLogs"' in found  # reconcile sees it
 
 
 async def test_health_names_the_stuck_partition_and_the_lag_stays_true_until_it_recovers(settings):
@@ -132,4 +135,4 @@ async def _quarantined(settings, expected: int) -> bool:
 
 
 async def _letters(settings, expected: int) -> bool:
-    return len(await read_topic(settings, PRICED_DLQ, timeout=5)) == expected
+    return len(await read_topic(settings, PRICED_DLQ)) == expected
