@@ -3,14 +3,16 @@ the dead letter is refused, an honest /health and lag when it cannot advance, an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import psycopg
 import pytest
 
-from services.ledger.app import build_app
+from services.ledger.app import PROGRESS, build_app
 from services.ledger.reconcile import find_differences
 from services.ledger.settings import LedgerSettings
+from shared import kafka
 from shared.events import DeadLetter, decode_as, encode
 from shared.quarantine import ensure_quarantine_tables
 from shared.topics import PRICED, PRICED_DLQ
@@ -88,6 +90,36 @@ async def test_health_names_the_stuck_partition_and_the_lag_stays_true_until_it_
 
         await poll(recovered, timeout=40, what="/health 200 and lag 0 after the quarantine is back")
     assert await count_logs(settings.database_url) == 3
+
+
+async def test_transaction_markers_are_no_lag_and_an_idle_ledger_stays_healthy(settings):
+    """Priced events written in transactions (as the pricer does) leave a marker after the last record: once they are
+    stored, the lag is 0 and /health stays 200 past the stall time."""
+    producer = kafka.transactional_producer(settings, f"{settings.topic_prefix}test-tx")
+    await producer.start()
+    try:
+        for batch in range(3):
+            async with producer.transaction():
+                for i in range(5):
+                    event = priced(request_id=f"tx-{batch}-{i}")
+                    await producer.send(settings.topic(PRICED), encode(event), key=b"k")
+    finally:
+        await producer.stop()
+    ledger_settings = LedgerSettings(**settings.model_dump(), stall_after_s=1.0, progress_interval_s=0.2)
+    app = build_app(ledger_settings)
+    async with serving(app) as base:
+        await poll(lambda: _logs_are(settings, 15), what="15 rows")
+        stored_at = asyncio.get_running_loop().time()
+
+        async def idle_past_the_stall_time() -> bool:
+            # A measurement taken more than stall_after_s after the last row, and still no stall.
+            return (asyncio.get_running_loop().time() - stored_at > 2.0 and app[PROGRESS].lag == 0
+                    and min(app[PROGRESS].since.values()) > stored_at + 1.0)
+
+        await poll(idle_past_the_stall_time, what="a measurement past the stall time")
+        assert await health(base) == (200, {"status": "healthy", "checks": {
+            "kafka": "ok", "worker": "ok", "progress": "ok", "postgres": "ok"}})
+        assert await metric(base, "tally_ledger_consumer_lag") == 0.0
 
 
 async def test_dlq_list_show_and_replay_store_a_fixed_record_exactly_once(settings):
