@@ -140,7 +140,7 @@ async def test_dlq_list_show_and_replay_store_a_fixed_record_exactly_once(settin
         assert out.splitlines()[-1] == "ledger: 1 record(s) set aside, 0 replayed"
 
         status, out, _ = await dlq(settings, "ledger", "show", where)
-        assert status == 0 and f"request id:   blocked" in out and '"request_id":"blocked"' in out
+        assert status == 0 and "request id:   blocked" in out and '"request_id":"blocked"' in out
         assert "original record (key " in out
 
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
