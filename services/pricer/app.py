@@ -18,6 +18,7 @@ from shared.health import StageProgress, add_health_routes, add_stage_checks
 from shared.metrics import Registry
 from shared.pricing import Catalog
 from shared.quarantine import QuarantineStore
+from shared.record_limits import MAX_RECORD_BYTES
 from shared.stage_monitor import monitor
 from shared.supervise import supervise
 from shared.topics import USAGE
@@ -32,7 +33,7 @@ QUARANTINE: web.AppKey[QuarantineStore] = web.AppKey("quarantine", QuarantineSto
 # aiokafka keeps one produce request in flight per broker, carrying one record batch per
 # partition: at 256 KB (~180 priced events) a batch of 2,000 usage events from one partition took
 # a dozen round trips. Just under the broker's and topics' default max.message.bytes (1,048,588).
-PRICED_BATCH_BYTES = 1_000_000
+PRICED_BATCH_BYTES = MAX_RECORD_BYTES
 
 
 async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
