@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
+from shared.record_limits import excerpt, sha256_hex
+
 # A Decimal that travels as a string: "0.000051", never 5.1e-05 as a float.
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 
@@ -181,15 +183,47 @@ class EntityTotal(Event):
 
 
 class DeadLetter(Event):
+    """A record a stage set aside, and why. It points at the record (source topic, partition,
+    offset: topics keep everything) instead of carrying it: v1 carried the whole payload escaped
+    once more, which could outgrow the broker's message limit and stop the stage that sent it."""
+
     type: Literal["dead_letter"] = "dead_letter"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
 
     source_topic: str
     partition: int
     offset: int
     reason: str
-    payload: str  # the raw message, as text
+    request_id: str | None = None  # when the payload was readable enough to tell
+    payload_bytes: int = Field(ge=0)
+    payload_sha256: str
+    excerpt: str  # the payload's first EXCERPT_BYTES bytes, as text
     failed_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+def _dead_letter_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 held `payload`, the raw record as text; v2 holds its size, digest and an excerpt. The
+    size and digest are of that text in UTF-8 (v1 replaced undecodable bytes)."""
+    data = dict(data)
+    raw = str(data.pop("payload", "")).encode("utf-8", errors="surrogatepass")
+    data.update(schema_version=2, payload_bytes=len(raw), payload_sha256=sha256_hex(raw),
+                excerpt=excerpt(raw), request_id=request_id_in(raw))
+    return data
+
+
+def request_id_in(raw: bytes) -> str | None:
+    """The request id of a usage or priced event's JSON, if it has a readable one."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    found = data.get("request_id")
+    if found is None and isinstance(data.get("usage_event"), dict):
+        found = data["usage_event"].get("request_id")
+    # A NUL is what Postgres refuses: such an id could not be looked up or stored anyway.
+    return found if isinstance(found, str) and len(found) <= 256 and "\x00" not in found else None
 
 
 AnyEvent = Annotated[
@@ -204,8 +238,8 @@ class UnknownEventVersion(ValueError):
 
 
 # (type, schema_version) -> function turning that version's dict into the next version's dict.
-UPCASTERS: dict[tuple[str, int], Any] = {}
-CURRENT_VERSION = {"usage": 1, "priced_usage": 1, "entity_changed": 1, "spend_reset": 1, "entity_total": 1, "dead_letter": 1}
+UPCASTERS: dict[tuple[str, int], Any] = {("dead_letter", 1): _dead_letter_v1_to_v2}
+CURRENT_VERSION = {"usage": 1, "priced_usage": 1, "entity_changed": 1, "spend_reset": 1, "entity_total": 1, "dead_letter": 2}
 
 
 def upcast(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """python -m services.ledger            run the ledger (health and metrics on LEDGER_PORT, 4003)
 python -m services.ledger replay     rebuild every table from the topics and swap it in
 python -m services.ledger replay --verify   rebuild aside and print every difference
-python -m services.ledger reconcile  compare usage, priced topics and Postgres; exit 1 on any gap"""
+python -m services.ledger reconcile  compare usage, priced topics and Postgres; exit 1 on any gap
+python -m services.ledger dlq list|show|replay   what the ledger set aside, and feeding it back"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import sys
 
 from shared.config import ConfigError
+from shared.dlq_repair import add_dlq_parser
 from shared.logging import configure_logging
 
 
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--no-progress", action="store_true", help="no progress bar")
     reconcile = commands.add_parser("reconcile", help="check usage → priced → Postgres, request by request and total by total")
     reconcile.add_argument("--settle", type=float, default=0.0, help="re-check for up to this many seconds until clean")
+    add_dlq_parser(commands)
     args = parser.parse_args(argv)
 
     from services.ledger.settings import ledger_settings
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.ledger.reconcile import reconcile_command
 
         return asyncio.run(reconcile_command(settings, settle_s=args.settle))
+    if args.command == "dlq":
+        from services.ledger.dlq import run
+
+        return asyncio.run(run(settings, args))
     from services.ledger.app import build_app
     from shared.service import run_service
 

@@ -4,6 +4,7 @@ supervised task (restarted with backoff if Kafka goes away)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,15 +16,17 @@ from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, make_pool
 from shared import kafka
 from shared.errors import openai_errors
-from shared.health import HEALTH_CHECKS, add_health_routes, postgres_check
+from shared.health import HEALTH_CHECKS, StageProgress, add_health_routes, add_stage_checks, postgres_check
 from shared.metrics import Registry
 from shared.migrations import migrate
+from shared.stage_monitor import monitor
 from shared.supervise import supervise
 
 SETTINGS: web.AppKey[LedgerSettings] = web.AppKey("settings", LedgerSettings)
 POOL: web.AppKey[AsyncConnectionPool] = web.AppKey("pool", AsyncConnectionPool)
 METRICS: web.AppKey[LedgerMetrics] = web.AppKey("ledger_metrics", LedgerMetrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+PROGRESS: web.AppKey[StageProgress] = web.AppKey("progress", StageProgress)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -56,14 +59,23 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
                 store_bodies=settings.store_bodies, retry_max_delay_s=settings.retry_max_delay_s,
             )
             await ledger.run(settings.kafka_bootstrap_servers)
+        except Exception as exc:
+            app[PROGRESS].note_error(f"{type(exc).__name__}: {exc}", time.time())  # for /health; supervise logs it
+            raise
         finally:
             app[READY].clear()
             await kafka.stop_clients(consumer, producer)
 
+    async def stored_offsets() -> dict[tuple[str, int], int]:
+        return await LedgerStore(app[POOL], settings.consumer_name, store_bodies=settings.store_bodies).load_offsets()
+
     task = asyncio.create_task(supervise("ledger", run_once))
+    watch = asyncio.create_task(monitor(settings, topics, stored_offsets, app[PROGRESS], app[METRICS].lag,
+                                        settings.progress_interval_s))
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for running in (task, watch):
+        running.cancel()
+    await asyncio.gather(task, watch, return_exceptions=True)
 
 
 def build_app(settings: LedgerSettings) -> web.Application:
@@ -72,14 +84,11 @@ def build_app(settings: LedgerSettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = LedgerMetrics(registry)
     app[READY] = asyncio.Event()
+    app[PROGRESS] = progress = StageProgress("ledger", settings.stall_after_s)
+    registry.gauge("ledger_last_progress_timestamp_seconds", "When the ledger's stored offsets last advanced (Unix time)",
+                   callback=lambda: progress.last_progress_at)
     add_health_routes(app, registry)
-
-    async def kafka_up() -> None:
-        if not app[READY].is_set():
-            raise ConnectionError("not connected to Kafka yet")
-        await kafka.wait_for_broker(settings, timeout=2)
-
-    app[HEALTH_CHECKS]["kafka"] = kafka_up
+    add_stage_checks(app, settings, "ledger", app[READY], progress)
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(consumer_loop)
     return app

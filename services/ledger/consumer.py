@@ -28,9 +28,12 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
 from services.ledger.rows import SpendLogLine, Unstorable, spend_log_line
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
+from shared.dead_letters import RECORD_ERRORS, dead_letter, dead_letter_key, encoded, is_record_error
 from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
 from shared.kafka import stalled_partitions
+from shared.quarantine import QuarantineStore
+from shared.record_limits import check_fits
 from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
 
 log = structlog.get_logger(__name__)
@@ -127,6 +130,7 @@ class Ledger:
         self.store_bodies = store_bodies
         self.retry_max_delay_s = retry_max_delay_s
         self.on_commit = on_commit
+        self.quarantine = QuarantineStore(store.pool, "ledger") if store is not None else None
         self.partitions: list[TopicPartition] = []
         self._checked_positions: dict[TopicPartition, int] = {}  # as of the last stall check
         # The last batch's totals, sent but maybe not yet acknowledged (see commit).
@@ -166,7 +170,6 @@ class Ledger:
         try:
             while done is None or not await done():
                 items = await self.collect(idle_timeout_ms)
-                await self.update_lag()
                 if done is None and loop.time() - last_check > STALL_CHECK_S:
                     last_check = loop.time()
                     await self.check_not_stalled()
@@ -296,23 +299,38 @@ class Ledger:
             delay = min(delay * 2, self.retry_max_delay_s)
 
     async def dead_letter(self, items: Sequence[Item]) -> None:
+        """Send each item's bounded dead letter; one the broker refuses (too large for the dlq
+        topic, say) is quarantined in Postgres instead, so no record can stop the ledger. A
+        transient failure (broker down, no acknowledgement) raises: the batch is re-read."""
         if not items:
             return
-        self.metrics.dead_lettered.inc(len(items))
         for item in items:
             log.warning("ledger_dead_letter", topic=item.topic, partition=item.partition, offset=item.offset, reason=item.reason)
         if self.producer is None or self.dlq_topic is None:
             return  # a replay: these were dead-lettered when they were first read
-        futures = [
-            await self.producer.send(
-                self.dlq_topic,
-                encode(DeadLetter(source_topic=item.topic, partition=item.partition, offset=item.offset,
-                                  reason=item.reason or "", payload=item.raw.decode("utf-8", "replace"))),
-                key=f"{item.topic}:{item.partition}:{item.offset}".encode(),
-            )
-            for item in items
-        ]
-        await acknowledged(asyncio.gather(*futures))
+        letters = [dead_letter(item.topic, item.partition, item.offset, item.reason or "", item.raw) for item in items]
+        outcomes: list[object] = []
+        for letter in letters:
+            try:
+                outcomes.append(await self.producer.send(self.dlq_topic, encoded(letter), key=dead_letter_key(letter)))
+            except RECORD_ERRORS as exc:  # refused before it left (aiokafka's own size check)
+                outcomes.append(exc)
+        pending = [o for o in outcomes if isinstance(o, asyncio.Future)]
+        await acknowledged(asyncio.gather(*pending, return_exceptions=True))
+        refused: list[tuple[DeadLetter, BaseException]] = []
+        for letter, outcome in zip(letters, outcomes):
+            error = outcome.exception() if isinstance(outcome, asyncio.Future) else outcome
+            if error is None:
+                self.metrics.dead_lettered.inc()
+            elif isinstance(error, BaseException) and is_record_error(error):
+                refused.append((letter, error))
+            elif isinstance(error, BaseException):
+                raise error
+        for letter, error in refused:
+            if self.quarantine is None:
+                raise error
+            await self.with_db_retry(lambda: self.quarantine.put([letter], f"{type(error).__name__}: {error}"))
+            self.metrics.quarantined.inc()
 
     async def publish_totals(self, states: Sequence[EntityState]) -> None:
         delivered = await self.send_totals(states)
@@ -323,10 +341,11 @@ class Ledger:
         """Queue the totals in the producer; returns the future of their acknowledgement."""
         if self.producer is None or self.totals_topic is None or not states:
             return None
-        futures = [
-            await self.producer.send(self.totals_topic, encode(total_event(s)), key=f"{s.entity_type}:{s.entity_id}".encode())
-            for s in states
-        ]
+        futures = []
+        for state in states:
+            key, value = f"{state.entity_type}:{state.entity_id}".encode(), encode(total_event(state))
+            check_fits("totals", key, value)  # an id and a few numbers: small unless an id is unbounded
+            futures.append(await self.producer.send(self.totals_topic, value, key=key))
         delivered = asyncio.gather(*futures)
         delivered.add_done_callback(lambda f: f.cancelled() or f.exception() or self.metrics.totals_published.inc(len(states)))
         return delivered
@@ -357,14 +376,6 @@ class Ledger:
             return await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
         except asyncio.TimeoutError as exc:
             raise ConsumerStalled(f"the position of {tp.topic}[{tp.partition}] stayed unknown for {POSITION_TIMEOUT_S}s") from exc
-
-    async def update_lag(self) -> None:
-        lag = 0
-        for tp in self.partitions:
-            high = self.consumer.highwater(tp)
-            if high is not None:
-                lag += max(0, high - await self.position(tp))
-        self.metrics.lag.set(float(lag))
 
 
 # After a broker restart aiokafka's sender can die without failing the futures it holds; a wait

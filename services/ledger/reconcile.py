@@ -26,6 +26,7 @@ from tqdm import tqdm
 from services.ledger.checks import Difference, check_schema
 from services.ledger.consumer import discover_partitions
 from services.ledger.settings import LedgerSettings
+from shared.events import DeadLetter, decode_as
 from shared import kafka
 from shared.settings import CommonSettings
 from shared.topics import PRICED, PRICED_DLQ, USAGE, USAGE_DLQ
@@ -37,7 +38,7 @@ TEMP_TABLES = (
     "CREATE TEMP TABLE rc_usage_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
     "CREATE TEMP TABLE rc_priced_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
 )
-_UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ArithmeticError)
+_UNREADABLE = (orjson.JSONDecodeError, KeyError, TypeError, ArithmeticError, ValueError)
 
 
 def usage_row(raw: bytes) -> tuple[str, Decimal | None]:
@@ -51,13 +52,13 @@ def priced_row(raw: bytes) -> tuple[str, Decimal]:
     return data["usage_event"]["request_id"], Decimal(str(data["cost"]["total"]))
 
 
-def dead_usage_row(raw: bytes) -> tuple[str]:
-    """The request id inside a dead letter (payload = the refused event's JSON)."""
-    return (orjson.loads(orjson.loads(raw)["payload"])["request_id"],)
+def dead_letter_row(raw: bytes) -> tuple[str]:
+    """The request id a dead letter names (v1 letters are upcast: read from their payload)."""
+    request_id = decode_as(DeadLetter, raw).request_id
+    if request_id is None:
+        raise KeyError("a dead letter with no readable request id")
+    return (request_id,)
 
-
-def dead_priced_row(raw: bytes) -> tuple[str]:
-    return (orjson.loads(orjson.loads(raw)["payload"])["usage_event"]["request_id"],)
 
 
 async def copy_topic(settings: CommonSettings, topic: str, conn: psycopg.AsyncConnection, table: str,
@@ -133,9 +134,13 @@ async def find_differences(settings: LedgerSettings, progress: bool = False) -> 
             await conn.execute(statement)
         for topic, table, columns, parse in ((USAGE, "rc_usage", "request_id, quoted", usage_row),
                                              (PRICED, "rc_priced", "request_id, cost", priced_row),
-                                             (USAGE_DLQ, "rc_usage_dlq", "request_id", dead_usage_row),
-                                             (PRICED_DLQ, "rc_priced_dlq", "request_id", dead_priced_row)):
+                                             (USAGE_DLQ, "rc_usage_dlq", "request_id", dead_letter_row),
+                                             (PRICED_DLQ, "rc_priced_dlq", "request_id", dead_letter_row)):
             await copy_topic(settings, topic, conn, table, columns, parse, progress)
+        # A record whose dead letter was refused is in the quarantine instead: set aside all the same.
+        for topic, table in ((USAGE, "rc_usage_dlq"), (PRICED, "rc_priced_dlq")):
+            await conn.execute(f"INSERT INTO {table} (seq, request_id) SELECT -id, request_id FROM tally_dlq.quarantine"  # type: ignore[arg-type]
+                               " WHERE source_topic = %s AND request_id IS NOT NULL", (settings.topic(topic),))
         for table in ("rc_usage", "rc_priced", "rc_usage_dlq", "rc_priced_dlq"):
             await conn.execute(f"CREATE INDEX ON {table} (request_id)")
             await conn.execute(f"ANALYZE {table}")

@@ -25,6 +25,9 @@ class LedgerSettings(CommonSettings):
     store_bodies: bool = False  # messages/response into the spend log (off: rows stay small)
     retry_max_delay_s: float = 5.0
     pool_size: int = 4
+    # /health answers 503 when input waits and the stored offsets have not moved for this long.
+    stall_after_s: float = 60.0
+    progress_interval_s: float = 5.0  # how often the monitor measures lag and progress
 
 
 def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
@@ -46,4 +49,6 @@ def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
         store_bodies=store_bodies,
         retry_max_delay_s=env_float(env, "LEDGER_RETRY_MAX_DELAY_S", 5.0),
         pool_size=env_int(env, "LEDGER_POOL_SIZE", 4),
+        stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
+        progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),
     )

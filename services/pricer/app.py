@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ProducerFenced
 
-from services.pricer.consumer import Pricer, PricerMetrics
+from services.pricer.consumer import Pricer, PricerMetrics, SetAside
 from services.pricer.settings import PricerSettings
-from shared import kafka
+from shared import db, kafka
 from shared.errors import openai_errors
-from shared.health import HEALTH_CHECKS, add_health_routes
+from shared.health import StageProgress, add_health_routes, add_stage_checks
 from shared.metrics import Registry
 from shared.pricing import Catalog
+from shared.quarantine import QuarantineStore
+from shared.record_limits import MAX_RECORD_BYTES
+from shared.stage_monitor import monitor
 from shared.supervise import supervise
 from shared.topics import USAGE
 
@@ -22,36 +27,64 @@ SETTINGS: web.AppKey[PricerSettings] = web.AppKey("settings", PricerSettings)
 CATALOG: web.AppKey[Catalog] = web.AppKey("catalog", Catalog)
 METRICS: web.AppKey[PricerMetrics] = web.AppKey("pricer_metrics", PricerMetrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+PROGRESS: web.AppKey[StageProgress] = web.AppKey("progress", StageProgress)
+QUARANTINE: web.AppKey[QuarantineStore] = web.AppKey("quarantine", QuarantineStore)
 
 # aiokafka keeps one produce request in flight per broker, carrying one record batch per
 # partition: at 256 KB (~180 priced events) a batch of 2,000 usage events from one partition took
 # a dozen round trips. Just under the broker's and topics' default max.message.bytes (1,048,588).
-PRICED_BATCH_BYTES = 1_000_000
+PRICED_BATCH_BYTES = MAX_RECORD_BYTES
 
 
 async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    set_aside = SetAside()
 
     async def run_once() -> None:
         producer = kafka.idempotent_producer(
             settings, transactional_id=settings.transactional_id, linger_ms=2, max_batch_size=PRICED_BATCH_BYTES
         )
         consumer = kafka.consumer(settings, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
-        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS])
+        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS], app[QUARANTINE], set_aside)
         consumer.subscribe([settings.topic(USAGE)], listener=pricer)  # it settles its transaction on a rebalance
         try:
             await producer.start()
             await consumer.start()
             app[READY].set()
             await pricer.run()
+        except Exception as exc:
+            app[PROGRESS].note_error(f"{type(exc).__name__}: {exc}", time.time())  # for /health; supervise logs it
+            raise
         finally:
             app[READY].clear()
             await kafka.stop_clients(consumer, producer)
 
+    async def committed_offsets() -> dict[tuple[str, int], int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(settings.group_id)
+        finally:
+            await admin.close()
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
     task = asyncio.create_task(supervise("pricer", run_once, fatal=(ProducerFenced,)))
+    watch = asyncio.create_task(monitor(settings, [settings.topic(USAGE)], committed_offsets, app[PROGRESS],
+                                        app[METRICS].lag, settings.progress_interval_s))
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for running in (task, watch):
+        running.cancel()
+    await asyncio.gather(task, watch, return_exceptions=True)
+
+
+async def quarantine_pool(app: web.Application) -> AsyncIterator[None]:
+    """A small pool, for the quarantine only: the pricer keeps nothing else in Postgres."""
+    settings = app[SETTINGS]
+    pool = db.pool(settings.database_url, min_size=0, max_size=2)
+    await pool.open(wait=False)  # Postgres is needed only when a record must be quarantined
+    app[QUARANTINE] = QuarantineStore(pool, "pricer", create_tables_in=settings.database_url)
+    yield
+    await pool.close()
 
 
 def build_app(settings: PricerSettings, catalog: Catalog) -> web.Application:
@@ -61,15 +94,12 @@ def build_app(settings: PricerSettings, catalog: Catalog) -> web.Application:
     app[CATALOG] = catalog
     app[METRICS] = PricerMetrics(registry)
     app[READY] = asyncio.Event()
+    app[PROGRESS] = progress = StageProgress("pricer", settings.stall_after_s)
     registry.gauge("pricer_catalog_entries", "Models in the price catalog", callback=lambda: float(len(catalog)))
+    registry.gauge("pricer_last_progress_timestamp_seconds", "When the pricer's committed offsets last advanced (Unix time)",
+                   callback=lambda: progress.last_progress_at)
     add_health_routes(app, registry)
-    checks = app[HEALTH_CHECKS]
-
-    async def kafka_up() -> None:
-        if not app[READY].is_set():
-            raise ConnectionError("not connected to Kafka yet")
-        await kafka.wait_for_broker(settings, timeout=2)
-
-    checks["kafka"] = kafka_up
+    add_stage_checks(app, settings, "pricer", app[READY], progress)
+    app.cleanup_ctx.append(quarantine_pool)
     app.cleanup_ctx.append(pricing_loop)
     return app

@@ -22,9 +22,12 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
-from shared.events import DeadLetter, encode, utcnow
+from shared.dead_letters import dead_letter, dead_letter_key, encoded, is_record_error
+from shared.events import DeadLetter, utcnow
 from shared.metrics import Registry
 from shared.pricing import Catalog
+from shared.quarantine import QuarantineStore
+from shared.record_limits import MAX_RECORD_BYTES, fits, record_bytes
 from shared.topics import PRICED, USAGE_DLQ
 
 log = structlog.get_logger(__name__)
@@ -44,8 +47,10 @@ class PricerMetrics:
         self.priced = registry.counter("pricer_events_priced_total", "Usage events priced and produced")
         self.unpriced = registry.counter("pricer_events_unpriced_total", "Events whose model has no price (spend 0, marked)")
         self.dead_lettered = registry.counter("pricer_events_dead_lettered_total", "Events sent to the dead-letter topic")
+        self.quarantined = registry.counter("pricer_events_quarantined_total",
+                                            "Events neither priced nor dead-lettered (the send was refused), kept in Postgres")
         self.aborted = registry.counter("pricer_transactions_aborted_total", "Batches aborted and re-read")
-        self.lag = registry.gauge("pricer_consumer_lag", "Messages behind the end of the usage topic")
+        self.lag = registry.gauge("pricer_consumer_lag", "Messages between the group's committed offsets and the end of the usage topic")
 
 
 @dataclass(slots=True)
@@ -55,23 +60,37 @@ class PricedBatch:
     generation: int  # the group assignment it was fetched under
     started: float
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    record_batches: list[tuple[int, BatchBuilder]] = field(default_factory=list)  # (priced partition, records)
-    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, DeadLetter JSON)
+    # (priced partition, records, the one usage record's coordinates when isolating)
+    record_batches: list[tuple[int, BatchBuilder, tuple[str, int, int] | None]] = field(default_factory=list)
+    isolated: bool = False  # one priced record per record batch
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     priced: int = 0
     unpriced: int = 0
 
 
+@dataclass(slots=True)
+class SetAside:
+    """Records set aside by this process, kept across worker restarts: a refused record batch can
+    leave the producer unusable (a gap in its sequence numbers), and the worker that replaces it
+    must not meet the same record blind. By coordinates: None, quarantined (passed over); a
+    reason, dead-lettered instead of produced."""
+
+    records: dict[tuple[str, int, int], str | None] = field(default_factory=dict)
+    isolating: bool = False  # the broker refused a priced record batch: send records one by one
+
+
 class Pricer(ConsumerRebalanceListener):
     def __init__(self, settings: PricerSettings, catalog: Catalog, consumer: AIOKafkaConsumer,
-                 producer: AIOKafkaProducer, metrics: PricerMetrics) -> None:
+                 producer: AIOKafkaProducer, metrics: PricerMetrics, quarantine: QuarantineStore, set_aside: SetAside) -> None:
         self.settings = settings
         self.catalog = catalog
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics
+        self.quarantine = quarantine
+        self.set_aside = set_aside
         self.priced_topic = settings.topic(PRICED)
         self.dlq_topic = settings.topic(USAGE_DLQ)
-        self._lag_measured_at = 0.0
         self._generation = 0
         self._committing: asyncio.Task[None] | None = None
 
@@ -81,7 +100,6 @@ class Pricer(ConsumerRebalanceListener):
             while True:
                 generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-                await self._update_lag()
                 work = await self._price(batch, generation) if batch else None
                 if self._committing is not None:
                     try:
@@ -95,6 +113,26 @@ class Pricer(ConsumerRebalanceListener):
                         # transactional id, so the open transaction is aborted) and re-reads the batch.
                         log.warning("pricer_producer_stuck", error=repr(exc), deadline_s=BATCH_DEADLINE_S)
                         raise
+                    except PricedRefused as refused:
+                        # The broker refused priced records though each fits MAX_RECORD_BYTES (a topic
+                        # or broker configured below it). Send each priced record alone to find the
+                        # one refused; dead-letter it. No backoff: nothing is down.
+                        self.metrics.aborted.inc()
+                        log.warning("pricer_priced_refused", error=repr(refused.batches[0][1]))
+                        for where, error in refused.batches:
+                            if where is None:
+                                self.set_aside.isolating = True
+                            else:
+                                self.set_aside.records[where] = f"the broker refused the priced event: {type(error).__name__}: {error}"
+                        self._committing = work = None
+                        await self._rewind(self.consumer.assignment())
+                    except LettersRefused as refused:
+                        # The transaction aborted for these dead letters alone: keep them in Postgres,
+                        # then re-read the batch, passing over them (no backoff: nothing is down).
+                        self.metrics.aborted.inc()
+                        await self._quarantine(refused.letters)
+                        self._committing = work = None
+                        await self._rewind(self.consumer.assignment())
                     except KafkaError as exc:
                         self.metrics.aborted.inc()
                         log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
@@ -132,7 +170,7 @@ class Pricer(ConsumerRebalanceListener):
     async def _price(self, batch: dict[TopicPartition, list], generation: int) -> PricedBatch:
         """Price a fetched batch and build its record batches; no transaction is needed yet, so
         this runs while the previous batch's transaction is still on its way."""
-        work = PricedBatch(generation=generation, started=time.perf_counter())
+        work = PricedBatch(generation=generation, started=time.perf_counter(), isolated=self.set_aside.isolating)
         priced_at = utcnow().isoformat()  # one time stamp for the batch: it is priced as one
         partitions = await self._priced_partitions()
         since_yield = 0
@@ -142,15 +180,28 @@ class Pricer(ConsumerRebalanceListener):
             partition = tp.partition % partitions
             builder = self.producer.create_batch()
             for message in messages:
+                where = (message.topic, message.partition, message.offset)
+                if self.set_aside.records and where in self.set_aside.records:
+                    if self.set_aside.records[where] is None:
+                        continue  # quarantined after its dead letter was refused
+                    work.dead_letters.append(self._dead_letter(message, self.set_aside.records[where]))
+                    continue
                 outcome = price_message(self.catalog, message.value, priced_at)
+                headers = [] if isinstance(outcome, Rejected) else [("request_id", outcome.request_id.encode())]
+                if not isinstance(outcome, Rejected) and not fits(message.key, outcome.value, headers):
+                    outcome = Rejected(f"the priced event would be {record_bytes(message.key, outcome.value, headers)} bytes,"
+                                       f" over the record limit of {MAX_RECORD_BYTES} bytes")
                 if isinstance(outcome, Rejected):
-                    work.dead_letters.append((message.key, self._dead_letter(message, outcome.reason)))
+                    work.dead_letters.append(self._dead_letter(message, outcome.reason))
                     continue
                 work.priced += 1
                 work.unpriced += outcome.unpriced
-                headers = [("request_id", outcome.request_id.encode())]
-                if builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
-                    work.record_batches.append((partition, builder))
+                if work.isolated:
+                    builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
+                    work.record_batches.append((partition, builder, where))
+                    builder = self.producer.create_batch()
+                elif builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers) is None:
+                    work.record_batches.append((partition, builder, None))
                     builder = self.producer.create_batch()
                     builder.append(key=message.key, value=outcome.value, timestamp=None, headers=headers)
                 since_yield += 1
@@ -158,7 +209,7 @@ class Pricer(ConsumerRebalanceListener):
                     since_yield = 0
                     await asyncio.sleep(0)  # let the previous transaction's next round trip go out
             if builder.record_count():
-                work.record_batches.append((partition, builder))
+                work.record_batches.append((partition, builder, None))
             work.offsets[tp] = messages[-1].offset + 1
         return work
 
@@ -166,14 +217,27 @@ class Pricer(ConsumerRebalanceListener):
         async with asyncio.timeout(BATCH_DEADLINE_S), self.producer.transaction():
             deliveries = [
                 await self.producer.send_batch(builder, self.priced_topic, partition=partition)
-                for partition, builder in work.record_batches
+                for partition, builder, _ in work.record_batches
             ]
-            deliveries += [await self.producer.send(self.dlq_topic, letter, key=key) for key, letter in work.dead_letters]
+            letters = [await self.producer.send(self.dlq_topic, encoded(letter), key=dead_letter_key(letter))
+                       for letter in work.dead_letters]
             # aiokafka commits a transaction even when one of its batches failed (seen after a
             # broker restart: OutOfOrderSequenceNumber), which would commit the input offsets of
             # events never priced. Every delivery must succeed first, or the transaction aborts.
-            await asyncio.gather(*deliveries)
+            await asyncio.gather(*deliveries, *letters, return_exceptions=True)
+            refused_batches = [(where, sent.exception()) for (_, _, where), sent in zip(work.record_batches, deliveries)
+                               if sent.exception() is not None and is_record_error(sent.exception())]
+            if refused_batches:
+                raise PricedRefused(refused_batches)  # find the record to blame, dead-letter it, run the batch again
+            refused = [(letter, sent.exception()) for letter, sent in zip(work.dead_letters, letters)
+                       if sent.exception() is not None and is_record_error(sent.exception())]
+            if refused:
+                raise LettersRefused(refused)  # record-specific: quarantine them and run the batch again
+            for delivery in (*deliveries, *letters):
+                delivery.result()  # anything else aborts the batch, to be retried with backoff
             await self.producer.send_offsets_to_transaction(work.offsets, self.settings.group_id)
+        if work.isolated:
+            self.set_aside.isolating = False  # the refused record was found and set aside
         self.metrics.priced.inc(work.priced)
         self.metrics.unpriced.inc(work.unpriced)
         self.metrics.dead_lettered.inc(len(work.dead_letters))
@@ -184,30 +248,42 @@ class Pricer(ConsumerRebalanceListener):
         # Fetches the priced topic's metadata on first use, then answers from the cache.
         return len(await self.producer.partitions_for(self.priced_topic))
 
-    def _dead_letter(self, message, reason: str) -> bytes:  # noqa: ANN001
-        raw = message.value or b""
-        letter = DeadLetter(source_topic=message.topic, partition=message.partition, offset=message.offset,
-                            reason=reason, payload=raw.decode("utf-8", errors="replace"))
+    def _dead_letter(self, message, reason: str) -> DeadLetter:  # noqa: ANN001
         log.warning("usage_dead_lettered", reason=reason, partition=message.partition, offset=message.offset)
-        return encode(letter)
+        return dead_letter(message.topic, message.partition, message.offset, reason, message.value)
+
+    async def _quarantine(self, refused: list[tuple[DeadLetter, BaseException]]) -> None:
+        """Keep in Postgres the records whose dead letters the broker refused. Postgres down: the
+        error ends the worker, which the supervisor restarts with backoff (the batch is re-read)."""
+        for letter, error in refused:
+            await self.quarantine.put([letter], f"{type(error).__name__}: {error}")
+            self.set_aside.records[(letter.source_topic, letter.partition, letter.offset)] = None
+            self.metrics.quarantined.inc()
 
     async def _rewind(self, partitions: set[TopicPartition]) -> None:
         """Go back to the last committed offsets and read from there again."""
         for tp in partitions:
             committed = await self.consumer.committed(tp)
+            if tp not in self.consumer.assignment():
+                continue  # revoked meanwhile: its new owner reads from the committed offset
             if committed is None:
                 await self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, committed)
 
-    async def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._lag_measured_at < 1.0:
-            return
-        self._lag_measured_at = now
-        lag = 0
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is not None:
-                lag += max(0, end - await self.consumer.position(tp))
-        self.metrics.lag.set(lag)
+
+class LettersRefused(Exception):
+    """The broker refused these dead letters for what they are (too large for the dlq topic, say)."""
+
+    def __init__(self, letters: list[tuple[DeadLetter, BaseException]]) -> None:
+        super().__init__(f"{len(letters)} dead letter(s) refused: {letters[0][1]!r}")
+        self.letters = letters
+
+
+class PricedRefused(Exception):
+    """The broker refused priced record batches: (the usage record's coordinates when the batch held
+    that one record, else None; the error)."""
+
+    def __init__(self, batches: list[tuple[tuple[str, int, int] | None, BaseException]]) -> None:
+        super().__init__(f"{len(batches)} priced record batch(es) refused: {batches[0][1]!r}")
+        self.batches = batches

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict
 
-from shared.settings import CommonSettings, common_from_env, env_int, price_maps_from_env
+from shared.settings import CommonSettings, common_from_env, env_float, env_int, price_maps_from_env
 
 
 class PricerSettings(CommonSettings):
@@ -23,6 +23,9 @@ class PricerSettings(CommonSettings):
     # Up to this many usage events per transaction: a transaction costs the broker and the pricer
     # a fixed handful of round trips, so a backlog is priced in large ones.
     batch_size: int = 5000
+    # /health answers 503 when input waits and the committed offsets have not moved for this long.
+    stall_after_s: float = 60.0
+    progress_interval_s: float = 5.0  # how often the monitor measures lag and progress
 
 
 def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
@@ -39,6 +42,8 @@ def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
         transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"{prefix}tally-pricer-{instance}",
         price_maps=maps,
         batch_size=env_int(env, "PRICER_BATCH_SIZE", 5000),
+        stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
+        progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),
     )
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import orjson
 import psycopg
 
 from services.ledger.reconcile import find_differences
 from services.ledger.rows import SPEND_LOG_COLUMNS
 from services.ledger.settings import LedgerSettings
-from shared.events import DeadLetter, encode
+from shared.dead_letters import dead_letter
+from shared.events import DeadLetter, decode_as, encode
 from shared.settings import CommonSettings
 from shared.topics import PRICED_DLQ, USAGE, USAGE_DLQ
 from tests.fixtures.topics import read_topic
@@ -46,8 +46,7 @@ async def test_reconcile_names_each_kind_of_gap_once(settings):
     dup_first, dup_second = priced(request_id="dup", cost="0.1"), priced(request_id="dup", cost="0.3")
     unpriced = priced(request_id="unpriced").usage_event
     await produce_raw(settings, USAGE, [encode(e.usage_event) for e in (ok, dup_first, nul, gone, changed)] + [encode(unpriced)])
-    await produce_raw(settings, USAGE_DLQ, [encode(DeadLetter(source_topic=settings.topic(USAGE), partition=0, offset=5,
-                                                              reason="no price", payload=encode(unpriced).decode()))])
+    await produce_raw(settings, USAGE_DLQ, [encode(dead_letter(settings.topic(USAGE), 0, 5, "no price", encode(unpriced)))])
     await produce(settings, [ok, extra, dup_first, dup_second, nul, gone, changed])
     async with InProcessLedger(settings):
         await wait_for_logs(settings.database_url, 5)  # ok, extra, dup, gone, changed; nul is dead-lettered
@@ -71,7 +70,7 @@ async def test_reconcile_names_each_kind_of_gap_once(settings):
 
 async def _dead_lettered(settings: CommonSettings, request_id: str) -> bool:
     letters = await read_topic(settings, PRICED_DLQ, timeout=5)
-    return any(orjson.loads(orjson.loads(r.value)["payload"])["usage_event"]["request_id"] == request_id for r in letters)
+    return any(decode_as(DeadLetter, r.value).request_id == request_id for r in letters)
 
 
 async def execute(database_url: str, statement: str) -> None:
