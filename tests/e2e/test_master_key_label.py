@@ -18,7 +18,8 @@ from shared.kafka import consumer as make_consumer
 from shared.keys import hash_key
 from shared.master_key import MASTER_KEY_ALIAS
 from shared.settings import CommonSettings
-from tests.fixtures.stack import TallyStack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ def master_call(tally_stack: TallyStack, proxy: httpx.Client) -> str:
         with psycopg.connect(tally_stack.common.database_url) as conn:
             return conn.execute('SELECT count(*) FROM "LiteLLM_SpendLogs" WHERE request_id = %s', (request_id,)).fetchone()[0] == 1
 
-    wait_for(logged, 60, "the master-key call's spend log row")
+    eventually(logged, 60, "the master-key call's spend log row")
     return request_id
 
 

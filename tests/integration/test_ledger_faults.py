@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from services.ledger.checks import check_schema
-from tests.integration.test_ledger_support import InProcessLedger, T0, count_logs, poll, priced, produce, query, wait_for_logs
+from tests.fixtures.ledger_support import InProcessLedger, T0, count_logs, poll, priced, produce, query, wait_for_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 

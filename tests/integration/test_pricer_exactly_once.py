@@ -18,7 +18,8 @@ import pytest
 from shared.events import DeadLetter, PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
 from shared.kafka import idempotent_producer
 from shared.topics import PRICED, USAGE, USAGE_DLQ
-from tests.fixtures.stack import free_port, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import free_port
 from tests.fixtures.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -78,7 +79,7 @@ async def stopped_mid_stream_and_restarted(settings, tmp_path, sig: int, total: 
     pricer = start_pricer(settings, tmp_path / "pricer.log", port)
     try:
         # Stop as soon as the first transactions have committed: the rest is still to price.
-        wait_for(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
+        eventually(lambda: priced_so_far(port) >= 200, 60, "the pricer's first batches")
         pricer.send_signal(sig)
         assert pricer.wait(timeout=60) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
         partial = await read_topic(settings, PRICED)
@@ -110,7 +111,7 @@ async def test_two_pricers_sharing_the_group_price_each_request_once_when_one_is
     ports = [free_port(), free_port()]
     pricers = [start_pricer(settings, tmp_path / f"pricer-{i}.log", port, instance=str(i)) for i, port in enumerate(ports)]
     try:
-        wait_for(lambda: all(priced_so_far(port) >= 200 for port in ports), 60, "both pricers' first batches")
+        eventually(lambda: all(priced_so_far(port) >= 200 for port in ports), 60, "both pricers' first batches")
         pricers[0].send_signal(signal.SIGKILL)
         pricers[0].wait()
         records = await wait_for_priced(settings, total, timeout=120)

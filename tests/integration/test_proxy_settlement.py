@@ -21,7 +21,8 @@ from aiokafka.errors import KafkaError
 from shared.events import UsageEvent, decode
 from shared.kafka import ensure_topics
 from shared.topics import USAGE
-from tests.fixtures.stack import running_stack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import running_stack
 from tests.fixtures.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ def test_sigterm_answers_calls_within_the_drain_and_records_the_rest_as_failures
     with running_stack(kafka_bootstrap, postgres_admin_url, tmp_path, plan) as stack:
         proxy = stack.services["proxy"].process
         if workers == "2":  # a worker gets connections (and a SIGTERM is a clean stop for it) once it is ready
-            wait_for(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') == 2, 60,
+            eventually(lambda: stack.services["proxy"].log_path.read_text().count('"proxy_worker_ready"') == 2, 60,
                      "both workers ready")
         started = time.monotonic()
         (short_status, short_answer, short_id), (long_status, _, _) = asyncio.run(sigterm_during(stack.url("proxy"), proxy))
@@ -104,7 +105,7 @@ def test_sigterm_answers_calls_within_the_drain_and_records_the_rest_as_failures
             except (AssertionError, KafkaError, TimeoutError):  # the topic's metadata not there yet: read again
                 return []
 
-        recorded = wait_for(lambda: (found := events()) and len(found) >= 2 and found, 30, "both calls' usage events")
+        recorded = eventually(lambda: (found := events()) and len(found) >= 2 and found, 30, "both calls' usage events")
         assert len(recorded) == 2
         by_status = {event.status: event for event in recorded}
         assert (by_status["success"].request_id, by_status["success"].quoted_cost is not None) == (short_id, True)

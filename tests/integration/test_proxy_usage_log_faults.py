@@ -32,7 +32,8 @@ from shared.settings import CommonSettings
 from shared.topics import TopicSpec
 from tests.fixtures.topics import read_topic
 from tests.integration.test_proxy_relay import MASTER, base_url, start_proxy, upstream  # noqa: F401 - fixtures
-from tests.integration.test_proxy_spool import call_event, closed_port, forwarder, unreachable, until  # noqa: F401 - fixtures
+from tests.fixtures.polling import eventually_async
+from tests.integration.test_proxy_spool import call_event, closed_port, forwarder, unreachable  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ async def test_an_oversized_spooled_record_is_set_aside_and_the_others_sent_once
     emitter = make_emitter(kafka, tmp_path, learn_limit=learn_limit)
     await emitter.start()
     try:
-        await until(lambda: emitter.spool.pending == 0 and emitter.healthy, 30, "the spool to drain")
+        await eventually_async(lambda: emitter.spool.pending == 0 and emitter.healthy, 30, "the spool to drain")
         later = call_event(4)
         emitter.emit(later)
         seen = await topic_holds(kafka, [before.request_id, after.request_id, later.request_id])
@@ -110,11 +111,11 @@ async def test_an_oversized_live_event_goes_aside_and_the_next_events_flow(kafka
     emitter = make_emitter(kafka, tmp_path)
     await emitter.start()
     try:
-        await until(lambda: emitter.healthy and emitter.limit == TOPIC_LIMIT, 20, "the emitter to connect")
+        await eventually_async(lambda: emitter.healthy and emitter.limit == TOPIC_LIMIT, 20, "the emitter to connect")
         events = [call_event(1), big_event(2), call_event(3)]
         for event in events:
             emitter.emit(event)
-        await until(lambda: emitter.set_aside_total.get() == 1, 20, "the big event to be set aside")
+        await eventually_async(lambda: emitter.set_aside_total.get() == 1, 20, "the big event to be set aside")
         last = call_event(4)
         emitter.emit(last)
         seen = await topic_holds(kafka, [events[0].request_id, events[2].request_id, last.request_id])
@@ -191,7 +192,7 @@ async def test_a_full_spool_disk_refuses_calls_and_loses_no_accepted_event(kafka
         accepted = [call_event(n) for n in range(5)]
         for event in accepted:
             emitter.emit(event)
-        await until(lambda: emitter.spool.pending == 5, 10, "the first events in the spool")
+        await eventually_async(lambda: emitter.spool.pending == 5, 10, "the first events in the spool")
         filler = fill(small_disk)
         n = 5
         while emitter.refusal() is None:  # the last pages of the files may still take a line or two
@@ -207,9 +208,9 @@ async def test_a_full_spool_disk_refuses_calls_and_loses_no_accepted_event(kafka
         assert (status, body["checks"]["kafka"]) == (503, f"UsageLogUnwritable: {reason}"[:300])
         assert all(not task.done() for task in emitter._tasks)
         filler.unlink()
-        await until(lambda: emitter.refusal() is None, 20, "the refusal to end once space returns")
+        await eventually_async(lambda: emitter.refusal() is None, 20, "the refusal to end once space returns")
         await forwarder(port)  # Kafka is back
-        await until(lambda: emitter.spool.pending == 0 and emitter.healthy, 30, "the spool to drain")
+        await eventually_async(lambda: emitter.spool.pending == 0 and emitter.healthy, 30, "the spool to drain")
         seen = await topic_holds(kafka, [e.request_id for e in accepted])
         assert set(seen) == {e.request_id for e in accepted}
         assert (await health_of(url))[0] == 200
@@ -263,7 +264,7 @@ async def test_a_restart_recovers_every_complete_line_around_torn_ones(kafka: Co
         assert emitter.journal.torn_lines == 3
         seen = await topic_holds(kafka, [e.request_id for e in events[:5]])
         assert seen == Counter({e.request_id: 1 for e in events[:5]})
-        await until(lambda: emitter.spool.pending == 0, 10, "the spool to be released")
+        await eventually_async(lambda: emitter.spool.pending == 0, 10, "the spool to be released")
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("journal-", "spool"))) == []
         # The spool's torn last line became a line of its own when the leftovers were appended:
         # not a record, so set aside where an operator can see it.

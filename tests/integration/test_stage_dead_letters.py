@@ -17,7 +17,7 @@ from shared.events import DeadLetter, decode_as, encode
 from shared.quarantine import ensure_quarantine_tables
 from shared.topics import PRICED, PRICED_DLQ
 from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic, serving
-from tests.integration.test_ledger_support import InProcessLedger, count_logs, poll, priced, produce, produce_raw, query
+from tests.fixtures.ledger_support import InProcessLedger, count_logs, poll, priced, produce, produce_raw, query
 
 pytestmark = pytest.mark.integration
 
