@@ -91,7 +91,8 @@ class Reply:
 
     @property
     def complete_stream(self) -> bool:
-        return self.body.rstrip().endswith(b"data: [DONE]")
+        """Ended with `data: [DONE]` and no error event: what a client takes for a whole answer."""
+        return self.body.rstrip().endswith(b"data: [DONE]") and b'data: {"error"' not in self.body
 
     def describe(self) -> str:
         return f"status {self.status}, error {self.error}, {self.elapsed_s:.1f}s, body {self.body[:300]!r}"
@@ -136,8 +137,8 @@ class Adversary:
             assert answer.status_code in (200, 503), answer.text
             return answer if answer.status_code == 200 else None
 
-        key = wait_for(generated, 30, "a key from /key/generate", 0.2).json()["key"]
-        wait_for(lambda: self.client.get("/key/info", params={"key": key}, headers=master).status_code == 200, 30,
+        key = wait_for(generated, 15, "a key from /key/generate", 0.2).json()["key"]
+        wait_for(lambda: self.client.get("/key/info", params={"key": key}, headers=master).status_code == 200, 15,
                  "the proxy to know the adversary's key")
         return key
 

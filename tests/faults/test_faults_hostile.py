@@ -27,7 +27,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared import kafka
 from shared.topics import UNLIMITED, USAGE, USAGE_DLQ
-from tests.faults.load import run_load
+from tests.faults.load import LoadResult, run_load
 from tests.faults.test_faults import MAX_CALLS, metric, under_load
 from tests.fixtures.faults import FaultRig
 from tests.fixtures.stack import ROOT, wait_for
@@ -136,7 +136,7 @@ async def test_spool_disk_full(faults: FaultRig, tmp_path: Path):
                 assert refused, f"no 503 once the disk filled: {result.summary()}; e.g. {result.failed[:2]}"
                 assert len(refused) == len(result.failed), f"failures other than 503: {result.failed[:3]}"
                 assert await status_of(url + "/health") == 503
-                faults.books.add(type(result)(rate=result.rate, answered=result.answered))  # 503s were never recorded
+                faults.books.add(LoadResult(rate=result.rate, answered=result.answered))  # 503s were never recorded
                 # Space returns (the tmpfs grows), then the broker.
                 subprocess.run(["mount", "-o", "remount,size=64m", str(spool)], check=True, capture_output=True)
             finally:
@@ -207,7 +207,7 @@ async def test_sigterm_with_calls_longer_than_the_drain(faults: FaultRig):
             exited_after.append(time.monotonic() - began)
             long = await long_calls
             assert long.answered == [], f"calls of {LONG_CALL_MS} ms answered across a {DRAIN_S} s drain: {long.summary()}"
-            faults.books.add(type(long)(rate=long.rate, failed=long.failed))  # cut calls: ambiguous at most
+            faults.books.add(LoadResult(rate=long.rate, failed=long.failed))  # cut calls: ambiguous at most
             await faults.restart(replica)
 
         result = await under_load(faults, sigterm, seed=25)
