@@ -103,7 +103,9 @@ def quarantined_rows(database_url: str, request_id: str) -> int:
     with psycopg.connect(database_url) as conn:
         tables = [r[0] for r in conn.execute("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) "
                                              "FROM information_schema.tables WHERE table_name ILIKE '%quarantin%'")]
-        return sum(conn.execute(f"SELECT count(*) FROM {t} r WHERE r::text LIKE %s", (f"%{request_id}%",)).fetchone()[0]
+        # The id as text, or hex-encoded inside a bytea payload.
+        patterns = (f"%{request_id}%", f"%{request_id.encode().hex()}%")
+        return sum(conn.execute(f"SELECT count(*) FROM {t} r WHERE r::text LIKE %s OR r::text LIKE %s", patterns).fetchone()[0]
                    for t in tables)
 
 
