@@ -21,7 +21,8 @@ import psycopg
 from hypothesis import HealthCheck, Phase, settings
 
 from tests.fixtures import hostile_upstream as hostile
-from tests.fixtures.stack import ROOT, TallyStack, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import ROOT, TallyStack
 
 # Per-token prices of every hostile deployment (custom prices: exact, independent of the price map).
 INPUT_PRICE, OUTPUT_PRICE = Decimal("0.000001"), Decimal("0.000002")
@@ -137,8 +138,8 @@ class Adversary:
             assert answer.status_code in (200, 503), answer.text
             return answer if answer.status_code == 200 else None
 
-        key = wait_for(generated, 15, "a key from /key/generate", 0.2).json()["key"]
-        wait_for(lambda: self.client.get("/key/info", params={"key": key}, headers=master).status_code == 200, 15,
+        key = eventually(generated, 15, "a key from /key/generate", 0.2).json()["key"]
+        eventually(lambda: self.client.get("/key/info", params={"key": key}, headers=master).status_code == 200, 15,
                  "the proxy to know the adversary's key")
         return key
 

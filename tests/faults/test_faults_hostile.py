@@ -30,7 +30,8 @@ from shared.topics import UNLIMITED, USAGE, USAGE_DLQ
 from tests.faults.load import LoadResult, run_load
 from tests.faults.test_faults import MAX_CALLS, metric, under_load
 from tests.fixtures.faults import FaultRig
-from tests.fixtures.stack import ROOT, wait_for
+from tests.fixtures.polling import eventually
+from tests.fixtures.stack import ROOT
 from tests.fixtures.topics import read_topic
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
@@ -93,7 +94,7 @@ async def usage_template(rig: FaultRig) -> tuple[bytes, dict]:
     records = await read_topic(rig.stack.common, USAGE, timeout=120)
     if not records:  # run alone (-k): one ordinary call first
         rig.books.add(await run_load(rig.proxies, rig.population, rate=10, duration_s=5, max_calls=1, seed=20))
-        records = await asyncio.to_thread(wait_for, lambda: asyncio.run(read_topic(rig.stack.common, USAGE)), 30,
+        records = await asyncio.to_thread(eventually, lambda: asyncio.run(read_topic(rig.stack.common, USAGE)), 30,
                                           "a usage event on the topic")
     return records[-1].key, orjson.loads(records[-1].value)
 
@@ -143,8 +144,8 @@ async def test_spool_disk_full(faults: FaultRig, tmp_path: Path):
                 subprocess.run(["mount", "-o", "remount,size=64m", str(spool)], check=True, capture_output=True)
             finally:
                 await asyncio.to_thread(faults.broker.start)
-            await asyncio.to_thread(wait_for, lambda: asyncio.run(status_of(url + "/health")) == 200, 60, f"{replica} healthy")
-            await asyncio.to_thread(wait_for, lambda: asyncio.run(metric(url, "tally_proxy_spool_pending")) == 0.0, 60,
+            await asyncio.to_thread(eventually, lambda: asyncio.run(status_of(url + "/health")) == 200, 60, f"{replica} healthy")
+            await asyncio.to_thread(eventually, lambda: asyncio.run(metric(url, "tally_proxy_spool_pending")) == 0.0, 60,
                                     f"{replica}'s spool drained")
             await faults.assert_books_balance()
         finally:
