@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full faults-full venv ui-assets browser clean prune
+.PHONY: up down status test test-unit bench bench-full faults-full adversarial-full venv ui-assets browser clean prune
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -43,6 +43,10 @@ test-unit: venv
 # The fault suite at full length (Kafka down 20 s, six kills each; docs/faults.md). `make test` runs it short.
 faults-full: venv
 	@TALLY_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults tests/faults
+
+# The adversarial suite at length: 1,500 new random cases per generated test (docs/adversarial.md). `make test` runs 25, derandomized.
+adversarial-full: venv
+	@TALLY_ADVERSARIAL_EXAMPLES=1500 TALLY_ADVERSARIAL_RANDOM=1 $(PY) -m pytest -q -m adversarial tests/adversarial
 
 bench: venv ui-assets
 	@$(PY) -m bench

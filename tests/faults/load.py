@@ -189,11 +189,13 @@ class _Replicas:
 
 async def run_load(bases: Sequence[str], population: Population, *, rate: float, duration_s: float, max_calls: int,
                    stop: asyncio.Event | None = None, concurrency: int = 256, call_timeout_s: float = 15.0,
-                   seed: int = 0, probe_every: int = 0, on_answer: Callable[[Answered], None] | None = None) -> LoadResult:
+                   seed: int = 0, probe_every: int = 0, on_answer: Callable[[Answered], None] | None = None,
+                   steer: dict | None = None) -> LoadResult:
     """Send calls at `rate` per second (open loop: call i is due at start + i/rate) until
     `max_calls`, `duration_s` or `stop`; wait for every call to finish; return what happened.
     With `probe_every` = k, every k-th call is a probe: its customer (`user`) is its own,
-    "probe-<seed>-<n>", so a report grouped by customer shows when that one call is counted."""
+    "probe-<seed>-<n>", so a report grouped by customer shows when that one call is counted.
+    `steer` is merged into every call's `x_fake` (e.g. {"delay_ms": 6000} for long calls)."""
     _loopback_only(bases)
     rng = random.Random(seed)
     replicas = _Replicas(bases)
@@ -249,7 +251,7 @@ async def run_load(bases: Sequence[str], population: Population, *, rate: float,
             request_tags = tuple(rng.sample(population.tags, rng.randint(0, 2)))
             usage = {"prompt_tokens": rng.randint(1, 4000), "completion_tokens": rng.randint(1, 2000)}
             body = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": f"load call {n}"}],
-                                 "user": customer, "metadata": {"tags": list(request_tags)}, "x_fake": {"usage": usage}})
+                                 "user": customer, "metadata": {"tags": list(request_tags)}, "x_fake": {"usage": usage, **(steer or {})}})
             await limit.acquire()
             task = asyncio.create_task(one(session, n, body, key, customer, tuple(dict.fromkeys(request_tags + key.tags))))
             tasks.add(task)
