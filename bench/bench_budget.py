@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.proxy.admission import BudgetRequest  # noqa: E402
-from services.proxy.auth import Authenticator, KeyTable  # noqa: E402
+from services.proxy.auth.keys import Authenticator, KeyTable  # noqa: E402
+from services.proxy.budget.admission import BudgetRequest  # noqa: E402
 from services.proxy.budget.entities import EntityDirectory  # noqa: E402
 from services.proxy.budget.estimate import group_rates  # noqa: E402
 from services.proxy.budget.guard import BudgetGuard  # noqa: E402
 from services.proxy.budget.totals import TotalsView  # noqa: E402
-from services.proxy.routing import Router  # noqa: E402
+from services.proxy.routing.router import Router  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.events import EntityChanged, TokenUsage, UsageEvent  # noqa: E402
 from shared.keys import hash_key  # noqa: E402

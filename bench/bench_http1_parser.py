@@ -1,4 +1,4 @@
-"""What parsing one upstream answer costs: the proxy's parser (services/proxy/http1_parser.py, on
+"""What parsing one upstream answer costs: the proxy's parser (services/proxy/transport/http1_parser.py, on
 httptools/llhttp) against a strict hand-written one in pure Python (bench/http1_handwritten.py).
 
 Three answers, each parsed by a fresh parser as a call does: a ~600-byte chat completion with the
@@ -25,7 +25,7 @@ from typing import Any
 import httptools
 
 from bench import http1_handwritten
-from services.proxy.http1_parser import Parser, UpstreamConnectionError
+from services.proxy.transport.http1_parser import Parser, UpstreamConnectionError
 
 RESULTS = Path(__file__).with_name("results") / "http1_parser.json"
 LIMIT = 32 * 1048576

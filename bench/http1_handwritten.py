@@ -1,5 +1,5 @@
 """The hand-written HTTP/1.1 response parser bench_http1_parser.py measures against the one the
-proxy uses (services/proxy/http1_parser.py, on httptools). Kept here, outside the services, only
+proxy uses (services/proxy/transport/http1_parser.py, on httptools). Kept here, outside the services, only
 to reproduce that comparison; it follows the same RFC 9112 rules:
 
 - the status line must be `HTTP/1.0|1.1 NNN [reason]`; header lines must be `token:value`; obs-fold,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import re
 
-from services.proxy.http1_parser import ProtocolError, TooLarge, size_text
+from services.proxy.transport.http1_parser import ProtocolError, TooLarge, size_text
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_TRAILER_BYTES = 16 * 1024

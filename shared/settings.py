@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "config.yaml"
 
 
 class CommonSettings(BaseModel):
@@ -45,6 +46,12 @@ def common_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
         if env.get(variable):
             fields[field] = env[variable]
     return fields
+
+
+def run_dir_from_env(env: Mapping[str, str]) -> Path:
+    """Where run state lives (pids, logs, Kafka data, the proxy's spool): TALLY_RUN_DIR, or .run
+    in the repository. `make up` (stack/) and the services read the same variable."""
+    return Path(env.get("TALLY_RUN_DIR") or REPO_ROOT / ".run")
 
 
 def price_maps_from_env(env: Mapping[str, str]) -> tuple[Path, ...]:

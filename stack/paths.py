@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from shared.settings import run_dir_from_env
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("TALLY_CACHE_DIR", ROOT / ".cache"))
-RUN = Path(os.environ.get("TALLY_RUN_DIR", ROOT / ".run"))
+RUN = run_dir_from_env(os.environ)
 KAFKA_LIBS = CACHE / "kafka" / "libs"
 PIDS = RUN / "pids"
 LOGS = RUN / "logs"

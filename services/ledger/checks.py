@@ -15,7 +15,7 @@ from services.ledger import entity_store
 from services.ledger.entity_tables import ENTITY_TABLES
 from services.ledger.rollup import DAILY_TABLES, ENTITY_TYPES, RESETTABLE
 from services.ledger.rows import ENDPOINTS
-from services.ledger.windows import effective_start, next_reset
+from shared.budget_windows import effective_start, next_reset
 
 # The entity of each log, per entity type; tags come one row per distinct tag of a log.
 _LOG_ENTITY = {

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from services.ledger.entity_tables import ENTITY_TABLES, AdminChange, admin_change
 from services.ledger.rollup import RESETTABLE, EntityState, recomputed
-from services.ledger.windows import BadDuration, parse_duration
+from shared.budget_windows import BadDuration, parse_duration
 from shared.events import EntityChanged, SpendReset
 
 _STATE_COLUMNS = "{id}, created_at, budget_duration, spend, window_start, spend_as_of, budget_reset_at"

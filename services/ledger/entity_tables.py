@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.ledger.rows import Unstorable, has_nul
-from services.ledger.windows import BadDuration, parse_duration
+from shared.budget_windows import BadDuration, parse_duration
 from shared.events import EntityChanged
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from services.ledger.windows import effective_start, next_reset
+from shared.budget_windows import effective_start, next_reset
 
 # Daily tables and the name of their entity column.
 DAILY_TABLES: dict[str, str] = {

@@ -10,9 +10,9 @@ import sys
 
 from services.proxy.app import build_app
 from services.proxy.errors import ConfigurationError
-from services.proxy.handoff import HANDOFF_FD_ENV, serve_handed_off
 from services.proxy.settings import WORKER_ENV, proxy_settings_from_env
-from services.proxy.workers import WorkerParent, adopt_orphans
+from services.proxy.transport.handoff import HANDOFF_FD_ENV, serve_handed_off
+from services.proxy.transport.workers import WorkerParent, adopt_orphans
 from shared.config import ConfigError
 from shared.logging import configure_logging
 from shared.pricing import CatalogError, load_catalog

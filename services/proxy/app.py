@@ -13,23 +13,23 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy.admission import BUDGET_GATE, NoBudgetGate
-from services.proxy.auth import Authenticator, KeyTable
-from services.proxy.cost import CostQuoter
-from services.proxy.dispatch import install_fast_routes
-from services.proxy.emitter import CachedPartitioner, UsageEmitter
-from services.proxy.http1 import Pool
-from services.proxy.forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
+from services.proxy.auth.keys import Authenticator, KeyTable
+from services.proxy.budget.admission import BUDGET_GATE, NoBudgetGate
 from services.proxy.budget.wiring import install_budgets
-from services.proxy.journal import Journal
-from services.proxy.keysync import ENTITY_LISTENERS, KeySync
-from services.proxy.relay import Relay
-from services.proxy.routing import Router
+from services.proxy.calls.cost import CostQuoter
+from services.proxy.calls.relay import Relay
+from services.proxy.calls.settlement import drain
+from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
-from services.proxy.settlement import drain
-from services.proxy.spool import Spool
-from services.proxy.spool_drain import topic_message_limit
-from services.proxy.worker_metrics import WorkerMetrics
+from services.proxy.sync.key_sync import ENTITY_LISTENERS, KeySync
+from services.proxy.transport.fast_routes import install_fast_routes
+from services.proxy.transport.http1 import Pool
+from services.proxy.transport.reports_forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
+from services.proxy.transport.worker_metrics import WorkerMetrics
+from services.proxy.usage_log.emitter import CachedPartitioner, UsageEmitter
+from services.proxy.usage_log.journal import Journal
+from services.proxy.usage_log.spool import Spool
+from services.proxy.usage_log.spool_drain import topic_message_limit
 from shared import topics
 from shared.errors import openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes

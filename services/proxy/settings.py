@@ -9,13 +9,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.proxy.http1 import Limits
-from services.proxy.limits import EdgeLimits, edge_limits_from
+from services.proxy.calls.limits import EdgeLimits, edge_limits_from
+from services.proxy.transport.http1 import Limits
 from shared.config import ProxyConfig, load_config
 # The weak-key rule is shared with the reports service; re-exported for the proxy's own code.
-from shared.master_key import MIN_MASTER_KEY_LENGTH, WELL_KNOWN_KEYS, is_loopback, weak_key_reason  # noqa: F401
-from shared.settings import CommonSettings, common_from_env, env_bool, env_float, env_int, price_maps_from_env
-from stack.paths import RUN
+from shared.master_key import is_loopback
+from shared.settings import REPO_ROOT, CommonSettings, common_from_env, run_dir_from_env, env_bool, env_float, env_int, price_maps_from_env
 
 WORKER_ENV = "TALLY_PROXY_WORKER"  # set by workers.py for each process it starts
 
@@ -28,7 +27,7 @@ class ProxySettings(BaseModel):
     port: int = 4000
     master_key: str | None = None
     reports_url: str = "http://127.0.0.1:4001"
-    spool_dir: Path | None = None  # default: .run/spool/proxy-<port>
+    spool_dir: Path | None = None  # TALLY_SPOOL_DIR, else <TALLY_RUN_DIR>/spool/proxy-<port>
     upstream_timeout_s: float = 600.0
     upstream_connect_timeout_s: float = 10.0
     max_request_size_mb: float = 64.0
@@ -48,7 +47,7 @@ class ProxySettings(BaseModel):
 
     @property
     def spool_root(self) -> Path:
-        return self.spool_dir if self.spool_dir is not None else RUN / "spool" / f"proxy-{self.port}"
+        return self.spool_dir if self.spool_dir is not None else REPO_ROOT / ".run" / "spool" / f"proxy-{self.port}"
 
     @property
     def spool_path(self) -> Path:
@@ -80,6 +79,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
     master_key = env.get("LITELLM_MASTER_KEY") or general.master_key
     max_mb = env_float(env, "TALLY_MAX_REQUEST_SIZE_MB", general.max_request_size_mb or 64.0)
     spool = env.get("TALLY_SPOOL_DIR")
+    port = env_int(env, "PROXY_PORT", 4000)
     timeout = litellm_settings.get("request_timeout")
     maps = price_maps_from_env(env)
     return ProxySettings(
@@ -87,10 +87,10 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         price_maps=maps,
         config=config,
         edge_limits=edge_limits_from(env, general.model_extra or {}),
-        port=env_int(env, "PROXY_PORT", 4000),
+        port=port,
         master_key=master_key or None,
         reports_url=env.get("REPORTS_URL", "http://127.0.0.1:4001").rstrip("/"),
-        spool_dir=Path(spool) if spool else None,
+        spool_dir=Path(spool) if spool else run_dir_from_env(env) / "spool" / f"proxy-{port}",
         upstream_timeout_s=env_float(env, "TALLY_UPSTREAM_TIMEOUT_S", float(timeout) if timeout else 600.0),
         max_request_size_mb=max_mb,
         usage_queue_size=env_int(env, "TALLY_USAGE_QUEUE_SIZE", 50_000),

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from services.reports.auth import Authenticator
 from services.reports.handlers import activity, calculate, global_spend, report, spend, ui
-from services.reports.settings import ReportsSettings
 from services.reports.reporting import Reports
+from services.reports.settings import ReportsSettings
 from services.reports.state import REPORTS, AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
 from services.reports.store import ReportsStore
 from services.reports.warmup import WarmUp, warm_requests

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from services.proxy.limits import EdgeLimits
+from services.proxy.calls.limits import EdgeLimits
 from shared import topics
 from shared.events import EntityChanged, encode
 from shared.kafka import idempotent_producer

@@ -1,6 +1,6 @@
 """The proxy checks the caller before it reads a forwarded spend-route body: no key or a bad key is
 a 401 answered before the body is sent and nothing reaches the reports service; a valid key is
-forwarded, bodies over 1 MiB are a 413, large answers are streamed through (services/proxy/forward.py)."""
+forwarded, bodies over 1 MiB are a 413, large answers are streamed through (services/proxy/transport/reports_forward.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.proxy.forward import MAX_FORWARDED_BODY
+from services.proxy.transport.reports_forward import MAX_FORWARDED_BODY
 from shared import topics
 from shared.events import EntityChanged, encode
 from shared.kafka import idempotent_producer

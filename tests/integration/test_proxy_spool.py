@@ -18,9 +18,9 @@ import pytest
 from datetime import datetime, timezone
 
 from services.proxy.app import EMITTER
-from services.proxy.emitter import UsageEmitter
-from services.proxy.journal import Journal
-from services.proxy.spool import Spool
+from services.proxy.usage_log.emitter import UsageEmitter
+from services.proxy.usage_log.journal import Journal
+from services.proxy.usage_log.spool import Spool
 from shared import topics
 from shared.events import UsageEvent
 from shared.kafka import idempotent_producer

@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.proxy.emitter import UsageEmitter
-from services.proxy.journal import Journal
-from services.proxy.record import encode_usage
-from services.proxy.setaside import SetAside
-from services.proxy.spool import Spool
-from services.proxy.spool_drain import topic_message_limit
+from services.proxy.usage_log.emitter import UsageEmitter
+from services.proxy.usage_log.journal import Journal
+from services.proxy.usage_log.record import encode_usage
+from services.proxy.usage_log.set_aside import SetAside
+from services.proxy.usage_log.spool import Spool
+from services.proxy.usage_log.spool_drain import topic_message_limit
 from shared import topics
 from shared.events import UsageEvent
 from shared.health import HEALTH_CHECKS, add_health_routes

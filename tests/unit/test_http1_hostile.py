@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.proxy.http1 import Limits, Pool, UpstreamConnectionError, UpstreamTimeout
+from services.proxy.transport.http1 import Limits, Pool, UpstreamConnectionError, UpstreamTimeout
 
 BOUND_S = 5.0  # a guard: a call that waits forever fails the test instead of freezing it
 # ...and one for a call that spins inside data_received, where no asyncio timeout can run.

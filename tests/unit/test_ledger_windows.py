@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.ledger.windows import BadDuration, effective_start, next_reset, parse_duration, window_start
+from shared.budget_windows import BadDuration, effective_start, next_reset, parse_duration, window_start
 
 A = datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone.utc)
 

@@ -4,7 +4,7 @@ refused off loopback with the same message, accepted on loopback; master-key cal
 import pytest
 
 from services.proxy.app import build_app as build_proxy
-from services.proxy.auth import Authenticator, KeyTable
+from services.proxy.auth.keys import Authenticator, KeyTable
 from services.proxy.settings import ProxySettings
 from services.reports.app import build_app as build_reports
 from services.reports.params import key_hash

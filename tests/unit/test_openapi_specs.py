@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from services.proxy.app import build_app as build_proxy
-from services.proxy.forward import forward_to_reports
 from services.proxy.settings import ProxySettings
+from services.proxy.transport.reports_forward import forward_to_reports
 from services.reports.app import build_app as build_reports
 from services.reports.settings import ReportsSettings
 from shared.openapi import load_document

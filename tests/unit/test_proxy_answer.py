@@ -8,7 +8,7 @@ from aiohttp.http import HttpVersion, HttpVersion10, HttpVersion11
 from aiohttp.http_writer import StreamWriter
 from aiohttp.test_utils import make_mocked_request
 
-from services.proxy.answer import JSON, Answer, header_lines
+from services.proxy.transport.answer import JSON, Answer, header_lines
 
 HEADERS = {"x-litellm-model-group": "gpt-4o-mini", "x-litellm-call-id": "0b1c", "x-litellm-response-cost": "0.0000074"}
 BODY = b'{"id":"chatcmpl-1","object":"chat.completion"}'

@@ -2,8 +2,8 @@
 
 import orjson
 
-from services.proxy.anthropic import StreamTranslator, openai_usage, request_to_anthropic, response_from_anthropic
-from services.proxy.usage import usage_from_openai
+from services.proxy.providers.anthropic import StreamTranslator, openai_usage, request_to_anthropic, response_from_anthropic
+from services.proxy.providers.openai_usage import usage_from_openai
 
 
 def test_system_messages_move_to_the_system_field():

@@ -2,10 +2,10 @@
 
 import pytest
 
-from services.proxy.attribution import attribute, upstream_body
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing import EMBEDDING, IMAGE, TEXT
+from services.proxy.routing.router import EMBEDDING, IMAGE, TEXT
 
 MASTER = CallerIdentity.master()
 

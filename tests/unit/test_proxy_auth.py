@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.proxy.auth import Authenticator, CallerIdentity, KeyTable, raw_key_from_headers
+from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyTable, raw_key_from_headers
 from services.proxy.errors import AuthError, PermissionDenied
-from services.proxy.settings import weak_key_reason
+from shared.master_key import weak_key_reason
 from shared.events import EntityChanged
 from shared.keys import hash_key
 
@@ -86,7 +86,7 @@ def test_weak_master_keys_are_recognised(key, weak):
 
 def test_no_budget_gate_admits_and_reports_key_spend_plus_this_call():
     """Without budgets every call is admitted; key spend = last known spend + this call's cost."""
-    from services.proxy.admission import BudgetRequest, NoBudgetGate
+    from services.proxy.budget.admission import BudgetRequest, NoBudgetGate
     from shared.events import UsageEvent
 
     caller = CallerIdentity.from_state("h", {"spend": "1.5"})

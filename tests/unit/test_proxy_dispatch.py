@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from services.proxy.app import LLM_PATHS
-from services.proxy.dispatch import FastRoutes, install_fast_routes
+from services.proxy.transport.fast_routes import FastRoutes, install_fast_routes
 from shared.errors import BadRequest, openai_errors
 
 SEEN: list[tuple[str, str, object]] = []

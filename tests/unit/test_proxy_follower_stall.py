@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from aiokafka import TopicPartition
 
-from services.proxy.follower import FollowerStalled, TopicFollower
+from services.proxy.sync.topic_follower import FollowerStalled, TopicFollower
 from shared.kafka import stalled_partitions
 from shared.settings import CommonSettings
 from tests.fixtures.polling import eventually_async

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from services.proxy.handoff import CONNECTION, READY, Dispatcher, channel_pair, listener
+from services.proxy.transport.handoff import CONNECTION, READY, Dispatcher, channel_pair, listener
 from tests.fixtures.polling import eventually
 
 

@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from services.proxy.http1 import Pool, UpstreamConnectionError, UpstreamTimeout, _Parser
+from services.proxy.transport.http1 import Pool, UpstreamConnectionError, UpstreamTimeout, _Parser
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -135,7 +135,7 @@ async def test_a_call_waiting_for_a_slot_times_out_and_takes_none():
 
 async def test_slots_go_first_come_first_served_and_survive_cancellation():
     """A cancelled waiter is skipped; one cancelled just after being handed a slot passes it on."""
-    from services.proxy.http1 import _Slots
+    from services.proxy.transport.http1 import _Slots
 
     slots = _Slots(1)
     assert slots.try_take() and not slots.try_take()

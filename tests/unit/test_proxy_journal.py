@@ -1,7 +1,7 @@
 """The usage journal: events written before the answer survive a dead process, and are
 forgotten once safe."""
 
-from services.proxy.journal import Journal
+from services.proxy.usage_log.journal import Journal
 
 
 def test_unfinished_events_are_left_for_the_next_process(tmp_path):

@@ -8,16 +8,16 @@ from typing import Any
 import orjson
 import pytest
 
-from services.proxy.attribution import attribute
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.calls.attribution import attribute
 from services.proxy.errors import InvalidRequest
-from services.proxy.limits import (
+from services.proxy.calls.limits import (
     MAX_ERROR_MESSAGE_CHARS, MAX_RESPONSE_MODEL_CHARS, USAGE_EVENT_MAX_BYTES, EdgeLimits, check, edge_limits_from, recordable,
     worst_case_event_bytes,
 )
-from services.proxy.record import encode_usage, usage_event, with_fields
-from services.proxy.routing import CHAT, IMAGE, build_target
+from services.proxy.routing.router import CHAT, IMAGE, build_target
 from services.proxy.settings import proxy_settings_from_env
+from services.proxy.usage_log.record import encode_usage, usage_event, with_fields
 from shared.config import PRICE_FIELDS, parse_config
 from shared.errors import error_body
 from shared.events import TokenUsage, decode

@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 
-from services.proxy.relay import read_body
+from services.proxy.calls.relay import read_body
 
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
 

@@ -5,12 +5,12 @@ from decimal import Decimal
 
 import orjson
 
-from services.proxy import upstream
-from services.proxy.attribution import attribute
-from services.proxy.auth import CallerIdentity
-from services.proxy.record import encode_usage, usage_event, with_fields
-from services.proxy.routing import CHAT, EMBEDDING, IMAGE, build_target
-from services.proxy.usage import usage_from_openai
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.calls.attribution import attribute
+from services.proxy.providers import wire
+from services.proxy.providers.openai_usage import usage_from_openai
+from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, build_target
+from services.proxy.usage_log.record import encode_usage, usage_event, with_fields
 from shared.config import parse_config
 from shared.events import TokenUsage, UsageEvent, decode, encode
 
@@ -40,7 +40,7 @@ def test_unvalidated_construction_yields_a_valid_event():
 
 def test_stream_payload_asks_for_usage_and_uses_the_deployment_model():
     """Streaming requests get stream_options.include_usage; the model is the deployment's."""
-    payload = orjson.loads(upstream.request_payload(target(), CHAT, {"model": "llama3", "stream": True, "stream_options": {"x": 1}}, stream=True))
+    payload = orjson.loads(wire.request_payload(target(), CHAT, {"model": "llama3", "stream": True, "stream_options": {"x": 1}}, stream=True))
     assert payload == {"model": "llama3-8b-8192", "stream": True, "stream_options": {"x": 1, "include_usage": True}}
 
 
@@ -54,20 +54,20 @@ def test_openai_usage_with_cached_and_reasoning_details():
 def test_image_usage_counts_images_with_size_and_quality():
     """An image answer is counted by its images, with the requested size and quality."""
     raw = orjson.dumps({"created": 1, "data": [{"url": "a"}, {"url": "b"}]})
-    _data, usage, _model = upstream.parse_response(target(), IMAGE, {"size": "1024x1792", "quality": "hd"}, raw)
+    _data, usage, _model = wire.parse_response(target(), IMAGE, {"size": "1024x1792", "quality": "hd"}, raw)
     assert (usage.image_count, usage.image_size, usage.image_quality) == (2, "1024x1792", "hd")
 
 
 def test_embedding_answer_passes_byte_for_byte():
     """An OpenAI-shaped answer reaches the client unchanged."""
     raw = b'{"object":"list","data":[],"model":"e","usage":{"prompt_tokens":8,"total_tokens":8}}'
-    data, usage, model = upstream.parse_response(target(), EMBEDDING, {}, raw)
+    data, usage, model = wire.parse_response(target(), EMBEDDING, {}, raw)
     assert (data, usage.prompt_tokens, model) == (raw, 8, "e")
 
 
 def test_upstream_error_keeps_status_and_message():
     """An upstream 429 becomes a 429 in OpenAI's error shape with the upstream's message."""
-    error = upstream.upstream_error(target(), 429, b'{"error": {"message": "slow down", "type": "rate_limit_error"}}')
+    error = wire.upstream_error(target(), 429, b'{"error": {"message": "slow down", "type": "rate_limit_error"}}')
     assert (error.status, error.type) == (429, "rate_limit_error")
     assert error.message.endswith("slow down")
 
@@ -76,7 +76,7 @@ def test_request_ids_are_version_4_uuids_and_distinct():
     """The cheap request id generator still yields RFC 4122 version-4 UUIDs, never repeating."""
     import uuid
 
-    from services.proxy.relay import new_request_id
+    from services.proxy.calls.relay import new_request_id
 
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == 10_000

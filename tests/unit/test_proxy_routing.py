@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
-from services.proxy.routing import CHAT, EMBEDDING, Router, build_target, split_provider, strip_query
+from services.proxy.routing.router import CHAT, EMBEDDING, Router, build_target, split_provider, strip_query
 from shared.config import parse_config
 
 

@@ -19,10 +19,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.proxy.admission import BudgetRequest
 from services.proxy.app import LLM_ROUTES, RELAY, SETTINGS, drain_calls
-from services.proxy.attribution import attribute
-from services.proxy.auth import Authenticator, KeyTable
+from services.proxy.auth.keys import Authenticator, KeyTable
+from services.proxy.budget.admission import BudgetRequest
 from services.proxy.budget.core import Account
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
@@ -30,13 +29,14 @@ from services.proxy.budget.guard import BudgetGuard
 from services.proxy.budget.limiter import KeyLimiter
 from services.proxy.budget.totals import TotalsView
 from services.proxy.budget.wiring import add_budget_metrics
-from services.proxy.cost import CostQuoter
-from services.proxy.http1 import Pool
-from services.proxy.relay import Call, Relay
-from services.proxy.routing import Router
+from services.proxy.calls.attribution import attribute
+from services.proxy.calls.cost import CostQuoter
+from services.proxy.calls.relay import Call, Relay
+from services.proxy.calls.settlement import DOUBLE_SETTLEMENTS
+from services.proxy.providers.openai_usage import MAX_TOKENS, usage_from_openai
+from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
-from services.proxy.settlement import DOUBLE_SETTLEMENTS
-from services.proxy.usage import MAX_TOKENS, usage_from_openai
+from services.proxy.transport.http1 import Pool
 from shared.config import parse_config
 from shared.errors import openai_errors
 from shared.events import EntityChanged, TokenUsage, UsageEvent, utcnow

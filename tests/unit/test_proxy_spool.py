@@ -1,6 +1,6 @@
 """The spool keeps events across a crash and gives each back until Kafka acknowledged it."""
 
-from services.proxy.spool import Spool
+from services.proxy.usage_log.spool import Spool
 
 
 def test_round_trip_in_order(tmp_path):
@@ -54,7 +54,7 @@ def test_cached_partitioner_agrees_with_kafkas_default():
     """Remembering murmur2 per key picks exactly the partition aiokafka's default would."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from services.proxy.emitter import CachedPartitioner
+    from services.proxy.usage_log.emitter import CachedPartitioner
 
     cached, default = CachedPartitioner(limit=10), DefaultPartitioner()
     partitions = list(range(6))

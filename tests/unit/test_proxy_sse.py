@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import orjson
 
-from services.proxy.sse import format_money, iter_events, rewrite_usage, split_complete
+from services.proxy.providers.sse import format_money, iter_events, rewrite_usage, split_complete
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":80,"total_tokens":100}}\n\n'

@@ -4,7 +4,7 @@ events behind; budgets are shared by every process."""
 from pathlib import Path
 
 from services.proxy.settings import ProxySettings, proxy_settings_from_env
-from services.proxy.workers import adopt_orphans
+from services.proxy.transport.workers import adopt_orphans
 
 
 def test_worker_zero_keeps_the_single_process_directory_and_the_others_get_their_own(tmp_path):

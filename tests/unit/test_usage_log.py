@@ -14,12 +14,12 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
 
-from services.proxy import journal as journal_module
-from services.proxy.emitter import SpoolStalled, UsageEmitter, UsageLogUnwritable
-from services.proxy.journal import Journal, recover_lines
-from services.proxy.setaside import SetAside
-from services.proxy.spool import Spool
-from services.proxy.spool_drain import batch_size, drain_file
+from services.proxy.usage_log import journal as journal_module
+from services.proxy.usage_log.emitter import SpoolStalled, UsageEmitter, UsageLogUnwritable
+from services.proxy.usage_log.journal import Journal, recover_lines
+from services.proxy.usage_log.set_aside import SetAside
+from services.proxy.usage_log.spool import Spool
+from services.proxy.usage_log.spool_drain import batch_size, drain_file
 from shared.events import UsageEvent
 from shared.metrics import Registry
 

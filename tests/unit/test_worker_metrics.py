@@ -3,7 +3,7 @@ with its worker, every metric's HELP and TYPE once."""
 
 from __future__ import annotations
 
-from services.proxy.worker_metrics import WorkerMetrics
+from services.proxy.transport.worker_metrics import WorkerMetrics
 from shared.metrics import Registry
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from services.proxy.admin import states
 from services.proxy.admin.publisher import EntityPublisher
 from services.proxy.admin.validation import AdminBadRequest, parse_body, validate
-from services.proxy.auth import CallerIdentity, raw_key_from_headers, refusal
+from services.proxy.auth.keys import CallerIdentity, raw_key_from_headers, refusal
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.errors import AuthError, PermissionDenied

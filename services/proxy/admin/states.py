@@ -63,7 +63,7 @@ def created(defaults: Mapping[str, Any], fields: Mapping[str, Any], now: datetim
 
 def key_fields(fields: Mapping[str, Any], now: datetime, old_metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A key's request fields as columns: `duration` becomes `expires`, `tags` go into metadata."""
-    from services.ledger.windows import parse_duration
+    from shared.budget_windows import parse_duration
 
     out = {k: v for k, v in fields.items() if k not in ("duration", "tags", "key")}
     if "duration" in fields:

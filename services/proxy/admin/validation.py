@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from services.ledger.windows import BadDuration, parse_duration
+from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.errors import InvalidRequest
 
 

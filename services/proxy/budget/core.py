@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
-from services.ledger.windows import effective_start, next_reset
+from shared.budget_windows import effective_start, next_reset
 
 ZERO = Decimal(0)
 RESETTABLE = frozenset({"key", "team"})  # what /global/spend/reset zeroes (as LiteLLM does)
@@ -56,7 +56,7 @@ class LedgerTotal:
 
 
 def window_of(spec: BudgetSpec, now: datetime, last_reset: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """(start, end) of the window holding `now`: the ledger's own rule (services.ledger.windows),
+    """(start, end) of the window holding `now`: the ledger's own rule (shared.budget_windows),
     so proxy and ledger put a call in the same window. None start: counting since forever."""
     reset = last_reset if spec.kind in RESETTABLE else None
     start = effective_start(spec.anchor, spec.duration, now, reset)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from services.ledger.windows import BadDuration, parse_duration
+from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.budget.core import BudgetSpec
 from shared.events import EntityChanged, SpendReset
 

@@ -16,8 +16,8 @@ from decimal import Decimal
 
 import structlog
 
-from services.proxy.admission import Admission, BudgetRequest
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.budget.admission import Admission, BudgetRequest
 from services.proxy.budget.core import (
     RESETTABLE,
     ZERO,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 
 from services.proxy.budget.core import LedgerTotal
-from services.proxy.follower import TopicFollower
+from services.proxy.sync.topic_follower import TopicFollower
 from shared import topics
 from shared.events import EntityTotal, UnknownEventVersion, decode_as
 from shared.settings import CommonSettings

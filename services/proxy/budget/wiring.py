@@ -12,15 +12,15 @@ from aiohttp import web
 
 from services.proxy.admin.publisher import EntityPublisher
 from services.proxy.admin.routes import Admin, add_admin_routes
-from services.proxy.admission import BUDGET_GATE
-from services.proxy.auth import KeyTable
+from services.proxy.auth.keys import KeyTable
+from services.proxy.budget.admission import BUDGET_GATE
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.budget.totals import TotalsSync, TotalsView
-from services.proxy.routing import Router
+from services.proxy.calls.settlement import DOUBLE_SETTLEMENTS
+from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
-from services.proxy.settlement import DOUBLE_SETTLEMENTS
 from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
 from shared.metrics import Registry

@@ -17,9 +17,9 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
-from services.proxy.auth import KeyCatchUp, authenticate_with_catch_up
+from services.proxy.auth.keys import KeyCatchUp, authenticate_with_catch_up
+from services.proxy.calls.relay import KEY_CATCH_UP_S, Relay
 from services.proxy.errors import ProxyError, UpstreamError
-from services.proxy.relay import KEY_CATCH_UP_S, Relay
 from shared.errors import error_response
 
 log = structlog.get_logger(__name__)

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from services.proxy.answer import JSON, header_lines
 from services.proxy.errors import ConfigurationError, InvalidRequest
+from services.proxy.transport.answer import JSON, header_lines
 from shared.config import Deployment
 
 CHAT, TEXT, EMBEDDING, IMAGE = "acompletion", "atext_completion", "aembedding", "aimage_generation"

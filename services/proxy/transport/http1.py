@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from services.proxy.http1_parser import MAX_HEADER_BYTES, Parser, UpstreamConnectionError, size_text
+from services.proxy.transport.http1_parser import MAX_HEADER_BYTES, Parser, UpstreamConnectionError, size_text
 
 __all__ = ["Limits", "MAX_HEADER_BYTES", "Pool", "Response", "UpstreamConnectionError", "UpstreamTimeout"]
 

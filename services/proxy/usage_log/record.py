@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel
 
-from services.proxy.attribution import Attribution
-from services.proxy.auth import CallerIdentity
-from services.proxy.limits import MAX_ERROR_MESSAGE_CHARS, MAX_RESPONSE_MODEL_CHARS, recordable
-from services.proxy.routing import Target
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.calls.attribution import Attribution
+from services.proxy.calls.limits import MAX_ERROR_MESSAGE_CHARS, MAX_RESPONSE_MODEL_CHARS, recordable
+from services.proxy.routing.router import Target
 from shared.events import TokenUsage, UsageEvent, encode
 
 M = TypeVar("M", bound=BaseModel)

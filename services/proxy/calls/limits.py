@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from services.proxy.attribution import Attribution
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.calls.attribution import Attribution
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing import IMAGE
+from services.proxy.routing.router import IMAGE
 
 # The broker refuses records over 1 MiB (message.max.bytes). A usage event stays under half of it:
 # the pricer's priced event adds a few hundred bytes, and a dead-letter record carries an excerpt.

@@ -21,8 +21,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from services.proxy.setaside import SetAside
-from services.proxy.spool import Spool
+from services.proxy.usage_log.set_aside import SetAside
+from services.proxy.usage_log.spool import Spool
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.proxy.routing import TEXT
+from services.proxy.routing.router import TEXT
 
 MOCK_USAGE = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
 

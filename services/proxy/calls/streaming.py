@@ -25,17 +25,18 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy import sse, upstream
-from services.proxy.anthropic import StreamTranslator
+from services.proxy.calls.mock import mock_stream_chunks
 from services.proxy.errors import UpstreamError
-from services.proxy.http1 import Response, UpstreamConnectionError
-from services.proxy.mock import mock_stream_chunks
-from services.proxy.routing import ANTHROPIC
-from services.proxy.usage import estimated_usage, usage_from_openai
+from services.proxy.providers import sse
+from services.proxy.providers import wire
+from services.proxy.providers.anthropic import StreamTranslator
+from services.proxy.providers.openai_usage import estimated_usage, usage_from_openai
+from services.proxy.routing.router import ANTHROPIC
+from services.proxy.transport.http1 import Response, UpstreamConnectionError
 from shared.events import TokenUsage, utcnow
 
 if TYPE_CHECKING:
-    from services.proxy.relay import Call, Relay
+    from services.proxy.calls.relay import Call, Relay
 
 log = structlog.get_logger(__name__)
 
@@ -216,12 +217,12 @@ class _Pump:
 
 async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
     target = call.target
-    keep_usage = upstream.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
+    keep_usage = wire.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
     upstream_response: Response | None = None
     t_up = time.perf_counter()
     upstream_s = 0.0
     if mock is None:
-        payload = upstream.request_payload(target, call.call_type, call.body, stream=True)
+        payload = wire.request_payload(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]
         try:
             async with asyncio.timeout(relay.timeouts[target.model_id]):
@@ -242,7 +243,7 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
                 upstream_response.release()
             raise
         if upstream_response.status >= 400:
-            error = upstream.upstream_error(target, upstream_response.status, raw)
+            error = wire.upstream_error(target, upstream_response.status, raw)
             relay.fail(call, error.status, error.message, stream=True)
             raise error
         upstream_s = time.perf_counter() - t_up

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from services.proxy import anthropic
 from services.proxy.errors import UpstreamError
-from services.proxy.routing import ANTHROPIC, CHAT, EMBEDDING, IMAGE, Target
-from services.proxy.usage import usage_for_images, usage_from_openai
+from services.proxy.providers import anthropic
+from services.proxy.providers.openai_usage import usage_for_images, usage_from_openai
+from services.proxy.routing.router import ANTHROPIC, CHAT, EMBEDDING, IMAGE, Target
 from shared.events import TokenUsage
 
 INCLUDE_USAGE = {"include_usage": True}

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 import structlog
 from aiohttp import web
 
-from services.proxy.auth import KeyTable
-from services.proxy.follower import TopicFollower
+from services.proxy.auth.keys import KeyTable
+from services.proxy.sync.topic_follower import TopicFollower
 from shared import topics
 from shared.events import EntityChanged, SpendReset, UnknownEventVersion, decode
 from shared.settings import CommonSettings

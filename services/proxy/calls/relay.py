@@ -23,24 +23,24 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy import upstream
-from services.proxy.answer import Answer
-from services.proxy.admission import Admission, BudgetGate, BudgetRequest, NoBudgetGate
-from services.proxy.attribution import Attribution, attribute, upstream_body
-from services.proxy.auth import Authenticator, CallerIdentity
-from services.proxy.cost import CostQuoter
-from services.proxy.emitter import UsageEmitter
+from services.proxy.auth.keys import Authenticator, CallerIdentity
+from services.proxy.budget.admission import Admission, BudgetGate, BudgetRequest, NoBudgetGate
+from services.proxy.calls.attribution import Attribution, attribute, upstream_body
+from services.proxy.calls.cost import CostQuoter
+from services.proxy.calls.limits import check as check_limits
+from services.proxy.calls.mock import mock_completion
+from services.proxy.calls.settlement import SettlementBook
+from services.proxy.calls.streaming import relay_stream
 from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable, UpstreamError
-from services.proxy.follower import TopicFollower
-from services.proxy.http1 import Pool, Response, UpstreamConnectionError
-from services.proxy.limits import check as check_limits
-from services.proxy.mock import mock_completion
-from services.proxy.record import usage_event
-from services.proxy.routing import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
+from services.proxy.providers import wire
+from services.proxy.providers.sse import format_money
+from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
 from services.proxy.settings import ProxySettings
-from services.proxy.settlement import SettlementBook
-from services.proxy.sse import format_money
-from services.proxy.streaming import relay_stream
+from services.proxy.sync.topic_follower import TopicFollower
+from services.proxy.transport.answer import Answer
+from services.proxy.transport.http1 import Pool, Response, UpstreamConnectionError
+from services.proxy.usage_log.emitter import UsageEmitter
+from services.proxy.usage_log.record import usage_event
 from shared.errors import TallyError
 from shared.events import TokenUsage, UsageEvent, utcnow
 from shared.metrics import Registry
@@ -224,7 +224,7 @@ class Relay:
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
-        payload = upstream.request_payload(target, call.call_type, call.body, stream=False)
+        payload = wire.request_payload(target, call.call_type, call.body, stream=False)
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
@@ -249,11 +249,11 @@ class Relay:
         status = response.status
         upstream_s = time.perf_counter() - t_up
         if status >= 400:
-            error = upstream.upstream_error(target, status, raw)
+            error = wire.upstream_error(target, status, raw)
             self.fail(call, status, error.message)
             raise error
         try:
-            data, usage, response_model = upstream.parse_response(target, call.call_type, call.body, raw)
+            data, usage, response_model = wire.parse_response(target, call.call_type, call.body, raw)
         except UpstreamError as error:
             self.fail(call, error.status, error.message)
             raise

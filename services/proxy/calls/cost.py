@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import structlog
 
-from services.proxy.record import with_fields
-from services.proxy.routing import Target
+from services.proxy.routing.router import Target
+from services.proxy.usage_log.record import with_fields
 from shared.events import TokenUsage, UsageEvent
 from shared.pricing import CallParts, Catalog, InconsistentUsage, price_usage_event
 

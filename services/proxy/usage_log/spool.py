@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from services.proxy.journal import is_record, tail_state, write_all
+from services.proxy.usage_log.journal import is_record, tail_state, write_all
 
 log = structlog.get_logger(__name__)
 

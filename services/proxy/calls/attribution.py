@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing import CHAT, TEXT
+from services.proxy.routing.router import CHAT, TEXT
 
 SPEND_LOGS_METADATA_HEADER = "x-litellm-spend-logs-metadata"
 TAGS_HEADER = "x-litellm-tags"

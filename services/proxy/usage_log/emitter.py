@@ -31,12 +31,12 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
-from services.proxy.batching import MAX_BATCH_RECORDS, RECORD_OVERHEAD, CachedPartitioner, Record, fill_batch
-from services.proxy.journal import Journal
-from services.proxy.record import encode_usage
-from services.proxy.setaside import SetAside
-from services.proxy.spool import Spool
-from services.proxy.spool_drain import RECORD_ERRORS, batch_size, drain_file
+from services.proxy.usage_log.batching import MAX_BATCH_RECORDS, RECORD_OVERHEAD, CachedPartitioner, Record, fill_batch
+from services.proxy.usage_log.journal import Journal
+from services.proxy.usage_log.record import encode_usage
+from services.proxy.usage_log.set_aside import SetAside
+from services.proxy.usage_log.spool import Spool
+from services.proxy.usage_log.spool_drain import RECORD_ERRORS, batch_size, drain_file
 from shared.events import UsageEvent
 from shared.health import kafka_check
 from shared.metrics import Registry

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from services.proxy.record import token_usage
+from services.proxy.usage_log.record import token_usage
 from shared.events import TokenUsage
 
 EMPTY = TokenUsage()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from services.proxy.journal import tail_state, write_all
+from services.proxy.usage_log.journal import tail_state, write_all
 
 SET_ASIDE = "set-aside.jsonl"
 RAW_DIR = "set-aside"

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from services.proxy.auth import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity
 from shared.events import UsageEvent
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import structlog
 
-from services.proxy.handoff import HANDOFF_FD_ENV, Dispatcher, channel_pair, listener
 from services.proxy.settings import WORKER_ENV, ProxySettings, worker_spool_path
+from services.proxy.transport.handoff import HANDOFF_FD_ENV, Dispatcher, channel_pair, listener
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""The management API: keys, teams, users, customers; changes published on the entities topic."""

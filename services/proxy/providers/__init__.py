@@ -1,0 +1,1 @@
+"""Each upstream's wire format: request bodies out, OpenAI-shaped answers and usage back."""

@@ -1,0 +1,1 @@
+"""model_list deployments as routing targets."""

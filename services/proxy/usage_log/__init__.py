@@ -1,0 +1,1 @@
+"""Usage events from the request path to Kafka: record, journal, spool, emitter."""
