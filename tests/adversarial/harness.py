@@ -31,8 +31,8 @@ SLOW_TIMEOUT_S = 3  # the slow deployments' litellm_params.timeout: the proxy mu
 ANSWER_BOUND_S = 20.0  # no hostile case may take longer than this to answer (or be cut off)
 RECORD_DEADLINE_S = 10.0  # "within a few seconds": an answered call is in the spend logs by then
 SETTLE_DEADLINE_S = 5.0  # the gauges are back to 0 by then
-GAUGES = ("proxy_admissions_in_flight", "proxy_parallel_requests_held", "proxy_budget_reserved")
-DOUBLE_SETTLEMENTS = "proxy_double_settlements_total"
+GAUGES = ("tally_proxy_admissions_in_flight", "tally_proxy_parallel_requests_held", "tally_proxy_budget_reserved")
+DOUBLE_SETTLEMENTS = "tally_proxy_double_settlements_total"
 EMBED_MODES = ("ok", *hostile.BAD_USAGE, *hostile.ERRORS, "chunked_negative", "conflicting_length", "huge_body",
                "close_mid_body")
 
@@ -182,15 +182,8 @@ class Adversary:
 
     def recorded(self, request_id: str, deadline_s: float = RECORD_DEADLINE_S) -> tuple[Decimal, int, int]:
         """The spend log row of `request_id`, polled for until the deadline (then the test fails)."""
-        end = time.monotonic() + deadline_s
-        while True:
-            row = self.spend_row(request_id)
-            if row is not None:
-                return row
-            if time.monotonic() > end:
-                raise AssertionError(f"call {request_id} is not in the spend logs after {deadline_s}s "
-                                     f"(pipeline logs in {self.stack.log_dir})")
-            time.sleep(0.05)  # poll interval, bounded by the deadline above
+        return eventually(lambda: self.spend_row(request_id), deadline_s,
+                          f"call {request_id} in the spend logs (pipeline logs in {self.stack.log_dir})", 0.05)
 
     def ordinary_call_recorded(self) -> None:
         """An ordinary call now: answered 200 and in the spend logs within seconds, at its exact cost."""
@@ -219,10 +212,16 @@ class Adversary:
         """Every admission, parallel slot and reservation released (polled for a few seconds), and
         no admission settled twice."""
         zero = dict.fromkeys((*GAUGES, DOUBLE_SETTLEMENTS), 0.0)
-        end = time.monotonic() + SETTLE_DEADLINE_S
-        while (found := self.gauges()) != zero and time.monotonic() < end:
-            time.sleep(0.05)  # poll interval, bounded by the deadline above
-        assert found == zero, f"proxy in-flight state after the case: {found}"
+        seen: dict[str, float | None] = {}
+
+        def settled() -> bool:
+            seen.update(self.gauges())
+            return seen == zero
+
+        try:
+            eventually(settled, SETTLE_DEADLINE_S, "the proxy's in-flight gauges back to 0", 0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"proxy in-flight state after the case: {seen}") from exc
 
     def after_case(self) -> None:
         """The checks that follow every hostile case."""
