@@ -99,15 +99,11 @@ async def usage_template(rig: FaultRig) -> tuple[bytes, dict]:
     return records[-1].key, orjson.loads(records[-1].value)
 
 
-def quarantined_rows(database_url: str, request_id: str) -> int:
-    """Rows mentioning `request_id` in any table whose name says quarantine."""
+def quarantined_rows(database_url: str, request_id: str) -> list[tuple[str, str]]:
+    """(stage, source topic) of every quarantined record of `request_id`."""
     with psycopg.connect(database_url) as conn:
-        tables = [r[0] for r in conn.execute("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) "
-                                             "FROM information_schema.tables WHERE table_name ILIKE '%quarantin%'")]
-        # The id as text, or hex-encoded inside a bytea payload.
-        patterns = (f"%{request_id}%", f"%{request_id.encode().hex()}%")
-        return sum(conn.execute(f"SELECT count(*) FROM {t} r WHERE r::text LIKE %s OR r::text LIKE %s", patterns).fetchone()[0]
-                   for t in tables)
+        return conn.execute("SELECT stage, source_topic FROM tally_dlq.quarantine WHERE request_id = %s",
+                            (request_id,)).fetchall()
 
 
 async def set_topic_config(rig: FaultRig, topic: str, configs: dict[str, str]) -> None:
@@ -189,7 +185,7 @@ async def test_dead_letter_refused_by_the_broker_is_quarantined(faults: FaultRig
         result = await under_load(faults, inject, seed=23)
         assert result.failed == []
         await faults.assert_books_balance()
-        assert quarantined_rows(faults.stack.common.database_url, request_id) == 1
+        assert quarantined_rows(faults.stack.common.database_url, request_id) == [("pricer", faults.stack.common.topic(USAGE))]
     finally:
         await set_topic_config(faults, USAGE_DLQ, dict(UNLIMITED))
 
