@@ -5,16 +5,15 @@ them too. A screenshot lands in test-output/usage_page.png."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from services.reports.app import build_app
+from tests.fixtures.stack import serving
 from tests.fixtures.reports_support import (
     MASTER, PLAIN_KEY, READER_KEY, load_test_catalog, reports_settings_for, seed,
 )
@@ -33,25 +32,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def site(database_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
     """The reports service on a real port, on the seeded database."""
     seed(database_url)
-    app = build_app(reports_settings_for(database_url, kafka_bootstrap), None, load_test_catalog())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(reports_settings_for(database_url, kafka_bootstrap), None, load_test_catalog())) as url:
+        yield url
 
 
 @pytest.fixture

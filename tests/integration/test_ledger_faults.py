@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 from decimal import Decimal
@@ -18,14 +17,9 @@ import pytest
 
 from services.ledger.checks import check_schema
 from tests.fixtures.ledger_support import InProcessLedger, T0, count_logs, poll, priced, produce, query, wait_for_logs
+from tests.fixtures.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_ledger(settings, port: int) -> subprocess.Popen:
@@ -65,7 +59,7 @@ async def _assert_books_balance(settings, expected_rows: int, expected_total: De
 async def test_sigkill_mid_batch_several_times_loses_and_doubles_nothing(settings):
     """Five SIGKILLs of `python -m services.ledger` under load; after restart the books equal the topic exactly."""
     events, total = _load(30000, seed=1)
-    port = _free_port()
+    port = free_port()
     producer = asyncio.create_task(_produce_in_chunks(settings, events, chunk=2000))
     proc = _start_ledger(settings, port)
     try:

@@ -11,8 +11,9 @@ from shared.events import DeadLetter, decode, decode_as, encode
 from shared.pricing import load_catalog
 from shared.record_limits import MAX_RECORD_BYTES
 from shared.topics import PRICED, USAGE, USAGE_DLQ
-from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic, serving
 from tests.fixtures.ledger_support import poll, query
+from tests.fixtures.stack import serving
+from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic
 from tests.integration.test_pricer_exactly_once import produce, usage
 
 pytestmark = pytest.mark.integration

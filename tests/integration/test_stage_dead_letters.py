@@ -16,8 +16,9 @@ from shared import kafka
 from shared.events import DeadLetter, decode_as, encode
 from shared.quarantine import ensure_quarantine_tables
 from shared.topics import PRICED, PRICED_DLQ
-from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic, serving
 from tests.fixtures.ledger_support import InProcessLedger, count_logs, poll, priced, produce, produce_raw, query
+from tests.fixtures.stack import serving
+from tests.fixtures.stages import dlq, health, limit_topic, metric, read_topic
 
 pytestmark = pytest.mark.integration
 
