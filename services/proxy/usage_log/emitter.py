@@ -37,6 +37,8 @@ from services.proxy.usage_log.record import encode_usage
 from services.proxy.usage_log.set_aside import SetAside
 from services.proxy.usage_log.spool import Spool
 from services.proxy.usage_log.spool_drain import RECORD_ERRORS, batch_size, drain_file
+from services.proxy.usage_log.write_refusal import WriteRefusal
+from shared.backoff import Backoff
 from shared.events import UsageEvent
 from shared.health import kafka_check
 from shared.metrics import Registry
@@ -44,7 +46,7 @@ from shared.metrics import Registry
 log = structlog.get_logger(__name__)
 
 SEND_ALL_TIMEOUT_S = 30.0  # a spool file or shutdown flush that gets no answer in this long failed
-WRITE_RETRY_MAX_S = 5.0  # cap of the backoff between attempts to write the usage log again
+CONNECT_RETRY_FIRST_S, CONNECT_RETRY_MAX_S = 0.2, 5.0  # the backoff between attempts to reach a broker
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
 # expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
@@ -101,9 +103,7 @@ class UsageEmitter:
         self._stall_after = stall_after_s
         self._progress_at = time.monotonic()  # the spool last advanced, emptied or began to wait
         self._drain_error: str | None = None
-        self._write_error: str | None = None
-        self._write_backoff = drain_interval_s
-        self._write_retry_at = 0.0
+        self.writes = WriteRefusal(registry, drain_interval_s)  # refused disk writes: why calls are refused
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._drain_lock = asyncio.Lock()
@@ -112,14 +112,10 @@ class UsageEmitter:
         self.spooled = registry.counter("proxy_usage_events_spooled_total", "Usage events written to the spool")
         self.set_aside_total = registry.counter(
             "proxy_usage_events_set_aside_total", "Spooled usage events Kafka refuses for a reason of their own, set aside")
-        self.write_failures = registry.counter(
-            "proxy_usage_log_write_failures_total", "Writes of the usage journal or spool the disk refused")
         registry.gauge("proxy_usage_queue_length", "Usage events waiting in memory", callback=lambda: float(len(self._queue)))
         registry.gauge("proxy_spool_pending", "Usage events in the spool waiting for Kafka", callback=lambda: float(self.spool.pending))
         registry.gauge("proxy_usage_held_in_memory", "Usage events neither sent nor written to disk yet",
                        callback=lambda: float(len(self._held)))
-        registry.gauge("proxy_usage_log_writable", "1 while the usage journal and spool can be written, else 0 (calls refused)",
-                       callback=lambda: 0.0 if self._write_error else 1.0)
 
     # -- request path ---------------------------------------------------------------------------
 
@@ -134,7 +130,7 @@ class UsageEmitter:
         try:
             segment: int | None = self.journal.append(value)
         except OSError as exc:
-            self._write_failed(exc)
+            self.writes.failed(exc)
             segment = None
         record = (event.api_key_hash.encode(), value, event.request_id.encode(), segment)
         if len(self._queue) >= self._queue_size:
@@ -147,7 +143,7 @@ class UsageEmitter:
     def refusal(self) -> str | None:
         """Why new calls must be refused before their upstream is paid (their usage could not be
         written down), or None."""
-        return self._write_error
+        return self.writes.reason
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -155,7 +151,7 @@ class UsageEmitter:
         try:
             self._adopt_leftovers()
         except OSError as exc:
-            self._write_failed(exc)  # the segments stay on disk; the drain loop tries again
+            self.writes.failed(exc)  # the segments stay on disk; the drain loop tries again
         self._progress_at = time.monotonic()
         self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
                        asyncio.create_task(self._send_loop(), name="usage-send"),
@@ -192,14 +188,14 @@ class UsageEmitter:
                 await asyncio.wait_for(self.producer.stop(), timeout)
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("producer_stop_failed", error=str(exc))
-        self._write_error = None  # a last attempt, whatever failed before
+        self.writes.reason = None  # a last attempt, whatever failed before
         held, self._held = self._held, []
         self._to_spool(leftover + self._failed + held)
         self._failed = []
         if self._held:
             # Those with a journal line are recovered by the next start; the others are lost.
             lost = [r[2].decode() for r in self._held if r[3] is None]
-            log.error("usage_events_not_saved", error=self._write_error, in_journal=len(self._held) - len(lost),
+            log.error("usage_events_not_saved", error=self.writes.reason, in_journal=len(self._held) - len(lost),
                       lost=len(lost), lost_request_ids=lost[:100])
         self.spool.close()
         self.journal.close()
@@ -207,8 +203,8 @@ class UsageEmitter:
     async def check(self) -> None:
         """For /health: raises while the usage log cannot be written, while no broker answers,
         and while spooled events wait and the spool has not advanced for `stall_after_s`."""
-        if self._write_error is not None:
-            raise UsageLogUnwritable(self._write_error)
+        if self.writes.reason is not None:
+            raise UsageLogUnwritable(self.writes.reason)
         if self.producer is None:
             self._progress_at = time.monotonic()  # a stall is only counted while a broker answers
             raise ConnectionError("not connected to Kafka (usage events are going to the spool)")
@@ -234,16 +230,15 @@ class UsageEmitter:
     # -- background -----------------------------------------------------------------------------
 
     async def _connect_loop(self) -> None:
-        delay = 0.2
+        backoff = Backoff(CONNECT_RETRY_FIRST_S, CONNECT_RETRY_MAX_S)
         while self.producer is None:
             producer = self._factory()
             try:
                 await producer.start()
             except (KafkaError, OSError) as exc:
-                log.warning("kafka_unreachable", error=str(exc), retry_in_s=delay)
+                log.warning("kafka_unreachable", error=str(exc), retry_in_s=backoff.delay)
                 await producer.stop()
-                await asyncio.sleep(delay)  # backoff between connection attempts
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
                 continue
             self.producer = producer
             self._progress_at = time.monotonic()  # a broker answers from now on
@@ -252,7 +247,7 @@ class UsageEmitter:
             try:
                 await self._drain_once()  # a non-empty spool goes first
             except OSError as exc:
-                self._write_failed(exc)
+                self.writes.failed(exc)
             if not self.spool.pending:
                 self.healthy = True
 
@@ -394,14 +389,14 @@ class UsageEmitter:
         log cannot be written they wait in memory instead, retried by the drain loop."""
         if not records:
             return True
-        if self._write_error is not None:
+        if self.writes.reason is not None:
             self._held.extend(records)
             return False
         was_empty = not self.spool.pending
         try:
             self.spool.append(r[1] for r in records)
         except OSError as exc:
-            self._write_failed(exc)
+            self.writes.failed(exc)
             self._held.extend(records)
             return False
         if was_empty:
@@ -411,14 +406,6 @@ class UsageEmitter:
             if record[3] is not None:
                 self.journal.done(record[3])
         return True
-
-    def _write_failed(self, exc: OSError) -> None:
-        self.write_failures.inc()
-        if self._write_error is None:
-            log.error("usage_log_unwritable", error=str(exc), hint="new calls are refused (503) until it can be written")
-            self._write_backoff = self._drain_interval
-            self._write_retry_at = time.monotonic() + self._write_backoff
-        self._write_error = f"the usage log cannot be written: {exc}"
 
     def _recover_writes(self) -> None:
         """Try the disk again: leftovers of a previous process, then what waits in memory (to
@@ -442,20 +429,15 @@ class UsageEmitter:
                         self.journal.done(record[3])
             self.spool.probe()
         except OSError as exc:
-            self.write_failures.inc()
-            self._write_error = f"the usage log cannot be written: {exc}"
-            self._write_backoff = min(self._write_backoff * 2, WRITE_RETRY_MAX_S)
-            self._write_retry_at = time.monotonic() + self._write_backoff
-            log.warning("usage_log_still_unwritable", error=str(exc), retry_in_s=self._write_backoff, held=len(self._held))
+            self.writes.retry_failed(exc, held=len(self._held))
             return
-        self._write_error = None
-        log.info("usage_log_writable_again")
+        self.writes.recovered()
 
     async def _drain_loop(self) -> None:
         while True:
             await asyncio.sleep(self._drain_interval)  # the retry period of the spool
             try:
-                if self._write_error is not None and time.monotonic() >= self._write_retry_at:
+                if self.writes.due():
                     self._recover_writes()
                 if self._failed and not self._queue:
                     failed, self._failed = self._failed, []
@@ -463,7 +445,7 @@ class UsageEmitter:
                 if self.producer is not None and (self.spool.pending or not self.healthy):
                     await self._drain_once()
             except OSError as exc:  # the disk (spool files, marker, set-aside file): refused, retried
-                self._write_failed(exc)
+                self.writes.failed(exc)
 
     async def _drain_once(self) -> None:
         """Send every spooled event; release each file whose every line is done."""
