@@ -33,6 +33,7 @@ from services.proxy.providers import wire
 from services.proxy.providers.anthropic import StreamTranslator
 from services.proxy.providers.openai_usage import estimated_usage, usage_from_openai
 from services.proxy.routing.router import ANTHROPIC
+from services.proxy.transport.aiohttp_private import CoalescingStreamResponse
 from services.proxy.transport.http1 import Response, UpstreamConnectionError
 from shared.events import TokenUsage, utcnow
 
@@ -42,13 +43,6 @@ _CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, Connec
 # The read timeout is pushed back at most this often: rescheduling a timer on every piece of a
 # stream costs more than the piece's relay. A stalled stream ends after timeout .. timeout + this.
 _DEADLINE_SLACK_S = 1.0
-
-
-class _CoalescingStreamResponse(web.StreamResponse):
-    """Sends its headers with the first body bytes, in one write (aiohttp's Response does this;
-    StreamResponse writes them alone). Used only when those bytes are already at hand."""
-
-    _send_headers_immediately = False
 
 
 class _Outcome:
@@ -253,7 +247,7 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
     # Headers and the first bytes in one write when those bytes are already here (always for a
     # mock); otherwise the headers go now, so the client knows at once that the call started.
     at_hand = upstream_response is None or upstream_response.buffered
-    response = (_CoalescingStreamResponse if at_hand else web.StreamResponse)(headers=headers)
+    response = (CoalescingStreamResponse if at_hand else web.StreamResponse)(headers=headers)
     pump = _Pump(relay, call, response, keep_usage, upstream_response)
     try:
         await response.prepare(request)
