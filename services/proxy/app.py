@@ -26,7 +26,8 @@ from services.proxy.transport.fast_routes import install_fast_routes
 from services.proxy.transport.http1 import Pool
 from services.proxy.transport.reports_forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
 from services.proxy.transport.worker_metrics import WorkerMetrics
-from services.proxy.usage_log.emitter import CachedPartitioner, UsageEmitter
+from services.proxy.usage_log.batching import CachedPartitioner
+from services.proxy.usage_log.emitter import UsageEmitter
 from services.proxy.usage_log.journal import Journal
 from services.proxy.usage_log.spool import Spool
 from services.proxy.usage_log.spool_drain import topic_message_limit
