@@ -84,6 +84,6 @@ async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
 
 async def _entity_publisher(app: web.Application) -> AsyncIterator[None]:
     publisher = app[PUBLISHER]
-    await publisher.start()
-    yield
+    async with background_task(supervise("entities_publisher", publisher.connect), name="entities-publisher"):
+        yield
     await publisher.close()
