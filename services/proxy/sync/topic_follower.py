@@ -95,10 +95,9 @@ class TopicFollower:
 
     async def _check_not_stalled(self, consumer: AIOKafkaConsumer, checked: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Messages waiting on a partition whose position has not moved since the last check: the
-        fetcher is stuck. Not seen here; the ledger has the same guard, for a fetcher that stops
-        without an error after a broker restart. Reconnect rather than serve a key table or
-        budget totals that no longer change. A wait past 10 s is a TimeoutError, which
-        reconnects as well."""
+        fetcher is stuck (aiokafka's fetcher can stop without an error after a broker restart; the
+        ledger has the same guard). Reconnect rather than serve a key table or budget totals that
+        no longer change. A wait past 10 s is a TimeoutError, which reconnects as well."""
         ends = await asyncio.wait_for(consumer.end_offsets(list(consumer.assignment())), 10)
         positions = {tp: await asyncio.wait_for(consumer.position(tp), 10) for tp in ends}
         stalled = stalled_partitions(checked, positions, ends)
