@@ -106,7 +106,9 @@ async def drain_calls(app: web.Application) -> None:
     """Shutdown, once the listener is closed and before aiohttp's own wait and any cleanup context
     (the usage emitter's flush among them): new calls are refused, calls in flight get the drain
     time to finish, and those still running are cancelled and record themselves as failures."""
-    relay, drain_s = app[RELAY], app[SETTINGS].shutdown_drain_s
+    relay, drain_s = app.get(RELAY), app[SETTINGS].shutdown_drain_s
+    if relay is None:  # start-up failed before the Relay was built: no call was taken
+        return
     relay.stopping = True
     in_flight = relay.book.in_flight
     finished, cancelled = await drain(relay.book.tasks | relay.background, drain_s)
