@@ -220,6 +220,9 @@ class Authenticator:
             )
 
 
+KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic
+
+
 class KeyCatchUp(Protocol):
     """The key table's follower (sync/key_sync.py): reads the entities topic to its end on demand."""
 

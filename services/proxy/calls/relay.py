@@ -23,7 +23,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyCatchUp
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, CallerIdentity, KeyCatchUp
 from services.proxy.budget.admission import BudgetGate, BudgetRequest
 from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.calls.call import Call
@@ -50,7 +50,6 @@ log = structlog.get_logger(__name__)
 _REQUIRED = {CHAT: "messages", TEXT: "prompt", EMBEDDING: "input", IMAGE: "prompt"}
 _random = random.Random(os.urandom(32))  # request ids need uniqueness, not secrecy; urandom per call is slow
 _UUID4_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
-KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic
 
 
 def new_request_id() -> str:

@@ -17,8 +17,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
-from services.proxy.auth.keys import Authenticator, authenticate_with_catch_up
-from services.proxy.calls.relay import KEY_CATCH_UP_S
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, authenticate_with_catch_up
 from services.proxy.errors import ProxyError, UpstreamError
 from services.proxy.sync.key_sync import KEY_SYNC
 from shared.errors import error_response
