@@ -166,7 +166,7 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
                 have = conn.execute("SELECT rows, days, keys, teams, customers, tags FROM bench_info").fetchone()
             if have == wanted:
                 log(f"reusing the data set in {name} ({args.rows:,} spend logs)")
-                applied = asyncio.run(migrate(url))  # indexes added since the data set was made
+                applied = asyncio.run(migrate(url))  # migrations newer than the kept data set (indexes among them)
                 if applied:
                     with psycopg.connect(url, autocommit=True) as conn:
                         conn.execute("VACUUM ANALYZE")
@@ -299,8 +299,8 @@ def first_paint(base: str, runs_wanted: int = 5) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def reports_service(url: str) -> Iterator[str]:
-    """The reports service as its own process on the data set; yields its base URL once healthy
-    (which, since 2026-11-28, is after it has warmed its caches: services/reports/warmup.py)."""
+    """The reports service as its own process on the data set; yields its base URL once healthy,
+    which is after it has warmed its caches (services/reports/warmup.py)."""
     port = free_port()
     started = time.monotonic()
     env = {**os.environ, "DATABASE_URL": url, "REPORTS_PORT": str(port), "LITELLM_MASTER_KEY": MASTER,

@@ -1,6 +1,6 @@
 """The proxy's app factory and the cleanup contexts of its resources: upstream connection pools,
 the usage emitter (Kafka + spool), the key table's sync from the entities topic, the reports
-client."""
+client; then the Relay, built from those once they are open, for the LLM routes to serve with."""
 
 from __future__ import annotations
 
@@ -14,24 +14,26 @@ import structlog
 from aiohttp import web
 
 from services.proxy.auth.keys import Authenticator, KeyTable
-from services.proxy.budget.admission import BUDGET_GATE, NoBudgetGate
-from services.proxy.budget.wiring import install_budgets
+from services.proxy.budget.wiring import GUARD, install_budgets
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.relay import Relay
+from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import drain
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
-from services.proxy.sync.key_sync import ENTITY_LISTENERS, KeySync
+from services.proxy.sync.key_sync import ENTITY_LISTENERS, KEY_SYNC, KeySync
 from services.proxy.transport.fast_routes import install_fast_routes
 from services.proxy.transport.http1 import Pool
 from services.proxy.transport.reports_forward import REPORTS_SESSION, REPORTS_URL, add_report_routes
 from services.proxy.transport.worker_metrics import WorkerMetrics
-from services.proxy.usage_log.emitter import CachedPartitioner, UsageEmitter
+from services.proxy.usage_log.batching import CachedPartitioner
+from services.proxy.usage_log.emitter import UsageEmitter
 from services.proxy.usage_log.journal import Journal
 from services.proxy.usage_log.spool import Spool
 from services.proxy.usage_log.spool_drain import topic_message_limit
 from shared import topics
 from shared.errors import openai_errors
+from shared.background import background_task
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes
 from shared.kafka import idempotent_producer
 from shared.master_key import check_master_key
@@ -42,9 +44,13 @@ from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
-RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)  # set at start-up by the `llm_relay` context
+ROUTES: web.AppKey[LlmRoutes] = web.AppKey("llm_routes", LlmRoutes)
+AUTH: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+ROUTER: web.AppKey[Router] = web.AppKey("router", Router)
+QUOTER: web.AppKey[CostQuoter] = web.AppKey("cost_quoter", CostQuoter)
+POOLS: web.AppKey[dict[str, Pool]] = web.AppKey("upstream_pools", dict)
 KEY_TABLE: web.AppKey[KeyTable] = web.AppKey("key_table", KeyTable)
-KEY_SYNC: web.AppKey[KeySync] = web.AppKey("key_sync", KeySync)
 EMITTER: web.AppKey[UsageEmitter] = web.AppKey("usage_emitter", UsageEmitter)
 SETTINGS: web.AppKey[ProxySettings] = web.AppKey("proxy_settings", ProxySettings)
 
@@ -65,31 +71,32 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     add_health_routes(app, registry)
     keys = KeyTable()
     router = Router.from_deployments(settings.config.model_list, env or {})
-    relay = Relay(settings, router, Authenticator(settings.master_key, keys), CostQuoter(catalog), registry)
+    auth = Authenticator(settings.master_key, keys)
+    routes = LlmRoutes()  # its Relay comes at start-up (the `llm_relay` context)
     app[SETTINGS] = settings
     app[KEY_TABLE] = keys
-    app[RELAY] = relay
-    app[BUDGET_GATE] = NoBudgetGate()  # the budget module replaces it before start-up
-    app[ENTITY_LISTENERS] = [install_budgets(app, settings, catalog, keys, router).apply]
+    app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalog), routes
+    guard = install_budgets(app, settings, catalog, keys, router)
+    app[ENTITY_LISTENERS] = [guard.directory.apply]
     app[REPORTS_URL] = settings.reports_url
 
     for prefix in ("", "/v1"):
         for path, name in LLM_ROUTES:
-            app.router.add_post(prefix + path, getattr(relay, name))
-        app.router.add_get(prefix + "/models", relay.models)
+            app.router.add_post(prefix + path, getattr(routes, name))
+        app.router.add_get(prefix + "/models", routes.models)
     # Azure-style clients: /openai/deployments/{model}/chat/completions
-    app.router.add_post("/openai/deployments/{model}/chat/completions", relay.chat_completions)
+    app.router.add_post("/openai/deployments/{model}/chat/completions", routes.chat_completions)
     app.router.add_get("/health/liveliness", liveliness)
     app.router.add_get("/health/liveness", liveliness)
     app.router.add_get("/health/readiness", readiness)
-    add_report_routes(app, relay)
+    add_report_routes(app, auth)
     add_openapi_route(app, Path(__file__).with_name("openapi.yaml"))
 
     registry.gauge("proxy_keys", "Virtual keys in the in-memory table", callback=lambda: float(len(keys)))
-    app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session])
+    # In this order: the Relay is built last, from what the contexts before it opened.
+    app.cleanup_ctx.extend([upstream_pools, usage_emitter, key_sync, reports_session, llm_relay])
     if settings.workers > 1:
         app.cleanup_ctx.append(worker_metrics)
-    app.on_startup.append(install_budget_gate)
     app.on_startup.append(fast_llm_routes)
     app.on_shutdown.append(drain_calls)
     return app
@@ -99,7 +106,9 @@ async def drain_calls(app: web.Application) -> None:
     """Shutdown, once the listener is closed and before aiohttp's own wait and any cleanup context
     (the usage emitter's flush among them): new calls are refused, calls in flight get the drain
     time to finish, and those still running are cancelled and record themselves as failures."""
-    relay, drain_s = app[RELAY], app[SETTINGS].shutdown_drain_s
+    relay, drain_s = app.get(RELAY), app[SETTINGS].shutdown_drain_s
+    if relay is None:  # start-up failed before the Relay was built: no call was taken
+        return
     relay.stopping = True
     in_flight = relay.book.in_flight
     finished, cancelled = await drain(relay.book.tasks | relay.background, drain_s)
@@ -111,30 +120,26 @@ async def worker_metrics(app: web.Application) -> AsyncIterator[None]:
     """/metrics shows every worker's series (worker_metrics.py)."""
     settings = app[SETTINGS]
     shared = WorkerMetrics(app[METRICS], settings.spool_root / "metrics", settings.worker, settings.workers)
-    task = asyncio.create_task(shared.run(), name="worker-metrics")
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with background_task(shared.run(), name="worker-metrics"):
+        yield
 
 
 async def fast_llm_routes(app: web.Application) -> None:
-    """The LLM routes skip aiohttp's per-request router walk and middleware look-up (dispatch.py)."""
+    """The LLM routes skip aiohttp's per-request router walk and middleware look-up (fast_routes.py)."""
     install_fast_routes(app, LLM_PATHS)
-
-
-async def install_budget_gate(app: web.Application) -> None:
-    app[RELAY].gate = app[BUDGET_GATE]
 
 
 async def upstream_pools(app: web.Application) -> AsyncIterator[None]:
     """One keep-alive connection pool per upstream origin, reused by every call to it."""
-    relay, settings = app[RELAY], app[SETTINGS]
-    for target in relay.router.all_targets():
-        if target.origin not in relay.pools:
-            relay.pools[target.origin] = Pool(target.origin, limit=settings.upstream_connections, limits=settings.upstream_limits)
+    settings = app[SETTINGS]
+    pools: dict[str, Pool] = {}
+    for target in app[ROUTER].all_targets():
+        if target.origin not in pools:
+            pools[target.origin] = Pool(target.origin, limit=settings.upstream_connections, limits=settings.upstream_limits)
+    app[POOLS] = pools
     yield
-    await asyncio.gather(*(pool.close() for pool in relay.pools.values()))
-    relay.pools.clear()
+    await asyncio.gather(*(pool.close() for pool in pools.values()))
+    pools.clear()
 
 
 async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
@@ -153,7 +158,6 @@ async def usage_emitter(app: web.Application) -> AsyncIterator[None]:
         message_limit=lambda: topic_message_limit(common.kafka_bootstrap_servers, topic),
     )
     app[EMITTER] = emitter
-    app[RELAY].emitter = emitter
     app[HEALTH_CHECKS]["kafka"] = emitter.check
     await emitter.start()
     yield
@@ -164,17 +168,23 @@ async def key_sync(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sync = KeySync(settings.common, app[KEY_TABLE], listeners=app[ENTITY_LISTENERS])
     app[KEY_SYNC] = sync
-    app[RELAY].key_sync = sync
-    task = asyncio.create_task(supervise("key_sync", sync.run), name="key-sync")  # restarted on any failure
-    if settings.key_sync_timeout_s > 0:
-        try:
-            await asyncio.wait_for(sync.caught_up.wait(), settings.key_sync_timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("key_table_not_synced", waited_s=settings.key_sync_timeout_s,
-                        hint="virtual keys answer 401 until the entities topic is read; the master key works")
+    async with background_task(supervise("key_sync", sync.run), name="key-sync"):  # restarted on any failure
+        if settings.key_sync_timeout_s > 0:
+            try:
+                await asyncio.wait_for(sync.caught_up.wait(), settings.key_sync_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("key_table_not_synced", waited_s=settings.key_sync_timeout_s,
+                            hint="virtual keys answer 401 until the entities topic is read; the master key works")
+        yield
+
+
+async def llm_relay(app: web.Application) -> AsyncIterator[None]:
+    """The Relay, given the collaborators the contexts before this one opened, and handed to the
+    LLM routes. Nothing to close: drain_calls (on_shutdown) ends its calls."""
+    relay = Relay(app[SETTINGS], app[ROUTER], app[AUTH], app[QUOTER], gate=app[GUARD], emitter=app[EMITTER],
+                  pools=app[POOLS], key_sync=app[KEY_SYNC], registry=app[METRICS])
+    app[RELAY] = app[ROUTES].relay = relay
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 async def reports_session(app: web.Application) -> AsyncIterator[None]:

@@ -84,15 +84,22 @@ def test_weak_master_keys_are_recognised(key, weak):
     assert (weak_key_reason(key) is not None) is weak
 
 
-def test_no_budget_gate_admits_and_reports_key_spend_plus_this_call():
-    """Without budgets every call is admitted; key spend = last known spend + this call's cost."""
-    from services.proxy.budget.admission import BudgetRequest, NoBudgetGate
-    from shared.events import UsageEvent
+def test_a_key_without_budget_is_admitted_and_its_spend_is_the_ledger_total_plus_this_call():
+    """A key no budget names is admitted by the budget gate; key spend = the ledger's total + this call's cost."""
+    from services.proxy.budget.admission import BudgetRequest
+    from services.proxy.budget.entities import EntityDirectory
+    from services.proxy.budget.guard import BudgetGuard
+    from services.proxy.budget.totals import TotalsView
+    from shared.events import EntityTotal, UsageEvent
+    from shared.pricing import load_catalog
 
     caller = CallerIdentity.from_state("h", {"spend": "1.5"})
-    gate = NoBudgetGate()
+    totals = TotalsView()
+    totals.apply(EntityTotal(entity_type="key", entity_id="h", spend=Decimal("1.5"), as_of=datetime.now(timezone.utc)))
+    gate = BudgetGuard(EntityDirectory(), totals, load_catalog(), {})
     admission = gate.admit(BudgetRequest("r1", caller, "llama3", None, (), "acompletion"))
-    event = UsageEvent.model_construct(quoted_cost=Decimal("0.0000074"))
+    assert admission.soft_budget_exceeded is False
+    event = UsageEvent.model_construct(quoted_cost=Decimal("0.0000074"), start_time=datetime.now(timezone.utc))
     assert gate.settle(admission, event) == Decimal("1.5000074")
 
 

@@ -31,7 +31,9 @@ from services.proxy.budget.totals import TotalsView
 from services.proxy.budget.wiring import add_budget_metrics
 from services.proxy.calls.attribution import attribute
 from services.proxy.calls.cost import CostQuoter
-from services.proxy.calls.relay import Call, Relay
+from services.proxy.calls.call import Call
+from services.proxy.calls.relay import Relay
+from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import DOUBLE_SETTLEMENTS
 from services.proxy.providers.openai_usage import MAX_TOKENS, usage_from_openai
 from services.proxy.routing.router import Router
@@ -168,20 +170,21 @@ async def proxy() -> AsyncIterator[Proxy]:
     keys.apply(EntityChanged(entity_type="key", entity_id=hash_key(LIMITED), state={"max_parallel_requests": 2}))
     registry = Registry()
     router = Router.from_deployments(config.model_list, {})
-    relay = Relay(settings, router, Authenticator(MASTER, keys), CostQuoter(CATALOG), registry)
     totals = TotalsView()
     guard = BudgetGuard(EntityDirectory(), totals, CATALOG, group_rates(CATALOG, router.all_targets()),
                         double_settlements=registry.counter(*DOUBLE_SETTLEMENTS))
     add_budget_metrics(registry, guard, totals)
-    relay.gate = guard
     emitter = FakeEmitter()
-    relay.emitter = emitter  # type: ignore[assignment]
+    pools: dict[str, Pool] = {}
     for target in router.all_targets():
-        relay.pools.setdefault(target.origin, Pool(target.origin))
+        pools.setdefault(target.origin, Pool(target.origin))
+    relay = Relay(settings, router, Authenticator(MASTER, keys), CostQuoter(CATALOG), gate=guard,
+                  emitter=emitter, pools=pools, registry=registry)  # type: ignore[arg-type]
     app = web.Application(middlewares=[openai_errors])
     app[RELAY], app[SETTINGS] = relay, settings
+    routes = LlmRoutes(relay)
     for path, name in LLM_ROUTES:
-        app.router.add_post(path, getattr(relay, name))
+        app.router.add_post(path, getattr(routes, name))
     app.on_shutdown.append(drain_calls)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -193,7 +196,7 @@ async def proxy() -> AsyncIterator[Proxy]:
     await asyncio.gather(*harness.tasks, return_exceptions=True)
     await session.close()
     await server.close()
-    await asyncio.gather(*(pool.close() for pool in relay.pools.values()))
+    await asyncio.gather(*(pool.close() for pool in pools.values()))
     await upstream.close()
 
 

@@ -54,7 +54,7 @@ def test_cached_partitioner_agrees_with_kafkas_default():
     """Remembering murmur2 per key picks exactly the partition aiokafka's default would."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from services.proxy.usage_log.emitter import CachedPartitioner
+    from services.proxy.usage_log.batching import CachedPartitioner
 
     cached, default = CachedPartitioner(limit=10), DefaultPartitioner()
     partitions = list(range(6))

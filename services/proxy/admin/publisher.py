@@ -3,7 +3,6 @@ into this replica's own views, so a new key works here at once; other replicas r
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -15,7 +14,6 @@ from shared import topics
 from shared.events import EntityChanged, SpendReset, encode
 from shared.kafka import idempotent_producer
 from shared.settings import CommonSettings
-from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -35,14 +33,10 @@ class EntityPublisher:
         self.topic = common.topic(topics.ENTITIES)
         self.appliers = list(appliers)
         self.producer: AIOKafkaProducer | None = None
-        self._connecting: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Connect in the background: the proxy serves calls while Kafka is down; only admin
-        changes answer 503 until the producer is up."""
-        self._connecting = asyncio.create_task(supervise("entities_publisher", self._connect))
-
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
+        """Run in the background (wiring.py, supervised): the proxy serves calls while Kafka is
+        down; only admin changes answer 503 until the producer is up."""
         producer = idempotent_producer(self.common, linger_ms=0)
         try:
             await producer.start()
@@ -52,9 +46,6 @@ class EntityPublisher:
         self.producer = producer
 
     async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-            await asyncio.gather(self._connecting, return_exceptions=True)
         if self.producer is not None:
             await self.producer.stop()
 

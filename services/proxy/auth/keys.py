@@ -2,8 +2,8 @@
 
 Virtual keys are known only by their SHA-256 hash. The `KeyTable` is an in-memory projection of
 the entities topic (EntityChanged with entity_type "key", state shaped like a
-"LiteLLM_VerificationToken" row); `keysync.py` keeps it current. The request path never queries
-Postgres or Kafka. The admin routes and budget enforcement (built later) read `CallerIdentity`."""
+"LiteLLM_VerificationToken" row); `sync/key_sync.py` keeps it current. The request path never
+queries Postgres or Kafka. The admin routes and budget enforcement read `CallerIdentity`."""
 
 from __future__ import annotations
 
@@ -220,8 +220,11 @@ class Authenticator:
             )
 
 
+KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic
+
+
 class KeyCatchUp(Protocol):
-    """The key table's follower (keysync.py): reads the entities topic to its end on demand."""
+    """The key table's follower (sync/key_sync.py): reads the entities topic to its end on demand."""
 
     async def read_to_end(self, timeout: float) -> bool: ...
 

@@ -1,9 +1,8 @@
 """The budget hook: admit a call before it goes upstream, settle it once its cost is known.
 
-Budget enforcement (services/proxy/budget/, built later) implements `BudgetGate` from memory
-(totals.v1 + in-flight reservations) and is installed with `app[BUDGET_GATE] = ...` before the app
-starts. Both calls are synchronous on purpose: the request path never waits on I/O. Until then
-`NoBudgetGate` admits everything."""
+`BudgetGate` is what the Relay is given; the BudgetGuard (guard.py) implements it from memory
+(totals.v1 + in-flight reservations). Both calls are synchronous on purpose: the request path
+never waits on I/O."""
 
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from collections.abc import Mapping
 from typing import Any, Protocol
-
-from aiohttp import web
 
 from services.proxy.auth.keys import CallerIdentity
 from shared.events import UsageEvent
@@ -50,17 +47,3 @@ class BudgetGate(Protocol):
         Release the reservation, count the cost, and return the key's spend including this
         call (for x-litellm-key-spend), or None when unknown."""
         ...
-
-
-class NoBudgetGate:
-    """Admits every call; the key's spend is the one last seen on the entities topic plus this call."""
-
-    def admit(self, request: BudgetRequest) -> Admission:
-        return Admission(request)
-
-    def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
-        cost = event.quoted_cost or Decimal(0)
-        return admission.request.caller.spend + cost
-
-
-BUDGET_GATE: web.AppKey[BudgetGate] = web.AppKey("budget_gate", BudgetGate)  # type: ignore[type-abstract]

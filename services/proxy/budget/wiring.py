@@ -1,6 +1,6 @@
 """Puts budgets and the admin routes into the proxy app: the entity directory and totals view, the
-BudgetGuard as the app's BUDGET_GATE, the admin routes, and the cleanup contexts of the totals
-consumer and the entities producer."""
+BudgetGuard (the gate app.py gives the Relay), the admin routes, and the cleanup contexts of the
+totals consumer and the entities producer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from aiohttp import web
 from services.proxy.admin.publisher import EntityPublisher
 from services.proxy.admin.routes import Admin, add_admin_routes
 from services.proxy.auth.keys import KeyTable
-from services.proxy.budget.admission import BUDGET_GATE
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.guard import BudgetGuard
@@ -25,6 +24,7 @@ from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
 from shared.metrics import Registry
 from shared.pricing import Catalog
+from shared.background import background_task
 from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
@@ -36,8 +36,9 @@ PUBLISHER: web.AppKey[EntityPublisher] = web.AppKey("entity_publisher", EntityPu
 
 
 def install_budgets(app: web.Application, settings: ProxySettings, catalog: Catalog, keys: KeyTable,
-                    router: Router) -> EntityDirectory:
-    """Returns the directory: the entities consumer must feed it (EntityChanged and SpendReset)."""
+                    router: Router) -> BudgetGuard:
+    """Returns the guard, the Relay's budget gate; its directory (app[DIRECTORY]) is fed by the
+    entities consumer (EntityChanged and SpendReset)."""
     directory = EntityDirectory()
     totals = TotalsView()
     replicas = settings.budget_processes
@@ -52,14 +53,13 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
 
     publisher = EntityPublisher(settings.common, [apply_key, directory.apply])
     app[DIRECTORY], app[TOTALS], app[GUARD], app[PUBLISHER] = directory, totals, guard, publisher
-    app[BUDGET_GATE] = guard
     add_admin_routes(app, Admin(settings.master_key, directory, guard, publisher))
     timeout = settings.key_sync_timeout_s
     app.cleanup_ctx.extend([lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout), _entity_publisher])
     if registry is not None:
         add_budget_metrics(registry, guard, totals)
     log.info("budgets_installed", replicas=replicas)
-    return directory
+    return guard
 
 
 def add_budget_metrics(registry: Registry, guard: BudgetGuard, totals: TotalsView) -> None:
@@ -73,19 +73,17 @@ def add_budget_metrics(registry: Registry, guard: BudgetGuard, totals: TotalsVie
 
 async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
     """Read the totals topic; start-up waits (up to `timeout`) until it has caught up."""
-    task = asyncio.create_task(supervise("totals_sync", sync.run), name="totals-sync")  # restarted on any failure
-    if timeout > 0:
-        try:
-            await asyncio.wait_for(sync.caught_up.wait(), timeout)
-        except asyncio.TimeoutError:
-            log.warning("totals_not_synced", waited_s=timeout, hint="budgets count only this replica's spend until it is")
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with background_task(supervise("totals_sync", sync.run), name="totals-sync"):  # restarted on any failure
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(sync.caught_up.wait(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("totals_not_synced", waited_s=timeout, hint="budgets count only this replica's spend until it is")
+        yield
 
 
 async def _entity_publisher(app: web.Application) -> AsyncIterator[None]:
     publisher = app[PUBLISHER]
-    await publisher.start()
-    yield
+    async with background_task(supervise("entities_publisher", publisher.connect), name="entities-publisher"):
+        yield
     await publisher.close()

@@ -1,4 +1,4 @@
-"""The LLM routes: authenticate, route, admit, call the upstream, quote the cost, answer, record.
+"""A call on the LLM routes: authenticate, route, admit, call the upstream, quote the cost, answer, record.
 
 Everything the hot path needs is prepared at start-up (targets, headers, timeouts, one connection
 pool per upstream origin); a call does one JSON parse of the request, one serialisation of the
@@ -14,7 +14,7 @@ import asyncio
 import os
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,9 +23,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy.auth.keys import Authenticator, CallerIdentity
-from services.proxy.budget.admission import Admission, BudgetGate, BudgetRequest, NoBudgetGate
-from services.proxy.calls.attribution import Attribution, attribute, upstream_body
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, CallerIdentity, KeyCatchUp
+from services.proxy.budget.admission import BudgetGate, BudgetRequest
+from services.proxy.calls.attribution import attribute, upstream_body
+from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.limits import check as check_limits
 from services.proxy.calls.mock import mock_completion
@@ -34,9 +35,8 @@ from services.proxy.calls.streaming import relay_stream
 from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable, UpstreamError
 from services.proxy.providers import wire
 from services.proxy.providers.sse import format_money
-from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router, Target
+from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router
 from services.proxy.settings import ProxySettings
-from services.proxy.sync.topic_follower import TopicFollower
 from services.proxy.transport.answer import Answer
 from services.proxy.transport.http1 import Pool, Response, UpstreamConnectionError
 from services.proxy.usage_log.emitter import UsageEmitter
@@ -47,11 +47,9 @@ from shared.metrics import Registry
 
 log = structlog.get_logger(__name__)
 
-JSON = "application/json"
 _REQUIRED = {CHAT: "messages", TEXT: "prompt", EMBEDDING: "input", IMAGE: "prompt"}
 _random = random.Random(os.urandom(32))  # request ids need uniqueness, not secrecy; urandom per call is slow
 _UUID4_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
-KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic
 
 
 def new_request_id() -> str:
@@ -59,24 +57,6 @@ def new_request_id() -> str:
     value = (_random.getrandbits(128) & _UUID4_MASK) | (0x4000 << 64) | (0x8000 << 48)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass(slots=True)
-class Call:
-    """One call in flight: what every step after admission needs."""
-
-    request_id: str
-    call_type: str
-    caller: CallerIdentity
-    target: Target
-    attribution: Attribution
-    admission: Admission
-    body: dict[str, Any]  # what goes upstream (proxy-only fields removed)
-    start_time: datetime
-    t0: float  # perf_counter at arrival
-    requester_ip: str | None
-    settled: bool = False  # set by SettlementBook.close, once
-    detached: bool = False  # a background task finishes (and settles) the call after its handler ended
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -120,42 +100,27 @@ def validate(call_type: str, body: Any) -> str:
 
 
 class Relay:
-    def __init__(self, settings: ProxySettings, router: Router, auth: Authenticator, quoter: CostQuoter,
-                 registry: Registry | None = None) -> None:
+    """The call machinery of the LLM routes (routes.py). Built at start-up, once the collaborators
+    it is given are open: the budget gate that admits and settles, the usage emitter that records,
+    one keep-alive pool per upstream origin, and the key table's follower (None: no catch-up)."""
+
+    def __init__(self, settings: ProxySettings, router: Router, auth: Authenticator, quoter: CostQuoter, *,
+                 gate: BudgetGate, emitter: UsageEmitter, pools: Mapping[str, Pool],
+                 key_sync: KeyCatchUp | None = None, registry: Registry | None = None) -> None:
         self.settings = settings
         self.router = router
         self.auth = auth
         self.quoter = quoter
-        self.gate: BudgetGate = NoBudgetGate()
-        self.emitter: UsageEmitter | None = None  # set by the app's cleanup context
+        self.gate = gate
+        self.emitter = emitter
+        self.pools = pools
+        self.key_sync = key_sync
         self.background: set[asyncio.Task[None]] = set()  # streams finishing after their client left
         self.book = SettlementBook(registry)
         self.stopping = False  # set when shutdown begins: new calls are refused, streams are not handed off
-        self.pools: dict[str, Pool] = {}  # one keep-alive pool per upstream origin, opened by the app
-        self.key_sync: TopicFollower | None = None  # set by the app's cleanup context
         # Plain calls: the whole call. Streams: until the headers, then between two reads.
         self.timeouts = {t.model_id: t.timeout_s or settings.upstream_timeout_s for t in router.all_targets()}
         self.debug_log = settings.common.log_level.lower() == "debug"
-
-    # -- routes ---------------------------------------------------------------------------------
-
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self.relay(request, CHAT)
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self.relay(request, TEXT)
-
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self.relay(request, EMBEDDING)
-
-    async def image_generations(self, request: web.Request) -> web.StreamResponse:
-        return await self.relay(request, IMAGE)
-
-    async def models(self, request: web.Request) -> web.Response:
-        caller = self.auth.authenticate(request.headers)
-        names = [n for n in self.router.model_names if caller.allows_model(n)]
-        data = [{"id": n, "object": "model", "created": 1677610602, "owned_by": "openai"} for n in names]
-        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
     # -- the call -------------------------------------------------------------------------------
 
@@ -210,7 +175,6 @@ class Relay:
         """Refuse a call, before anything is held or paid for, that could not be recorded."""
         if self.stopping:
             raise ServiceUnavailable("the proxy is shutting down; retry the call (another replica will take it)")
-        assert self.emitter is not None, "the usage emitter starts with the app"
         reason = self.emitter.refusal()
         if reason is not None:
             raise ServiceUnavailable(f"the proxy cannot record calls right now ({reason}); retry later")
@@ -341,7 +305,6 @@ class Relay:
                     api_base=call.target.api_base, status=status, error=message[:300])
 
     def record(self, event: UsageEvent) -> None:
-        assert self.emitter is not None, "the usage emitter starts with the app"
         self.emitter.emit(event)
         if self.debug_log:
             log.debug("call", request_id=event.request_id, model_group=event.model_group, status=event.status,

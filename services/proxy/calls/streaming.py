@@ -18,13 +18,14 @@ import asyncio
 import time
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 from aiohttp import web
 
+from services.proxy.calls.call import Call, CallHost
 from services.proxy.calls.mock import mock_stream_chunks
 from services.proxy.errors import UpstreamError
 from services.proxy.providers import sse
@@ -32,11 +33,9 @@ from services.proxy.providers import wire
 from services.proxy.providers.anthropic import StreamTranslator
 from services.proxy.providers.openai_usage import estimated_usage, usage_from_openai
 from services.proxy.routing.router import ANTHROPIC
+from services.proxy.transport.aiohttp_private import CoalescingStreamResponse
 from services.proxy.transport.http1 import Response, UpstreamConnectionError
 from shared.events import TokenUsage, utcnow
-
-if TYPE_CHECKING:
-    from services.proxy.calls.relay import Call, Relay
 
 log = structlog.get_logger(__name__)
 
@@ -46,19 +45,12 @@ _CLIENT_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError, Connec
 _DEADLINE_SLACK_S = 1.0
 
 
-class _CoalescingStreamResponse(web.StreamResponse):
-    """Sends its headers with the first body bytes, in one write (aiohttp's Response does this;
-    StreamResponse writes them alone). Used only when those bytes are already at hand."""
-
-    _send_headers_immediately = False
-
-
 class _Outcome:
     """What the stream produced so far."""
 
     __slots__ = ("usage", "response_model", "chunks", "first_at", "invalid", "relay", "call", "quote")
 
-    def __init__(self, relay: Relay, call: Call, quote: bool) -> None:
+    def __init__(self, relay: CallHost, call: Call, quote: bool) -> None:
         self.relay, self.call = relay, call
         self.quote = quote  # the client sees the usage chunks: each gets its cost
         self.usage: TokenUsage | None = None  # the last usage chunk's
@@ -97,7 +89,7 @@ class _Pump:
     """Reads the upstream stream to its end, passing bytes to the client while it listens, and
     records the call exactly once when the stream is over."""
 
-    def __init__(self, relay: Relay, call: Call, response: web.StreamResponse, keep_usage: bool,
+    def __init__(self, relay: CallHost, call: Call, response: web.StreamResponse, keep_usage: bool,
                  upstream_response: Response | None = None) -> None:
         self.relay, self.call, self.response, self.keep_usage = relay, call, response, keep_usage
         self.upstream_response = upstream_response
@@ -215,7 +207,7 @@ class _Pump:
                               metadata_extra={"usage_estimated": True, "client_disconnected": self.client_gone})
 
 
-async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
+async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
     target = call.target
     keep_usage = wire.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
     upstream_response: Response | None = None
@@ -255,7 +247,7 @@ async def relay_stream(relay: Relay, request: web.Request, call: Call, mock: str
     # Headers and the first bytes in one write when those bytes are already here (always for a
     # mock); otherwise the headers go now, so the client knows at once that the call started.
     at_hand = upstream_response is None or upstream_response.buffered
-    response = (_CoalescingStreamResponse if at_hand else web.StreamResponse)(headers=headers)
+    response = (CoalescingStreamResponse if at_hand else web.StreamResponse)(headers=headers)
     pump = _Pump(relay, call, response, keep_usage, upstream_response)
     try:
         await response.prepare(request)

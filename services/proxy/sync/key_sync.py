@@ -50,3 +50,6 @@ class KeySync(TopicFollower):
         if isinstance(event, (EntityChanged, SpendReset)):
             for listener in self.listeners:
                 listener(event)
+
+
+KEY_SYNC: web.AppKey[KeySync] = web.AppKey("key_sync", KeySync)  # set by app.py's key_sync context

@@ -11,10 +11,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.backoff import Backoff
 from shared.kafka import consumer as make_consumer, stalled_partitions, stop_clients
 from shared.settings import CommonSettings
 
 log = structlog.get_logger(__name__)
+
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # the backoff between attempts to (re)connect
 
 
 class TopicFollower:
@@ -43,7 +46,7 @@ class TopicFollower:
         """Called once, when the follower first reaches the topic's end."""
 
     async def run(self) -> None:
-        delay = 0.2
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             overrides = {} if self.fetch_max_wait_ms is None else {"fetch_max_wait_ms": self.fetch_max_wait_ms}
             consumer = make_consumer(self.common, self.base_topic, group_id=None, **overrides)
@@ -51,14 +54,13 @@ class TopicFollower:
                 await consumer.start()
                 assigned = await self._assignment(consumer)
                 ends = await consumer.end_offsets(list(assigned))
-                delay = 0.2
+                backoff.reset()
                 await self._consume(consumer, ends)
             except (KafkaError, OSError) as exc:
-                log.warning(self.retry_event, error=str(exc), retry_in_s=delay)
+                log.warning(self.retry_event, error=str(exc), retry_in_s=backoff.delay)
             finally:
                 await stop_clients(consumer)
-            await asyncio.sleep(delay)  # backoff before reconnecting
-            delay = min(delay * 2, 5.0)
+            await backoff.sleep()
 
     async def _assignment(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
         """The topic's partitions, once metadata names them (polling with a deadline)."""
@@ -93,10 +95,9 @@ class TopicFollower:
 
     async def _check_not_stalled(self, consumer: AIOKafkaConsumer, checked: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Messages waiting on a partition whose position has not moved since the last check: the
-        fetcher is stuck. Not seen here; the ledger has the same guard, for a fetcher that stops
-        without an error after a broker restart. Reconnect rather than serve a key table or
-        budget totals that no longer change. A wait past 10 s is a TimeoutError, which
-        reconnects as well."""
+        fetcher is stuck (aiokafka's fetcher can stop without an error after a broker restart; the
+        ledger has the same guard). Reconnect rather than serve a key table or budget totals that
+        no longer change. A wait past 10 s is a TimeoutError, which reconnects as well."""
         ends = await asyncio.wait_for(consumer.end_offsets(list(consumer.assignment())), 10)
         positions = {tp: await asyncio.wait_for(consumer.position(tp), 10) for tp in ends}
         stalled = stalled_partitions(checked, positions, ends)

@@ -19,6 +19,8 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 from aiohttp.abc import AbstractStreamWriter
 
+from services.proxy.transport.aiohttp_private import already_sent, mark_sent_whole
+
 JSON = "application/json"
 
 
@@ -61,11 +63,10 @@ class Answer(web.StreamResponse):
         self._payload = body
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._eof_sent:
+        if already_sent(self):
             return None
         writer = request.writer
         keep_alive = request.keep_alive
-        self._keep_alive = keep_alive
         version = request.version
         if version == HttpVersion11:
             status, connection = "HTTP/1.1 200 OK\r\n", "" if keep_alive else "Connection: close\r\n"
@@ -74,7 +75,6 @@ class Answer(web.StreamResponse):
             connection = "Connection: keep-alive\r\n" if keep_alive and version == HttpVersion10 else ""
         body = self._payload
         head = f"{status}{self._lines}Content-Length: {len(body)}\r\nDate: {http_date()}{_TAIL}{connection}\r\n"
-        self._eof_sent = True
-        self._body_length = len(body)
+        mark_sent_whole(self, keep_alive, len(body))
         await writer.write_eof(head.encode() + body)
         return None

@@ -9,17 +9,23 @@ frozen match info, and serves a request whose raw target is exactly that path fr
 else — another method or path, a query string, a `{variable}` route, an `Expect` header — goes to
 the Application's own `_handle`, so 404s, 405s and every other route keep aiohttp's handling and
 OpenAI-shaped errors. tests/unit/test_proxy_dispatch.py proves the table matches the router's
-answer for each path."""
+answer for each path. The aiohttp internals it needs are in aiohttp_private.py."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from functools import partial, update_wrapper
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import PlainResource, UrlMappingMatchInfo
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from services.proxy.transport.aiohttp_private import (
+    Handler,
+    app_handler,
+    frozen_match_info,
+    replace_app_handler,
+    set_match_info,
+)
 
 
 class FastRoutes:
@@ -27,7 +33,7 @@ class FastRoutes:
 
     def __init__(self, app: web.Application, paths: Iterable[str]) -> None:
         self.app = app
-        self.general: Handler = app._handle
+        self.general: Handler = app_handler(app)
         self.table: dict[str, tuple[Handler, UrlMappingMatchInfo]] = {}
         wanted = set(paths)
         for route in app.router.routes():
@@ -35,10 +41,7 @@ class FastRoutes:
             path = resource.canonical if isinstance(resource, PlainResource) else None
             if route.method != hdrs.METH_POST or path not in wanted or path in self.table:
                 continue
-            match_info = UrlMappingMatchInfo({}, route)
-            match_info.add_app(app)
-            match_info.freeze()
-            self.table[path] = (self._chain(route.handler), match_info)
+            self.table[path] = (self._chain(route.handler), frozen_match_info(route, app))
         missing = wanted - self.table.keys()
         if missing:
             raise ValueError(f"no plain POST route for {sorted(missing)}")
@@ -56,7 +59,8 @@ class FastRoutes:
         if request.method == hdrs.METH_POST:
             entry = self.table.get(request.raw_path)
             if entry is not None and hdrs.EXPECT not in request.headers:
-                handler, request._match_info = entry
+                handler, match_info = entry
+                set_match_info(request, match_info)
                 return await handler(request)
         return await self.general(request)
 
@@ -64,4 +68,4 @@ class FastRoutes:
 def install_fast_routes(app: web.Application, paths: Iterable[str]) -> None:
     """Serve `paths` through FastRoutes from now on. Run from on_startup: every route and
     middleware is in place, and aiohttp builds its server from `app._handle` right after."""
-    app._handle = FastRoutes(app, paths).handle  # type: ignore[method-assign]
+    replace_app_handler(app, FastRoutes(app, paths).handle)

@@ -1,10 +1,10 @@
 """Connections handed to the workers in turn. With SO_REUSEPORT the kernel picks a worker by a hash
 of each connection's addresses, and a client that opens its connection pool while one worker is
 still starting puts every connection on the other: keep-alive connections stay where they landed,
-so one worker served all 32 connections of the benchmark's pool in two runs of four (2,150
-calls/s against 3,600 when split). As Node's cluster module does, the parent accepts instead and
-passes each connection (its file descriptor, over a Unix socket) to the next worker that is
-ready, round robin; a worker restarting gets none until it says it is ready.
+so one worker can serve a whole pool while the other idles, at well under half the throughput
+of a split pool. As Node's cluster module does, the parent accepts instead and passes each
+connection (its file descriptor, over a Unix socket) to the next worker that is ready, round
+robin; a worker restarting gets none until it says it is ready.
 
 Parent side: `Dispatcher`, a thread beside the parent's wait loop. Worker side: `serve_handed_off`,
 aiohttp's runner fed with the connections that arrive on the worker's channel."""

@@ -17,9 +17,9 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
-from services.proxy.auth.keys import KeyCatchUp, authenticate_with_catch_up
-from services.proxy.calls.relay import KEY_CATCH_UP_S, Relay
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, authenticate_with_catch_up
 from services.proxy.errors import ProxyError, UpstreamError
+from services.proxy.sync.key_sync import KEY_SYNC
 from shared.errors import error_response
 
 log = structlog.get_logger(__name__)
@@ -34,7 +34,7 @@ PUBLIC_PREFIX = "/ui"  # the Usage page's HTML, CSS and JS
 
 REPORTS_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("reports_session", aiohttp.ClientSession)
 REPORTS_URL: web.AppKey[str] = web.AppKey("reports_url", str)
-FORWARD_RELAY: web.AppKey[Relay] = web.AppKey("forward_relay", Relay)
+FORWARD_AUTH: web.AppKey[Authenticator] = web.AppKey("forward_auth", Authenticator)
 
 
 class BodyTooLarge(ProxyError):
@@ -56,9 +56,8 @@ async def check_caller(request: web.Request) -> None:
     and BodyTooLarge (413) when the announced body is over the limit."""
     if is_public(request):
         return
-    relay = request.app[FORWARD_RELAY]
-    key_sync: KeyCatchUp | None = relay.key_sync
-    await authenticate_with_catch_up(relay.auth, request.headers, key_sync, KEY_CATCH_UP_S)
+    app = request.app
+    await authenticate_with_catch_up(app[FORWARD_AUTH], request.headers, app.get(KEY_SYNC), KEY_CATCH_UP_S)
     length = request.content_length
     if length is not None and length > MAX_FORWARDED_BODY:
         raise BodyTooLarge()
@@ -130,9 +129,10 @@ async def stream_answer(request: web.Request, upstream: aiohttp.ClientResponse, 
     return response
 
 
-def add_report_routes(app: web.Application, relay: Relay) -> None:
-    """`relay` lends its authenticator and key-table catch-up, so callers are judged alike."""
-    app[FORWARD_RELAY] = relay
+def add_report_routes(app: web.Application, auth: Authenticator) -> None:
+    """`auth` is the LLM routes' authenticator and the catch-up is the same key sync (app[KEY_SYNC]),
+    so callers are judged alike."""
+    app[FORWARD_AUTH] = auth
     for pattern in ("/spend/{tail:.*}", "/global/spend", "/global/spend/{tail:.*}", "/ui", "/ui/{tail:.*}",
                     "/user/daily/activity", "/team/daily/activity", "/tag/daily/activity"):
         app.router.add_route("*", pattern, forward_to_reports, expect_handler=refuse_before_continue)

@@ -3,7 +3,7 @@
 `emit()` is synchronous and cheap: it writes the event to the journal (see journal.py: what keeps an
 answered call's event through a SIGKILL), appends it to a bounded in-memory queue and wakes the
 sender.
-The sender hands events to the idempotent producer without waiting for acks, as whole record
+The sender (sender.py) hands events to the idempotent producer without waiting for acks, as whole record
 batches per partition (what has queued up since its last turn: aiokafka's per-message send()
 costs about three times the CPU of appending to a batch); a failed batch goes to the spool.
 While Kafka is unreachable (not yet connected, or a send just failed) events go straight to the
@@ -13,8 +13,8 @@ first. A full queue spills to the spool synchronously: back-pressure, not loss.
 
 The spool drain sets aside what Kafka refuses for a reason of the record's own and goes on
 (spool_drain.py). While the journal or spool cannot be written (disk full, read-only, I/O error)
-`refusal()` says why, so that the relay answers 503 before it pays an upstream; events that could
-not be written wait in memory and are retried with a capped backoff, and a successful write probe
+`refusal()` says why (write_refusal.py), so that the relay answers 503 before it pays an upstream;
+events that could not be written wait in memory and are retried with a capped backoff, and a successful write probe
 ends the refusal. `check()` (the /health "kafka" check) fails while the usage log cannot be
 written, while no broker answers, and while spooled events wait without the spool advancing for
 `stall_after_s`. Nothing here raises into the request path, and no background task ends on OSError."""
@@ -31,12 +31,15 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
-from services.proxy.usage_log.batching import MAX_BATCH_RECORDS, RECORD_OVERHEAD, CachedPartitioner, Record, fill_batch
+from services.proxy.usage_log.batching import MAX_BATCH_RECORDS, Record
 from services.proxy.usage_log.journal import Journal
 from services.proxy.usage_log.record import encode_usage
 from services.proxy.usage_log.set_aside import SetAside
 from services.proxy.usage_log.spool import Spool
-from services.proxy.usage_log.spool_drain import RECORD_ERRORS, batch_size, drain_file
+from services.proxy.usage_log.sender import BatchSender
+from services.proxy.usage_log.spool_drain import RECORD_ERRORS, drain_file
+from services.proxy.usage_log.write_refusal import WriteRefusal
+from shared.backoff import Backoff
 from shared.events import UsageEvent
 from shared.health import kafka_check
 from shared.metrics import Registry
@@ -44,7 +47,7 @@ from shared.metrics import Registry
 log = structlog.get_logger(__name__)
 
 SEND_ALL_TIMEOUT_S = 30.0  # a spool file or shutdown flush that gets no answer in this long failed
-WRITE_RETRY_MAX_S = 5.0  # cap of the backoff between attempts to write the usage log again
+CONNECT_RETRY_FIRST_S, CONNECT_RETRY_MAX_S = 0.2, 5.0  # the backoff between attempts to reach a broker
 
 # aiokafka's sender task dies on these and every later send fails the same way (e.g. batches that
 # expired while the broker was down leave a gap in a partition's sequence numbers): the producer is
@@ -87,23 +90,15 @@ class UsageEmitter:
         self._queue: collections.deque[Record] = collections.deque()
         self._queue_size = queue_size
         self._wakeup = asyncio.Event()
-        # Sent batches, not yet acknowledged: if their producer is abandoned, they go to the spool.
-        self._pending: dict[int, list[Record]] = {}
-        self._pending_records = 0
-        self._partitioner = CachedPartitioner()
-        self._next_token = 0
-        self._max_in_flight = max_in_flight
-        self._room = asyncio.Event()
-        self._room.set()
+        self.sender = BatchSender(topic, max_in_flight=max_in_flight, spool=self._to_spool, acked=self._acked,
+                                  send_failed=self._send_failed, ack_failed=self._ack_failed)
         self._failed: list[Record] = []
         self._held: list[Record] = []  # could be neither sent nor written to disk: retried
         self._drain_interval = drain_interval_s
         self._stall_after = stall_after_s
         self._progress_at = time.monotonic()  # the spool last advanced, emptied or began to wait
         self._drain_error: str | None = None
-        self._write_error: str | None = None
-        self._write_backoff = drain_interval_s
-        self._write_retry_at = 0.0
+        self.writes = WriteRefusal(registry, drain_interval_s)  # refused disk writes: why calls are refused
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._drain_lock = asyncio.Lock()
@@ -112,14 +107,10 @@ class UsageEmitter:
         self.spooled = registry.counter("proxy_usage_events_spooled_total", "Usage events written to the spool")
         self.set_aside_total = registry.counter(
             "proxy_usage_events_set_aside_total", "Spooled usage events Kafka refuses for a reason of their own, set aside")
-        self.write_failures = registry.counter(
-            "proxy_usage_log_write_failures_total", "Writes of the usage journal or spool the disk refused")
         registry.gauge("proxy_usage_queue_length", "Usage events waiting in memory", callback=lambda: float(len(self._queue)))
         registry.gauge("proxy_spool_pending", "Usage events in the spool waiting for Kafka", callback=lambda: float(self.spool.pending))
         registry.gauge("proxy_usage_held_in_memory", "Usage events neither sent nor written to disk yet",
                        callback=lambda: float(len(self._held)))
-        registry.gauge("proxy_usage_log_writable", "1 while the usage journal and spool can be written, else 0 (calls refused)",
-                       callback=lambda: 0.0 if self._write_error else 1.0)
 
     # -- request path ---------------------------------------------------------------------------
 
@@ -134,7 +125,7 @@ class UsageEmitter:
         try:
             segment: int | None = self.journal.append(value)
         except OSError as exc:
-            self._write_failed(exc)
+            self.writes.failed(exc)
             segment = None
         record = (event.api_key_hash.encode(), value, event.request_id.encode(), segment)
         if len(self._queue) >= self._queue_size:
@@ -147,7 +138,7 @@ class UsageEmitter:
     def refusal(self) -> str | None:
         """Why new calls must be refused before their upstream is paid (their usage could not be
         written down), or None."""
-        return self._write_error
+        return self.writes.reason
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -155,7 +146,7 @@ class UsageEmitter:
         try:
             self._adopt_leftovers()
         except OSError as exc:
-            self._write_failed(exc)  # the segments stay on disk; the drain loop tries again
+            self.writes.failed(exc)  # the segments stay on disk; the drain loop tries again
         self._progress_at = time.monotonic()
         self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
                        asyncio.create_task(self._send_loop(), name="usage-send"),
@@ -192,14 +183,14 @@ class UsageEmitter:
                 await asyncio.wait_for(self.producer.stop(), timeout)
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("producer_stop_failed", error=str(exc))
-        self._write_error = None  # a last attempt, whatever failed before
+        self.writes.reason = None  # a last attempt, whatever failed before
         held, self._held = self._held, []
         self._to_spool(leftover + self._failed + held)
         self._failed = []
         if self._held:
             # Those with a journal line are recovered by the next start; the others are lost.
             lost = [r[2].decode() for r in self._held if r[3] is None]
-            log.error("usage_events_not_saved", error=self._write_error, in_journal=len(self._held) - len(lost),
+            log.error("usage_events_not_saved", error=self.writes.reason, in_journal=len(self._held) - len(lost),
                       lost=len(lost), lost_request_ids=lost[:100])
         self.spool.close()
         self.journal.close()
@@ -207,8 +198,8 @@ class UsageEmitter:
     async def check(self) -> None:
         """For /health: raises while the usage log cannot be written, while no broker answers,
         and while spooled events wait and the spool has not advanced for `stall_after_s`."""
-        if self._write_error is not None:
-            raise UsageLogUnwritable(self._write_error)
+        if self.writes.reason is not None:
+            raise UsageLogUnwritable(self.writes.reason)
         if self.producer is None:
             self._progress_at = time.monotonic()  # a stall is only counted while a broker answers
             raise ConnectionError("not connected to Kafka (usage events are going to the spool)")
@@ -234,16 +225,15 @@ class UsageEmitter:
     # -- background -----------------------------------------------------------------------------
 
     async def _connect_loop(self) -> None:
-        delay = 0.2
+        backoff = Backoff(CONNECT_RETRY_FIRST_S, CONNECT_RETRY_MAX_S)
         while self.producer is None:
             producer = self._factory()
             try:
                 await producer.start()
             except (KafkaError, OSError) as exc:
-                log.warning("kafka_unreachable", error=str(exc), retry_in_s=delay)
+                log.warning("kafka_unreachable", error=str(exc), retry_in_s=backoff.delay)
                 await producer.stop()
-                await asyncio.sleep(delay)  # backoff between connection attempts
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
                 continue
             self.producer = producer
             self._progress_at = time.monotonic()  # a broker answers from now on
@@ -252,7 +242,7 @@ class UsageEmitter:
             try:
                 await self._drain_once()  # a non-empty spool goes first
             except OSError as exc:
-                self._write_failed(exc)
+                self.writes.failed(exc)
             if not self.spool.pending:
                 self.healthy = True
 
@@ -275,110 +265,46 @@ class UsageEmitter:
                 if self._failed:
                     failed, self._failed = self._failed, []
                     self._to_spool(failed)
-                if not self.healthy or self.producer is None:
+                producer = self.producer
+                if not self.healthy or producer is None:
                     batch = list(self._queue)
                     self._queue.clear()
                     self._to_spool(batch)
                     break
-                if self._pending_records >= self._max_in_flight:
-                    self._room.clear()
-                    await self._room.wait()
+                if self.sender.full:
+                    await self.sender.wait_for_room()
                     continue
-                await self._send_batches()
+                records = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH_RECORDS))]
+                await self.sender.send(producer, records, self.limit)
 
-    async def _send_batches(self) -> None:
-        """What is queued, up to MAX_BATCH_RECORDS, as one record batch per partition (more when
-        a batch fills up), partitioned as send() would (murmur2 of the key)."""
-        producer = self.producer
-        assert producer is not None
-        records = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH_RECORDS))]
-        if self.limit is not None:
-            records = self._without_oversize(records, self.limit)
-        try:
-            partitions = sorted(await producer.partitions_for(self.topic))
-        except (KafkaError, OSError) as exc:
-            self._mark_failed(exc)
-            self._failed.extend(records)
-            return
-        by_partition: dict[int, list[Record]] = {}
-        for record in records:
-            by_partition.setdefault(self._partitioner(record[0], partitions, partitions), []).append(record)
-        groups = list(by_partition.items())
-        for i, (partition, group) in enumerate(groups):
-            try:
-                while group:
-                    try:
-                        builder, taken = fill_batch(producer, group, self.limit)
-                    except ValueError as exc:  # no batch holds it: the spool drain sets it aside
-                        log.warning("usage_event_unbatchable", error=str(exc))
-                        self._to_spool(group[:1])
-                        group = group[1:]
-                        continue
-                    future = await producer.send_batch(builder, self.topic, partition=partition)
-                    self._track(future, group[:taken])
-                    group = group[taken:]
-            except (KafkaError, OSError) as exc:
-                self._mark_failed(exc)
-                self._failed.extend(group)  # this partition's unsent rest, and every later partition's
-                for _partition, rest in groups[i + 1:]:
-                    self._failed.extend(rest)
-                return
-
-    def _without_oversize(self, records: list[Record], limit: int) -> list[Record]:
-        """Records over the topic's limit go to the spool, whose drain sets them aside: sent, the
-        broker would refuse the batch holding them and break the partition's sequence."""
-        over = [r for r in records if len(r[0]) + len(r[1]) + len(r[2]) + RECORD_OVERHEAD > limit
-                and batch_size(r[0], r[1], r[2]) > limit]
-        if not over:
-            return records
-        log.warning("usage_events_over_topic_limit", events=len(over), max_message_bytes=limit,
-                    request_ids=[r[2].decode() for r in over[:10]])
-        self._to_spool(over)
-        refused = {id(r) for r in over}
-        return [r for r in records if id(r) not in refused]
-
-    def _track(self, future: asyncio.Future, batch: list[Record]) -> None:  # type: ignore[type-arg]
-        token = self._next_token
-        self._next_token += 1
-        self._pending[token] = batch
-        self._pending_records += len(batch)
-        future.add_done_callback(lambda f, t=token: self._on_ack(f, t))
-
-    def _on_ack(self, future: asyncio.Future, token: int) -> None:  # type: ignore[type-arg]
-        batch = self._pending.pop(token, None)
-        if batch is None:
-            return  # its producer was abandoned and the batch already handed to the spool
-        self._pending_records -= len(batch)
-        if not self._room.is_set() and self._pending_records < self._max_in_flight // 2:
-            self._room.set()
-        if future.cancelled() or future.exception() is not None:
-            exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
-            # A batch the broker refused as too large leaves a gap in the partition's sequence:
-            # the producer is replaced, and the spool's drain sets aside the record at fault.
-            self._mark_failed(exc, producer_dead=isinstance(exc, RECORD_ERRORS))
-            self._failed.extend(batch)
-            if not self._wakeup.is_set():
-                self._wakeup.set()
-            return
+    def _acked(self, batch: list[Record]) -> None:
         self.sent.inc(len(batch))
         for record in batch:
             if record[3] is not None:
                 self.journal.done(record[3])
+
+    def _send_failed(self, exc: BaseException, records: list[Record]) -> None:
+        self._mark_failed(exc)
+        self._failed.extend(records)
+
+    def _ack_failed(self, exc: BaseException, batch: list[Record]) -> None:
+        # A batch the broker refused as too large leaves a gap in the partition's sequence:
+        # the producer is replaced, and the spool's drain sets aside the record at fault.
+        self._mark_failed(exc, producer_dead=isinstance(exc, RECORD_ERRORS))
+        self._failed.extend(batch)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     def _mark_failed(self, exc: BaseException | None, *, producer_dead: bool = False) -> None:
         if self.healthy:
             log.warning("kafka_send_failed", error=str(exc))
         self.healthy = False
         if (producer_dead or isinstance(exc, PRODUCER_FATAL)) and self.producer is not None and not self._closing:
-            log.warning("kafka_producer_replaced", error=repr(exc), unacknowledged=self._pending_records)
+            log.warning("kafka_producer_replaced", error=repr(exc), unacknowledged=self.sender.pending_records)
             dead, self.producer = self.producer, None  # meanwhile events go to the spool
-            # A dead sender may never settle its futures: what it held goes to the spool now (a
-            # copy Kafka did get is deduplicated downstream by request id).
-            for batch in self._pending.values():
-                self._failed.extend(batch)
-            self._pending.clear()
-            self._pending_records = 0
-            self._room.set()
+            # What the dead producer held goes to the spool now (a copy Kafka did get is
+            # deduplicated downstream by request id).
+            self._failed.extend(self.sender.abandon())
             self._wakeup.set()
             self._tasks.append(asyncio.create_task(self._reconnect(dead), name="usage-reconnect"))
 
@@ -394,14 +320,14 @@ class UsageEmitter:
         log cannot be written they wait in memory instead, retried by the drain loop."""
         if not records:
             return True
-        if self._write_error is not None:
+        if self.writes.reason is not None:
             self._held.extend(records)
             return False
         was_empty = not self.spool.pending
         try:
             self.spool.append(r[1] for r in records)
         except OSError as exc:
-            self._write_failed(exc)
+            self.writes.failed(exc)
             self._held.extend(records)
             return False
         if was_empty:
@@ -411,14 +337,6 @@ class UsageEmitter:
             if record[3] is not None:
                 self.journal.done(record[3])
         return True
-
-    def _write_failed(self, exc: OSError) -> None:
-        self.write_failures.inc()
-        if self._write_error is None:
-            log.error("usage_log_unwritable", error=str(exc), hint="new calls are refused (503) until it can be written")
-            self._write_backoff = self._drain_interval
-            self._write_retry_at = time.monotonic() + self._write_backoff
-        self._write_error = f"the usage log cannot be written: {exc}"
 
     def _recover_writes(self) -> None:
         """Try the disk again: leftovers of a previous process, then what waits in memory (to
@@ -442,20 +360,15 @@ class UsageEmitter:
                         self.journal.done(record[3])
             self.spool.probe()
         except OSError as exc:
-            self.write_failures.inc()
-            self._write_error = f"the usage log cannot be written: {exc}"
-            self._write_backoff = min(self._write_backoff * 2, WRITE_RETRY_MAX_S)
-            self._write_retry_at = time.monotonic() + self._write_backoff
-            log.warning("usage_log_still_unwritable", error=str(exc), retry_in_s=self._write_backoff, held=len(self._held))
+            self.writes.retry_failed(exc, held=len(self._held))
             return
-        self._write_error = None
-        log.info("usage_log_writable_again")
+        self.writes.recovered()
 
     async def _drain_loop(self) -> None:
         while True:
             await asyncio.sleep(self._drain_interval)  # the retry period of the spool
             try:
-                if self._write_error is not None and time.monotonic() >= self._write_retry_at:
+                if self.writes.due():
                     self._recover_writes()
                 if self._failed and not self._queue:
                     failed, self._failed = self._failed, []
@@ -463,7 +376,7 @@ class UsageEmitter:
                 if self.producer is not None and (self.spool.pending or not self.healthy):
                     await self._drain_once()
             except OSError as exc:  # the disk (spool files, marker, set-aside file): refused, retried
-                self._write_failed(exc)
+                self.writes.failed(exc)
 
     async def _drain_once(self) -> None:
         """Send every spooled event; release each file whose every line is done."""

@@ -45,7 +45,8 @@ def recover_lines(data: bytes) -> tuple[list[bytes], int]:
     """Every complete record in `data` (JSON lines), and how many torn fragments were skipped.
 
     A line that is not a record may be a torn fragment glued to the complete record after it (a
-    file written before lines were self-delimiting): the record is recovered from where it starts."""
+    journal left by a version whose lines are not self-delimiting): the record is recovered from
+    where it starts."""
     records: list[bytes] = []
     torn = 0
     for line in data.split(b"\n"):

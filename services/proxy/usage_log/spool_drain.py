@@ -2,7 +2,7 @@
 
 The lines are sent in order, a chunk at a time. A line that is not a usage event, or that Kafka
 refuses for a reason of its own (over the topic's `max.message.bytes`, over the producer's request
-size), is set aside (setaside.py) and the drain goes on. Any other failure (no broker, a timeout, a
+size), is set aside (set_aside.py) and the drain goes on. Any other failure (no broker, a timeout, a
 broken producer) ends this attempt: what was done before it is marked durably in the spool, and
 the next attempt resumes after it. A record over the topic's limit is set aside before it is sent:
 the broker refusing one would break the idempotent producer's sequence for its partition."""

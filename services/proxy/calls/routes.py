@@ -1,0 +1,41 @@
+"""The LLM routes' handlers. They are registered when the app is built (aiohttp's router is
+frozen once it starts), and the Relay they serve calls with is built during start-up, once its
+pools, usage emitter, key sync and budget gate are open (app.py's `llm_relay` context): the handlers
+reach it through `self.relay`, set then, before the server accepts a connection."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from services.proxy.calls.relay import Relay
+from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
+
+JSON = "application/json"
+
+
+class LlmRoutes:
+    relay: Relay
+
+    def __init__(self, relay: Relay | None = None) -> None:
+        if relay is not None:
+            self.relay = relay
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay.relay(request, CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay.relay(request, TEXT)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay.relay(request, EMBEDDING)
+
+    async def image_generations(self, request: web.Request) -> web.StreamResponse:
+        return await self.relay.relay(request, IMAGE)
+
+    async def models(self, request: web.Request) -> web.Response:
+        relay = self.relay
+        caller = relay.auth.authenticate(request.headers)
+        names = [n for n in relay.router.model_names if caller.allows_model(n)]
+        data = [{"id": n, "object": "model", "created": 1677610602, "owned_by": "openai"} for n in names]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
