@@ -28,6 +28,7 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
 from services.ledger.rows import SpendLogLine, Unstorable, spend_log_line
 from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
+from shared.backoff import Backoff
 from shared.dead_letters import RECORD_ERRORS, dead_letter, dead_letter_key, encoded, is_record_error
 from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
 from shared.events import UnknownEventVersion
@@ -284,7 +285,7 @@ class Ledger:
 
     async def with_db_retry(self, action: Callable[[], Awaitable[object]]) -> object:
         """Postgres down: retry with capped exponential backoff, never skip (/health says 503)."""
-        delay = 0.1
+        backoff = Backoff(0.1, self.retry_max_delay_s)
         while True:
             try:
                 return await action()
@@ -294,9 +295,8 @@ class Ledger:
                 if not is_transient(exc):
                     raise
                 self.metrics.db_retries.inc()
-                log.warning("ledger_db_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}", retry_in_s=delay)
-            await asyncio.sleep(delay)  # backoff between retries
-            delay = min(delay * 2, self.retry_max_delay_s)
+                log.warning("ledger_db_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}", retry_in_s=backoff.delay)
+            await backoff.sleep()
 
     async def dead_letter(self, items: Sequence[Item]) -> None:
         """Send each item's bounded dead letter; one the broker refuses (too large for the dlq

@@ -22,6 +22,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
+from shared.backoff import Backoff
 from shared.dead_letters import dead_letter, dead_letter_key, encoded, is_record_error
 from shared.events import DeadLetter, utcnow
 from shared.metrics import Registry
@@ -95,7 +96,7 @@ class Pricer(ConsumerRebalanceListener):
         self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)  # before re-reading a batch the broker aborted
         try:
             while True:
                 generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
@@ -104,7 +105,7 @@ class Pricer(ConsumerRebalanceListener):
                 if self._committing is not None:
                     try:
                         await asyncio.shield(self._committing)  # on SIGTERM the batch still finishes
-                        delay = 0.5
+                        backoff.reset()
                     except ProducerFenced:
                         log.error("pricer_fenced", transactional_id=self.settings.transactional_id)
                         raise
@@ -135,12 +136,11 @@ class Pricer(ConsumerRebalanceListener):
                         await self._rewind(self.consumer.assignment())
                     except KafkaError as exc:
                         self.metrics.aborted.inc()
-                        log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
+                        log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=backoff.delay)
                         # The batch priced meanwhile comes after the aborted one: both are read again.
                         self._committing = work = None
                         await self._rewind(self.consumer.assignment())
-                        await asyncio.sleep(delay)  # capped backoff before re-reading the batch
-                        delay = min(delay * 2, 10.0)
+                        await backoff.sleep()
                     self._committing = None
                 if work is None:
                     continue
