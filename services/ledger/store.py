@@ -20,6 +20,7 @@ from services.ledger import batch_sql, entity_store
 from services.ledger.entity_tables import ENTITY_TABLES
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
 from services.ledger.rows import SpendLogLine, json_text
+from shared import db
 from shared.events import EntityChanged, SpendReset
 
 # Rows per write into COPY (about 1 MB).
@@ -45,13 +46,10 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     # LLVM compiled them every batch: 1.5 s of a replay's 2.3 s insert of 20,000 logs.
     # A batch's temp tables and sorts stay in memory (the defaults are 8 MB of temp buffers and
     # 4 MB of work_mem); temp_buffers is only settable before a session's first temp table.
-    options = f"-c jit=off -c temp_buffers={TEMP_BUFFERS} -c work_mem={WORK_MEM}"
-    if schema != "public":
-        options += f" -c search_path={schema}"
-    kwargs: dict[str, Any] = {"autocommit": False, "options": options}
-    return AsyncConnectionPool(
-        database_url, min_size=1, max_size=size, kwargs=kwargs, open=False, configure=_configure,
-        check=AsyncConnectionPool.check_connection, reconnect_timeout=3600, name=f"ledger-{schema}",
+    return db.pool(
+        database_url, min_size=1, max_size=size, schema=None if schema == "public" else schema,
+        server_settings={"jit": "off", "temp_buffers": TEMP_BUFFERS, "work_mem": WORK_MEM},
+        configure=_configure, name=f"ledger-{schema}",
     )
 
 
