@@ -8,20 +8,21 @@ entities' new spend are summed in Postgres over the rows really inserted (batch_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.ledger import batch_sql, entity_store
+from services.ledger.batching import Batch
 from services.ledger.entity_tables import ENTITY_TABLES
+from services.ledger.errors import SchemaSwapped, Unstorable
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
 from services.ledger.rows import SpendLogLine, json_text
 from shared import db
-from shared.events import EntityChanged, SpendReset
 
 # Rows per write into COPY (about 1 MB).
 COPY_CHUNK_ROWS = 1000
@@ -54,26 +55,27 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
 
 
 @dataclass
-class Batch:
-    """Decoded events in the order they were read, and where each partition's reading ends."""
-
-    priced: list[SpendLogLine] = field(default_factory=list)
-    admin: list[EntityChanged | SpendReset] = field(default_factory=list)
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-@dataclass
 class BatchResult:
     inserted: list[SpendLogLine]  # the rows this batch inserted
     duplicates: int
     totals: list[EntityState]  # every running total this batch changed, after the commit
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """Integrity (23), data (22) and program-limit (54, e.g. an index row too large) errors are
+    the data's fault; retrying them would block the ledger forever."""
+    if isinstance(exc, Unstorable):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.Error) and state[:2] in {"22", "23", "54"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is down, restarting, or chose this transaction as a deadlock victim."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)) and not is_data_error(exc)
+
+
 _SCHEMA_OID = "SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()"
-
-
-class SchemaSwapped(Exception):
-    """A replay swapped in a rebuilt schema: re-read from the offsets stored there."""
 
 
 class LedgerStore:
