@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from services.pricer.errors import LettersRefused, PricedRefused
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
 from shared.backoff import Backoff
@@ -271,19 +272,3 @@ class Pricer(ConsumerRebalanceListener):
             else:
                 self.consumer.seek(tp, committed)
 
-
-class LettersRefused(Exception):
-    """The broker refused these dead letters for what they are (too large for the dlq topic, say)."""
-
-    def __init__(self, letters: list[tuple[DeadLetter, BaseException]]) -> None:
-        super().__init__(f"{len(letters)} dead letter(s) refused: {letters[0][1]!r}")
-        self.letters = letters
-
-
-class PricedRefused(Exception):
-    """The broker refused priced record batches: (the usage record's coordinates when the batch held
-    that one record, else None; the error)."""
-
-    def __init__(self, batches: list[tuple[tuple[str, int, int] | None, BaseException]]) -> None:
-        super().__init__(f"{len(batches)} priced record batch(es) refused: {batches[0][1]!r}")
-        self.batches = batches
