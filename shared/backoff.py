@@ -9,13 +9,13 @@ class Backoff:
     """Delays of `first`, then twice the last, never above `cap`; `reset()` starts again.
 
     For retries of transient failures (a broker or database that is down): the wait is what the
-    caller means, not a wait for a condition."""
+    caller means, not a wait for a condition. A `first` of 0 never waits (tests retry at once)."""
 
     __slots__ = ("first", "cap", "factor", "_next")
 
     def __init__(self, first: float, cap: float, factor: float = 2.0) -> None:
-        if first <= 0 or cap < first or factor < 1:
-            raise ValueError(f"a backoff needs 0 < first <= cap and factor >= 1, not {first}, {cap}, {factor}")
+        if first < 0 or cap < first or factor < 1:
+            raise ValueError(f"a backoff needs 0 < first <= cap (or first 0: no wait) and factor >= 1, not {first}, {cap}, {factor}")
         self.first, self.cap, self.factor = first, cap, factor
         self._next = first
 

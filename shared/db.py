@@ -1,41 +1,34 @@
-"""Postgres helpers: the connection pool and waiting for the server."""
+"""The Postgres connection pool: the one factory every service opens its pool with."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 
-def pool(database_url: str, *, min_size: int = 1, max_size: int = 8, schema: str | None = None) -> AsyncConnectionPool:
-    """An unopened pool; open it in a cleanup context. `schema` pins search_path (replays use it)."""
+def pool(database_url: str, *, min_size: int = 1, max_size: int = 8, schema: str | None = None,
+         server_settings: Mapping[str, str] | None = None,
+         configure: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+         name: str | None = None) -> AsyncConnectionPool:
+    """An unopened pool; open it in a cleanup context. `schema` pins search_path (replays use
+    it); `server_settings` are set per connection (`-c name=value`), `configure` runs on each new
+    connection."""
     kwargs: dict[str, object] = {"autocommit": False}
+    options = [f"-c {key}={value}" for key, value in (server_settings or {}).items()]
     if schema:
-        kwargs["options"] = f"-c search_path={schema}"
+        options.append(f"-c search_path={schema}")
+    if options:
+        kwargs["options"] = " ".join(options)
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
         kwargs=kwargs,
         open=False,
+        configure=configure,
         check=AsyncConnectionPool.check_connection,
         reconnect_timeout=3600,
+        name=name,
     )
-
-
-async def wait_for_database(database_url: str, timeout: float = 60.0) -> None:
-    """Connect until the server answers, with backoff, up to `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.2
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(database_url, connect_timeout=5)
-            await conn.close()
-            return
-        except psycopg.OperationalError as exc:
-            if loop.time() + delay > deadline:
-                raise TimeoutError(f"Postgres did not answer in {timeout}s: {exc}") from exc
-        await asyncio.sleep(delay)  # backoff between retries
-        delay = min(delay * 2, 2.0)

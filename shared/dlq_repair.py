@@ -10,7 +10,6 @@ same Postgres transaction that covers the send, so a second replay does nothing 
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from shared import kafka
+from shared.backoff import Backoff
 from shared.db import pool as db_pool
 from shared.events import DeadLetter, UnknownEventVersion, decode_as
 from shared.quarantine import QuarantineStore, ensure_quarantine_tables
@@ -110,15 +110,14 @@ async def read_all(settings: CommonSettings, topic: str) -> list[ConsumerRecord]
 async def settled(ask: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
     """Ask again while the answer is retriable (a leader not yet known to this fresh client's
     metadata: StaleMetadata), with a short backoff."""
-    delay = 0.2
+    backoff = Backoff(0.2, 0.2 * 2 ** attempts)  # bounded by the attempts, never by the cap
     for attempt in range(attempts):
         try:
             return await ask()
         except KafkaError as exc:
             if not exc.retriable or attempt == attempts - 1:
                 raise
-        await asyncio.sleep(delay)  # backoff before asking again
-        delay *= 2
+        await backoff.sleep()
     raise AssertionError("unreachable")
 
 

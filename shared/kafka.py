@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from shared.backoff import Backoff
 from shared.settings import CommonSettings
 from shared.supervise import cancelled_from_outside
 from shared.topics import TopicSpec, topic_specs
@@ -106,7 +107,7 @@ async def wait_for_broker(settings: CommonSettings, timeout: float = 60.0) -> No
     """Poll the broker's metadata until it answers, with backoff, up to `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    delay = 0.2
+    backoff = Backoff(0.2, 2.0)
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5000)
         try:
@@ -114,9 +115,8 @@ async def wait_for_broker(settings: CommonSettings, timeout: float = 60.0) -> No
             await admin.list_topics()
             return
         except KafkaError as exc:
-            if loop.time() + delay > deadline:
+            if loop.time() + backoff.delay > deadline:
                 raise TimeoutError(f"Kafka at {settings.kafka_bootstrap_servers} did not answer in {timeout}s") from exc
         finally:
             await admin.close()
-        await asyncio.sleep(delay)  # backoff between retries, not a wait for a condition
-        delay = min(delay * 2, 2.0)
+        await backoff.sleep()

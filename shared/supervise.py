@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from shared.backoff import Backoff
+
 log = structlog.get_logger(__name__)
 
 
 async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_delay: float = 0.5, max_delay: float = 15.0,
                     fatal: tuple[type[BaseException], ...] = ()) -> None:
-    delay = first_delay
+    backoff = Backoff(first_delay, max_delay)
     while True:
         started = asyncio.get_running_loop().time()
         try:
@@ -37,10 +39,9 @@ async def supervise(name: str, worker: Callable[[], Awaitable[None]], *, first_d
                 raise asyncio.CancelledError from exc
             error = f"{type(exc).__name__}: {exc}"
         if asyncio.get_running_loop().time() - started > 60:
-            delay = first_delay  # it ran a good while: start the backoff afresh
-        log.warning("worker_failed", worker=name, error=error, retry_in_s=delay)
-        await asyncio.sleep(delay)  # backoff before the next attempt
-        delay = min(delay * 2, max_delay)
+            backoff.reset()  # it ran a good while: start the backoff afresh
+        log.warning("worker_failed", worker=name, error=error, retry_in_s=backoff.delay)
+        await backoff.sleep()
 
 
 def cancelled_from_outside() -> bool:

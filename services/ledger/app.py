@@ -15,6 +15,7 @@ from services.ledger.metrics import LedgerMetrics
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, make_pool
 from shared import kafka
+from shared.background import background_task
 from shared.errors import openai_errors
 from shared.health import HEALTH_CHECKS, StageProgress, add_health_routes, add_stage_checks, postgres_check
 from shared.metrics import Registry
@@ -69,13 +70,12 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
     async def stored_offsets() -> dict[tuple[str, int], int]:
         return await LedgerStore(app[POOL], settings.consumer_name, store_bodies=settings.store_bodies).load_offsets()
 
-    task = asyncio.create_task(supervise("ledger", run_once))
-    watch = asyncio.create_task(monitor(settings, topics, stored_offsets, app[PROGRESS], app[METRICS].lag,
-                                        settings.progress_interval_s))
-    yield
-    for running in (task, watch):
-        running.cancel()
-    await asyncio.gather(task, watch, return_exceptions=True)
+    # On cleanup the cancelled loop still lets its batch in flight commit (Ledger.pump), inside
+    # the task: cancelling and awaiting it is all shutdown takes.
+    async with (background_task(supervise("ledger", run_once), name="ledger"),
+                background_task(monitor(settings, topics, stored_offsets, app[PROGRESS], app[METRICS].lag,
+                                        settings.progress_interval_s), name="ledger-progress")):
+        yield
 
 
 def build_app(settings: LedgerSettings) -> web.Application:

@@ -13,103 +13,28 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
 
-import psycopg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-from psycopg_pool import PoolTimeout
-from pydantic import ValidationError
 
-from services.ledger.fast_priced import FastPricedEvent, decode_priced
+from services.ledger.batching import Item, blamed, make_batch, read_item, total_event
+from services.ledger.errors import BadData, SchemaSwapped
+from services.ledger.kafka_guards import STALL_CHECK_S, acknowledged, check_progress
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
-from services.ledger.rows import SpendLogLine, Unstorable, spend_log_line
-from services.ledger.store import Batch, BatchResult, LedgerStore, SchemaSwapped
+from services.ledger.store import BatchResult, LedgerStore, is_data_error, is_transient
+from shared.backoff import Backoff
 from shared.dead_letters import RECORD_ERRORS, dead_letter, dead_letter_key, encoded, is_record_error
-from shared.events import DeadLetter, EntityChanged, EntityTotal, PricedUsageEvent, SpendReset, decode, encode
-from shared.events import UnknownEventVersion
-from shared.kafka import stalled_partitions
+from shared.events import DeadLetter, encode
 from shared.quarantine import QuarantineStore
 from shared.record_limits import check_fits
 from shared.topics import ENTITIES, PRICED, PRICED_DLQ, TOTALS
 
 log = structlog.get_logger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class BadData(Exception):
-    """The database refused the batch because of what one of its events holds."""
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """Integrity (23), data (22) and program-limit (54, e.g. an index row too large) errors are
-    the data's fault; retrying them would block the ledger forever."""
-    if isinstance(exc, Unstorable):
-        return True
-    state = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, psycopg.Error) and state[:2] in {"22", "23", "54"}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """The database is down, restarting, or chose this transaction as a deadlock victim."""
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)) and not is_data_error(exc)
-
-
-class Item(NamedTuple):
-    """One message read: a priced event's spend log row, an admin event, or why it cannot be used.
-    (A NamedTuple: one is made per message, and a frozen dataclass costs several times as much.)"""
-
-    topic: str
-    partition: int
-    offset: int
-    raw: bytes
-    event: EntityChanged | SpendReset | None
-    reason: str | None = None
-    log: SpendLogLine | None = None  # a priced event's spend log row, ready for COPY
-
-
-def read_item(topic: str, partition: int, offset: int, raw: bytes | None, *, priced_topic: str, store_bodies: bool) -> Item:
-    """Decode and check one message (pure)."""
-    if raw is None:
-        return Item(topic, partition, offset, b"", None, "empty message")
-    try:
-        event = decode_priced(raw) if topic == priced_topic else None
-        if event is None:
-            event = decode(raw)  # any type, older versions upcast, and the precise error
-    except (ValueError, ValidationError, UnknownEventVersion) as exc:
-        return Item(topic, partition, offset, raw, None, f"not a valid event: {str(exc)[:500]}")
-    wanted = (FastPricedEvent, PricedUsageEvent) if topic == priced_topic else (EntityChanged, SpendReset)
-    if not isinstance(event, wanted):
-        return Item(topic, partition, offset, raw, None, f"a {event.type} event does not belong on {topic}")
-    if not isinstance(event, (FastPricedEvent, PricedUsageEvent)):
-        return Item(topic, partition, offset, raw, event)
-    try:
-        log = spend_log_line(event, store_bodies, raw)  # built once, when read; copied at commit
-    except Unstorable as exc:
-        return Item(topic, partition, offset, raw, None, str(exc))
-    return Item(topic, partition, offset, raw, None, log=log)
-
-
-def make_batch(items: Sequence[Item]) -> Batch:
-    batch = Batch()
-    for item in items:
-        if item.log is not None:
-            batch.priced.append(item.log)
-        elif item.event is not None:
-            batch.admin.append(item.event)
-        key = (item.topic, item.partition)
-        batch.next_offsets[key] = max(batch.next_offsets.get(key, 0), item.offset + 1)
-    return batch
-
-
-def total_event(state: EntityState) -> EntityTotal:
-    as_of = max((t for t in (state.as_of, state.window_start) if t is not None), default=EPOCH)
-    return EntityTotal(entity_type=state.entity_type, entity_id=state.entity_id, spend=state.spend,  # type: ignore[arg-type]
-                       window_start=state.window_start, budget_reset_at=state.budget_reset_at, as_of=as_of)
+# Decoding this many events takes a few milliseconds: the commit in flight waits no longer.
+YIELD_EVERY_ITEMS = 100
 
 
 class Ledger:
@@ -276,15 +201,15 @@ class Ledger:
             exc = bad.__cause__ or bad
             usable = [i for i in items if i.reason is None]
             if len(usable) <= 1:
-                await self.dead_letter([_blamed(i, exc) for i in usable])
-                return [await self.with_db_retry(lambda: self.store.apply(make_batch([_blamed(i, exc) for i in items])))]
+                await self.dead_letter([blamed(i, exc) for i in usable])
+                return [await self.with_db_retry(lambda: self.store.apply(make_batch([blamed(i, exc) for i in items])))]
             half = len(items) // 2
             first = await self._commit_splitting([i for i in items[:half]])
             return first + await self._commit_splitting([i for i in items[half:]])
 
     async def with_db_retry(self, action: Callable[[], Awaitable[object]]) -> object:
         """Postgres down: retry with capped exponential backoff, never skip (/health says 503)."""
-        delay = 0.1
+        backoff = Backoff(0.1, self.retry_max_delay_s)
         while True:
             try:
                 return await action()
@@ -294,9 +219,8 @@ class Ledger:
                 if not is_transient(exc):
                     raise
                 self.metrics.db_retries.inc()
-                log.warning("ledger_db_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}", retry_in_s=delay)
-            await asyncio.sleep(delay)  # backoff between retries
-            delay = min(delay * 2, self.retry_max_delay_s)
+                log.warning("ledger_db_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}", retry_in_s=backoff.delay)
+            await backoff.sleep()
 
     async def dead_letter(self, items: Sequence[Item]) -> None:
         """Send each item's bounded dead letter; one the broker refuses (too large for the dlq
@@ -351,65 +275,9 @@ class Ledger:
         return delivered
 
     async def check_not_stalled(self) -> None:
-        """Every STALL_CHECK_S: a partition with messages waiting whose position has not moved
-        since the previous check is stalled. After a broker restart aiokafka's fetcher can stay
-        disconnected for good (seen in the fault suite), and a fetcher that stopped fetching some
-        partitions while still reading others would hide behind their progress; the worker then
-        restarts with new clients, resuming from the offsets in Postgres."""
-        try:
-            ends = await asyncio.wait_for(self.consumer.end_offsets(self.partitions), 10)
-        except (asyncio.TimeoutError, KafkaError) as exc:
-            raise ConsumerStalled(f"cannot read the topics' end offsets: {exc!r}") from exc
-        positions = {tp: await self.position(tp) for tp in ends}
-        stalled = stalled_partitions(self._checked_positions, positions, ends)
-        self._checked_positions = positions
-        if stalled:
-            raise ConsumerStalled(f"{sum(stalled.values())} messages waiting on {len(stalled)} partition(s) but none read"
-                                  f" for {STALL_CHECK_S}s: {sorted(f'{tp.topic}[{tp.partition}]' for tp in stalled)}")
-
-    async def position(self, tp: TopicPartition) -> int:
-        """The consumer's position, bounded: aiokafka's `position()` waits, without end, for a
-        partition whose position must be reset; were that reset to hang, the read loop, which asks for
-        positions every round, would stop with no stall check to notice. A position unknown for
-        10 s is a stall: the worker restarts with new clients."""
-        try:
-            return await asyncio.wait_for(self.consumer.position(tp), POSITION_TIMEOUT_S)
-        except asyncio.TimeoutError as exc:
-            raise ConsumerStalled(f"the position of {tp.topic}[{tp.partition}] stayed unknown for {POSITION_TIMEOUT_S}s") from exc
-
-
-# After a broker restart aiokafka's sender can die without failing the futures it holds; a wait
-# bounded by this turns that hang into an error, and the supervisor restarts the worker with new
-# clients (offsets live in Postgres, so nothing is lost or repeated).
-KAFKA_ACK_TIMEOUT_S = 30.0
-
-
-async def acknowledged(delivery: Awaitable[object], timeout: float = KAFKA_ACK_TIMEOUT_S) -> object:
-    try:
-        return await asyncio.wait_for(delivery, timeout)
-    except asyncio.TimeoutError as exc:
-        raise KafkaAckTimeout(f"Kafka did not acknowledge within {timeout}s") from exc
-
-
-STALL_CHECK_S = 15.0
-POSITION_TIMEOUT_S = 10.0
-
-# Decoding this many events takes a few milliseconds: the commit in flight waits no longer.
-YIELD_EVERY_ITEMS = 100
-
-
-class ConsumerStalled(Exception):
-    """Messages are waiting but the consumer reads none: restart the worker with new clients."""
-
-
-class KafkaAckTimeout(Exception):
-    """The producer stopped answering: restart the worker with new clients."""
-
-
-def _blamed(item: Item, exc: BaseException) -> Item:
-    if item.reason is not None:
-        return item
-    return Item(item.topic, item.partition, item.offset, item.raw, None, f"refused by the database: {type(exc).__name__}: {str(exc)[:500]}")
+        """Every STALL_CHECK_S: raise ConsumerStalled if a partition with messages waiting has not
+        moved since the previous check (kafka_guards.check_progress)."""
+        self._checked_positions = await check_progress(self.consumer, self.partitions, self._checked_positions)
 
 
 async def discover_partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:

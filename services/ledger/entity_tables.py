@@ -7,7 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.ledger.rows import Unstorable, has_nul
+from services.ledger.errors import Unstorable
+from services.ledger.rows import has_nul
 from shared.budget_windows import BadDuration, parse_duration
 from shared.events import EntityChanged
 

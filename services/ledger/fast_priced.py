@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from services.ledger.errors import LedgerError
+
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 CallType = Literal["acompletion", "atext_completion", "aembedding", "aimage_generation"]
 
@@ -115,7 +117,7 @@ _DECODER = msgspec.json.Decoder(FastPricedEvent)
 _fromisoformat = datetime.fromisoformat
 
 
-class NotCanonical(ValueError):
+class NotCanonical(LedgerError, ValueError):
     """Valid or not, this event is for pydantic to decide."""
 
 

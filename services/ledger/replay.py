@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from services.ledger.checks import Difference, check_schema, compare_schemas
 from services.ledger.consumer import Ledger, discover_partitions, topics_for
+from services.ledger.kafka_guards import position
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import SWAP_LOCK, LedgerStore, make_pool
@@ -71,14 +72,14 @@ class Rebuild:
     async def run_until(self, targets: Mapping[TopicPartition, int]) -> int:
         """Consume until every partition's position reaches its target; returns events read."""
         begin = await self.consumer.beginning_offsets(self.partitions)
-        positions = {tp: await self.ledger.position(tp) for tp in self.partitions}
+        positions = {tp: await position(self.consumer, tp) for tp in self.partitions}
         total = sum(max(0, targets.get(tp, 0) - max(positions[tp], begin[tp])) for tp in self.partitions)
         done = 0
         with tqdm(total=total, unit="ev", unit_scale=True, disable=not self.progress, desc="replay", file=sys.stderr) as bar:
 
             async def reached() -> bool:
                 for tp in self.partitions:
-                    if await self.ledger.position(tp) < targets.get(tp, 0):
+                    if await position(self.consumer, tp) < targets.get(tp, 0):
                         return False
                 return True
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from services.ledger.errors import Unstorable
 from services.ledger.fast_priced import FastPricedEvent, FastUsageEvent
 from shared.events import PricedUsageEvent, UsageEvent
 
@@ -38,10 +39,6 @@ INT4_MAX = 2**31 - 1
 _BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "images", "other")
 _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
-
-
-class Unstorable(ValueError):
-    """The event is valid by its schema but Postgres would refuse it: it goes to the dead letters."""
 
 
 def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:

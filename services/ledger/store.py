@@ -8,19 +8,21 @@ entities' new spend are summed in Postgres over the rows really inserted (batch_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.ledger import batch_sql, entity_store
+from services.ledger.batching import Batch
 from services.ledger.entity_tables import ENTITY_TABLES
+from services.ledger.errors import SchemaSwapped, Unstorable
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
 from services.ledger.rows import SpendLogLine, json_text
-from shared.events import EntityChanged, SpendReset
+from shared import db
 
 # Rows per write into COPY (about 1 MB).
 COPY_CHUNK_ROWS = 1000
@@ -45,23 +47,11 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     # LLVM compiled them every batch: 1.5 s of a replay's 2.3 s insert of 20,000 logs.
     # A batch's temp tables and sorts stay in memory (the defaults are 8 MB of temp buffers and
     # 4 MB of work_mem); temp_buffers is only settable before a session's first temp table.
-    options = f"-c jit=off -c temp_buffers={TEMP_BUFFERS} -c work_mem={WORK_MEM}"
-    if schema != "public":
-        options += f" -c search_path={schema}"
-    kwargs: dict[str, Any] = {"autocommit": False, "options": options}
-    return AsyncConnectionPool(
-        database_url, min_size=1, max_size=size, kwargs=kwargs, open=False, configure=_configure,
-        check=AsyncConnectionPool.check_connection, reconnect_timeout=3600, name=f"ledger-{schema}",
+    return db.pool(
+        database_url, min_size=1, max_size=size, schema=None if schema == "public" else schema,
+        server_settings={"jit": "off", "temp_buffers": TEMP_BUFFERS, "work_mem": WORK_MEM},
+        configure=_configure, name=f"ledger-{schema}",
     )
-
-
-@dataclass
-class Batch:
-    """Decoded events in the order they were read, and where each partition's reading ends."""
-
-    priced: list[SpendLogLine] = field(default_factory=list)
-    admin: list[EntityChanged | SpendReset] = field(default_factory=list)
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,11 +61,21 @@ class BatchResult:
     totals: list[EntityState]  # every running total this batch changed, after the commit
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """Integrity (23), data (22) and program-limit (54, e.g. an index row too large) errors are
+    the data's fault; retrying them would block the ledger forever."""
+    if isinstance(exc, Unstorable):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.Error) and state[:2] in {"22", "23", "54"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is down, restarting, or chose this transaction as a deadlock victim."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)) and not is_data_error(exc)
+
+
 _SCHEMA_OID = "SELECT oid::bigint FROM pg_namespace WHERE nspname = current_schema()"
-
-
-class SchemaSwapped(Exception):
-    """A replay swapped in a rebuilt schema: re-read from the offsets stored there."""
 
 
 class LedgerStore:

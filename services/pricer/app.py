@@ -13,6 +13,7 @@ from aiokafka.errors import ProducerFenced
 from services.pricer.consumer import Pricer, PricerMetrics, SetAside
 from services.pricer.settings import PricerSettings
 from shared import db, kafka
+from shared.background import background_task
 from shared.errors import openai_errors
 from shared.health import StageProgress, add_health_routes, add_stage_checks
 from shared.metrics import Registry
@@ -68,13 +69,12 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
             await admin.close()
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
-    task = asyncio.create_task(supervise("pricer", run_once, fatal=(ProducerFenced,)))
-    watch = asyncio.create_task(monitor(settings, [settings.topic(USAGE)], committed_offsets, app[PROGRESS],
-                                        app[METRICS].lag, settings.progress_interval_s))
-    yield
-    for running in (task, watch):
-        running.cancel()
-    await asyncio.gather(task, watch, return_exceptions=True)
+    # On cleanup the cancelled loop still lets its transaction in flight finish (Pricer.run), inside
+    # the task: cancelling and awaiting it is all shutdown takes.
+    async with (background_task(supervise("pricer", run_once, fatal=(ProducerFenced,)), name="pricer"),
+                background_task(monitor(settings, [settings.topic(USAGE)], committed_offsets, app[PROGRESS],
+                                        app[METRICS].lag, settings.progress_interval_s), name="pricer-progress")):
+        yield
 
 
 async def quarantine_pool(app: web.Application) -> AsyncIterator[None]:

@@ -20,8 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from services.pricer.errors import LettersRefused, PricedRefused
 from services.pricer.pricing_step import Rejected, price_message
 from services.pricer.settings import PricerSettings
+from shared.backoff import Backoff
 from shared.dead_letters import dead_letter, dead_letter_key, encoded, is_record_error
 from shared.events import DeadLetter, utcnow
 from shared.metrics import Registry
@@ -95,7 +97,7 @@ class Pricer(ConsumerRebalanceListener):
         self._committing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)  # before re-reading a batch the broker aborted
         try:
             while True:
                 generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
@@ -104,7 +106,7 @@ class Pricer(ConsumerRebalanceListener):
                 if self._committing is not None:
                     try:
                         await asyncio.shield(self._committing)  # on SIGTERM the batch still finishes
-                        delay = 0.5
+                        backoff.reset()
                     except ProducerFenced:
                         log.error("pricer_fenced", transactional_id=self.settings.transactional_id)
                         raise
@@ -135,12 +137,11 @@ class Pricer(ConsumerRebalanceListener):
                         await self._rewind(self.consumer.assignment())
                     except KafkaError as exc:
                         self.metrics.aborted.inc()
-                        log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=delay)
+                        log.warning("pricer_batch_aborted", error=repr(exc), retry_in_s=backoff.delay)
                         # The batch priced meanwhile comes after the aborted one: both are read again.
                         self._committing = work = None
                         await self._rewind(self.consumer.assignment())
-                        await asyncio.sleep(delay)  # capped backoff before re-reading the batch
-                        delay = min(delay * 2, 10.0)
+                        await backoff.sleep()
                     self._committing = None
                 if work is None:
                     continue
@@ -271,19 +272,3 @@ class Pricer(ConsumerRebalanceListener):
             else:
                 self.consumer.seek(tp, committed)
 
-
-class LettersRefused(Exception):
-    """The broker refused these dead letters for what they are (too large for the dlq topic, say)."""
-
-    def __init__(self, letters: list[tuple[DeadLetter, BaseException]]) -> None:
-        super().__init__(f"{len(letters)} dead letter(s) refused: {letters[0][1]!r}")
-        self.letters = letters
-
-
-class PricedRefused(Exception):
-    """The broker refused priced record batches: (the usage record's coordinates when the batch held
-    that one record, else None; the error)."""
-
-    def __init__(self, batches: list[tuple[tuple[str, int, int] | None, BaseException]]) -> None:
-        super().__init__(f"{len(batches)} priced record batch(es) refused: {batches[0][1]!r}")
-        self.batches = batches

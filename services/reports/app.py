@@ -22,6 +22,8 @@ from services.reports.state import REPORTS, AUTH, CATALOG, CONFIG, PRODUCER, PRO
 from services.reports.store import ReportsStore
 from services.reports.warmup import WarmUp, warm_requests
 from shared import db, kafka
+from shared.backoff import Backoff
+from shared.background import background_task
 from shared.config import ProxyConfig
 from shared.errors import BadRequest, openai_errors
 from shared.health import HEALTH_CHECKS, METRICS, add_health_routes, kafka_check, postgres_check
@@ -51,21 +53,18 @@ async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH_CHECKS]["kafka"] = kafka_check(producer)
 
     async def start() -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 15.0)
         while True:
             try:
                 await producer.start()
                 ready.set()
                 return
             except Exception as exc:  # noqa: BLE001 - retried with capped backoff, reported by /health
-                log.warning("kafka_producer_start_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
-            await asyncio.sleep(delay)  # backoff between retries
-            delay = min(delay * 2, 15.0)
+                log.warning("kafka_producer_start_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff.delay)
+            await backoff.sleep()
 
-    starting = asyncio.create_task(start())
-    yield
-    starting.cancel()
-    await asyncio.gather(starting, return_exceptions=True)
+    async with background_task(start(), name="kafka-producer-start"):
+        yield
     await producer.stop()
 
 
@@ -140,10 +139,8 @@ async def warm_caches(app: web.Application) -> AsyncIterator[None]:
     warm = WarmUp(f"http://{host}:{settings.port}", settings.master_key,
                   warm_requests(datetime.now(timezone.utc).date(), settings.warm_days), settings.warm_timeout_s)
     app[HEALTH_CHECKS]["caches"] = warm.check
-    task = asyncio.create_task(warm.run(), name="warm-caches")
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with background_task(warm.run(), name="warm-caches"):
+        yield
 
 
 def build_app(settings: ReportsSettings, config: ProxyConfig | None = None, catalog: Any = None) -> web.Application:

@@ -24,6 +24,12 @@ def test_backoff_refuses_a_cap_below_its_first_delay() -> None:
         Backoff(2.0, 1.0)
 
 
+def test_a_backoff_from_zero_never_waits() -> None:
+    """A first delay of 0 stays 0 (the supervisor's tests retry at once)."""
+    backoff = Backoff(0, 15.0)
+    assert [backoff.take() for _ in range(3)] == [0, 0, 0]
+
+
 async def test_background_task_is_cancelled_and_awaited_when_the_block_ends() -> None:
     """The task runs while the block runs and is finished (cancelled) once it is left."""
     started = asyncio.Event()

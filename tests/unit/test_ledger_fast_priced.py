@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from services.ledger.fast_priced import FastCostBreakdown, FastPricedEvent, FastTokenUsage, FastUsageEvent, decode_priced
-from services.ledger.rows import Unstorable, spend_log_line
+from services.ledger.errors import Unstorable
+from services.ledger.rows import spend_log_line
 from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, encode
 from tests.fixtures.events import priced_event
 

@@ -11,7 +11,8 @@ from psycopg._copy_base import TextFormatter
 from psycopg.adapt import Transformer
 
 from services.ledger.fast_priced import decode_priced
-from services.ledger.rows import SPEND_LOG_COLUMNS, Unstorable, json_text, logged_model, spend_log_line
+from services.ledger.errors import Unstorable
+from services.ledger.rows import SPEND_LOG_COLUMNS, json_text, logged_model, spend_log_line
 from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, encode
 from tests.fixtures.events import T0, priced_event, usage_event
 

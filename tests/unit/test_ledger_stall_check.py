@@ -7,7 +7,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from services.ledger.consumer import ConsumerStalled, Ledger
+from services.ledger.consumer import Ledger
+from services.ledger.errors import ConsumerStalled
 
 A, B = TopicPartition("p.priced.v1", 0), TopicPartition("p.priced.v1", 1)
 
@@ -74,14 +75,14 @@ async def test_a_position_that_stays_unknown_is_a_stall(monkeypatch: pytest.Monk
     """aiokafka's position() waits without end for a partition awaiting an offset reset."""
     import asyncio
 
-    import services.ledger.consumer as consumer_module
+    import services.ledger.kafka_guards as kafka_guards
 
     class Resetting(Positions):
         async def position(self, tp: TopicPartition) -> int:
             await asyncio.Event().wait()  # never set: a reset that never completes
             return 0
 
-    monkeypatch.setattr(consumer_module, "POSITION_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(kafka_guards, "POSITION_TIMEOUT_S", 0.05)
     consumer = Resetting()
     consumer.ends = {A: 1, B: 1}
     with pytest.raises(ConsumerStalled, match=r"^the position of p\.priced\.v1\[0\] stayed unknown for 0\.05s$"):

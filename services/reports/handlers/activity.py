@@ -10,7 +10,7 @@ from services.reports import params, shaping
 from services.reports.auth import Caller, require_spend_reader
 from services.reports.jsonout import json_response
 from services.reports.state import SETTINGS, caller, store
-from services.reports.store import TAG, TEAM, USER, Rollup
+from services.reports.queries.base import TAG, TEAM, USER, Rollup
 from shared.errors import Forbidden
 
 

@@ -1,0 +1,82 @@
+"""The spend logs' queries (/spend/logs, /global/spend/logs: per request, or summarised per day,
+key, user and model) and the key and user tables by spend (/spend/keys, /spend/users)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from psycopg import sql
+
+from services.reports.params import DateRange
+from services.reports.queries.base import NAMED_AND_UNASSIGNED, USER, Queries
+
+_LOG_COLUMNS = """request_id, call_type, api_key, spend, total_tokens, prompt_tokens, completion_tokens, "startTime", "endTime",
+       "completionStartTime", request_duration_ms, model, model_id, model_group, custom_llm_provider, api_base, "user",
+       metadata, cache_hit, cache_key, request_tags, team_id, organization_id, end_user, requester_ip_address, session_id,
+       status, cache_read_input_tokens, cache_creation_input_tokens, reasoning_tokens, priced_model, unpriced,
+       catalog_version"""
+
+
+
+class SpendQueries(Queries):
+    async def log_by_request_id(self, request_id: str, own_key: str | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE request_id = %(rid)s'
+            + (" AND api_key = %(own)s" if own_key else ""),
+            {"rid": request_id, "own": own_key},
+        )
+
+    async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int) -> list[dict[str, Any]]:
+        where = ["TRUE"]
+        if days is not None:
+            where.append('"startTime" >= %(start_at)s AND "startTime" < %(end_before)s')
+        if api_key is not None:
+            where.append("api_key = %(api_key)s")
+        if user_id is not None:
+            where.append('"user" = %(user_id)s')
+        params: dict[str, Any] = {"api_key": api_key, "user_id": user_id, "limit": limit}
+        if days is not None:
+            params.update(start_at=days.start_at, end_before=days.end_before)
+        return await self._rows(
+            f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {" AND ".join(where)}'
+            ' ORDER BY "startTime" DESC, request_id DESC LIMIT %(limit)s',
+            params,
+        )
+
+    async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
+        """Per day, key, user and model (user "" for spend without one): what /spend/logs summarises."""
+        filter_ = sql.SQL("")
+        if api_key is not None:
+            filter_ = filter_ + sql.SQL(" AND r.api_key = %(api_key)s")
+        if user_id is not None:
+            filter_ = filter_ + sql.SQL(" AND r.user_id = %(user_id)s")
+        rows = await self._rows(
+            sql.SQL("WITH " + NAMED_AND_UNASSIGNED + """
+                    SELECT r.date, r.api_key, r.entity AS "user", r.model, r.spend FROM rows r ORDER BY 1""").format(
+                table=sql.Identifier(USER.table), entity=sql.Identifier(USER.entity), filter=filter_,
+                unassigned=sql.SQL("TRUE" if user_id is None else "FALSE"),
+                key_filter=sql.SQL("AND a.api_key = %(api_key)s") if api_key else sql.SQL(""),
+                day_filter=sql.SQL(""), day_filter_a=sql.SQL("")),
+            {"start": days.start_text, "end": days.end_text, "api_key": api_key, "user_id": user_id},
+        )
+        for row in rows:
+            row["date"] = date.fromisoformat(row["date"])
+        return rows
+
+    async def keys_by_spend(self) -> list[dict[str, Any]]:
+        return await self._rows(
+            """SELECT token, key_name, key_alias, spend, max_budget, soft_budget, budget_duration, budget_reset_at, expires,
+                      models, user_id, team_id, permissions, metadata, tpm_limit, rpm_limit, max_parallel_requests, blocked,
+                      created_at, updated_at
+               FROM "LiteLLM_VerificationToken" ORDER BY spend DESC, token"""
+        )
+
+    async def users_by_spend(self, user_id: str | None) -> list[dict[str, Any]]:
+        return await self._rows(
+            """SELECT user_id, user_alias, team_id, teams, user_role, user_email, models, metadata, spend, max_budget,
+                      soft_budget, budget_duration, budget_reset_at, tpm_limit, rpm_limit, max_parallel_requests,
+                      created_at, updated_at
+               FROM "LiteLLM_UserTable" WHERE (%(uid)s::text IS NULL OR user_id = %(uid)s) ORDER BY spend DESC, user_id""",
+            {"uid": user_id},
+        )
