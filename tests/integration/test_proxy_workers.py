@@ -84,6 +84,7 @@ async def new_key_works_on_every_connection(url: str, master_key: str) -> list[i
 
 
 def test_two_workers_share_the_port_and_a_killed_worker_loses_nothing(kafka_bootstrap, postgres_admin_url, tmp_path):
+    """Two workers both serve one port, and calls answered by a worker killed mid-run all reach the topic."""
     plan = [("upstream", "stack.fake_upstream", {}), ("proxy", "services.proxy", {"TALLY_PROXY_WORKERS": "2"})]
     with running_stack(kafka_bootstrap, postgres_admin_url, tmp_path, plan) as stack:
         parent = stack.services["proxy"].process

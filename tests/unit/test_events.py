@@ -2,22 +2,22 @@
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
 from shared import events
-from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
+from shared.events import CostBreakdown, PricedUsageEvent, TokenUsage, decode, encode
+from tests.fixtures.events import usage_event as make_usage_event
 
 T0 = datetime(2024, 5, 13, 12, 0, tzinfo=timezone.utc)
 
 
-def usage_event(**overrides) -> UsageEvent:
-    fields = dict(request_id="req-1", call_type="acompletion", start_time=T0, end_time=T0, api_key_hash="ab" * 32,
-                  model_group="llama3", model="groq/llama3-8b-8192", usage=TokenUsage(prompt_tokens=20, completion_tokens=80))
-    fields.update(overrides)
-    return UsageEvent(**fields)
+# The seed page's llama3 call, at this module's own time.
+usage_event = partial(make_usage_event, start_time=T0, end_time=T0, model_group="llama3", model="groq/llama3-8b-8192",
+                      custom_llm_provider=None)
 
 
 def test_usage_event_round_trips_through_json():

@@ -20,8 +20,9 @@ from services.proxy.usage_log.journal import Journal, recover_lines
 from services.proxy.usage_log.set_aside import SetAside
 from services.proxy.usage_log.spool import Spool
 from services.proxy.usage_log.spool_drain import batch_size, drain_file
-from shared.events import UsageEvent
+from shared.events import TokenUsage, UsageEvent
 from shared.metrics import Registry
+from tests.fixtures.events import usage_event as make_usage_event
 
 
 def line(n: int, pad: int = 0) -> bytes:
@@ -30,9 +31,11 @@ def line(n: int, pad: int = 0) -> bytes:
 
 
 def usage_event(n: int) -> UsageEvent:
+    """The n-th of a run of llama3 calls, each with its own request id."""
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    return UsageEvent(request_id=f"req-{n}", call_type="acompletion", start_time=now, end_time=now, api_key_hash="k" * 64,
-                      model_group="llama3", model="groq/llama3-8b-8192", quoted_cost=Decimal("0.0000074"))
+    return make_usage_event(request_id=f"req-{n}", start_time=now, end_time=now, api_key_hash="k" * 64, model_group="llama3",
+                            model="groq/llama3-8b-8192", custom_llm_provider=None, usage=TokenUsage(),
+                            quoted_cost=Decimal("0.0000074"))
 
 
 def enospc(path: str | None = None) -> OSError:
