@@ -23,6 +23,7 @@ from services.proxy.usage_log.spool_drain import batch_size, drain_file
 from shared.events import TokenUsage, UsageEvent
 from shared.metrics import Registry
 from tests.fixtures.events import usage_event as make_usage_event
+from tests.fixtures.polling import eventually_async
 
 
 def line(n: int, pad: int = 0) -> bytes:
@@ -267,13 +268,6 @@ def emitter_on(tmp_path: Path, producer_factory=Unreachable, **options) -> Usage
                         drain_interval_s=0.01, **options)
 
 
-async def until(condition, what: str, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # poll interval, bounded by the deadline
-
-
 async def test_a_full_disk_refuses_calls_keeps_events_in_memory_and_recovers(tmp_path, monkeypatch):
     """emit() never raises; refusal() and check() name the cause; every event reaches the spool once space returns."""
     disk = FullDisk(monkeypatch)
@@ -281,7 +275,7 @@ async def test_a_full_disk_refuses_calls_keeps_events_in_memory_and_recovers(tmp
     await emitter.start()
     try:
         emitter.emit(usage_event(1))
-        await until(lambda: emitter.spool.pending == 1, "the first event in the spool")
+        await eventually_async(lambda: emitter.spool.pending == 1, 5.0, "the first event in the spool", 0.01)
         assert emitter.refusal() is None
         disk.full = True
         emitter.emit(usage_event(2))
@@ -290,10 +284,10 @@ async def test_a_full_disk_refuses_calls_keeps_events_in_memory_and_recovers(tmp
         assert reason is not None and reason.startswith("the usage log cannot be written: [Errno 28] No space left on device: ")
         with pytest.raises(UsageLogUnwritable, match=r"^the usage log cannot be written: \[Errno 28\]"):
             await emitter.check()
-        await until(lambda: len(emitter._held) == 2, "both events held in memory")
+        await eventually_async(lambda: len(emitter.disk.held) == 2, 5.0, "both events held in memory", 0.01)
         assert all(not task.done() for task in emitter._tasks)
         disk.full = False
-        await until(lambda: emitter.refusal() is None, "the refusal to end")
+        await eventually_async(lambda: emitter.refusal() is None, 5.0, "the refusal to end", 0.01)
         assert emitter.spool.pending == 3
     finally:
         await emitter.close()
@@ -308,7 +302,7 @@ async def test_a_journaled_event_the_spool_refuses_at_shutdown_is_recovered_by_t
     emitter = emitter_on(tmp_path)
     await emitter.start()
     emitter.emit(usage_event(1))
-    await until(lambda: len(emitter._held) == 1, "the event held in memory")
+    await eventually_async(lambda: len(emitter.disk.held) == 1, 5.0, "the event held in memory", 0.01)
     assert emitter.refusal() is not None and emitter.refusal().endswith(f"No space left on device: '{tmp_path / 'spool.jsonl'}'")  # type: ignore[union-attr]
     await emitter.close()
     disk.refuse = lambda path: False

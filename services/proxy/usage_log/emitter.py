@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from services.proxy.usage_log.batching import MAX_BATCH_RECORDS, Record
+from services.proxy.usage_log.disk import UsageDisk
 from services.proxy.usage_log.journal import Journal
 from services.proxy.usage_log.record import encode_usage
 from services.proxy.usage_log.set_aside import SetAside
@@ -90,10 +91,7 @@ class UsageEmitter:
         self._queue: collections.deque[Record] = collections.deque()
         self._queue_size = queue_size
         self._wakeup = asyncio.Event()
-        self.sender = BatchSender(topic, max_in_flight=max_in_flight, spool=self._to_spool, acked=self._acked,
-                                  send_failed=self._send_failed, ack_failed=self._ack_failed)
         self._failed: list[Record] = []
-        self._held: list[Record] = []  # could be neither sent nor written to disk: retried
         self._drain_interval = drain_interval_s
         self._stall_after = stall_after_s
         self._progress_at = time.monotonic()  # the spool last advanced, emptied or began to wait
@@ -105,12 +103,15 @@ class UsageEmitter:
         self._careful: dict[Path, int] = {}  # spool files whose next lines go one at a time (spool_drain.py)
         self.sent = registry.counter("proxy_usage_events_sent_total", "Usage events acknowledged by Kafka")
         self.spooled = registry.counter("proxy_usage_events_spooled_total", "Usage events written to the spool")
+        self.disk = UsageDisk(journal, spool, self.writes, self.spooled, first_waiting=self._progressed)
+        self.sender = BatchSender(topic, max_in_flight=max_in_flight, spool=self.disk.to_spool, acked=self._acked,
+                                  send_failed=self._send_failed, ack_failed=self._ack_failed)
         self.set_aside_total = registry.counter(
             "proxy_usage_events_set_aside_total", "Spooled usage events Kafka refuses for a reason of their own, set aside")
         registry.gauge("proxy_usage_queue_length", "Usage events waiting in memory", callback=lambda: float(len(self._queue)))
         registry.gauge("proxy_spool_pending", "Usage events in the spool waiting for Kafka", callback=lambda: float(self.spool.pending))
         registry.gauge("proxy_usage_held_in_memory", "Usage events neither sent nor written to disk yet",
-                       callback=lambda: float(len(self._held)))
+                       callback=lambda: float(len(self.disk.held)))
 
     # -- request path ---------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class UsageEmitter:
             segment = None
         record = (event.api_key_hash.encode(), value, event.request_id.encode(), segment)
         if len(self._queue) >= self._queue_size:
-            self._to_spool([record])
+            self.disk.to_spool([record])
             return
         self._queue.append(record)
         if not self._wakeup.is_set():
@@ -144,22 +145,13 @@ class UsageEmitter:
 
     async def start(self) -> None:
         try:
-            self._adopt_leftovers()
+            self.disk.adopt_leftovers()
         except OSError as exc:
             self.writes.failed(exc)  # the segments stay on disk; the drain loop tries again
-        self._progress_at = time.monotonic()
+        self._progressed()
         self._tasks = [asyncio.create_task(self._connect_loop(), name="usage-connect"),
                        asyncio.create_task(self._send_loop(), name="usage-send"),
                        asyncio.create_task(self._drain_loop(), name="usage-drain")]
-
-    def _adopt_leftovers(self) -> None:
-        """A previous process died before these were safe: the spool sends them (again)."""
-        leftovers = self.journal.read_leftovers()
-        if leftovers:
-            self.spool.append(leftovers)
-            self.spooled.inc(len(leftovers))
-            log.warning("journal_recovered", events=len(leftovers), torn_lines=self.journal.torn_lines)
-        self.journal.drop_leftovers()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Send what is queued if Kafka is healthy, spool the rest, stop the producer."""
@@ -184,13 +176,13 @@ class UsageEmitter:
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 log.warning("producer_stop_failed", error=str(exc))
         self.writes.reason = None  # a last attempt, whatever failed before
-        held, self._held = self._held, []
-        self._to_spool(leftover + self._failed + held)
+        held, self.disk.held = self.disk.held, []
+        self.disk.to_spool(leftover + self._failed + held)
         self._failed = []
-        if self._held:
+        if self.disk.held:
             # Those with a journal line are recovered by the next start; the others are lost.
-            lost = [r[2].decode() for r in self._held if r[3] is None]
-            log.error("usage_events_not_saved", error=self.writes.reason, in_journal=len(self._held) - len(lost),
+            lost = [r[2].decode() for r in self.disk.held if r[3] is None]
+            log.error("usage_events_not_saved", error=self.writes.reason, in_journal=len(self.disk.held) - len(lost),
                       lost=len(lost), lost_request_ids=lost[:100])
         self.spool.close()
         self.journal.close()
@@ -201,12 +193,12 @@ class UsageEmitter:
         if self.writes.reason is not None:
             raise UsageLogUnwritable(self.writes.reason)
         if self.producer is None:
-            self._progress_at = time.monotonic()  # a stall is only counted while a broker answers
+            self._progressed()  # a stall is only counted while a broker answers
             raise ConnectionError("not connected to Kafka (usage events are going to the spool)")
         try:
             await kafka_check(self.producer)()
         except (KafkaError, OSError):
-            self._progress_at = time.monotonic()
+            self._progressed()
             raise
         idle = self.stalled_for()
         if idle is not None:
@@ -236,7 +228,7 @@ class UsageEmitter:
                 await backoff.sleep()
                 continue
             self.producer = producer
-            self._progress_at = time.monotonic()  # a broker answers from now on
+            self._progressed()  # a broker answers from now on
             log.info("kafka_connected")
             await self._learn_limit()  # before the spool drains: records over it are set aside unsent
             try:
@@ -264,12 +256,12 @@ class UsageEmitter:
             while self._queue:
                 if self._failed:
                     failed, self._failed = self._failed, []
-                    self._to_spool(failed)
+                    self.disk.to_spool(failed)
                 producer = self.producer
                 if not self.healthy or producer is None:
                     batch = list(self._queue)
                     self._queue.clear()
-                    self._to_spool(batch)
+                    self.disk.to_spool(batch)
                     break
                 if self.sender.full:
                     await self.sender.wait_for_room()
@@ -315,54 +307,16 @@ class UsageEmitter:
             log.warning("producer_stop_failed", error=str(exc))
         await self._connect_loop()
 
-    def _to_spool(self, records: list[Record]) -> bool:
-        """Into the fsync'd spool; from then on the journal need not keep them. While the usage
-        log cannot be written they wait in memory instead, retried by the drain loop."""
-        if not records:
-            return True
-        if self.writes.reason is not None:
-            self._held.extend(records)
-            return False
-        was_empty = not self.spool.pending
-        try:
-            self.spool.append(r[1] for r in records)
-        except OSError as exc:
-            self.writes.failed(exc)
-            self._held.extend(records)
-            return False
-        if was_empty:
-            self._progress_at = time.monotonic()  # the stall clock starts with the first waiting event
-        self.spooled.inc(len(records))
-        for record in records:
-            if record[3] is not None:
-                self.journal.done(record[3])
-        return True
+    def _progressed(self) -> None:
+        """The spool advanced, emptied or began to wait: the stall clock starts again."""
+        self._progress_at = time.monotonic()
 
     def _recover_writes(self) -> None:
-        """Try the disk again: leftovers of a previous process, then what waits in memory (to
-        Kafka when it is healthy, else to the spool), then a write probe. Success ends the refusal."""
-        try:
-            if self.journal.leftovers:
-                self._adopt_leftovers()
-            held, self._held = self._held, []
-            if held and self.healthy and self.producer is not None:
-                self._queue.extendleft(reversed(held))  # Kafka takes them; no disk needed
-                self._wakeup.set()
-            elif held:
-                try:
-                    self.spool.append(r[1] for r in held)
-                except OSError:
-                    self._held = held + self._held
-                    raise
-                self.spooled.inc(len(held))
-                for record in held:
-                    if record[3] is not None:
-                        self.journal.done(record[3])
-            self.spool.probe()
-        except OSError as exc:
-            self.writes.retry_failed(exc, held=len(self._held))
-            return
-        self.writes.recovered()
+        def to_kafka(records: list[Record]) -> None:
+            self._queue.extendleft(reversed(records))
+            self._wakeup.set()
+
+        self.disk.recover(to_kafka if self.healthy and self.producer is not None else None)
 
     async def _drain_loop(self) -> None:
         while True:
@@ -372,7 +326,7 @@ class UsageEmitter:
                     self._recover_writes()
                 if self._failed and not self._queue:
                     failed, self._failed = self._failed, []
-                    self._to_spool(failed)
+                    self.disk.to_spool(failed)
                 if self.producer is not None and (self.spool.pending or not self.healthy):
                     await self._drain_once()
             except OSError as exc:  # the disk (spool files, marker, set-aside file): refused, retried
@@ -394,7 +348,7 @@ class UsageEmitter:
             self.sent.inc(outcome.sent)
             self.set_aside_total.inc(outcome.set_aside)
             if outcome.sent or outcome.set_aside:
-                self._progress_at = time.monotonic()
+                self._progressed()
             if outcome.error is not None:
                 self._drain_error = f"{type(outcome.error).__name__}: {outcome.error}"[:300]
                 # No answer in time means the producer's sender is gone, and a refused batch leaves
