@@ -13,6 +13,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from services.proxy.admin.wiring import install_admin
 from services.proxy.auth.keys import Authenticator, KeyTable
 from services.proxy.budget.wiring import GUARD, install_budgets
 from services.proxy.calls.cost import CostQuoter
@@ -76,7 +77,8 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app[SETTINGS] = settings
     app[KEY_TABLE] = keys
     app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalog), routes
-    guard = install_budgets(app, settings, catalog, keys, router)
+    guard = install_budgets(app, settings, catalog, router)
+    install_admin(app, settings, keys, guard)
     app[ENTITY_LISTENERS] = [guard.directory.apply]
     app[REPORTS_URL] = settings.reports_url
 

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from services.proxy.app import LLM_ROUTES, RELAY, SETTINGS, drain_calls
 from services.proxy.auth.keys import Authenticator, KeyTable
-from services.proxy.budget.admission import BudgetRequest
+from services.proxy.budget.admission import DOUBLE_SETTLEMENTS, BudgetRequest
 from services.proxy.budget.core import Account
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
@@ -34,7 +34,6 @@ from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.call import Call
 from services.proxy.calls.relay import Relay
 from services.proxy.calls.routes import LlmRoutes
-from services.proxy.calls.settlement import DOUBLE_SETTLEMENTS
 from services.proxy.providers.openai_usage import MAX_TOKENS, usage_from_openai
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 from services.proxy.auth.keys import CallerIdentity
 from shared.events import UsageEvent
 
+# Second settlements of one admission: the guard refuses them, the settlement counts them.
+DOUBLE_SETTLEMENTS = ("proxy_double_settlements_total", "Second settlements of one admission, refused (each one is a bug)")
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetRequest:

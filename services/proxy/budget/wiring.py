@@ -1,6 +1,5 @@
-"""Puts budgets and the admin routes into the proxy app: the entity directory and totals view, the
-BudgetGuard (the gate app.py gives the Relay), the admin routes, and the cleanup contexts of the
-totals consumer and the entities producer."""
+"""Puts budgets into the proxy app: the entity directory and totals view, the BudgetGuard (the gate
+app.py gives the Relay), its gauges, and the totals consumer's cleanup context."""
 
 from __future__ import annotations
 
@@ -10,17 +9,13 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.proxy.admin.publisher import EntityPublisher
-from services.proxy.admin.routes import Admin, add_admin_routes
-from services.proxy.auth.keys import KeyTable
+from services.proxy.budget.admission import DOUBLE_SETTLEMENTS
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.budget.totals import TotalsSync, TotalsView
-from services.proxy.calls.settlement import DOUBLE_SETTLEMENTS
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
-from shared.events import EntityChanged, SpendReset
 from shared.health import METRICS
 from shared.metrics import Registry
 from shared.pricing import Catalog
@@ -32,11 +27,9 @@ log = structlog.get_logger(__name__)
 DIRECTORY: web.AppKey[EntityDirectory] = web.AppKey("entity_directory", EntityDirectory)
 TOTALS: web.AppKey[TotalsView] = web.AppKey("totals_view", TotalsView)
 GUARD: web.AppKey[BudgetGuard] = web.AppKey("budget_guard", BudgetGuard)
-PUBLISHER: web.AppKey[EntityPublisher] = web.AppKey("entity_publisher", EntityPublisher)
 
 
-def install_budgets(app: web.Application, settings: ProxySettings, catalog: Catalog, keys: KeyTable,
-                    router: Router) -> BudgetGuard:
+def install_budgets(app: web.Application, settings: ProxySettings, catalog: Catalog, router: Router) -> BudgetGuard:
     """Returns the guard, the Relay's budget gate; its directory (app[DIRECTORY]) is fed by the
     entities consumer (EntityChanged and SpendReset)."""
     directory = EntityDirectory()
@@ -46,16 +39,9 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     doubles = registry.counter(*DOUBLE_SETTLEMENTS) if registry is not None else None
     guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas,
                         double_settlements=doubles)
-
-    def apply_key(change: EntityChanged | SpendReset) -> None:
-        if isinstance(change, EntityChanged):
-            keys.apply(change)
-
-    publisher = EntityPublisher(settings.common, [apply_key, directory.apply])
-    app[DIRECTORY], app[TOTALS], app[GUARD], app[PUBLISHER] = directory, totals, guard, publisher
-    add_admin_routes(app, Admin(settings.master_key, directory, guard, publisher))
+    app[DIRECTORY], app[TOTALS], app[GUARD] = directory, totals, guard
     timeout = settings.key_sync_timeout_s
-    app.cleanup_ctx.extend([lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout), _entity_publisher])
+    app.cleanup_ctx.append(lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout))
     if registry is not None:
         add_budget_metrics(registry, guard, totals)
     log.info("budgets_installed", replicas=replicas)
@@ -80,10 +66,3 @@ async def _totals_sync(sync: TotalsSync, timeout: float) -> AsyncIterator[None]:
             except asyncio.TimeoutError:
                 log.warning("totals_not_synced", waited_s=timeout, hint="budgets count only this replica's spend until it is")
         yield
-
-
-async def _entity_publisher(app: web.Application) -> AsyncIterator[None]:
-    publisher = app[PUBLISHER]
-    async with background_task(supervise("entities_publisher", publisher.connect), name="entities-publisher"):
-        yield
-    await publisher.close()

@@ -20,11 +20,11 @@ from typing import Protocol
 
 import structlog
 
+from services.proxy.budget.admission import DOUBLE_SETTLEMENTS
 from shared.metrics import Metric, Registry
 
 log = structlog.get_logger(__name__)
 
-DOUBLE_SETTLEMENTS = ("proxy_double_settlements_total", "Second settlements of one admission, refused (each one is a bug)")
 CANCEL_GRACE_S = 5.0  # how long cancelled calls get to record themselves at shutdown
 
 
