@@ -18,7 +18,7 @@ import pytest
 from shared.events import DeadLetter, PricedUsageEvent, TokenUsage, UsageEvent, decode, encode
 from shared.kafka import idempotent_producer
 from shared.topics import PRICED, USAGE, USAGE_DLQ
-from tests.fixtures.polling import eventually
+from tests.fixtures.polling import eventually, eventually_async
 from tests.fixtures.stack import free_port
 from tests.fixtures.topics import read_topic
 
@@ -106,12 +106,26 @@ async def test_sigkill_mid_batch_prices_each_request_exactly_once(settings, tmp_
 async def test_two_pricers_sharing_the_group_price_each_request_once_when_one_is_killed(settings, tmp_path):
     """Two pricers split the partitions (a rebalance while both price); one is SIGKILLed, the
     other takes its partitions over (another rebalance): each request id is priced once."""
-    total = 30_000
-    await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in map(usage, range(total))])
     ports = [free_port(), free_port()]
     pricers = [start_pricer(settings, tmp_path / f"pricer-{i}.log", port, instance=str(i)) for i, port in enumerate(ports)]
+    produced = 0
+
+    async def both_pricing() -> bool:
+        """Feed events a few hundred at a time until both pricers priced some: one pricer alone
+        would price a whole topic produced up front before the second joins the group."""
+        nonlocal produced
+        if all(priced_so_far(port) >= 200 for port in ports):
+            return True
+        batch = [usage(i) for i in range(produced, produced + 500)]
+        await produce(settings, [(f"{e.request_id}".encode(), encode(e)) for e in batch])  # keys spread over every partition
+        produced += len(batch)
+        return False
+
     try:
-        eventually(lambda: all(priced_so_far(port) >= 200 for port in ports), 60, "both pricers' first batches")
+        await eventually_async(both_pricing, 60, "both pricers' first batches", 0.2)
+        rest = [usage(i) for i in range(produced, produced + 20_000)]  # still being priced when one pricer dies
+        await produce(settings, [(e.api_key_hash.encode(), encode(e)) for e in rest])
+        total = produced + len(rest)
         pricers[0].send_signal(signal.SIGKILL)
         pricers[0].wait()
         records = await wait_for_priced(settings, total, timeout=120)
