@@ -200,7 +200,7 @@ async def test_sigterm_with_calls_longer_than_the_drain(faults: FaultRig):
         async def sigterm() -> None:
             long_calls = asyncio.create_task(run_load([faults.stack.url(replica)], faults.population, rate=20, duration_s=1.0,
                                                       max_calls=MAX_CALLS, seed=24, steer={"delay_ms": LONG_CALL_MS}))
-            await asyncio.sleep(1.5)  # the long calls are in flight
+            await asyncio.sleep(1.5)  # the fault's moment: after the 1 s in which the long calls are sent, while they run
             began = time.monotonic()
             await asyncio.to_thread(faults.stack.kill, replica, signal.SIGTERM)
             exited_after.append(time.monotonic() - began)
