@@ -23,7 +23,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, CallerIdentity, KeyCatchUp
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, KeyCatchUp, authenticate_with_catch_up
 from services.proxy.budget.admission import BudgetGate, BudgetRequest
 from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.calls.call import Call
@@ -129,8 +129,8 @@ class Relay:
         start_time = utcnow()
         try:
             caller = self.auth.authenticate(request.headers)
-        except KeyRefused:
-            caller = await self._authenticate_after_sync(request)
+        except KeyRefused:  # the slow path: the key table may be a moment behind another replica
+            caller = await authenticate_with_catch_up(self.auth, request.headers, self.key_sync, KEY_CATCH_UP_S)
         raw = await read_body(request)
         try:
             body = orjson.loads(raw)
@@ -178,13 +178,6 @@ class Relay:
         reason = self.emitter.refusal()
         if reason is not None:
             raise ServiceUnavailable(f"the proxy cannot record calls right now ({reason}); retry later")
-
-    async def _authenticate_after_sync(self, request: web.Request) -> CallerIdentity:
-        """A refused key is asked again once the key table has read the entities topic to its
-        end: a key created a moment ago through another replica or worker works at once."""
-        if self.key_sync is not None:
-            await self.key_sync.read_to_end(KEY_CATCH_UP_S)
-        return self.auth.authenticate(request.headers)
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
