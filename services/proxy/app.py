@@ -20,6 +20,7 @@ from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.relay import Relay
 from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import drain
+from services.proxy.routing.catalog_follow import install_catalog
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
 from services.proxy.sync.key_sync import ENTITY_LISTENERS, KEY_SYNC, KeySync
@@ -41,6 +42,7 @@ from shared.master_key import check_master_key
 from shared.metrics import Registry
 from shared.openapi import add_openapi_route
 from shared.pricing import Catalog
+from shared.pricing.versions import CatalogVersions
 from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
@@ -76,7 +78,9 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     routes = LlmRoutes()  # its Relay comes at start-up (the `llm_relay` context)
     app[SETTINGS] = settings
     app[KEY_TABLE] = keys
-    app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalog), routes
+    catalogs = CatalogVersions(catalog)  # the current version follows the catalog topic
+    app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalogs), routes
+    install_catalog(app, settings, catalogs, auth)
     guard = install_budgets(app, settings, catalog, router)
     install_admin(app, settings, keys, guard)
     app[ENTITY_LISTENERS] = [guard.directory.apply]
