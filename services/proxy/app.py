@@ -21,6 +21,7 @@ from services.proxy.calls.relay import Relay
 from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import drain
 from services.proxy.routing.catalog_follow import install_catalog
+from services.proxy.routing.model_routes import ModelRoutes
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
 from services.proxy.sync.key_sync import ENTITY_LISTENERS, KEY_SYNC, KeySync
@@ -63,6 +64,7 @@ LLM_ROUTES = (
     ("/embeddings", "embeddings"),
     ("/images/generations", "image_generations"),
 )
+TALLY_VERSION = "tally-0.1.0"  # where LiteLLM answers its own version
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 
 
@@ -89,7 +91,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     for prefix in ("", "/v1"):
         for path, name in LLM_ROUTES:
             app.router.add_post(prefix + path, getattr(routes, name))
-        app.router.add_get(prefix + "/models", routes.models)
+    ModelRoutes(settings.config.model_list, catalogs, auth, lambda team_id: guard.directory.state("team", team_id)).install(app)
     # Azure-style clients: /openai/deployments/{model}/chat/completions
     app.router.add_post("/openai/deployments/{model}/chat/completions", routes.chat_completions)
     app.router.add_get("/health/liveliness", liveliness)
@@ -209,7 +211,13 @@ async def readiness(request: web.Request) -> web.Response:
     only means events are spooled."""
     keys, emitter = request.app[KEY_TABLE], request.app[EMITTER]
     body = {
+        # LiteLLM's fields first ("db": where its keys live; Tally's live in the key table).
         "status": "healthy" if keys.synced else "unhealthy",
+        "db": "connected" if keys.synced else "Not connected",
+        "cache": None,
+        "litellm_version": TALLY_VERSION,
+        "success_callbacks": [],
+        "catalog_version": request.app[QUOTER].version,
         "key_table": "synced" if keys.synced else "syncing",
         "keys": len(keys),
         "kafka": "connected" if emitter.healthy else "unreachable (spooling usage events)",
