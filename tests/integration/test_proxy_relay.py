@@ -390,10 +390,11 @@ async def test_virtual_key_from_the_entities_topic(start_proxy: ProxyFactory, ka
 
 
 async def test_models_lists_what_the_key_may_use(proxy: TestServer) -> None:
-    """GET /models answers OpenAI's list shape with every configured model for the master key."""
+    """GET /models answers OpenAI's list shape with every configured model for the master key, in
+    the config's order (LiteLLM's)."""
     client = openai.OpenAI(api_key=MASTER, base_url=base_url(proxy))
     models = await asyncio.to_thread(lambda: [m.id for m in client.models.list()])
-    assert models == ["azure-gpt-4o", "claude", "dall-e-3", "gpt-4o-mini", "llama3", "slow", "text-embedding-3-small"]
+    assert models == ["llama3", "gpt-4o-mini", "slow", "azure-gpt-4o", "claude", "text-embedding-3-small", "dall-e-3"]
 
 
 async def test_spend_routes_are_forwarded_to_reports(start_proxy: ProxyFactory) -> None:

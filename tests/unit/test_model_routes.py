@@ -160,12 +160,12 @@ async def test_overlong_model_id_is_a_400(client) -> None:
 
 
 async def test_model_group_info_merges_a_groups_deployments(client) -> None:
-    """gpt-4o: both providers, the first entry's prices, rpm summed over the deployments."""
+    """gpt-4o: both providers, the first entry's prices and flags, rpm summed over the deployments."""
     _, body = await get(client, "/model_group/info?model_group=gpt-4o")
     (group,) = body["data"]
     assert (group["model_group"], group["providers"], group["rpm"], group["tpm"], group["mode"]) == (
         "gpt-4o", ["openai", "azure"], 15, None, "chat")
-    assert (D(str(group["input_cost_per_token"])), group["supports_vision"]) == (D("0.0000025"), False)
+    assert (D(str(group["input_cost_per_token"])), group["supports_vision"]) == (D("0.0000025"), True)
 
 
 async def test_model_group_info_for_a_key_lists_its_groups(client) -> None:
