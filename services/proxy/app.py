@@ -15,6 +15,7 @@ from aiohttp import web
 
 from services.proxy.admin.wiring import install_admin
 from services.proxy.auth.keys import Authenticator, KeyTable
+from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.wiring import GUARD, install_budgets
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.relay import Relay
@@ -84,6 +85,11 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalogs), routes
     install_catalog(app, settings, catalogs, auth)
     guard = install_budgets(app, settings, catalog, router)
+
+    def budget_prices(current: Catalog) -> None:  # upper-bound estimates follow the catalog too
+        guard.catalog, guard.rates = current, group_rates(current, router.all_targets())
+
+    catalogs.listeners.append(budget_prices)
     install_admin(app, settings, keys, guard)
     app[ENTITY_LISTENERS] = [guard.directory.apply]
     app[REPORTS_URL] = settings.reports_url

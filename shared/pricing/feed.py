@@ -43,17 +43,33 @@ class CatalogFeed(TopicFollower):
         self.price_files = tuple(price_files)
         self.default = default
         self.newest_published: str | None = None  # the topic's newest version, as read
+        self.files_published: str | None = None  # the files' version, once on the topic
+        versions.deferred = True  # until caught up: only the newest version is parsed
+
+    def on_caught_up(self) -> None:
+        before = self.versions.current.version
+        self.versions.switch_to_newest()
+        if self.newest_published is not None:
+            self._report(before, self.newest_published)
 
     def apply(self, raw: bytes | None) -> None:
         try:
             event = decode_as(CatalogPublished, raw or b"")
-            self.versions.apply(event)
-        except (ValueError, CatalogError) as exc:  # pydantic's ValidationError is a ValueError
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
             # One unusable record must not stop the follower: the current catalog stays.
             log.error("catalog_record_unusable", error=str(exc)[:500])
             return
+        before = self.versions.current.version
+        self.versions.apply(event)
         self.newest_published = event.version
-        log.info("catalog_version_current", version=event.version, models=event.models, reason=event.reason)
+        self._report(before, event.version)
+
+    def _report(self, before: str, newest: str) -> None:
+        current = self.versions.current.version
+        if newest in self.versions.unusable:
+            log.error("catalog_record_unusable", version=newest, error=self.versions.unusable[newest][:500])
+        elif current != before:
+            log.info("catalog_version_current", version=current, models=len(self.versions.current))
 
     def load_files(self) -> Catalog:
         return load_catalog(*self.price_files, default=self.default)
@@ -68,6 +84,7 @@ class CatalogFeed(TopicFollower):
         self.versions.add(catalog)
         if catalog.version != self.newest_published:
             await self.publish(catalog, reason)
+        self.files_published = catalog.version
         return catalog
 
     async def publish(self, catalog: Catalog, reason: str) -> None:
@@ -86,18 +103,24 @@ class CatalogFeed(TopicFollower):
             log.warning("catalog_switch_slow", version=catalog.version, waited_s=SWITCH_WAIT_S)
 
     async def watch_files(self, poll_s: float) -> None:
-        """Publish the files again whenever one of them changes (size or modification time)."""
+        """Publish the files again whenever one of them changes (size or modification time), and
+        once the topic answers if start-up could not publish them."""
         seen = file_signature(self.file_paths())
         while True:
             await asyncio.sleep(poll_s)
             now = file_signature(self.file_paths())
-            if now == seen:
+            pending = self.files_published is None and self.caught_up.is_set()
+            if now == seen and not pending:
                 continue
-            seen = now
             try:
-                await self.publish_files("file_change")
+                await self.publish_files("file_change" if now != seen else "startup")
             except CatalogError as exc:  # a file half-written or wrong: keep the current prices
                 log.error("price_file_unusable", error=str(exc))
+                seen, self.files_published = now, self.files_published or ""
+            except (KafkaError, OSError) as exc:
+                log.warning("catalog_publish_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=poll_s)
+            else:
+                seen = now
 
 
 def file_signature(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:

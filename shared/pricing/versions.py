@@ -27,6 +27,12 @@ class CatalogVersions:
         self._parsed: OrderedDict[str, Catalog] = OrderedDict({current.version: current})
         self._sources: dict[str, tuple[str, ...]] = {current.version: current.sources}
         self.listeners: list[Callable[[Catalog], None]] = []
+        self.unusable: dict[str, str] = {}  # version -> why its publication could not be used
+        self._seen: set[str] = set()  # publications applied (event ids): a re-read changes nothing
+        self._newest: str | None = None
+        # While a reader catches up with the topic, only the newest publication is made current
+        # (and parsed): the versions before it are kept compressed until asked for.
+        self.deferred = False
 
     def __contains__(self, version: object) -> bool:
         return version in self._parsed or version in self._compressed
@@ -45,7 +51,12 @@ class CatalogVersions:
         prices = self._compressed.get(version)
         if prices is None:
             return None
-        catalog = unpack(version, prices, self._sources.get(version, ()))
+        try:
+            catalog = unpack(version, prices, self._sources.get(version, ()))
+        except CatalogError as exc:
+            del self._compressed[version]
+            self.unusable[version] = str(exc)
+            return None
         self._keep_parsed(catalog)
         return catalog
 
@@ -55,13 +66,26 @@ class CatalogVersions:
 
     def apply(self, event: CatalogPublished) -> None:
         """A published version becomes the current one. The newest publication wins, so publishing
-        an older version again rolls back to it."""
+        an older version again rolls back to it; a publication read again (a reconnected reader
+        starts from the topic's beginning) changes nothing. A publication whose prices cannot be
+        used (they do not hash to their version) is dropped, and the current catalog stays."""
+        if event.event_id in self._seen:
+            return
+        self._seen.add(event.event_id)
         self._compressed[event.version] = event.prices
         self._sources[event.version] = tuple(event.sources)
-        if event.version == self.current.version:
+        self._newest = event.version
+        if not self.deferred:
+            self.switch_to_newest()
+
+    def switch_to_newest(self) -> None:
+        """Make the newest publication applied current (once a reader has caught up)."""
+        self.deferred = False
+        if self._newest is None or self._newest == self.current.version:
             return
-        catalog = self.get(event.version)
-        assert catalog is not None
+        catalog = self.get(self._newest)
+        if catalog is None:
+            return  # unusable: `unusable` names it
         self.current = catalog
         for listener in self.listeners:
             listener(catalog)

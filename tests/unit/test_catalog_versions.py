@@ -113,3 +113,35 @@ def test_unseen_version_is_asked_about_then_priced_as_current() -> None:
                                quoted_catalog_version="feedfacefeedface"))
     assert price_message(versions, event, PRICED_AT) == VersionUnknown("feedfacefeedface")
     assert priced(price_message(versions, event, PRICED_AT, unknown_ok=True)) == (D("0.00018"), versions.current.version)
+
+
+def test_reading_a_publication_again_changes_nothing() -> None:
+    """A reconnected reader re-reads the topic from its start: old publications do not switch back."""
+    v1, v2 = catalog_with("1e-06"), catalog_with("3e-06")
+    first, second = publication(v1, "startup"), publication(v2, "reload")
+    versions = CatalogVersions(v1)
+    for event in (first, second, first):
+        versions.apply(event)
+    assert versions.current.version == v2.version
+
+
+def test_while_catching_up_only_the_newest_version_becomes_current() -> None:
+    """Deferred: publications are kept compressed, and the newest is made current once caught up."""
+    catalogs = [catalog_with(f"{n}e-06") for n in range(1, 4)]
+    versions, heard = CatalogVersions(load_catalog()), []
+    versions.listeners.append(lambda c: heard.append(c.version))
+    versions.deferred = True
+    for catalog in catalogs:
+        versions.apply(publication(catalog, "reload"))
+    versions.switch_to_newest()
+    assert (heard, versions.current.version) == ([catalogs[-1].version], catalogs[-1].version)
+
+
+def test_a_tampered_publication_is_dropped_and_the_current_catalog_stays() -> None:
+    """Prices that do not hash to their version never become current, and say why."""
+    v1, v2 = catalog_with("1e-06"), catalog_with("3e-06")
+    forged = publication(v2, "reload").model_copy(update={"prices": publication(v1, "reload").prices})
+    versions = CatalogVersions(v1)
+    versions.apply(forged)
+    assert (versions.current.version, versions.get(v2.version), "hash to" in versions.unusable[v2.version]) == (
+        v1.version, None, True)
