@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from services.pricer.pricing_step import Priced, price_message
-from shared.events import CatalogPublished, decode_as
+from shared.events import CatalogPublished, decode_as, request_id_in
 from shared.pricing import load_catalog
 from shared.pricing.versions import CatalogVersions
 from shared.topics import CATALOG, USAGE
@@ -122,7 +122,13 @@ def test_a_changed_price_file_is_published_without_a_reload(stack):
 
 def test_replaying_the_topics_prices_every_row_again_to_the_digit(stack):
     """Every usage event, priced again under the versions catalog.v1 holds, gives its row's spend and version."""
-    usage = asyncio.run(read_topic(stack.common, USAGE))
+    def settled():  # every usage event priced and in the spend logs, none in flight
+        usage = asyncio.run(read_topic(stack.common, USAGE))
+        with psycopg.connect(stack.common.database_url) as conn:
+            rows = {r[0]: (r[1], r[2]) for r in conn.execute('SELECT request_id, spend, catalog_version FROM "LiteLLM_SpendLogs"')}
+        return (usage, rows) if {request_id_in(record.value) for record in usage} == set(rows) else None
+
+    usage, rows = eventually(settled, 30, "every usage event in the spend logs")
     published = asyncio.run(read_topic(stack.common, CATALOG))
     versions = CatalogVersions(load_catalog())
     for record in published:
@@ -133,7 +139,5 @@ def test_replaying_the_topics_prices_every_row_again_to_the_digit(stack):
         assert isinstance(outcome, Priced)
         data = json.loads(outcome.value)
         replayed[outcome.request_id] = (Decimal(data["cost"]["total"]), data["catalog_version"])
-    with psycopg.connect(stack.common.database_url) as conn:
-        rows = {r[0]: (r[1], r[2]) for r in conn.execute('SELECT request_id, spend, catalog_version FROM "LiteLLM_SpendLogs"')}
     assert replayed == rows
     assert len({version for _, version in rows.values()}) >= 3  # the start-up files, the reload, the file change
