@@ -430,6 +430,19 @@ async def test_health_probes(proxy: TestServer) -> None:
                 assert response.status == 200, (path, await response.text())
 
 
+async def test_probes_answer_in_litellms_shapes(proxy: TestServer) -> None:
+    """liveliness is LiteLLM's "I'm alive!"; readiness has LiteLLM's fields, and the catalog version quoting calls."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url(proxy) + "/health/liveliness") as response:
+            alive = await response.json()
+        async with http.get(base_url(proxy) + "/health/readiness") as response:
+            ready = await response.json()
+    assert alive == "I'm alive!"
+    assert {k: ready[k] for k in ("status", "db", "cache", "success_callbacks", "catalog_version")} == {
+        "status": "healthy", "db": "connected", "cache": None, "success_callbacks": [], "catalog_version": CATALOG.version}
+    assert ready["litellm_version"].startswith("tally-")
+
+
 async def test_closed_idle_upstream_connection_is_retried_once(start_proxy: ProxyFactory, kafka: CommonSettings) -> None:
     """An upstream that drops keep-alive connections between calls is still answered every time."""
     served = 0
