@@ -23,7 +23,6 @@ import zipfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from shared.pricing.catalog import DEFAULT_CATALOG_PATH, SAMPLE_SPEC, parse_price_text

@@ -9,7 +9,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
