@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full faults-full adversarial-full venv ui-assets browser clean prune
+.PHONY: up down status test test-unit bench bench-full faults-full adversarial-full venv ui-assets browser clean prune price-map price-map-diff
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -20,6 +20,14 @@ venv: $(STAMP)
 # The Usage page's charting library, from the npm registry (not committed).
 ui-assets:
 	@bash stack/vendor_ui.sh
+
+# The default price catalog from the newest litellm release on PyPI: shows what changes, then
+# writes shared/pricing/data/model_prices.json and upstream.json (docs/pricer.md). -diff writes nothing.
+price-map: venv
+	@$(PY) -m shared.pricing.refresh --apply
+
+price-map-diff: venv
+	@$(PY) -m shared.pricing.refresh --show 200
 
 up: venv ui-assets
 	@TALLY_CONFIG=$(abspath $(CONFIG)) $(PY) -m stack up --config $(abspath $(CONFIG))

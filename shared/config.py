@@ -68,7 +68,8 @@ class Deployment(BaseModel):
 
     @property
     def base_model(self) -> str | None:
-        return self.model_info.base_model or self.litellm_params.base_model
+        # LiteLLM's order (_get_base_model_from_metadata): litellm_params first, then model_info.
+        return self.litellm_params.base_model or self.model_info.base_model
 
     def custom_prices(self) -> dict[str, Decimal]:
         """Per-deployment prices from litellm_params or model_info, as exact Decimals."""

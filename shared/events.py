@@ -182,6 +182,23 @@ class EntityTotal(Event):
     as_of: AwareDatetime  # event time of the latest priced call counted
 
 
+class CatalogPublished(Event):
+    """A price catalog version, whole: the pricer and every proxy switch to the newest one, and
+    keep the older ones by `version` for events priced under them. `prices` is the catalog's
+    entries as JSON, gzip-compressed and base64-encoded (LiteLLM's full map is ~0.5 MB of JSON;
+    compressed, it fits a record many times over). Topic catalog.v1, key b"catalog"."""
+
+    type: Literal["catalog_published"] = "catalog_published"
+    schema_version: Literal[1] = 1
+
+    version: str  # shared.pricing.catalog_version of the entries: checked when read
+    models: int = Field(ge=0)
+    prices: str
+    sources: list[str] = Field(default_factory=list)
+    reason: Literal["startup", "reload", "file_change"]
+    published_at: AwareDatetime = Field(default_factory=utcnow)
+
+
 class DeadLetter(Event):
     """A record a stage set aside, and why. It points at the record (source topic, partition,
     offset: topics keep everything) instead of carrying it: v1 carried the whole payload escaped
@@ -239,7 +256,7 @@ class UnknownEventVersion(ValueError):
 
 # (type, schema_version) -> function turning that version's dict into the next version's dict.
 UPCASTERS: dict[tuple[str, int], Any] = {("dead_letter", 1): _dead_letter_v1_to_v2}
-CURRENT_VERSION = {"usage": 1, "priced_usage": 1, "entity_changed": 1, "spend_reset": 1, "entity_total": 1, "dead_letter": 2}
+CURRENT_VERSION = {"catalog_published": 1, "usage": 1, "priced_usage": 1, "entity_changed": 1, "spend_reset": 1, "entity_total": 1, "dead_letter": 2}
 
 
 def upcast(data: dict[str, Any]) -> dict[str, Any]:

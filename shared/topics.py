@@ -10,6 +10,7 @@ USAGE_DLQ = "usage.dlq.v1"
 PRICED_DLQ = "priced.dlq.v1"
 ENTITIES = "entities.v1"
 TOTALS = "totals.v1"
+CATALOG = "catalog.v1"
 
 UNLIMITED = {"retention.ms": "-1", "retention.bytes": "-1"}
 
@@ -31,4 +32,7 @@ def topic_specs(partitions: int = 6) -> list[TopicSpec]:
         # reproduces exactly; admin traffic is tiny.
         TopicSpec(ENTITIES, 1, UNLIMITED),
         TopicSpec(TOTALS, partitions, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        # One partition, kept for ever: the newest published price catalog is the current one, and
+        # every older version stays readable by its id, so a replay prices as the original did.
+        TopicSpec(CATALOG, 1, UNLIMITED),
     ]

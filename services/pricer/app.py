@@ -18,6 +18,8 @@ from shared.errors import openai_errors
 from shared.health import StageProgress, add_health_routes, add_stage_checks
 from shared.metrics import Registry
 from shared.pricing import Catalog
+from shared.pricing.feed import CatalogFeed, following_catalog
+from shared.pricing.versions import CatalogVersions
 from shared.quarantine import QuarantineStore
 from shared.record_limits import MAX_RECORD_BYTES
 from shared.stage_monitor import monitor
@@ -25,7 +27,8 @@ from shared.supervise import supervise
 from shared.topics import USAGE
 
 SETTINGS: web.AppKey[PricerSettings] = web.AppKey("settings", PricerSettings)
-CATALOG: web.AppKey[Catalog] = web.AppKey("catalog", Catalog)
+CATALOGS: web.AppKey[CatalogVersions] = web.AppKey("catalogs", CatalogVersions)
+CATALOG_FEED: web.AppKey[CatalogFeed] = web.AppKey("catalog_feed", CatalogFeed)
 METRICS: web.AppKey[PricerMetrics] = web.AppKey("pricer_metrics", PricerMetrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
 PROGRESS: web.AppKey[StageProgress] = web.AppKey("progress", StageProgress)
@@ -46,7 +49,8 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
             settings, transactional_id=settings.transactional_id, linger_ms=2, max_batch_size=PRICED_BATCH_BYTES
         )
         consumer = kafka.consumer(settings, group_id=settings.group_id, session_timeout_ms=6000, heartbeat_interval_ms=1500)
-        pricer = Pricer(settings, app[CATALOG], consumer, producer, app[METRICS], app[QUARANTINE], set_aside)
+        pricer = Pricer(settings, app[CATALOGS], consumer, producer, app[METRICS], app[QUARANTINE], set_aside,
+                        catalog_feed=app[CATALOG_FEED])
         consumer.subscribe([settings.topic(USAGE)], listener=pricer)  # it settles its transaction on a rebalance
         try:
             await producer.start()
@@ -77,6 +81,15 @@ async def pricing_loop(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def catalog_feed(app: web.Application) -> AsyncIterator[None]:
+    """The current price catalog and its older versions, from the catalog topic (docs/pricer.md)."""
+    settings = app[SETTINGS]
+    feed = CatalogFeed(settings, app[CATALOGS], settings.price_maps)
+    app[CATALOG_FEED] = feed
+    async with following_catalog(feed, settings.catalog_sync_timeout_s, settings.price_map_poll_s):
+        yield
+
+
 async def quarantine_pool(app: web.Application) -> AsyncIterator[None]:
     """A small pool, for the quarantine only: the pricer keeps nothing else in Postgres."""
     settings = app[SETTINGS]
@@ -91,15 +104,16 @@ def build_app(settings: PricerSettings, catalog: Catalog) -> web.Application:
     app = web.Application(middlewares=[openai_errors])
     registry = Registry()
     app[SETTINGS] = settings
-    app[CATALOG] = catalog
+    app[CATALOGS] = catalogs = CatalogVersions(catalog)
     app[METRICS] = PricerMetrics(registry)
     app[READY] = asyncio.Event()
     app[PROGRESS] = progress = StageProgress("pricer", settings.stall_after_s)
-    registry.gauge("pricer_catalog_entries", "Models in the price catalog", callback=lambda: float(len(catalog)))
+    registry.gauge("pricer_catalog_entries", "Models in the price catalog", callback=lambda: float(len(catalogs.current)))
     registry.gauge("pricer_last_progress_timestamp_seconds", "When the pricer's committed offsets last advanced (Unix time)",
                    callback=lambda: progress.last_progress_at)
     add_health_routes(app, registry)
     add_stage_checks(app, settings, "pricer", app[READY], progress)
     app.cleanup_ctx.append(quarantine_pool)
+    app.cleanup_ctx.append(catalog_feed)
     app.cleanup_ctx.append(pricing_loop)
     return app

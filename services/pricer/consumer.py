@@ -21,13 +21,14 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequence
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.errors import LettersRefused, PricedRefused
-from services.pricer.pricing_step import Rejected, price_message
+from services.pricer.pricing_step import Priced, Rejected, VersionUnknown, price_message
 from services.pricer.settings import PricerSettings
 from shared.backoff import Backoff
 from shared.dead_letters import dead_letter, dead_letter_key, encoded, is_record_error
 from shared.events import DeadLetter, utcnow
 from shared.metrics import Registry
-from shared.pricing import Catalog
+from shared.pricing.feed import CatalogFeed
+from shared.pricing.versions import CatalogVersions
 from shared.quarantine import QuarantineStore
 from shared.record_limits import MAX_RECORD_BYTES, fits, record_bytes
 from shared.topics import PRICED, USAGE_DLQ
@@ -42,6 +43,7 @@ PRODUCER_DEAD = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpo
 # Pricing a batch hands the event loop back this often (~10 ms of work), so the previous batch's
 # transaction, the fetcher and /health move on meanwhile.
 YIELD_EVERY = 200
+CATALOG_CATCH_UP_S = 5.0  # how long an event naming an unseen catalog version waits for it
 
 
 class PricerMetrics:
@@ -82,10 +84,13 @@ class SetAside:
 
 
 class Pricer(ConsumerRebalanceListener):
-    def __init__(self, settings: PricerSettings, catalog: Catalog, consumer: AIOKafkaConsumer,
-                 producer: AIOKafkaProducer, metrics: PricerMetrics, quarantine: QuarantineStore, set_aside: SetAside) -> None:
+    def __init__(self, settings: PricerSettings, catalogs: CatalogVersions, consumer: AIOKafkaConsumer,
+                 producer: AIOKafkaProducer, metrics: PricerMetrics, quarantine: QuarantineStore, set_aside: SetAside,
+                 catalog_feed: CatalogFeed | None = None) -> None:
         self.settings = settings
-        self.catalog = catalog
+        self.catalogs = catalogs
+        self.catalog_feed = catalog_feed
+        self.unknown_versions: set[str] = set()  # named by events, read for, never found: priced as current
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics
@@ -187,7 +192,9 @@ class Pricer(ConsumerRebalanceListener):
                         continue  # quarantined after its dead letter was refused
                     work.dead_letters.append(self._dead_letter(message, self.set_aside.records[where]))
                     continue
-                outcome = price_message(self.catalog, message.value, priced_at)
+                outcome = price_message(self.catalogs, message.value, priced_at)
+                if isinstance(outcome, VersionUnknown):
+                    outcome = await self._price_under_unknown_version(outcome.version, message.value, priced_at)
                 headers = [] if isinstance(outcome, Rejected) else [("request_id", outcome.request_id.encode())]
                 if not isinstance(outcome, Rejected) and not fits(message.key, outcome.value, headers):
                     outcome = Rejected(f"the priced event would be {record_bytes(message.key, outcome.value, headers)} bytes,"
@@ -213,6 +220,17 @@ class Pricer(ConsumerRebalanceListener):
                 work.record_batches.append((partition, builder, None))
             work.offsets[tp] = messages[-1].offset + 1
         return work
+
+    async def _price_under_unknown_version(self, version: str, raw: bytes, priced_at: str) -> Priced | Rejected:
+        """A proxy quoted under a version published a moment ago: read the catalog topic up to it.
+        A version never published (a proxy that could not reach Kafka at start) is priced as the
+        current one, and not waited for again."""
+        if version not in self.unknown_versions and self.catalog_feed is not None:
+            await self.catalog_feed.read_to_end(CATALOG_CATCH_UP_S)
+            if version not in self.catalogs:
+                self.unknown_versions.add(version)
+                log.warning("pricer_catalog_version_unknown", version=version, current=self.catalogs.current.version)
+        return price_message(self.catalogs, raw, priced_at, unknown_ok=True)  # type: ignore[return-value]
 
     async def _commit(self, work: PricedBatch) -> None:
         async with asyncio.timeout(BATCH_DEADLINE_S), self.producer.transaction():

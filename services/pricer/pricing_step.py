@@ -1,4 +1,9 @@
-"""The pricer's pure step: one raw usage message in, a priced message or a dead-letter reason out."""
+"""The pricer's pure step: one raw usage message in, a priced message or a dead-letter reason out.
+
+An event the proxy quoted under a catalog version is priced under that version (the cost header
+and the spend log agree, and a replay prices as the original run did); an event that names none
+is priced under the current version. A version this process has not read yet is `VersionUnknown`:
+the consumer reads the catalog topic and asks again, then with `unknown_ok`."""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import orjson
 from pydantic import ValidationError
 
 from shared.events import UnknownEventVersion, UsageEvent, decode_as
-from shared.pricing import Catalog, InconsistentUsage, PriceResult, price_usage_event
+from shared.pricing import InconsistentUsage, PriceResult, price_usage_event
+from shared.pricing.versions import CatalogVersions
 
 _CURRENT_USAGE = b'"schema_version":1'
 
@@ -26,7 +32,13 @@ class Rejected:
     reason: str
 
 
-def price_message(catalog: Catalog, raw: bytes | None, priced_at: str) -> Priced | Rejected:
+@dataclass(frozen=True, slots=True)
+class VersionUnknown:
+    version: str
+
+
+def price_message(catalogs: CatalogVersions, raw: bytes | None, priced_at: str,
+                  unknown_ok: bool = False) -> Priced | Rejected | VersionUnknown:
     """`priced_at` is the ISO time stamp the priced event carries; the consumer takes it once per
     batch (a clock read and its formatting cost as much as the pricing itself)."""
     if not raw:
@@ -39,6 +51,14 @@ def price_message(catalog: Catalog, raw: bytes | None, priced_at: str) -> Priced
         return Rejected(f"invalid usage event: {where}: {first['msg']}")
     except (UnknownEventVersion, ValueError) as exc:
         return Rejected(f"unreadable usage event: {exc}")
+    catalog = catalogs.current
+    quoted = usage.quoted_catalog_version
+    if quoted is not None and quoted != catalog.version:
+        found = catalogs.get(quoted)
+        if found is not None:
+            catalog = found
+        elif not unknown_ok:
+            return VersionUnknown(quoted)
     try:
         result = price_usage_event(catalog, usage)
     except InconsistentUsage as exc:

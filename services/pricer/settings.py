@@ -20,6 +20,8 @@ class PricerSettings(CommonSettings):
     # Stable per replica: a restarted replica with the same id fences its zombie predecessor.
     transactional_id: str = "tally-pricer-0"
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files, extending the default
+    price_map_poll_s: float = 5.0  # how often the price files are checked for changes (0: never)
+    catalog_sync_timeout_s: float = 10.0  # start-up waits this long to read the catalog topic
     # Up to this many usage events per transaction: a transaction costs the broker and the pricer
     # a fixed handful of round trips, so a backlog is priced in large ones.
     batch_size: int = 5000
@@ -41,6 +43,8 @@ def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
         group_id=f"{prefix}tally-pricer",
         transactional_id=env.get("PRICER_TRANSACTIONAL_ID") or f"{prefix}tally-pricer-{instance}",
         price_maps=maps,
+        price_map_poll_s=env_float(env, "TALLY_PRICE_MAP_POLL_S", 5.0),
+        catalog_sync_timeout_s=env_float(env, "TALLY_CATALOG_SYNC_TIMEOUT_S", 10.0),
         batch_size=env_int(env, "PRICER_BATCH_SIZE", 5000),
         stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
         progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),

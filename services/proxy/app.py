@@ -15,11 +15,14 @@ from aiohttp import web
 
 from services.proxy.admin.wiring import install_admin
 from services.proxy.auth.keys import Authenticator, KeyTable
+from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.wiring import GUARD, install_budgets
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.relay import Relay
 from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import drain
+from services.proxy.routing.catalog_follow import install_catalog
+from services.proxy.routing.model_routes import ModelRoutes
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
 from services.proxy.sync.key_sync import ENTITY_LISTENERS, KEY_SYNC, KeySync
@@ -41,6 +44,7 @@ from shared.master_key import check_master_key
 from shared.metrics import Registry
 from shared.openapi import add_openapi_route
 from shared.pricing import Catalog
+from shared.pricing.versions import CatalogVersions
 from shared.supervise import supervise
 
 log = structlog.get_logger(__name__)
@@ -61,6 +65,7 @@ LLM_ROUTES = (
     ("/embeddings", "embeddings"),
     ("/images/generations", "image_generations"),
 )
+TALLY_VERSION = "tally-0.1.0"  # where LiteLLM answers its own version
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 
 
@@ -76,8 +81,15 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     routes = LlmRoutes()  # its Relay comes at start-up (the `llm_relay` context)
     app[SETTINGS] = settings
     app[KEY_TABLE] = keys
-    app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalog), routes
+    catalogs = CatalogVersions(catalog)  # the current version follows the catalog topic
+    app[AUTH], app[ROUTER], app[QUOTER], app[ROUTES] = auth, router, CostQuoter(catalogs), routes
+    install_catalog(app, settings, catalogs, auth)
     guard = install_budgets(app, settings, catalog, router)
+
+    def budget_prices(current: Catalog) -> None:  # upper-bound estimates follow the catalog too
+        guard.catalog, guard.rates = current, group_rates(current, router.all_targets())
+
+    catalogs.listeners.append(budget_prices)
     install_admin(app, settings, keys, guard)
     app[ENTITY_LISTENERS] = [guard.directory.apply]
     app[REPORTS_URL] = settings.reports_url
@@ -85,7 +97,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     for prefix in ("", "/v1"):
         for path, name in LLM_ROUTES:
             app.router.add_post(prefix + path, getattr(routes, name))
-        app.router.add_get(prefix + "/models", routes.models)
+    ModelRoutes(settings.config.model_list, catalogs, auth, lambda team_id: guard.directory.state("team", team_id)).install(app)
     # Azure-style clients: /openai/deployments/{model}/chat/completions
     app.router.add_post("/openai/deployments/{model}/chat/completions", routes.chat_completions)
     app.router.add_get("/health/liveliness", liveliness)
@@ -205,7 +217,13 @@ async def readiness(request: web.Request) -> web.Response:
     only means events are spooled."""
     keys, emitter = request.app[KEY_TABLE], request.app[EMITTER]
     body = {
+        # LiteLLM's fields first ("db": where its keys live; Tally's live in the key table).
         "status": "healthy" if keys.synced else "unhealthy",
+        "db": "connected" if keys.synced else "Not connected",
+        "cache": None,
+        "litellm_version": TALLY_VERSION,
+        "success_callbacks": [],
+        "catalog_version": request.app[QUOTER].version,
         "key_table": "synced" if keys.synced else "syncing",
         "keys": len(keys),
         "kafka": "connected" if emitter.healthy else "unreachable (spooling usage events)",

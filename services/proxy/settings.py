@@ -42,6 +42,7 @@ class ProxySettings(BaseModel):
     workers: int = 1  # processes of this replica sharing its port (workers.py)
     worker: int = 0  # which of them this process is
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
+    price_map_poll_s: float = 5.0  # how often the price files are checked for changes (0: never)
     edge_limits: EdgeLimits = Field(default_factory=EdgeLimits)  # what one call may record (limits.py)
     shutdown_drain_s: float = 20.0  # at SIGTERM, calls in flight get this long to finish (docs/settlement.md)
 
@@ -85,6 +86,7 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
     return ProxySettings(
         common=common,
         price_maps=maps,
+        price_map_poll_s=env_float(env, "TALLY_PRICE_MAP_POLL_S", 5.0),
         config=config,
         edge_limits=edge_limits_from(env, general.model_extra or {}),
         port=port,

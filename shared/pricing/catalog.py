@@ -113,6 +113,27 @@ def _canonical_number(value: Any) -> str:
     raise TypeError(f"unexpected {type(value).__name__} in a price entry")
 
 
+def entries_json(entries: Mapping[str, Entry]) -> str:
+    """The entries as JSON whose numbers are the Decimals' own text: parse_price_text reads it
+    back to the same entries (and so the same version), digit for digit."""
+    return _json_value(entries)
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_json_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_value(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else json.dumps(float(value))  # NaN/Infinity: how json wrote them
+    return json.dumps(value)
+
+
+def catalog_from_text(text: str, source: str) -> Catalog:
+    """A whole catalog from one JSON text (a published version), with no default beneath it."""
+    return _frozen_catalog(parse_price_text(text, source), (source,))
+
+
 def checked_entry(source: str, name: str, entry: Any) -> dict[str, Any]:
     """The entry as a plain dict, once every flat cost field is a finite, non-negative Decimal."""
     if not isinstance(entry, dict):

@@ -4,6 +4,7 @@ The order, as in LiteLLM: the deployment's own custom prices ("custom"); else it
 else the model named in the upstream's response; else the deployment's model. A `base_model`
 that is set but unknown leaves the call unpriced rather than falling through: it exists because
 the other names are known to be wrong (Azure answers "gpt-4" for a gpt-4-1106-preview deployment).
+A `base_model` is the user's statement of intent, so the deployment's provider does not filter it.
 
 A name is looked up the way LiteLLM's get_model_info does: "provider/name" first (a provider's
 own list price, e.g. "azure/gpt-4o"), then the name as given, then with leading path segments
@@ -121,15 +122,32 @@ def resolve_entry(
         return CUSTOM
     index = _index(catalog)
     provider = call_provider(catalog, model, custom_llm_provider)
+    if base_model:
+        return _resolve_base_model(catalog, index, base_model.strip(), provider, image_size, image_quality)
     family = provider_family(provider) if provider else None
-    sources = [base_model] if base_model else [response_model, model]
-    for source in sources:
+    for source in (response_model, model):
         if not source:
             continue
         for candidate in _candidates(source, provider, image_size, image_quality):
             found = index.find(candidate)
             if found is not None and (family is None or index.family[found] in (None, family)):
                 return found
+    return None
+
+
+def _resolve_base_model(catalog: Catalog, index: _NameIndex, base_model: str, call_provider_name: str | None,
+                        image_size: str | None, image_quality: str | None) -> str | None:
+    """`base_model` names the model the user means, whatever provider the deployment calls through
+    (an `openai/...` gateway serving claude-sonnet-4-5 is priced as Anthropic's model). Its own
+    provider prefix, when it has one, decides; a bare name is tried under the call's provider
+    first (Azure's own list price for "gpt-4o"), then as given, from any provider."""
+    own = call_provider(catalog, base_model, None)
+    provider = own or call_provider_name
+    family = provider_family(own) if own else None
+    for candidate in _candidates(base_model, provider, image_size, image_quality):
+        found = index.find(candidate)
+        if found is not None and (family is None or index.family[found] in (None, family)):
+            return found
     return None
 
 

@@ -220,6 +220,22 @@ def _spend_request(route: Route, t: Tenants, admin: httpx.Client, client: httpx.
     return client.request(route.method, route.path, params=params, json=body, headers=t.headers(caller))
 
 
+MODEL_ROUTES = [
+    Route("GET", "/v1/models", ANY_VALID_KEY),
+    Route("GET", "/model/info", ANY_VALID_KEY),
+    Route("GET", "/v1/model/info", ANY_VALID_KEY),
+    Route("GET", "/model_group/info", ANY_VALID_KEY),
+    Route("POST", "/reload/model_cost_map", MASTER_ONLY),
+]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", MODEL_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_model_route_status(tenants: Tenants, proxy: httpx.Client, route: Route, caller: str) -> None:
+    """A model route answers 401 without a valid key and 200 to any valid one; reloading prices is the master key's."""
+    _assert_answer(route.request(tenants, proxy, caller), _expected(route, caller))
+
+
 # -- an ordinary key sees only its own tenant -------------------------------------------------------
 
 def _get(client: httpx.Client, t: Tenants, path: str, **params: str) -> httpx.Response:

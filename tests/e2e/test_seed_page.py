@@ -113,11 +113,12 @@ def test_azure_base_model_prices_the_real_model(seed_stack):
 
 def test_azure_image_generation_priced_by_base_model(seed_stack):
     """One standard 1024x1024 image from the seed's Azure dall-e-3 deployment costs base_model's per-pixel rate."""
-    # LiteLLM's rate for dall-e-3: 3.81469e-08 * 1024 * 1024 = 0.0399999238144
+    # LiteLLM's current rate for Azure's standard 1024x1024 dall-e-3 (litellm 1.110.2,
+    # azure/standard/1024-x-1024/dall-e-3): 4.19617e-08 * 1024 * 1024 = 0.0440000315392 (~$0.044)
     status, headers, body = post(seed_stack, "/images/generations", {"model": "dall-e-3", "prompt": "a cat", "n": 1, "size": "1024x1024"})
     assert (status, len(body["data"])) == (200, 1)
-    assert Decimal(headers["x-litellm-response-cost"]) == Decimal("0.0399999238144")
-    assert wait_for_row(seed_stack, headers["x-litellm-call-id"])[0] == Decimal("0.0399999238144")
+    assert Decimal(headers["x-litellm-response-cost"]) == Decimal("0.0440000315392")
+    assert wait_for_row(seed_stack, headers["x-litellm-call-id"])[0] == Decimal("0.0440000315392")
 
 
 def test_custom_per_token_prices(seed_stack):

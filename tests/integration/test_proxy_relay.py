@@ -390,10 +390,11 @@ async def test_virtual_key_from_the_entities_topic(start_proxy: ProxyFactory, ka
 
 
 async def test_models_lists_what_the_key_may_use(proxy: TestServer) -> None:
-    """GET /models answers OpenAI's list shape with every configured model for the master key."""
+    """GET /models answers OpenAI's list shape with every configured model for the master key, in
+    the config's order (LiteLLM's)."""
     client = openai.OpenAI(api_key=MASTER, base_url=base_url(proxy))
     models = await asyncio.to_thread(lambda: [m.id for m in client.models.list()])
-    assert models == ["azure-gpt-4o", "claude", "dall-e-3", "gpt-4o-mini", "llama3", "slow", "text-embedding-3-small"]
+    assert models == ["llama3", "gpt-4o-mini", "slow", "azure-gpt-4o", "claude", "text-embedding-3-small", "dall-e-3"]
 
 
 async def test_spend_routes_are_forwarded_to_reports(start_proxy: ProxyFactory) -> None:
@@ -427,6 +428,19 @@ async def test_health_probes(proxy: TestServer) -> None:
         for path in ("/health/liveliness", "/health/readiness", "/health"):
             async with http.get(base_url(proxy) + path) as response:
                 assert response.status == 200, (path, await response.text())
+
+
+async def test_probes_answer_in_litellms_shapes(proxy: TestServer) -> None:
+    """liveliness is LiteLLM's "I'm alive!"; readiness has LiteLLM's fields, and the catalog version quoting calls."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url(proxy) + "/health/liveliness") as response:
+            alive = await response.json()
+        async with http.get(base_url(proxy) + "/health/readiness") as response:
+            ready = await response.json()
+    assert alive == "I'm alive!"
+    assert {k: ready[k] for k in ("status", "db", "cache", "success_callbacks", "catalog_version")} == {
+        "status": "healthy", "db": "connected", "cache": None, "success_callbacks": [], "catalog_version": CATALOG.version}
+    assert ready["litellm_version"].startswith("tally-")
 
 
 async def test_closed_idle_upstream_connection_is_retried_once(start_proxy: ProxyFactory, kafka: CommonSettings) -> None:

@@ -90,6 +90,33 @@ def test_base_model_prices_an_azure_deployment(default_catalog: Catalog) -> None
     assert (result.priced_model, result.cost.total) == ("azure/gpt-4-1106-preview", D("0.0026"))
 
 
+def test_base_model_of_another_provider_prices_an_openai_compatible_deployment(default_catalog: Catalog) -> None:
+    """openai/… with base_model claude-sonnet-4-5 is Anthropic's price: 20 × 3e-06 + 80 × 1.5e-05."""
+    result = price(default_catalog, call("openai/my-gateway-claude", base_model="claude-sonnet-4-5",
+                                         custom_llm_provider="openai", prompt_tokens=20, completion_tokens=80))
+    assert (result.priced_model, result.cost.total) == ("claude-sonnet-4-5", D("0.00126"))
+
+
+def test_provider_prefixed_base_model_keeps_its_own_provider(default_catalog: Catalog) -> None:
+    """openai/… with base_model gemini/gemini-2.5-pro: 20 × 1.25e-06 + 80 × 1e-05 = 0.000825."""
+    result = price(default_catalog, call("openai/gemini-pro-via-gateway", base_model="gemini/gemini-2.5-pro",
+                                         custom_llm_provider="openai", prompt_tokens=20, completion_tokens=80))
+    assert (result.priced_model, result.cost.total) == ("gemini/gemini-2.5-pro", D("0.000825"))
+
+
+def test_base_model_prefix_filters_entries_of_other_providers() -> None:
+    """base_model azure/gpt-4o is never priced from OpenAI's gpt-4o entry when Azure has none."""
+    catalog = catalog_of(**{"gpt-4o": CHAT})
+    assert price(catalog, call("openai/x", base_model="azure/gpt-4o", prompt_tokens=5)).unpriced is True
+
+
+def test_bare_base_model_prefers_the_deployments_provider() -> None:
+    """base_model gpt-4o on an azure deployment takes azure/gpt-4o's rate before OpenAI's."""
+    catalog = catalog_of(**{"gpt-4o": CHAT, "azure/gpt-4o": {**CHAT, "litellm_provider": "azure", "input_cost_per_token": D("3e-06")}})
+    result = price(catalog, call("azure/dep", base_model="gpt-4o", prompt_tokens=10))
+    assert (result.priced_model, result.cost.total) == ("azure/gpt-4o", D("0.00003"))
+
+
 def test_unknown_base_model_leaves_the_call_unpriced() -> None:
     """A base_model that is set but unknown is not silently replaced by the (wrong) response model."""
     catalog = catalog_of(**{"gpt-4": CHAT})

@@ -15,25 +15,37 @@ from services.proxy.routing.router import Target
 from services.proxy.usage_log.record import with_fields
 from shared.events import TokenUsage, UsageEvent
 from shared.pricing import CallParts, Catalog, InconsistentUsage, price_usage_event
+from shared.pricing.versions import CatalogVersions
 
 log = structlog.get_logger(__name__)
 
 
 class CostQuoter:
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.version = catalog.version
+    """Quotes under the current catalog version (it follows the catalog topic: docs/pricer.md)."""
+
+    def __init__(self, catalogs: CatalogVersions | Catalog) -> None:
+        self.catalogs = catalogs if isinstance(catalogs, CatalogVersions) else CatalogVersions(catalogs)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.catalogs.current
+
+    @property
+    def version(self) -> str:
+        return self.catalogs.current.version
 
     def quote(self, event: UsageEvent) -> tuple[UsageEvent, Decimal | None]:
         """The event with quoted_cost and the catalog version filled in, and the cost. A call the
-        pricer would reject (inconsistent usage) is quoted as None: no header, no quoted cost."""
+        pricer would reject (inconsistent usage) is quoted as None: no header, no quoted cost.
+        The event names the version that quoted it; the pricer prices it under that version."""
+        catalog = self.catalogs.current
         try:
-            result = price_usage_event(self.catalog, event)
+            result = price_usage_event(catalog, event)
         except InconsistentUsage as exc:
             log.warning("usage_not_priceable", request_id=event.request_id, error=str(exc))
             return event, None
         cost = result.cost.total
-        return with_fields(event, quoted_cost=cost, quoted_catalog_version=self.version), cost
+        return with_fields(event, quoted_cost=cost, quoted_catalog_version=catalog.version), cost
 
     def quote_usage(self, target: Target, call_type: str, usage: TokenUsage, response_model: str | None) -> Decimal | None:
         """What `quote` would give the call's event with this usage; settles and records nothing."""

@@ -5,13 +5,10 @@ reach it through `self.relay`, set then, before the server accepts a connection.
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from services.proxy.calls.relay import Relay
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
-
-JSON = "application/json"
 
 
 class LlmRoutes:
@@ -32,10 +29,3 @@ class LlmRoutes:
 
     async def image_generations(self, request: web.Request) -> web.StreamResponse:
         return await self.relay.relay(request, IMAGE)
-
-    async def models(self, request: web.Request) -> web.Response:
-        relay = self.relay
-        caller = relay.auth.authenticate(request.headers)
-        names = [n for n in relay.router.model_names if caller.allows_model(n)]
-        data = [{"id": n, "object": "model", "created": 1677610602, "owned_by": "openai"} for n in names]
-        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
+from services.proxy.routing.wildcard import WildcardRoutes, is_pattern
 from services.proxy.transport.answer import JSON, header_lines
 from shared.config import Deployment
 
@@ -201,9 +202,12 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
 
 class Router:
     """model_name -> its targets. Equal weights rotate in turn; unequal weights draw at random in
-    proportion (LiteLLM's simple-shuffle)."""
+    proportion (LiteLLM's simple-shuffle). A name no model_name equals may match a wildcard
+    deployment (wildcard.py)."""
 
-    def __init__(self, targets: Sequence[Target], rng: random.Random | None = None) -> None:
+    def __init__(self, targets: Sequence[Target], rng: random.Random | None = None,
+                 wildcards: WildcardRoutes | None = None) -> None:
+        self.wildcards = wildcards
         groups: dict[str, list[Target]] = {}
         for target in targets:
             groups.setdefault(target.model_group, []).append(target)
@@ -221,18 +225,28 @@ class Router:
 
     @classmethod
     def from_deployments(cls, deployments: Sequence[Deployment], env: Mapping[str, str]) -> Router:
-        return cls([build_target(d, env) for d in deployments])
+        exact = [d for d in deployments if not is_pattern(d.model_name)]
+        patterns = [d for d in deployments if is_pattern(d.model_name)]
+        wildcards = WildcardRoutes(patterns, lambda d: build_target(d, env), deployment_id) if patterns else None
+        return cls([build_target(d, env) for d in exact], wildcards=wildcards)
 
     def targets(self, model_group: str) -> list[Target]:
         return self._groups.get(model_group, [])
 
     def all_targets(self) -> list[Target]:
-        return [t for group in self._groups.values() for t in group]
+        """Every deployment as configured (a wildcard one with its `*`): pools and timeouts are
+        per deployment."""
+        templates = self.wildcards.templates if self.wildcards else []
+        return [t for group in self._groups.values() for t in group] + templates  # type: ignore[operator]
 
     def pick(self, model_group: str, allows: Callable[[str], bool] | None = None) -> Target:
         """A target of `model_group`. An unknown name's error lists the models `allows` (the
         caller's key) accepts: a key limited to a few models learns no other model's name."""
         picker = self._pickers.get(model_group)
+        if picker is None and self.wildcards is not None:
+            target = self.wildcards.target(model_group)
+            if target is not None:
+                return target  # type: ignore[return-value]
         if picker is None:
             hint = self._unknown_hint if allows is None else ", ".join(filter(allows, self.model_names))
             raise InvalidRequest(
