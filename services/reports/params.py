@@ -91,13 +91,15 @@ def parse_moment_range(query: Mapping[str, str]) -> tuple[datetime, datetime]:
         if _DATE.match(raw):
             day = parse_date(name, raw)
             moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            if name == "end_date" and day == date.max:
+                raise BadRequest(f"{name} is past the last date this service can count to", param=name)
             bounds.append(moment + timedelta(days=1) if name == "end_date" else moment)
             continue
         try:
             moment = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
         except ValueError as exc:
             raise BadRequest(f"{name} must be YYYY-MM-DD HH:MM:SS or YYYY-MM-DD, got {raw[:40]!r}", param=name) from exc
-        bounds.append(moment + timedelta(microseconds=1) if name == "end_date" else moment)
+        bounds.append(moment + timedelta(microseconds=1) if name == "end_date" and moment.year < 9999 else moment)
     if bounds[1] <= bounds[0]:
         raise BadRequest("end_date is before start_date", param="end_date")
     return bounds[0], bounds[1]
