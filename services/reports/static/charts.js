@@ -9,14 +9,18 @@ const charts = {};
 
 function themeColour(name) { return getComputedStyle(document.body).getPropertyValue(name).trim() || "#888"; }
 
-// First and last day always, and evenly spaced days between, as many as the width has room for.
+// Evenly stepped days from the first, and the last day always (the step before it is dropped
+// when the two would crowd), as many as the width has room for.
 function dayTicks(days, width) {
   const n = days.length;
-  const room = Math.max(2, Math.min(n, Math.floor(width / 96)));
-  if (n === 1) return [0];
-  const ticks = new Set();
-  for (let k = 0; k < room; k++) ticks.add(Math.round((k * (n - 1)) / (room - 1)));
-  return [...ticks].sort((a, b) => a - b);
+  const room = Math.max(2, Math.floor(width / 96));
+  if (n <= room) return days.map((_, i) => i);
+  const step = Math.ceil((n - 1) / (room - 1));
+  const ticks = [];
+  for (let i = 0; i < n - 1; i += step) ticks.push(i);
+  if (ticks.length > 1 && n - 1 - ticks[ticks.length - 1] < step) ticks.pop();
+  ticks.push(n - 1);
+  return ticks;
 }
 
 function chartsAvailable() { return !window.uPlotMissing && typeof window.uPlot === "function"; }
@@ -41,6 +45,7 @@ function drawChart(boxId, spec) {
   const bars = spec.bars && window.uPlot.paths && window.uPlot.paths.bars ? window.uPlot.paths.bars({ size: [0.7, 48] }) : undefined;
   charts[boxId] = new window.uPlot({
     width, height: spec.height || 220,
+    padding: [12, 44, 0, 0], // room for the last day's label
     legend: { live: true },
     cursor: { points: { show: !spec.bars } },
     scales: { x: { time: false, range: () => [-0.5, n - 0.5] } },
