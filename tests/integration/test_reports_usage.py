@@ -200,3 +200,15 @@ async def test_budgets_closest_first(reports, seeded_database):
         ("customer", "acme", Decimal("0.1000825"), 10, Decimal("0.0100"), False)]
     assert (rows[1]["budget_duration"], rows[1]["budget_reset_at"]) == ("30d", "2024-05-30T00:00:00+00:00")
     assert [r["name"] for r in await get(reports, "/global/spend/budgets", team="team-a")] == ["one"]
+
+
+@pytest.mark.parametrize("params", [{}, {"team_id": "team-a"}, {"end_user": "palantir"}, {"status_filter": "failure"},
+                                    {"model": "gpt-4", "status_filter": "success"}, {"key": "one"},
+                                    {"team_id": "team-b", "end_user": "palantir"}])
+async def test_whole_day_totals_from_the_rollups_equal_the_logs_count(reports, params):
+    """Over whole days the total comes from the rollups; it equals counting the logs themselves."""
+    by_rollups = (await logs_ui(reports, **params))["total"]
+    by_logs = (await logs_ui(reports, start_date="2024-04-30 00:00:00", end_date="2024-05-03 23:59:59", **params))["total"]
+    assert by_rollups == by_logs
+    assert by_logs == {(): 7, ("team_id",): 4, ("end_user",): 4, ("status_filter",): 1, ("model", "status_filter"): 3,
+                       ("key",): 4, ("end_user", "team_id"): 1}[tuple(sorted(params))]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import time, timedelta
+from typing import Any
+
 from aiohttp import web
 
-from services.reports import params, shaping
+from services.reports import params, shaping, usage
 from services.reports.auth import require_spend_reader
 from services.reports.handlers.usage import parse_filters
 from services.reports.queries.spend import LOG_SORTS
 from services.reports.jsonout import json_response
 from services.reports.state import SETTINGS, caller, store
+from services.reports.store import ReportsStore
 
 
 async def spend_logs(request: web.Request) -> web.Response:
@@ -72,10 +76,31 @@ async def spend_logs_ui(request: web.Request) -> web.Response:
     sort_by = params.parse_choice("sort_by", q.get("sort_by"), LOG_SORTS, "startTime")
     descending = params.parse_choice("sort_order", q.get("sort_order"), ("asc", "desc"), "desc") == "desc"
     assert sort_by is not None
-    total, rows = await store(request).logs_page(where, sort_by=sort_by, descending=descending,
-                                                 offset=(page - 1) * page_size, limit=page_size)
+    reports = store(request)
+    total, rows = await reports.logs_page(where, sort_by=sort_by, descending=descending, offset=(page - 1) * page_size,
+                                          limit=page_size, total=await count_from_rollups(reports, where))
     return json_response({"data": rows, "total": total, "page": page, "page_size": page_size,
                           "total_pages": (total + page_size - 1) // page_size})
+
+
+async def count_from_rollups(reports: ReportsStore, where: dict[str, Any]) -> int | None:
+    """How many logs match, from the daily rollups, when they can say it exactly: whole days, and
+    only filters a rollup holds (key, model, team, customer, status). Counting a month of logs
+    instead would read millions of index entries on every page. (Tags are left to the logs: the
+    tag rollup counts a log once per tag it lists.) None when the logs must be counted."""
+    start_at, end_before = where["start_at"], where["end_before"]
+    whole_days = start_at.time() == time(0) and end_before.time() == time(0)
+    if not whole_days or any(where[n] is not None for n in ("user_id", "request_id", "tag", "min_spend", "max_spend")):
+        return None
+    filters = usage.Filters(keys=None if where["api_keys"] is None else tuple(where["api_keys"]), model=where["model"],
+                            team=where["team_id"], customer=where["end_user"])
+    source = usage.source_for(filters, ())
+    if source.kind != "rollup":
+        return None
+    days = params.DateRange(start_at.date(), end_before.date() - timedelta(days=1))
+    sums = (await reports.grouped(days, filters, source, ()))[0]
+    measure = {"success": "successful_requests", "failure": "failed_requests"}.get(where["status"] or "", "api_requests")
+    return int(sums[measure] or 0)
 
 
 async def spend_tags(request: web.Request) -> web.Response:

@@ -44,10 +44,11 @@ class SpendQueries(Queries):
             params,
         )
 
-    async def logs_page(self, where: dict[str, Any], *, sort_by: str, descending: bool, offset: int,
-                        limit: int) -> tuple[int, list[dict[str, Any]]]:
+    async def logs_page(self, where: dict[str, Any], *, sort_by: str, descending: bool, offset: int, limit: int,
+                        total: int | None = None) -> tuple[int, list[dict[str, Any]]]:
         """One page of the logs matching `where` (column → value; see handlers/spend.py for the keys)
-        and how many match in all. `sort_by` is one of LOG_SORTS; ties go by request_id."""
+        and how many match in all (counted here unless `total` is known). `sort_by` is one of
+        LOG_SORTS; ties go by request_id."""
         assert sort_by in LOG_SORTS
         conditions = ['"startTime" >= %(start_at)s AND "startTime" < %(end_before)s']
         for name, condition in (("api_keys", "api_key = ANY(%(api_keys)s)"), ("user_id", '"user" = %(user_id)s'),
@@ -63,7 +64,8 @@ class SpendQueries(Queries):
             conditions.append("status <> 'success'")
         filter_ = " AND ".join(conditions)
         direction = "DESC" if descending else "ASC"
-        total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
+        if total is None:
+            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
             f' ORDER BY "{sort_by}" {direction} NULLS LAST, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
