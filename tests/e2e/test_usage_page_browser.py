@@ -309,6 +309,22 @@ async def test_budgets_and_usage_csv(site, browser):
     await context.close()
 
 
+async def test_empty_and_error_states_are_said_in_words(site, browser):
+    """A filter matching nothing empties every table with a sentence; a read the API refuses shows its reason."""
+    context, page, errors = await open_page(browser, site, "start_date=2024-06-01&end_date=2024-06-30&key=nobody")
+    assert await page.inner_text("#total-spend") == "$0"
+    assert await page.eval_on_selector_all("#top-keys tbody tr", ROWS) == [["No spend in this range"]]
+    assert await page.eval_on_selector_all("#logs tbody tr", ROWS) == [["No spend logs match"]]
+    assert await page.inner_text("#logs-page") == "No logs"
+    await page.goto(f"{site}/ui?start_date=2024-06-01&end_date=2024-06-30&logs_sort=api_key")
+    await ready(page)
+    assert await page.inner_text("#status") == \
+        "Could not load spend logs: sort_by must be one of startTime, spend, total_tokens, request_duration_ms, model; got 'api_key'"
+    assert await page.get_attribute("#logs-card", "class") == "card failed"
+    assert errors == []
+    await context.close()
+
+
 async def test_plain_key_cannot_sign_in(site, browser):
     """A key without get_spend_routes is told why and sees no data."""
     page = await browser.new_page()

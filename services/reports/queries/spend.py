@@ -64,11 +64,14 @@ class SpendQueries(Queries):
             conditions.append("status <> 'success'")
         filter_ = " AND ".join(conditions)
         direction = "DESC" if descending else "ASC"
+        # Only latency may be NULL; the others keep Postgres' default order so that time, the
+        # page's default, walks the ("startTime", request_id) index backwards instead of sorting.
+        nulls = " NULLS LAST" if sort_by == "request_duration_ms" else ""
         if total is None:
             total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
-            f' ORDER BY "{sort_by}" {direction} NULLS LAST, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
+            f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
             {**where, "offset": offset, "limit": limit},
         )
         return int(total or 0), rows
