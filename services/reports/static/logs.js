@@ -83,9 +83,11 @@ function showDetail(dialog, fields, row) {
   if (!dialog.open) dialog.showModal();
 }
 
+// Numbers arrive as their JSON text (decimal.js): compare them as numbers.
 function pagerText(page) {
-  if (!page.total) return "No logs";
-  const first = (page.page - 1) * page.page_size + 1;
-  const last = Math.min(page.total, page.page * page.page_size);
+  const [total, number, size] = [Number(page.total), Number(page.page), Number(page.page_size)];
+  if (!total) return "No logs";
+  const first = (number - 1) * size + 1;
+  const last = Math.min(total, number * size);
   return `${count(first)}–${count(last)} of ${count(page.total)} · page ${page.page} of ${page.total_pages}`;
 }

@@ -117,8 +117,8 @@ async function loadLogs(gen) {
   fillLogs($("logs"), page, state, (sort, order) => setState({ logs_sort: sort, logs_order: order, logs_page: "1" }, { logsOnly: true }),
            openLog);
   $("logs-page").textContent = pagerText(page);
-  $("logs-prev").disabled = page.page <= 1;
-  $("logs-next").disabled = page.page >= page.total_pages;
+  $("logs-prev").disabled = Number(page.page) <= 1;
+  $("logs-next").disabled = Number(page.page) >= Number(page.total_pages);
 }
 
 async function refresh(logsOnly = false) {
