@@ -387,7 +387,8 @@ def main() -> int:
             # (two entities: the spend logs), budgets, and the first logs page and a deep one.
             for name, path, extra in (("usage_30d", "/global/spend/usage", {}),
                                       ("usage_30d_team", "/global/spend/usage", {"team": "team-3"}),
-                                      ("usage_30d_team_customer", "/global/spend/usage", {"team": "team-3", "customer": "customer-3"}),
+                                      ("usage_30d_team_customer", "/global/spend/usage", {"team": "team-4", "customer": "customer-4"}),
+                                      ("usage_30d_team_tag", "/global/spend/usage", {"team": "team-4", "tag": "tag-4"}),
                                       ("budgets", "/global/spend/budgets", {}),
                                       ("logs_ui_page_1", "/spend/logs/ui", {"page_size": "25"}),
                                       ("logs_ui_page_1_team", "/spend/logs/ui", {"page_size": "25", "team_id": "team-3"}),

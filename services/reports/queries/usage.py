@@ -35,32 +35,36 @@ def _rollup_source(entity: str | None) -> sql.Composable:
 
 
 def _logs_source(filters: Filters, group: Sequence[str]) -> sql.Composable:
+    """The range's logs in the rollups' shape, the filters applied to the log's own columns (a
+    filter value is never '', so `end_user = x` means the same as its COALESCE and lets the
+    indexes on api_key and end_user serve)."""
     tags_as_rows = "tag" in group
-    tag_column = "t.tag" if tags_as_rows else "NULL::text"
-    tag_filter = " AND l.request_tags ? %(tag)s" if filters.tag is not None and not tags_as_rows else ""
+    where = ['l."startTime" >= %(start_at)s', 'l."startTime" < %(end_before)s']
+    for value, condition in ((filters.keys, "l.api_key = ANY(%(keys)s)"), (filters.model, "l.model = %(model)s"),
+                             (filters.team, "l.team_id = %(team)s"), (filters.customer, "l.end_user = %(customer)s"),
+                             (filters.tag, "t.tag = %(tag)s" if tags_as_rows else "l.request_tags ? %(tag)s")):
+        if value is not None:
+            where.append(condition)
     return sql.SQL(f"""SELECT to_char(l."startTime" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS date, l.api_key, l.model,
-                  COALESCE(l.team_id, '') AS team, COALESCE(l.end_user, '') AS customer, {tag_column} AS tag, l.spend,
-                  1 AS api_requests, (l.status = 'success')::int AS successful_requests,
-                  (l.status <> 'success')::int AS failed_requests, l.prompt_tokens, l.completion_tokens,
-                  l.cache_read_input_tokens
+                  COALESCE(l.team_id, '') AS team, COALESCE(l.end_user, '') AS customer,
+                  {"t.tag" if tags_as_rows else "NULL::text"} AS tag, l.spend, 1 AS api_requests,
+                  (l.status = 'success')::int AS successful_requests, (l.status <> 'success')::int AS failed_requests,
+                  l.prompt_tokens, l.completion_tokens, l.cache_read_input_tokens
            FROM "LiteLLM_SpendLogs" l {_TAGS if tags_as_rows else ""}
-           WHERE l."startTime" >= %(start_at)s AND l."startTime" < %(end_before)s{tag_filter}""")
+           WHERE {" AND ".join(where)}""")
 
 
-def _conditions(filters: Filters, source: Source, group: Sequence[str]) -> list[str]:
+def _conditions(filters: Filters, source: Source) -> list[str]:
+    """The filters on a rollup source (the logs source applies its own)."""
     where = ["TRUE"]
+    if source.kind == "logs":
+        return where
     if filters.keys is not None:
         where.append("s.api_key = ANY(%(keys)s)")
     if filters.model is not None:
         where.append("s.model = %(model)s")
-    for dimension in ("team", "customer", "tag"):
-        if filters.entity(dimension) is None:
-            continue
-        if source.kind == "logs" and dimension == "tag" and "tag" not in group:
-            continue  # filtered inside the logs source
-        if source.kind == "rollup" and source.entity != dimension:
-            continue  # the api-key rollup minus-named remainder is never filtered by the entity
-        where.append(f"s.{dimension} = %({dimension})s")
+    if source.entity is not None and filters.entity(source.entity) is not None:
+        where.append(f"s.{source.entity} = %({source.entity})s")
     return where
 
 
@@ -72,7 +76,7 @@ class UsageQueries(Queries):
         columns = ", ".join(f"s.{_COLUMN[g]} AS \"{g}\"" for g in group)
         query = sql.SQL("SELECT {columns}{comma}" + _SUMS + " FROM ({inner}) s WHERE {where}{group_by}").format(
             columns=sql.SQL(columns), comma=sql.SQL(", " if group else ""), inner=inner,
-            where=sql.SQL(" AND ".join(_conditions(filters, source, group))),
+            where=sql.SQL(" AND ".join(_conditions(filters, source))),
             group_by=sql.SQL(" GROUP BY " + ", ".join(f"s.{_COLUMN[g]}" for g in group) if group else ""))
         rows = await self._rows(query, {
             "start": days.start_text, "end": days.end_text, "start_at": days.start_at, "end_before": days.end_before,
