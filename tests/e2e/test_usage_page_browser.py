@@ -162,6 +162,11 @@ async def test_a_month_on_the_page_equals_the_api(site, browser):
         for chart in ("chart-spend", "chart-requests", "chart-tokens"):
             labels = await x_labels(page, chart)
             assert (labels[0], labels[-1]) == (MONTH_START, MONTH_END), chart
+        box = await page.locator("#chart-spend .u-over").bounding_box()  # hover 15 June: the legend shows its exact figures
+        await page.mouse.move(box["x"] + box["width"] * 14.5 / 30, box["y"] + box["height"] / 2)
+        legend = await page.eval_on_selector_all(
+            "#chart-spend .u-legend .u-series", "rows => rows.map(r => [r.querySelector('.u-label').textContent, r.querySelector('.u-value').textContent])")
+        assert sorted(legend) == sorted([["Day", "2024-06-15"], *([s["label"], money(s["daily"][14])] for s in usage["stacks"])])
 
     logs = await api(site, "/spend/logs/ui", **MONTH, page_size="25")
     shown = await page.eval_on_selector_all("#logs tbody tr", ROWS)
@@ -179,24 +184,24 @@ async def test_a_month_on_the_page_equals_the_api(site, browser):
     if (VENDOR / "axe.min.js").exists():
         assert await serious_accessibility_violations(page) == []
     OUTPUT.mkdir(exist_ok=True)
-    await page.screenshot(path=str(OUTPUT / "usage_page_1280_light.png"), full_page=True)
+    for width, scheme in ((1280, "light"), (390, "light"), (390, "dark"), (1280, "dark")):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.emulate_media(color_scheme=scheme)
+        await page.wait_for_function(f"document.querySelector('#chart-spend').scrollWidth <= {width}")  # redrawn to fit
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width  # nothing runs off a phone's screen
+        assert await page.inner_text("#total-spend") == money(usage["totals"]["spend"])
+        await page.screenshot(path=str(OUTPUT / f"usage_page_{width}_{scheme}.png"), full_page=True)
+    if (VENDOR / "axe.min.js").exists():  # the dark scheme too
+        assert await serious_accessibility_violations(page) == []
     assert errors == []
     await context.close()
-    for width, scheme in ((390, "light"), (1280, "dark"), (390, "dark")):
-        context, page, errors = await open_page(browser, site, width=width, scheme=scheme)
-        assert await page.inner_text("#total-spend") == money(usage["totals"]["spend"])
-        assert await page.evaluate("document.documentElement.scrollWidth") <= width  # nothing runs off a phone's screen
-        if scheme == "dark" and width == 1280 and (VENDOR / "axe.min.js").exists():
-            assert await serious_accessibility_violations(page) == []
-        await page.screenshot(path=str(OUTPUT / f"usage_page_{width}_{scheme}.png"), full_page=True)
-        assert errors == []
-        await context.close()
 
 
 async def test_filters_click_to_filter_url_and_presets(site, browser):
-    """A top-table click, typed filters, chips, reload, back and the presets all keep page and API equal."""
+    """A top-table row (by keyboard), typed filters, chips, reload, back, stacking and presets keep page and API equal."""
     context, page, errors = await open_page(browser, site)
-    await page.click('#top-teams button[data-filter="team=team-b"]')
+    await page.focus('#top-teams button[data-filter="team=team-b"]')  # by keyboard
+    await page.keyboard.press("Enter")
     await ready(page)
     assert url_state(page)["team"] == ["team-b"]
     await page_usage_equals_api(page, site, **MONTH, team="team-b")
@@ -245,7 +250,7 @@ async def test_filters_click_to_filter_url_and_presets(site, browser):
 
 
 async def test_logs_paged_sorted_filtered_and_opened(site, browser):
-    """Next page, sorting, the status filter and a log's detail (every column) equal /spend/logs/ui's rows."""
+    """Next page, sorting, the status filter and a log's detail (every column, opened by keyboard) equal the API's."""
     context, page, errors = await open_page(browser, site)
 
     async def shown_ids() -> list[str]:
@@ -269,7 +274,8 @@ async def test_logs_paged_sorted_filtered_and_opened(site, browser):
     failed = await api_ids(sort_by="spend", sort_order="asc", status_filter="failure")
     assert await shown_ids() == failed and len(failed) == 11
 
-    await page.click(f'#logs button.link:text-is("{failed[0]}")')
+    await page.focus(f'#logs button.link:text-is("{failed[0]}")')  # by keyboard
+    await page.keyboard.press("Enter")
     await page.wait_for_selector("#log-detail[open]")
     assert url_state(page)["request_id"] == [failed[0]]
     row = (await api(site, "/spend/logs", request_id=failed[0]))[0]
