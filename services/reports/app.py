@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from services.reports.auth import Authenticator
-from services.reports.handlers import activity, calculate, global_spend, report, spend, ui
+from services.reports.handlers import activity, calculate, global_spend, report, spend, ui, usage
 from services.reports.reporting import Reports
 from services.reports.settings import ReportsSettings
 from services.reports.state import REPORTS, AUTH, CATALOG, CONFIG, PRODUCER, PRODUCER_READY, SETTINGS, STORE
@@ -110,7 +110,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/global/spend/tags", global_spend.global_spend_tags)
     r.add_post("/global/spend/end_users", global_spend.global_spend_end_users)
     r.add_post("/global/spend/reset", global_spend.global_spend_reset)
+    r.add_get("/global/spend/usage", usage.global_spend_usage)
+    r.add_get("/global/spend/budgets", usage.global_spend_budgets)
     r.add_get("/spend/logs", spend.spend_logs)
+    r.add_get("/spend/logs/ui", spend.spend_logs_ui)
     r.add_get("/spend/tags", spend.spend_tags)
     r.add_get("/spend/keys", spend.spend_keys)
     r.add_get("/spend/users", spend.spend_users)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 
 from shared.errors import BadRequest
 from shared.keys import hash_key
@@ -77,6 +78,51 @@ def date_range(query: Mapping[str, str], *, required: bool = True, default_days:
     if end < start:
         raise BadRequest(f"{end_name} {end} is before {start_name} {start}", param=end_name)
     return DateRange(start, end)
+
+
+def parse_moment_range(query: Mapping[str, str]) -> tuple[datetime, datetime]:
+    """/spend/logs/ui's start_date and end_date (both required): LiteLLM's "YYYY-MM-DD HH:MM:SS"
+    (UTC, the end included) or a whole day "YYYY-MM-DD". Returns [start, end) as instants."""
+    bounds = []
+    for name in ("start_date", "end_date"):
+        raw = (query.get(name) or "").strip()
+        if not raw:
+            raise BadRequest("Start date and end date are required", param=name)
+        if _DATE.match(raw):
+            day = parse_date(name, raw)
+            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            if name == "end_date" and day == date.max:
+                raise BadRequest(f"{name} is past the last date this service can count to", param=name)
+            bounds.append(moment + timedelta(days=1) if name == "end_date" else moment)
+            continue
+        try:
+            moment = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        except ValueError as exc:
+            raise BadRequest(f"{name} must be YYYY-MM-DD HH:MM:SS or YYYY-MM-DD, got {raw[:40]!r}", param=name) from exc
+        bounds.append(moment + timedelta(microseconds=1) if name == "end_date" and moment.year < 9999 else moment)
+    if bounds[1] <= bounds[0]:
+        raise BadRequest("end_date is before start_date", param="end_date")
+    return bounds[0], bounds[1]
+
+
+def parse_decimal(name: str, raw: str | None) -> Decimal | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation as exc:
+        raise BadRequest(f"{name} must be a number, got {raw[:40]!r}", param=name) from exc
+    if not value.is_finite():
+        raise BadRequest(f"{name} must be a finite number, got {raw[:40]!r}", param=name)
+    return value
+
+
+def parse_choice(name: str, raw: str | None, choices: tuple[str, ...], default: str | None) -> str | None:
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}; got {raw[:40]!r}", param=name)
+    return raw
 
 
 def parse_datetime_or_date(name: str, raw: object) -> date | None:

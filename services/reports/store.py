@@ -15,9 +15,10 @@ from services.reports.queries.activity import ActivityQueries
 from services.reports.queries.global_spend import GlobalSpendQueries
 from services.reports.queries.report import ReportQueries
 from services.reports.queries.spend import SpendQueries
+from services.reports.queries.usage import UsageQueries
 
 
-class ReportsStore(ReportQueries, GlobalSpendQueries, SpendQueries, ActivityQueries):
+class ReportsStore(ReportQueries, GlobalSpendQueries, SpendQueries, ActivityQueries, UsageQueries):
     async def key(self, token_hash: str) -> dict[str, Any] | None:
         rows = await self._rows(
             'SELECT token, key_alias, user_id, team_id, permissions, expires, blocked FROM "LiteLLM_VerificationToken" WHERE token = %s',

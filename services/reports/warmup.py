@@ -12,7 +12,6 @@ import time
 from datetime import date, timedelta
 
 import aiohttp
-import orjson
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -21,19 +20,15 @@ Request = tuple[str, str, bytes | None]  # method, path with query, JSON body
 
 
 def warm_requests(today: date, days: int) -> list[Request]:
-    """What the Usage page asks for on its first load (usage.js `load`, last `days` days ending
-    today, UTC) and /global/spend/report's three views of the same range."""
+    """What the Usage page asks for on its first load (usage.js `refresh`: the last `days` days
+    ending today, UTC, no filters) and /global/spend/report's three views of the same range."""
     start, end = (today - timedelta(days=days - 1)).isoformat(), today.isoformat()
     span = f"start_date={start}&end_date={end}"
     return [
         *(("GET", f"/global/spend/report?{span}&group_by={view}", None) for view in ("team", "customer", "api_key")),
-        ("GET", f"/global/spend/logs?{span}", None),
-        ("GET", f"/global/spend/keys?limit=10&{span}", None),
-        ("GET", f"/global/spend/teams?{span}", None),
-        ("POST", "/global/spend/end_users", orjson.dumps({"startTime": start, "endTime": end})),
-        ("GET", f"/global/spend/models?limit=10&{span}", None),
-        ("GET", f"/global/spend/tags?{span}", None),
-        ("GET", f"/spend/logs?summarize=false&limit=50&{span}", None),
+        ("GET", f"/global/spend/usage?{span}&stack_by=model", None),
+        ("GET", "/global/spend/budgets", None),
+        ("GET", f"/spend/logs/ui?{span}&page=1&page_size=25&sort_by=startTime&sort_order=desc", None),
     ]
 
 

@@ -159,7 +159,7 @@ def test_the_reports_document_lists_exactly_the_registered_route_templates():
 
 def test_spend_routes_document_401_and_the_permission_answers():
     """Each spend route documents 401; each one a plain key may not read documents 403."""
-    readable_by_any_key = {"spend_logs", "spend_calculate"}
+    readable_by_any_key = {"spend_logs", "spend_logs_ui", "spend_calculate"}
     for op in operations(REPORTS.document):
         if op.spec.get("tags") != ["spend"]:
             continue

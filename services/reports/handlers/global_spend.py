@@ -31,7 +31,7 @@ def _optional_range(request: web.Request) -> params.DateRange:
     return days
 
 
-async def _answer(request: web.Request, key: tuple[Any, ...], days: params.DateRange,
+async def cached_answer(request: web.Request, key: tuple[Any, ...], days: params.DateRange,
                   compute: Callable[[], Awaitable[Any]], *, team_names: bool = False, key_names: bool = False) -> web.Response:
     """The answer from the rollups, reused while no day of `days` has changed (see reporting.py)."""
     async def body(_: Any) -> bytes:
@@ -51,7 +51,7 @@ async def global_spend_logs(request: web.Request) -> web.Response:
         rows = await store(request).spend_per_day(days, api_key)
         return [{"date": r["date"], "spend": r["spend"], **({"api_key": api_key} if api_key else {})} for r in rows]
 
-    return await _answer(request, (api_key,), days, compute)
+    return await cached_answer(request, (api_key,), days, compute)
 
 
 async def global_spend(request: web.Request) -> web.Response:
@@ -61,21 +61,21 @@ async def global_spend(request: web.Request) -> web.Response:
     async def compute() -> dict[str, Any]:
         return {"spend": await store(request).total_spend(days), "max_budget": None}
 
-    return await _answer(request, (), days, compute)
+    return await cached_answer(request, (), days, compute)
 
 
 async def global_spend_keys(request: web.Request) -> web.Response:
     await _reader(request)
     limit = params.parse_int("limit", request.query.get("limit"), default=None)
     days = _optional_range(request)
-    return await _answer(request, (limit,), days, lambda: store(request).top_keys(days, limit), key_names=True)
+    return await cached_answer(request, (limit,), days, lambda: store(request).top_keys(days, limit), key_names=True)
 
 
 async def global_spend_models(request: web.Request) -> web.Response:
     await _reader(request)
     limit = params.parse_int("limit", request.query.get("limit"), default=10)
     days = _optional_range(request)
-    return await _answer(request, (limit,), days, lambda: store(request).top_models(days, limit))
+    return await cached_answer(request, (limit,), days, lambda: store(request).top_models(days, limit))
 
 
 async def global_spend_teams(request: web.Request) -> web.Response:
@@ -85,14 +85,14 @@ async def global_spend_teams(request: web.Request) -> web.Response:
     async def compute() -> dict[str, Any]:
         return shaping.teams_daily(await store(request).team_spend_per_day(days))
 
-    return await _answer(request, (), days, compute, team_names=True)
+    return await cached_answer(request, (), days, compute, team_names=True)
 
 
 async def global_spend_provider(request: web.Request) -> web.Response:
     await _reader(request)
     days = params.date_range(request.query)
     assert days is not None
-    return await _answer(request, (), days, lambda: store(request).spend_per_provider(days))
+    return await cached_answer(request, (), days, lambda: store(request).spend_per_provider(days))
 
 
 async def global_spend_all_tag_names(request: web.Request) -> web.Response:
@@ -111,7 +111,7 @@ async def global_spend_tags(request: web.Request) -> web.Response:
     async def compute() -> dict[str, Any]:
         return shaping.tag_spend(await store(request).tag_spend(days, tags or None))
 
-    return await _answer(request, tuple(tags), days, compute)
+    return await cached_answer(request, tuple(tags), days, compute)
 
 
 async def global_spend_end_users(request: web.Request) -> web.Response:
@@ -128,7 +128,7 @@ async def global_spend_end_users(request: web.Request) -> web.Response:
     if api_key is not None and not isinstance(api_key, str):
         raise BadRequest("api_key must be a string", param="api_key")
     key_hash = params.key_hash(api_key, request.app[SETTINGS].master_key)
-    return await _answer(request, (key_hash,), days, lambda: store(request).end_users(days, key_hash, 100))
+    return await cached_answer(request, (key_hash,), days, lambda: store(request).end_users(days, key_hash, 100))
 
 
 class ResetNotPublished(TallyError):

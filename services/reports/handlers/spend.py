@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import time, timedelta
+from typing import Any
+
 from aiohttp import web
 
-from services.reports import params, shaping
+from services.reports import params, shaping, usage
 from services.reports.auth import require_spend_reader
+from services.reports.handlers.usage import parse_filters
+from services.reports.queries.spend import LOG_SORTS
 from services.reports.jsonout import json_response
 from services.reports.state import SETTINGS, caller, store
+from services.reports.store import ReportsStore
 
 
 async def spend_logs(request: web.Request) -> web.Response:
@@ -37,6 +43,64 @@ async def spend_logs(request: web.Request) -> web.Response:
         assert today is not None
         return json_response(shaping.spend_logs_by_day(rows, fill_until=min(days.end, today.end)))
     return json_response(await reports.logs(days, api_key=api_key, user_id=user_id, limit=limit))
+
+
+async def spend_logs_ui(request: web.Request) -> web.Response:
+    """LiteLLM's paged logs: {data, total, page, page_size, total_pages}, newest first unless
+    sort_by/sort_order say otherwise (Tally). Filters as LiteLLM's (api_key, user_id, request_id,
+    team_id, min_spend, max_spend, status_filter, model) plus Tally's end_user, tag and key (alias
+    or hash prefix). A key without spend permissions sees only its own key's rows."""
+    who = await caller(request)
+    q = request.query
+    settings = request.app[SETTINGS]
+    start_at, end_before = params.parse_moment_range(q)
+    page = params.parse_int("page", q.get("page"), default=1, maximum=10**9)
+    page_size = params.parse_int("page_size", q.get("page_size"), default=50, maximum=params.MAX_PAGE_SIZE)
+    assert page is not None and page_size is not None
+    api_keys: list[str] | None = None
+    if q.get("api_key"):
+        api_keys = [params.key_hash(q["api_key"], settings.master_key) or ""]
+    if q.get("key"):
+        matching = (await parse_filters(request)).keys or ()
+        api_keys = [k for k in matching if api_keys is None or k in api_keys]
+    if not who.sees_everything:
+        api_keys = [k for k in (api_keys if api_keys is not None else [who.key_hash]) if k == who.key_hash]
+    where = {
+        "start_at": start_at, "end_before": end_before, "api_keys": api_keys,
+        "user_id": q.get("user_id") or None, "request_id": q.get("request_id") or None, "team_id": q.get("team_id") or None,
+        "end_user": q.get("end_user") or None, "model": q.get("model") or None, "tag": q.get("tag") or None,
+        "min_spend": params.parse_decimal("min_spend", q.get("min_spend")),
+        "max_spend": params.parse_decimal("max_spend", q.get("max_spend")),
+        "status": params.parse_choice("status_filter", q.get("status_filter"), ("success", "failure"), None),
+    }
+    sort_by = params.parse_choice("sort_by", q.get("sort_by"), LOG_SORTS, "startTime")
+    descending = params.parse_choice("sort_order", q.get("sort_order"), ("asc", "desc"), "desc") == "desc"
+    assert sort_by is not None
+    reports = store(request)
+    total, rows = await reports.logs_page(where, sort_by=sort_by, descending=descending, offset=(page - 1) * page_size,
+                                          limit=page_size, total=await count_from_rollups(reports, where))
+    return json_response({"data": rows, "total": total, "page": page, "page_size": page_size,
+                          "total_pages": (total + page_size - 1) // page_size})
+
+
+async def count_from_rollups(reports: ReportsStore, where: dict[str, Any]) -> int | None:
+    """How many logs match, from the daily rollups, when they can say it exactly: whole days, and
+    only filters a rollup holds (key, model, team, customer, status). Counting a month of logs
+    instead would read millions of index entries on every page. (Tags are left to the logs: the
+    tag rollup counts a log once per tag it lists.) None when the logs must be counted."""
+    start_at, end_before = where["start_at"], where["end_before"]
+    whole_days = start_at.time() == time(0) and end_before.time() == time(0)
+    if not whole_days or any(where[n] is not None for n in ("user_id", "request_id", "tag", "min_spend", "max_spend")):
+        return None
+    filters = usage.Filters(keys=None if where["api_keys"] is None else tuple(where["api_keys"]), model=where["model"],
+                            team=where["team_id"], customer=where["end_user"])
+    source = usage.source_for(filters, ())
+    if source.kind != "rollup":
+        return None
+    days = params.DateRange(start_at.date(), end_before.date() - timedelta(days=1))
+    sums = (await reports.grouped(days, filters, source, ()))[0]
+    measure = {"success": "successful_requests", "failure": "failed_requests"}.get(where["status"] or "", "api_requests")
+    return int(sums[measure] or 0)
 
 
 async def spend_tags(request: web.Request) -> web.Response:

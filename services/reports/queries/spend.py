@@ -16,7 +16,7 @@ _LOG_COLUMNS = """request_id, call_type, api_key, spend, total_tokens, prompt_to
        metadata, cache_hit, cache_key, request_tags, team_id, organization_id, end_user, requester_ip_address, session_id,
        status, cache_read_input_tokens, cache_creation_input_tokens, reasoning_tokens, priced_model, unpriced,
        catalog_version"""
-
+LOG_SORTS = ("startTime", "spend", "total_tokens", "request_duration_ms", "model")
 
 
 class SpendQueries(Queries):
@@ -43,6 +43,38 @@ class SpendQueries(Queries):
             ' ORDER BY "startTime" DESC, request_id DESC LIMIT %(limit)s',
             params,
         )
+
+    async def logs_page(self, where: dict[str, Any], *, sort_by: str, descending: bool, offset: int, limit: int,
+                        total: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """One page of the logs matching `where` (column → value; see handlers/spend.py for the keys)
+        and how many match in all (counted here unless `total` is known). `sort_by` is one of
+        LOG_SORTS; ties go by request_id."""
+        assert sort_by in LOG_SORTS
+        conditions = ['"startTime" >= %(start_at)s AND "startTime" < %(end_before)s']
+        for name, condition in (("api_keys", "api_key = ANY(%(api_keys)s)"), ("user_id", '"user" = %(user_id)s'),
+                                ("request_id", "request_id = %(request_id)s"), ("team_id", "team_id = %(team_id)s"),
+                                ("end_user", "end_user = %(end_user)s"), ("model", "model = %(model)s"),
+                                ("tag", "request_tags ? %(tag)s"), ("min_spend", "spend >= %(min_spend)s"),
+                                ("max_spend", "spend <= %(max_spend)s")):
+            if where.get(name) is not None:
+                conditions.append(condition)
+        if where.get("status") == "success":
+            conditions.append("status = 'success'")
+        elif where.get("status") == "failure":
+            conditions.append("status <> 'success'")
+        filter_ = " AND ".join(conditions)
+        direction = "DESC" if descending else "ASC"
+        # Only latency may be NULL; the others keep Postgres' default order so that time, the
+        # page's default, walks the ("startTime", request_id) index backwards instead of sorting.
+        nulls = " NULLS LAST" if sort_by == "request_duration_ms" else ""
+        if total is None:
+            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
+        rows = await self._rows(
+            f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
+            f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
+            {**where, "offset": offset, "limit": limit},
+        )
+        return int(total or 0), rows
 
     async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
         """Per day, key, user and model (user "" for spend without one): what /spend/logs summarises."""
