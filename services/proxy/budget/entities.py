@@ -15,7 +15,7 @@ from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.budget.core import BudgetSpec
 from shared.events import EntityChanged, SpendReset
 
-KINDS = ("key", "team", "user", "customer")
+KINDS = ("key", "team", "user", "customer", "organization", "budget")
 
 
 def parse_money(value: Any) -> Decimal | None:
