@@ -41,13 +41,22 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 
 
-def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:
-    """The spend log's metadata: only what is set, so rows stay small. (Runs once per row on the
-    ingest path: plain attribute reads, no getattr loop.)"""
+def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any]:
+    """The spend log's metadata: the fields LiteLLM writes there that its dashboards read (who
+    called: user_api_key*, requester_ip_address; usage_object), then Tally's. Unset ones are left
+    out so rows stay small. (Runs once per row on the ingest path: plain attribute reads.)"""
     usage = event.usage_event
-    meta: dict[str, Any] = {}
+    meta: dict[str, Any] = {"user_api_key": usage.api_key_hash}
     if usage.key_alias:
         meta["user_api_key_alias"] = usage.key_alias
+    if usage.team_id:
+        meta["user_api_key_team_id"] = usage.team_id
+    if usage.user_id:
+        meta["user_api_key_user_id"] = usage.user_id
+    if usage.organization_id:
+        meta["user_api_key_org_id"] = usage.organization_id
+    if usage.requester_ip_address:
+        meta["requester_ip_address"] = usage.requester_ip_address
     if usage.spend_logs_metadata:
         meta["spend_logs_metadata"] = usage.spend_logs_metadata
     if usage.status == "failure":
@@ -59,7 +68,22 @@ def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | Non
         cost.input, cost.output, cost.cache_read, cost.cache_creation, cost.reasoning, cost.images, cost.other)) if v}
     if breakdown:
         meta["cost_breakdown"] = breakdown
-    return meta or None
+    meta["usage_object"] = _usage_object(usage.usage)
+    return meta
+
+
+def _usage_object(tokens: Any) -> dict[str, Any]:
+    """OpenAI's usage object, as LiteLLM logs it."""
+    prompt, completion = tokens.prompt_tokens, tokens.completion_tokens
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if tokens.cache_read_input_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": tokens.cache_read_input_tokens}
+        usage["cache_read_input_tokens"] = tokens.cache_read_input_tokens
+    if tokens.cache_creation_input_tokens:
+        usage["cache_creation_input_tokens"] = tokens.cache_creation_input_tokens
+    if tokens.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": tokens.reasoning_tokens}
+    return usage
 
 
 def logged_model(usage: UsageEvent | FastUsageEvent) -> str:
@@ -173,7 +197,7 @@ def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool
         u.request_id, u.call_type, u.api_key_hash, str(spend), str(prompt + completion), str(prompt), str(completion),
         _timestamptz(start), _timestamptz(end), None if first_token is None else _timestamptz(first_token),
         str(duration_ms), logged_model(u), u.model_id, u.model_group, u.custom_llm_provider, u.api_base, u.user_id,
-        None if meta is None else json_text(meta), None, None, json_text(tags), u.team_id, u.organization_id,
+        json_text(meta), None, None, json_text(tags), u.team_id, u.organization_id,
         u.end_user, u.requester_ip_address, u.session_id, u.status,
         None if messages is None else json_text(messages), None if response is None else json_text(response), None,
         str(cache_read), str(cache_creation), str(reasoning), event.priced_model, "t" if event.unpriced else "f",
