@@ -50,10 +50,13 @@ class UserRoutes:
             raw, key_change = self.keys.generated(key_fields)
             changes.append(key_change)
         await self.ctx.publish(*changes)
-        extra: dict[str, Any] = {"key": raw}
+        # LiteLLM's NewUserResponse is its GenerateKeyResponse (the key made with the user) plus
+        # the user's own fields.
+        key_part: dict[str, Any] = {name: None for name in states.KEY_DEFAULTS}
+        key_part.update(key=raw, token=None, token_id=None, key_name=None, duration=key_fields.get("duration"))
         if raw is not None:
-            extra.update(token_id=changes[1].entity_id, expires=changes[1].state.get("expires"))
-        return answer(self._user_answer(user_id, state, **extra))
+            key_part.update(changes[1].state, token_id=changes[1].entity_id)
+        return answer({**states.render(key_part), **self._user_answer(user_id, state)})
 
     def _user_id(self, fields: dict[str, Any]) -> str:
         """UpdateUserRequest names the user by user_id or by user_email."""

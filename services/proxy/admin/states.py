@@ -111,10 +111,11 @@ def created(defaults: Mapping[str, Any], fields: Mapping[str, Any], now: datetim
 
 
 def key_fields(fields: Mapping[str, Any], now: datetime, old_metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A key's request fields as columns: `duration` becomes `expires`, `tags` go into metadata."""
+    """A key's request fields as columns: `duration` becomes `expires`, `tags` also go into
+    metadata (where LiteLLM reads a key's tags)."""
     from shared.budget_windows import parse_duration
 
-    out = {k: v for k, v in fields.items() if k not in ("duration", "tags", "key")}
+    out = {k: v for k, v in fields.items() if k not in ("duration", "key")}
     if "duration" in fields:
         span = parse_duration(fields["duration"])
         out["expires"] = (now + span) if span is not None else None
@@ -156,7 +157,7 @@ def render(state: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
 
 def budget_table(state: Mapping[str, Any]) -> dict[str, Any]:
     """The LiteLLM_BudgetTable part of a state (a customer's or organisation's budget)."""
-    return {name: state.get(name) for name in BUDGET_TABLE_FIELDS}
+    return {name: _money_back(name, state.get(name)) for name in BUDGET_TABLE_FIELDS}
 
 
 def _default(value: Any) -> Any:

@@ -26,9 +26,9 @@ def install_admin(app: web.Application, settings: ProxySettings, keys: KeyTable,
 
     def apply_key(change: EntityChanged | SpendReset) -> None:
         if isinstance(change, EntityChanged):
-            keys.apply(change)
+            keys.apply_here(change)
 
-    publisher = EntityPublisher(settings.common, [apply_key, guard.directory.apply])
+    publisher = EntityPublisher(settings.common, [apply_key, guard.directory.apply_here])
     app[PUBLISHER] = publisher
     add_admin_routes(app, AdminContext(settings.master_key, guard.directory, guard, publisher))
     app.cleanup_ctx.append(_entity_publisher)
