@@ -64,6 +64,7 @@ _DAILY_ENTITY: dict[str, tuple[str, str, str]] = {
     "LiteLLM_DailyTagSpend": ("n.tag", "tally_new_tags", ""),
     "LiteLLM_DailyEndUserSpend": ("n.end_user", "tally_new", "WHERE n.end_user <> ''"),
     "LiteLLM_DailyApiKeySpend": ("n.api_key", "tally_new", ""),
+    "LiteLLM_DailyOrganizationSpend": ("n.organization_id", "tally_new", "WHERE n.organization_id <> ''"),
 }
 
 

@@ -311,7 +311,7 @@ def test_organization_routes(admin: Admin) -> None:
 
 
 def test_an_organisation_budget_is_enforced_and_its_spend_logged(admin: Admin, tally_stack: TallyStack) -> None:
-    """A team key of an organisation answers to the organisation's budget; the log carries its id and LiteLLM's metadata."""
+    """A team key of an organisation answers to the organisation's budget; logs and daily rollups carry its id."""
     org_id = admin.call("POST", "/organization/new", {"organization_alias": "small", "max_budget": Decimal("0.00001")})["organization_id"]
     team_id = admin.call("POST", "/team/new", {"team_id": fresh("team"), "team_alias": "t", "organization_id": org_id})["team_id"]
     created = admin.call("POST", "/key/generate", {"team_id": team_id, "key_alias": fresh("orgkey"), "user_id": "u-org"})
@@ -337,6 +337,14 @@ def test_an_organisation_budget_is_enforced_and_its_spend_logged(admin: Admin, t
         "usage_object": {"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}}
     info = admin.call("GET", "/organization/info", params={"organization_id": org_id})
     assert info["spend"] == 2 * CALL_COST
+
+    def rolled_up() -> tuple[Any, ...] | None:
+        with psycopg.connect(tally_stack.common.database_url) as conn:
+            row = conn.execute('SELECT sum(spend), sum(api_requests) FROM "LiteLLM_DailyOrganizationSpend"'
+                               " WHERE organization_id = %s", (org_id,)).fetchone()
+        return row if row[1] == 2 else None
+
+    assert eventually(rolled_up, 60, "the organisation's daily rollup") == (2 * CALL_COST, 2)
 
 
 def test_malformed_values_are_refused_with_nothing_changed(admin: Admin) -> None:

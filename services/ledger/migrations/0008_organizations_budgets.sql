@@ -54,3 +54,27 @@ ALTER TABLE "LiteLLM_VerificationToken"
 
 ALTER TABLE "LiteLLM_EndUserTable"
     ADD COLUMN budget_id TEXT;
+
+-- The organisation daily rollup, shaped like the other daily tables (0002).
+CREATE TABLE "LiteLLM_DailyOrganizationSpend" (
+    id                          BIGSERIAL PRIMARY KEY,
+    organization_id             TEXT NOT NULL DEFAULT '',
+    date                        TEXT NOT NULL,             -- YYYY-MM-DD (UTC), as LiteLLM stores it
+    api_key                     TEXT NOT NULL DEFAULT '',
+    model                       TEXT NOT NULL DEFAULT '',
+    model_group                 TEXT NOT NULL DEFAULT '',
+    custom_llm_provider         TEXT NOT NULL DEFAULT '',
+    endpoint                    TEXT NOT NULL DEFAULT '',
+    prompt_tokens               BIGINT NOT NULL DEFAULT 0,
+    completion_tokens           BIGINT NOT NULL DEFAULT 0,
+    cache_read_input_tokens     BIGINT NOT NULL DEFAULT 0,
+    cache_creation_input_tokens BIGINT NOT NULL DEFAULT 0,
+    spend                       NUMERIC NOT NULL DEFAULT 0,
+    api_requests                BIGINT NOT NULL DEFAULT 0,
+    successful_requests         BIGINT NOT NULL DEFAULT 0,
+    failed_requests             BIGINT NOT NULL DEFAULT 0,
+    created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (organization_id, date, api_key, model, custom_llm_provider, endpoint)
+);
+CREATE INDEX "LiteLLM_DailyOrganizationSpend_date_idx" ON "LiteLLM_DailyOrganizationSpend" (date);
