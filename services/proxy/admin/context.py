@@ -23,6 +23,11 @@ from shared.keys import hash_key
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
+def is_member(member: Mapping[str, Any], user_id: str | None, email: str | None) -> bool:
+    return (user_id is not None and member.get("user_id") == user_id) or (
+        email is not None and member.get("user_email") == email)
+
+
 def answer(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=states.dumps(data), status=status, content_type="application/json")
 
@@ -107,6 +112,19 @@ class AdminContext:
             raise AdminBadRequest(f"Budget doesn't exist in the database: budget_id={budget_id}", param="budget_id")
         limits = {k: v for k, v in states.budget_table(budget).items() if k != "budget_id" and v is not None}
         return {**limits, **fields}
+
+    def member_of(self, kind: str, fields: dict[str, Any], members_field: str,
+                  label: str) -> tuple[str, dict[str, Any], str | None, str | None]:
+        """The team or organisation a member request names (by `<kind>_id`), and the member's
+        user_id / user_email: 400 without either, 404 when not a member."""
+        user_id, email = fields.get("user_id"), fields.get("user_email")
+        if user_id is None and email is None:
+            raise AdminBadRequest("Either user id or user email must be provided", param="user_id")
+        entity_id = fields[f"{kind}_id"]
+        state = self.existing(kind, entity_id, label)
+        if not any(is_member(m, user_id, email) for m in state.get(members_field) or []):
+            raise NotFound(f"User={user_id or email} is not a member of {kind}={entity_id}", code="404")
+        return entity_id, state, user_id, email
 
     async def publish(self, *changes: EntityChanged) -> None:
         await self.publisher.publish(list(changes))

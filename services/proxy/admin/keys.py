@@ -18,7 +18,7 @@ from services.proxy.admin.validation import AdminBadRequest
 from services.proxy.errors import PermissionDenied
 from shared.errors import NotFound
 from shared.events import EntityChanged, utcnow
-from shared.keys import generate_key, hash_key
+from shared.keys import abbreviate, generate_key, hash_key
 
 LIST_FILTERS = ("user_id", "team_id", "organization_id", "key_alias", "key_hash")
 
@@ -78,6 +78,16 @@ class KeyRoutes:
         return self.ctx.with_spend("key", change.entity_id, change.state, key=raw, token_id=change.entity_id,
                                    duration=duration)
 
+    def _changed(self, api_key_hash: str, old: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """The key's new state with the given fields (an alias still unique, links re-checked)."""
+        if "key_alias" in fields:
+            self.ctx.check_alias(fields["key_alias"], api_key_hash)
+        if {"team_id", "organization_id", "budget_id"} & set(fields):
+            fields = self._inherited(fields)
+        fields.pop("spend", None)
+        now = utcnow()
+        return states.merged(old, states.key_fields(fields, now, old.get("metadata")), now)
+
     def _target(self, caller: Caller, given: str, path: str) -> tuple[str, dict[str, Any]]:
         """The key a change names; an internal user may name only its own user's keys."""
         api_key_hash = self.ctx.key_hash(given)
@@ -100,12 +110,7 @@ class KeyRoutes:
         api_key_hash, old = self._target(caller, given, request.path)
         if not caller.is_admin and fields.get("user_id") not in (None, caller.user_id):
             raise denied(request.path, caller)
-        if "key_alias" in fields:
-            self.ctx.check_alias(fields["key_alias"], api_key_hash)
-        fields = self._inherited(fields) if {"team_id", "organization_id", "budget_id"} & set(fields) else fields
-        fields.pop("spend", None)
-        now = utcnow()
-        state = states.merged(old, states.key_fields(fields, now, old.get("metadata")), now)
+        state = self._changed(api_key_hash, old, fields)
         await self.ctx.publish(EntityChanged(entity_type="key", entity_id=api_key_hash, state=state))
         return answer(self.ctx.with_spend("key", api_key_hash, shown(state), key=given))
 
@@ -198,13 +203,8 @@ class KeyRoutes:
         new_hash = hash_key(raw)
         if self.ctx.directory.state("key", new_hash) is not None:
             raise AdminBadRequest("this key already exists", param="new_key")
-        if "key_alias" in fields:
-            self.ctx.check_alias(fields["key_alias"], old_hash)
-        fields = self._inherited(fields) if {"team_id", "organization_id", "budget_id"} & set(fields) else fields
-        fields.pop("spend", None)
-        now = utcnow()
-        state = states.merged(old, states.key_fields(fields, now, old.get("metadata")), now)
-        state.update(token=new_hash, key_name=states.new_key_state(raw, new_hash, {}, now)["key_name"])
+        state = self._changed(old_hash, old, fields)
+        state.update(token=new_hash, key_name=abbreviate(raw))
         change = EntityChanged(entity_type="key", entity_id=new_hash, state=state)
         await self.ctx.publish(self.ctx.deletion("key", old_hash), change)
         return answer(self._generated_answer(raw, change, fields.get("duration")))

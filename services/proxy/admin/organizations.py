@@ -16,15 +16,9 @@ from aiohttp import web
 from services.proxy.admin import schemas, states
 from services.proxy.admin.access import Allowed
 from services.proxy.admin.budgets import BudgetRoutes
-from services.proxy.admin.context import AdminContext, answer
+from services.proxy.admin.context import AdminContext, answer, is_member
 from services.proxy.admin.validation import AdminBadRequest
-from shared.errors import NotFound
 from shared.events import EntityChanged, utcnow
-
-
-def _is(member: dict[str, Any], user_id: str | None, email: str | None) -> bool:
-    return (user_id is not None and member.get("user_id") == user_id) or (
-        email is not None and member.get("user_email") == email)
 
 
 class OrganizationRoutes:
@@ -94,7 +88,7 @@ class OrganizationRoutes:
         for member in fields["member"]:
             if member["role"] is None:
                 raise AdminBadRequest("member role is required", param="member")
-            members = [m for m in members if not _is(m, member["user_id"], member["user_email"])]
+            members = [m for m in members if not is_member(m, member["user_id"], member["user_email"])]
             members.append(_membership(organization_id, member["user_id"], member["user_email"], member["role"],
                                        fields.get("max_budget_in_organization"), now))
             if member["user_id"]:
@@ -116,23 +110,13 @@ class OrganizationRoutes:
                        "updated_organization_memberships": [states.render(m) for m in members
                                                             if (m["user_id"] or m["user_email"]) in added]})
 
-    def _member(self, fields: dict[str, Any]) -> tuple[str, dict[str, Any], str | None, str | None]:
-        user_id, email = fields.get("user_id"), fields.get("user_email")
-        if user_id is None and email is None:
-            raise AdminBadRequest("Either user id or user email must be provided", param="user_id")
-        organization_id = fields["organization_id"]
-        old = self.ctx.existing("organization", organization_id, "Organization")
-        if not any(_is(m, user_id, email) for m in old.get("members") or []):
-            raise NotFound(f"User={user_id or email} is not a member of organization={organization_id}", code="404")
-        return organization_id, old, user_id, email
-
     async def member_update(self, request: web.Request) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.ORG_MEMBER_UPDATE, ("organization_id",))
-        organization_id, old, user_id, email = self._member(fields)
+        organization_id, old, user_id, email = self.ctx.member_of("organization", fields, "members", "Organization")
         now = utcnow()
         members = []
         for m in old.get("members") or []:
-            if _is(m, user_id, email):
+            if is_member(m, user_id, email):
                 budget = m.get("litellm_budget_table") or {}
                 if "max_budget_in_organization" in fields:
                     amount = fields["max_budget_in_organization"]
@@ -147,11 +131,11 @@ class OrganizationRoutes:
 
     async def member_delete(self, request: web.Request) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.ORG_MEMBER_DELETE, ("organization_id",))
-        organization_id, old, user_id, email = self._member(fields)
-        removed = [m for m in old.get("members") or [] if _is(m, user_id, email)]
+        organization_id, old, user_id, email = self.ctx.member_of("organization", fields, "members", "Organization")
+        removed = [m for m in old.get("members") or [] if is_member(m, user_id, email)]
         now = utcnow()
         changes = [EntityChanged(entity_type="organization", entity_id=organization_id, state=states.merged(
-            old, {"members": [m for m in old.get("members") or [] if not _is(m, user_id, email)]}, now))]
+            old, {"members": [m for m in old.get("members") or [] if not is_member(m, user_id, email)]}, now))]
         for member in removed:
             user = self.ctx.directory.state("user", member.get("user_id") or "")
             if user is not None:

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from services.proxy.admin import schemas, states
 from services.proxy.admin.access import Allowed
-from services.proxy.admin.context import AdminContext, answer
+from services.proxy.admin.context import AdminContext, answer, is_member
 from services.proxy.admin.validation import AdminBadRequest
-from shared.errors import NotFound
 from shared.events import EntityChanged, utcnow
 
 MEMBERSHIPS = "team_memberships"
@@ -28,11 +27,6 @@ def with_roles(fields: dict[str, Any]) -> dict[str, Any]:
         fields["admins"] = [m["user_id"] for m in members if m["role"] == "admin" and m["user_id"]]
         fields["members"] = [m["user_id"] for m in members if m["role"] == "user" and m["user_id"]]
     return fields
-
-
-def _is(member: dict[str, Any], user_id: str | None, email: str | None) -> bool:
-    return (user_id is not None and member.get("user_id") == user_id) or (
-        email is not None and member.get("user_email") == email)
 
 
 class TeamRoutes:
@@ -125,21 +119,11 @@ class TeamRoutes:
         return answer(self._team_answer(team_id, state, updated_users=[states.render(c.state) for c in user_changes],
                                         updated_team_memberships=states.render({MEMBERSHIPS: memberships})[MEMBERSHIPS]))
 
-    def _member_target(self, fields: dict[str, Any]) -> tuple[str, dict[str, Any], str | None, str | None]:
-        user_id, email = fields.get("user_id"), fields.get("user_email")
-        if user_id is None and email is None:
-            raise AdminBadRequest("Either user id or user email must be provided", param="user_id")
-        team_id = fields["team_id"]
-        old = self.ctx.existing("team", team_id, "Team")
-        if not any(_is(m, user_id, email) for m in old.get("members_with_roles") or []):
-            raise NotFound(f"User={user_id or email} is not a member of team={team_id}", code="404")
-        return team_id, old, user_id, email
-
     async def member_delete(self, request: web.Request) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_DELETE, ("team_id",))
-        team_id, old, user_id, email = self._member_target(fields)
-        removed = [m for m in old.get("members_with_roles") or [] if _is(m, user_id, email)]
-        members = [m for m in old.get("members_with_roles") or [] if not _is(m, user_id, email)]
+        team_id, old, user_id, email = self.ctx.member_of("team", fields, "members_with_roles", "Team")
+        removed = [m for m in old.get("members_with_roles") or [] if is_member(m, user_id, email)]
+        members = [m for m in old.get("members_with_roles") or [] if not is_member(m, user_id, email)]
         gone = {m.get("user_id") for m in removed if m.get("user_id")}
         memberships = [m for m in old.get(MEMBERSHIPS) or [] if m.get("user_id") not in gone]
         now = utcnow()
@@ -155,11 +139,11 @@ class TeamRoutes:
 
     async def member_update(self, request: web.Request) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_UPDATE, ("team_id",))
-        team_id, old, user_id, email = self._member_target(fields)
-        members = [dict(m, role=fields["role"]) if fields.get("role") and _is(m, user_id, email) else m
+        team_id, old, user_id, email = self.ctx.member_of("team", fields, "members_with_roles", "Team")
+        members = [dict(m, role=fields["role"]) if fields.get("role") and is_member(m, user_id, email) else m
                    for m in old.get("members_with_roles") or []]
         memberships = list(old.get(MEMBERSHIPS) or [])
-        member_id = user_id or next((m.get("user_id") for m in members if _is(m, None, email)), None)
+        member_id = user_id or next((m.get("user_id") for m in members if is_member(m, None, email)), None)
         if "max_budget_in_team" in fields:
             memberships = _with_budget(memberships, team_id, member_id, fields["max_budget_in_team"])
         state = states.merged(old, with_roles({"members_with_roles": members, MEMBERSHIPS: memberships}), utcnow())
