@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -125,6 +126,18 @@ class AdminContext:
         if not any(is_member(m, user_id, email) for m in state.get(members_field) or []):
             raise NotFound(f"User={user_id or email} is not a member of {kind}={entity_id}", code="404")
         return entity_id, state, user_id, email
+
+    def user_joined(self, member: Mapping[str, Any], field: str, entity_id: str, now: datetime) -> EntityChanged:
+        """The member's internal user (made when new, as LiteLLM does) with `entity_id` added to
+        its `teams` or `organizations`."""
+        user = self.directory.state("user", member["user_id"])
+        if user is None:
+            user = states.created(states.USER_DEFAULTS, {"user_email": member["user_email"]}, now)
+            user["user_id"] = member["user_id"]
+        joined = list(user.get(field) or [])
+        if entity_id not in joined:
+            joined.append(entity_id)
+        return EntityChanged(entity_type="user", entity_id=member["user_id"], state=states.merged(user, {field: joined}, now))
 
     async def publish(self, *changes: EntityChanged) -> None:
         await self.publisher.publish(list(changes))

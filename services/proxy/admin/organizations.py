@@ -92,15 +92,7 @@ class OrganizationRoutes:
             members.append(_membership(organization_id, member["user_id"], member["user_email"], member["role"],
                                        fields.get("max_budget_in_organization"), now))
             if member["user_id"]:
-                user = self.ctx.directory.state("user", member["user_id"])
-                if user is None:
-                    user = states.created(states.USER_DEFAULTS, {"user_email": member["user_email"]}, now)
-                    user["user_id"] = member["user_id"]
-                organizations = list(user.get("organizations") or [])
-                if organization_id not in organizations:
-                    organizations.append(organization_id)
-                user_changes.append(EntityChanged(entity_type="user", entity_id=member["user_id"],
-                                                  state=states.merged(user, {"organizations": organizations}, now)))
+                user_changes.append(self.ctx.user_joined(member, "organizations", organization_id, now))
         state = states.merged(old, {"members": members}, now)
         await self.ctx.publish(EntityChanged(entity_type="organization", entity_id=organization_id, state=state),
                                *user_changes)

@@ -101,15 +101,7 @@ class TeamRoutes:
             if not any(m.get("user_id") == member["user_id"] and m.get("user_email") == member["user_email"] for m in members):
                 members.append(member)
             if member["user_id"]:
-                user = self.ctx.directory.state("user", member["user_id"])
-                if user is None:
-                    user = states.created(states.USER_DEFAULTS, {"user_email": member["user_email"]}, now)
-                    user["user_id"] = member["user_id"]
-                teams = list(user.get("teams") or [])
-                if team_id not in teams:
-                    teams.append(team_id)
-                user_changes.append(EntityChanged(entity_type="user", entity_id=member["user_id"],
-                                                  state=states.merged(user, {"teams": teams}, now)))
+                user_changes.append(self.ctx.user_joined(member, "teams", team_id, now))
         memberships = list(old.get(MEMBERSHIPS) or [])
         if fields.get("max_budget_in_team") is not None:
             for member in fields["member"]:
