@@ -41,12 +41,14 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 
 
-def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any]:
-    """The spend log's metadata: the fields LiteLLM writes there that its dashboards read (who
-    called: user_api_key*, requester_ip_address; usage_object), then Tally's. Unset ones are left
-    out so rows stay small. (Runs once per row on the ingest path: plain attribute reads.)"""
+def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:
+    """The spend log's metadata: who called, under the names LiteLLM writes and its dashboards read
+    (user_api_key_alias, _team_id, _user_id, _org_id, requester_ip_address), then Tally's own. Only
+    what is set, so rows stay small: LiteLLM's `user_api_key` and `usage_object` repeat the api_key
+    and token columns (~200 bytes a row) and are left to readers to rebuild from them.
+    (Runs once per row on the ingest path: plain attribute reads.)"""
     usage = event.usage_event
-    meta: dict[str, Any] = {"user_api_key": usage.api_key_hash}
+    meta: dict[str, Any] = {}
     if usage.key_alias:
         meta["user_api_key_alias"] = usage.key_alias
     if usage.team_id:
@@ -68,22 +70,7 @@ def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any]:
         cost.input, cost.output, cost.cache_read, cost.cache_creation, cost.reasoning, cost.images, cost.other)) if v}
     if breakdown:
         meta["cost_breakdown"] = breakdown
-    meta["usage_object"] = _usage_object(usage.usage)
-    return meta
-
-
-def _usage_object(tokens: Any) -> dict[str, Any]:
-    """OpenAI's usage object, as LiteLLM logs it."""
-    prompt, completion = tokens.prompt_tokens, tokens.completion_tokens
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    if tokens.cache_read_input_tokens:
-        usage["prompt_tokens_details"] = {"cached_tokens": tokens.cache_read_input_tokens}
-        usage["cache_read_input_tokens"] = tokens.cache_read_input_tokens
-    if tokens.cache_creation_input_tokens:
-        usage["cache_creation_input_tokens"] = tokens.cache_creation_input_tokens
-    if tokens.reasoning_tokens:
-        usage["completion_tokens_details"] = {"reasoning_tokens": tokens.reasoning_tokens}
-    return usage
+    return meta or None
 
 
 def logged_model(usage: UsageEvent | FastUsageEvent) -> str:
@@ -197,7 +184,7 @@ def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool
         u.request_id, u.call_type, u.api_key_hash, str(spend), str(prompt + completion), str(prompt), str(completion),
         _timestamptz(start), _timestamptz(end), None if first_token is None else _timestamptz(first_token),
         str(duration_ms), logged_model(u), u.model_id, u.model_group, u.custom_llm_provider, u.api_base, u.user_id,
-        json_text(meta), None, None, json_text(tags), u.team_id, u.organization_id,
+        None if meta is None else json_text(meta), None, None, json_text(tags), u.team_id, u.organization_id,
         u.end_user, u.requester_ip_address, u.session_id, u.status,
         None if messages is None else json_text(messages), None if response is None else json_text(response), None,
         str(cache_read), str(cache_creation), str(reasoning), event.priced_model, "t" if event.unpriced else "f",
