@@ -140,18 +140,20 @@ class PricedUsageEvent(Event):
         return self.cost.total
 
 
-EntityType = Literal["key", "team", "user", "customer"]
+# "organization" and "budget" were added to v1: records written before decode unchanged.
+EntityType = Literal["key", "team", "user", "customer", "organization", "budget"]
 
 
 class EntityChanged(Event):
-    """An admin change: the full new state of a key, team, user or customer (or its deletion).
+    """An admin change: the full new state of a key, team, user, customer, organisation or budget
+    (or its deletion).
     Key: "<entity_type>:<entity_id>"."""
 
     type: Literal["entity_changed"] = "entity_changed"
     schema_version: Literal[1] = 1
 
     entity_type: EntityType
-    entity_id: str  # key: the SHA-256 hash; team: team_id; user: user_id; customer: user_id
+    entity_id: str  # key: the SHA-256 hash; team: team_id; user, customer: user_id; organization_id; budget_id
     deleted: bool = False
     state: dict[str, Any] = Field(default_factory=dict)
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
@@ -174,7 +176,7 @@ class EntityTotal(Event):
     type: Literal["entity_total"] = "entity_total"
     schema_version: Literal[1] = 1
 
-    entity_type: Literal["key", "team", "user", "customer", "tag"]
+    entity_type: Literal["key", "team", "user", "customer", "tag", "organization"]
     entity_id: str
     spend: Money
     window_start: AwareDatetime | None = None

@@ -25,7 +25,8 @@ CREATE_TEMP_TABLES = tuple(sql.SQL(q) for q in (
     " team_id text, end_user text, tags jsonb NOT NULL, at timestamptz NOT NULL, date text NOT NULL,"
     " model text NOT NULL, model_group text, provider text NOT NULL, endpoint text NOT NULL,"
     " prompt_tokens integer NOT NULL, completion_tokens integer NOT NULL, cache_read_input_tokens integer NOT NULL,"
-    " cache_creation_input_tokens integer NOT NULL, spend numeric NOT NULL, success boolean NOT NULL)"
+    " cache_creation_input_tokens integer NOT NULL, spend numeric NOT NULL, success boolean NOT NULL,"
+    " organization_id text)"
     " ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS tally_new_tags (LIKE tally_new, tag text NOT NULL) ON COMMIT DELETE ROWS",
 ))
@@ -49,7 +50,7 @@ INSERT_LOGS = sql.SQL(
     " COALESCE(l.distinct_tags, l.request_tags), l.\"startTime\","
     " to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD'), l.model, l.model_group,"
     " COALESCE(l.custom_llm_provider, ''), {endpoint}, l.prompt_tokens, l.completion_tokens,"
-    " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success'"
+    " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success', l.organization_id"
     " FROM tally_incoming l JOIN ins USING (request_id) RETURNING *),"
     " tags AS (INSERT INTO tally_new_tags SELECT new.*, t FROM new, jsonb_array_elements_text(new.tags) t)"
     " SELECT l.seq FROM tally_incoming l WHERE NOT EXISTS (SELECT FROM new WHERE new.seq = l.seq)"
@@ -63,6 +64,7 @@ _DAILY_ENTITY: dict[str, tuple[str, str, str]] = {
     "LiteLLM_DailyTagSpend": ("n.tag", "tally_new_tags", ""),
     "LiteLLM_DailyEndUserSpend": ("n.end_user", "tally_new", "WHERE n.end_user <> ''"),
     "LiteLLM_DailyApiKeySpend": ("n.api_key", "tally_new", ""),
+    "LiteLLM_DailyOrganizationSpend": ("n.organization_id", "tally_new", "WHERE n.organization_id <> ''"),
 }
 
 
@@ -117,6 +119,7 @@ _BRANCHES = (
     ("user", "n.user_id", "tally_new", "WHERE n.user_id <> ''"),
     ("customer", "n.end_user", "tally_new", "WHERE n.end_user <> ''"),
     ("tag", "n.tag", "tally_new_tags", ""),
+    ("organization", "n.organization_id", "tally_new", "WHERE n.organization_id <> ''"),
 )
 _ENTITY_LOGS = sql.SQL(" UNION ALL ").join(
     sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.at, n.spend FROM {j} n {w}").format(

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from services.ledger import entity_store
-from services.ledger.entity_tables import ENTITY_TABLES
+from services.ledger.entity_tables import ADMIN_TABLES
 from services.ledger.rollup import DAILY_TABLES, ENTITY_TYPES, RESETTABLE
 from services.ledger.rows import ENDPOINTS
 from shared.budget_windows import effective_start, next_reset
@@ -23,11 +23,13 @@ _LOG_ENTITY = {
     "team": ("l.team_id", ""),
     "user": ('l."user"', ""),
     "customer": ("l.end_user", ""),
+    "organization": ("l.organization_id", ""),
     "tag": ("tg.tag", " CROSS JOIN LATERAL (SELECT DISTINCT t AS tag FROM jsonb_array_elements_text(l.request_tags) t) tg"),
 }
 _DAILY_ENTITY = {
     "LiteLLM_DailyUserSpend": "user", "LiteLLM_DailyTeamSpend": "team", "LiteLLM_DailyTagSpend": "tag",
     "LiteLLM_DailyEndUserSpend": "customer", "LiteLLM_DailyApiKeySpend": "key",
+    "LiteLLM_DailyOrganizationSpend": "organization",
 }
 
 
@@ -142,7 +144,7 @@ async def check_schema(conn: psycopg.AsyncConnection) -> list[Difference]:
 COMPARED_TABLES: dict[str, tuple[str, ...]] = {
     "LiteLLM_SpendLogs": (),
     **{t: ("id",) for t in DAILY_TABLES},
-    **{t.table: () for t in ENTITY_TABLES.values()},
+    **{t.table: () for t in ADMIN_TABLES.values()},
     "tally_consumer_offsets": (),
     "tally_spend_resets": (),
     "tally_deleted_entities": (),

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.ledger.entity_tables import ENTITY_TABLES, AdminChange, admin_change
+from services.ledger.entity_tables import ADMIN_TABLES, ENTITY_TABLES, STATE_TABLES, AdminChange, admin_change
 from services.ledger.rollup import RESETTABLE, EntityState, recomputed
 from shared.budget_windows import BadDuration, parse_duration
 from shared.events import EntityChanged, SpendReset
@@ -167,7 +167,7 @@ async def apply_admin(conn: psycopg.AsyncConnection, event: EntityChanged | Spen
     """Apply one admin event; returns the running totals it changed."""
     if isinstance(event, SpendReset):
         return await _spend_reset(conn, event)
-    table = ENTITY_TABLES[event.entity_type]
+    table = ADMIN_TABLES[event.entity_type]
     if event.deleted:
         await conn.execute(
             sql.SQL("DELETE FROM {} WHERE {} = %s").format(sql.Identifier(table.table), sql.Identifier(table.id_column)),
@@ -179,23 +179,18 @@ async def apply_admin(conn: psycopg.AsyncConnection, event: EntityChanged | Spen
             (event.entity_type, event.entity_id, event.occurred_at),
         )
         return []
-    return await _upsert(conn, admin_change(event, columns[table.table]), columns[table.table])
+    change = admin_change(event, columns[table.table])
+    if event.entity_type in STATE_TABLES:
+        await conn.execute(
+            "DELETE FROM tally_deleted_entities WHERE entity_type = %s AND entity_id = %s", (change.entity_type, change.entity_id))
+        await _write_row(conn, change, change.created_at or change.occurred_at, columns[table.table])
+        return []
+    return await _upsert(conn, change, columns[table.table])
 
 
-async def _upsert(conn: psycopg.AsyncConnection, change: AdminChange, kinds: dict[str, str]) -> list[EntityState]:
-    table = ENTITY_TABLES[change.entity_type]
-    where = sql.SQL("{} = %s").format(sql.Identifier(table.id_column))
-    cur = await conn.execute(_select_states(change.entity_type, where, lock=True), (change.entity_id,))
-    row = await cur.fetchone()
-    before = _state(change.entity_type, row) if row else None
-    cur = await conn.execute(
-        "DELETE FROM tally_deleted_entities WHERE entity_type = %s AND entity_id = %s RETURNING 1",
-        (change.entity_type, change.entity_id),
-    )
-    was_deleted = (await cur.fetchone()) is not None
-    # The anchor of the budget windows: what the state says, else what the row already had,
-    # else this event's time (a row that spend created before its admin event has none yet).
-    created = change.created_at or (before.anchor if before else None) or change.occurred_at
+async def _write_row(conn: psycopg.AsyncConnection, change: AdminChange, created: datetime, kinds: dict[str, str]) -> None:
+    """Insert or overwrite the row with the change's columns."""
+    table = ADMIN_TABLES[change.entity_type]
     values = {
         name: Jsonb(v) if kinds.get(name) == "jsonb" else v for name, v in sorted(change.values.items())
     }
@@ -213,6 +208,23 @@ async def _upsert(conn: psycopg.AsyncConnection, change: AdminChange, kinds: dic
         ),
         params,
     )
+
+
+async def _upsert(conn: psycopg.AsyncConnection, change: AdminChange, kinds: dict[str, str]) -> list[EntityState]:
+    table = ENTITY_TABLES[change.entity_type]
+    where = sql.SQL("{} = %s").format(sql.Identifier(table.id_column))
+    cur = await conn.execute(_select_states(change.entity_type, where, lock=True), (change.entity_id,))
+    row = await cur.fetchone()
+    before = _state(change.entity_type, row) if row else None
+    cur = await conn.execute(
+        "DELETE FROM tally_deleted_entities WHERE entity_type = %s AND entity_id = %s RETURNING 1",
+        (change.entity_type, change.entity_id),
+    )
+    was_deleted = (await cur.fetchone()) is not None
+    # The anchor of the budget windows: what the state says, else what the row already had,
+    # else this event's time (a row that spend created before its admin event has none yet).
+    created = change.created_at or (before.anchor if before else None) or change.occurred_at
+    await _write_row(conn, change, created, kinds)
     cur = await conn.execute(_select_states(change.entity_type, where, lock=False), (change.entity_id,))
     after = _state(change.entity_type, await cur.fetchone())
     reset = await last_reset(conn)

@@ -26,7 +26,13 @@ ENTITY_TABLES: dict[str, EntityTable] = {
     "user": EntityTable("LiteLLM_UserTable", "user_id", 'l."user" = {id}'),
     "customer": EntityTable("LiteLLM_EndUserTable", "user_id", 'l.end_user = {id}'),
     "tag": EntityTable("LiteLLM_TagTable", "tag_name", 'l.request_tags @> jsonb_build_array({id})'),
+    "organization": EntityTable("LiteLLM_OrganizationTable", "organization_id", 'l.organization_id = {id}'),
 }
+# Rows only admin events write: no spend of their own, no running total.
+STATE_TABLES: dict[str, EntityTable] = {
+    "budget": EntityTable("LiteLLM_BudgetTable", "budget_id", ""),
+}
+ADMIN_TABLES: dict[str, EntityTable] = {**ENTITY_TABLES, **STATE_TABLES}
 
 # Columns only the ledger writes: the running total and its window, and the row's identity.
 LEDGER_OWNED = frozenset({"spend", "window_start", "spend_as_of", "budget_reset_at", "created_at", "updated_at"})
@@ -59,7 +65,7 @@ class AdminChange:
 def admin_change(event: EntityChanged, columns: dict[str, str]) -> AdminChange:
     """`columns`: the table's column → Postgres type. Unknown and ledger-owned fields are ignored;
     a value Postgres or the budget arithmetic would refuse raises Unstorable."""
-    table = ENTITY_TABLES[event.entity_type]
+    table = ADMIN_TABLES[event.entity_type]
     if has_nul(event.entity_id) or has_nul(event.state):
         raise Unstorable("the entity contains a NUL character, which Postgres text and JSON refuse")
     values: dict[str, Any] = {}

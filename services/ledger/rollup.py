@@ -18,8 +18,9 @@ DAILY_TABLES: dict[str, str] = {
     "LiteLLM_DailyTagSpend": "tag",
     "LiteLLM_DailyEndUserSpend": "end_user_id",
     "LiteLLM_DailyApiKeySpend": "api_key_id",
+    "LiteLLM_DailyOrganizationSpend": "organization_id",
 }
-ENTITY_TYPES = ("key", "team", "user", "customer", "tag")
+ENTITY_TYPES = ("key", "team", "user", "customer", "tag", "organization")
 RESETTABLE = frozenset({"key", "team"})  # /global/spend/reset zeroes keys and teams only
 
 

@@ -42,12 +42,23 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
 
 
 def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:
-    """The spend log's metadata: only what is set, so rows stay small. (Runs once per row on the
-    ingest path: plain attribute reads, no getattr loop.)"""
+    """The spend log's metadata: who called, under the names LiteLLM writes and its dashboards read
+    (user_api_key_alias, _team_id, _user_id, _org_id, requester_ip_address), then Tally's own. Only
+    what is set, so rows stay small: LiteLLM's `user_api_key` and `usage_object` repeat the api_key
+    and token columns (~200 bytes a row) and are left to readers to rebuild from them.
+    (Runs once per row on the ingest path: plain attribute reads.)"""
     usage = event.usage_event
     meta: dict[str, Any] = {}
     if usage.key_alias:
         meta["user_api_key_alias"] = usage.key_alias
+    if usage.team_id:
+        meta["user_api_key_team_id"] = usage.team_id
+    if usage.user_id:
+        meta["user_api_key_user_id"] = usage.user_id
+    if usage.organization_id:
+        meta["user_api_key_org_id"] = usage.organization_id
+    if usage.requester_ip_address:
+        meta["requester_ip_address"] = usage.requester_ip_address
     if usage.spend_logs_metadata:
         meta["spend_logs_metadata"] = usage.spend_logs_metadata
     if usage.status == "failure":

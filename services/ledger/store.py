@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services.ledger import batch_sql, entity_store
 from services.ledger.batching import Batch
-from services.ledger.entity_tables import ENTITY_TABLES
+from services.ledger.entity_tables import ADMIN_TABLES, ENTITY_TABLES
 from services.ledger.errors import SchemaSwapped, Unstorable
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
 from services.ledger.rows import SpendLogLine, json_text
@@ -109,7 +109,7 @@ class LedgerStore:
             cur = await conn.execute(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-                ([t.table for t in ENTITY_TABLES.values()],),
+                ([t.table for t in ADMIN_TABLES.values()],),
             )
             columns: dict[str, dict[str, str]] = {}
             for table, column, kind in await cur.fetchall():

@@ -1,6 +1,7 @@
 """Every admin route and every spend route × {no key, bad key, ordinary key, key with
-{"get_spend_routes": true}, master key} answers the documented status (docs/reports.md, the admin
-routes' module docstring, LiteLLM's facts), and an ordinary key never sees another tenant's data.
+{"get_spend_routes": true}, master key} answers the documented status (docs/reports.md,
+docs/management-api.md, LiteLLM's facts), and an ordinary key never sees another tenant's data;
+keys of internal users and admin viewers get what LiteLLM gives those roles.
 Real stack: every service its own process, keys made with /key/generate."""
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Route:
 
 
 MASTER_ONLY = {"ordinary": 403, "spend_reader": 403, "master": 200}
+OWN_KEY_ONLY = {"ordinary": 200, "spend_reader": 403, "master": 200}  # /key/info?key=<the ordinary key>
 SPEND_READ = {"ordinary": 403, "spend_reader": 200, "master": 200}
 ANY_VALID_KEY = {"ordinary": 200, "spend_reader": 200, "master": 200}
 
@@ -135,18 +137,72 @@ def _new_customer(t: Tenants, client: httpx.Client) -> str:
     return _admin(client, t.keys["master"], "/customer/new", {"user_id": _fresh("customer")})["user_id"]
 
 
+def _new_org(t: Tenants, client: httpx.Client) -> str:
+    return _admin(client, t.keys["master"], "/organization/new", {"organization_alias": _fresh("org")})["organization_id"]
+
+
+def _new_budget(t: Tenants, client: httpx.Client) -> str:
+    return _admin(client, t.keys["master"], "/budget/new", {"max_budget": 1})["budget_id"]
+
+
+def _team_with_member(t: Tenants, client: httpx.Client) -> tuple[str, str]:
+    team, member = _new_team(t, client), _fresh("member")
+    _admin(client, t.keys["master"], "/team/member_add", {"team_id": team, "member": {"user_id": member, "role": "user"}})
+    return team, member
+
+
+def _org_with_member(t: Tenants, client: httpx.Client) -> tuple[str, str]:
+    org, member = _new_org(t, client), _fresh("member")
+    _admin(client, t.keys["master"], "/organization/member_add",
+           {"organization_id": org, "member": {"user_id": member, "role": "internal_user"}})
+    return org, member
+
+
 ADMIN_ROUTES = [
     Route("POST", "/key/generate", MASTER_ONLY, lambda t, c: ({}, {"key_alias": _fresh("alias")})),
     Route("POST", "/key/update", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c), "metadata": {"tags": ["x"]}})),
     Route("POST", "/key/delete", MASTER_ONLY, lambda t, c: ({}, {"keys": [_new_key(t, c)]})),
-    Route("GET", "/key/info", MASTER_ONLY, lambda t, c: ({"key": t.keys["ordinary"]}, None)),
-    Route("GET", "/key/list", MASTER_ONLY),
+    Route("GET", "/key/info", OWN_KEY_ONLY, lambda t, c: ({"key": t.keys["ordinary"]}, None)),
+    # Without key=: the calling key itself; the master key is not a virtual key and must name one.
+    Route("GET", "/key/info", {"ordinary": 200, "spend_reader": 200, "master": 400}),
+    Route("GET", "/key/list", ANY_VALID_KEY),  # a plain key: its own keys only (below)
+    Route("POST", "/key/block", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
+    Route("POST", "/key/unblock", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
+    Route("POST", "/key/regenerate", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
     Route("POST", "/team/new", MASTER_ONLY, lambda t, c: ({}, {"team_id": _fresh("team")})),
     Route("POST", "/team/update", MASTER_ONLY, lambda t, c: ({}, {"team_id": _new_team(t, c), "team_alias": "renamed"})),
     Route("POST", "/team/delete", MASTER_ONLY, lambda t, c: ({}, {"team_ids": [_new_team(t, c)]})),
     Route("POST", "/team/member_add", MASTER_ONLY,
           lambda t, c: ({}, {"team_id": _new_team(t, c), "member": {"user_id": _fresh("member"), "role": "user"}})),
     Route("GET", "/team/info", MASTER_ONLY, lambda t, c: ({"team_id": t.team_a}, None)),
+    Route("GET", "/team/list", MASTER_ONLY),
+    Route("POST", "/team/member_delete", MASTER_ONLY,
+          lambda t, c: ({}, dict(zip(("team_id", "user_id"), _team_with_member(t, c))))),
+    Route("POST", "/team/member_update", MASTER_ONLY,
+          lambda t, c: ({}, {**dict(zip(("team_id", "user_id"), _team_with_member(t, c))), "role": "admin"})),
+    Route("POST", "/team/block", MASTER_ONLY, lambda t, c: ({}, {"team_id": _new_team(t, c)})),
+    Route("POST", "/team/unblock", MASTER_ONLY, lambda t, c: ({}, {"team_id": _new_team(t, c)})),
+    Route("GET", "/user/list", MASTER_ONLY),
+    Route("GET", "/customer/list", MASTER_ONLY),
+    Route("GET", "/end_user/info", MASTER_ONLY, lambda t, c: ({"end_user_id": _new_customer(t, c)}, None)),
+    Route("POST", "/end_user/new", MASTER_ONLY, lambda t, c: ({}, {"user_id": _fresh("customer")})),
+    Route("POST", "/organization/new", MASTER_ONLY, lambda t, c: ({}, {"organization_alias": _fresh("org")})),
+    Route("PATCH", "/organization/update", MASTER_ONLY,
+          lambda t, c: ({}, {"organization_id": _new_org(t, c), "organization_alias": "renamed"})),
+    Route("DELETE", "/organization/delete", MASTER_ONLY, lambda t, c: ({}, {"organization_ids": [_new_org(t, c)]})),
+    Route("GET", "/organization/info", MASTER_ONLY, lambda t, c: ({"organization_id": _new_org(t, c)}, None)),
+    Route("GET", "/organization/list", MASTER_ONLY),
+    Route("POST", "/organization/member_add", MASTER_ONLY,
+          lambda t, c: ({}, {"organization_id": _new_org(t, c), "member": {"user_id": _fresh("m"), "role": "internal_user"}})),
+    Route("PATCH", "/organization/member_update", MASTER_ONLY,
+          lambda t, c: ({}, {**dict(zip(("organization_id", "user_id"), _org_with_member(t, c))), "role": "org_admin"})),
+    Route("DELETE", "/organization/member_delete", MASTER_ONLY,
+          lambda t, c: ({}, dict(zip(("organization_id", "user_id"), _org_with_member(t, c))))),
+    Route("POST", "/budget/new", MASTER_ONLY, lambda t, c: ({}, {"max_budget": 1})),
+    Route("POST", "/budget/update", MASTER_ONLY, lambda t, c: ({}, {"budget_id": _new_budget(t, c), "max_budget": 2})),
+    Route("POST", "/budget/info", MASTER_ONLY, lambda t, c: ({}, {"budgets": [_new_budget(t, c)]})),
+    Route("GET", "/budget/list", MASTER_ONLY),
+    Route("POST", "/budget/delete", MASTER_ONLY, lambda t, c: ({}, {"id": _new_budget(t, c)})),
     Route("POST", "/user/new", MASTER_ONLY, lambda t, c: ({}, {"user_id": _fresh("user")})),
     Route("POST", "/user/update", MASTER_ONLY, lambda t, c: ({}, {"user_id": _new_user(t, c), "user_alias": "renamed"})),
     Route("POST", "/user/delete", MASTER_ONLY, lambda t, c: ({}, {"user_ids": [_new_user(t, c)]})),
@@ -194,7 +250,7 @@ def _assert_answer(response: httpx.Response, status: int) -> None:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("route", ADMIN_ROUTES, ids=lambda r: r.path)
+@pytest.mark.parametrize("route", ADMIN_ROUTES, ids=lambda r: f"{r.method} {r.path}{'?' if r.prepare else ''}")
 def test_admin_route_status(tenants: Tenants, proxy: httpx.Client, route: Route, caller: str) -> None:
     """An admin route answers 401 without a valid key, 403 to any key but the master key, 200 to it."""
     _assert_answer(route.request(tenants, proxy, caller), _expected(route, caller))
@@ -297,3 +353,55 @@ def test_plain_key_may_not_ask_for_another_user_or_team(tenants: Tenants, spend_
     _assert_answer(_get(spend_client, tenants, "/user/daily/activity", user_id=tenants.user_b, **DATES), 403)
     _assert_answer(_get(spend_client, tenants, "/team/daily/activity", team_ids=tenants.team_b, **DATES), 403)
     _assert_answer(_get(spend_client, tenants, "/team/daily/activity", team_ids=f"{tenants.team_a},{tenants.team_b}", **DATES), 403)
+
+
+# -- roles: an internal user manages its own keys, an admin viewer reads --------------------------
+
+@pytest.fixture(scope="module")
+def role_keys(tenants: Tenants, proxy: httpx.Client) -> dict[str, str]:
+    """A key of an internal_user and one of a proxy_admin_viewer (made by /user/new)."""
+    master = tenants.keys["master"]
+    return {role: _admin(proxy, master, "/user/new", {"user_id": _fresh(role), "user_role": role})["key"]
+            for role in ("internal_user", "proxy_admin_viewer")}
+
+
+def _as(client: httpx.Client, key: str, method: str, path: str, body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None) -> httpx.Response:
+    return client.request(method, path, json=body, params=params, headers={"Authorization": f"Bearer {key}"})
+
+
+def test_an_internal_user_manages_its_own_keys_and_nothing_else(tenants: Tenants, proxy: httpx.Client,
+                                                                 role_keys: dict[str, str]) -> None:
+    """An internal_user key generates, updates, regenerates and deletes its user's keys; 403 elsewhere."""
+    key = role_keys["internal_user"]
+    made = _as(proxy, key, "POST", "/key/generate", {"key_alias": _fresh("own")})
+    _assert_answer(made, 200)
+    own = made.json()["key"]
+    _assert_answer(_as(proxy, key, "POST", "/key/update", {"key": own, "max_budget": 1}), 200)
+    renewed = _as(proxy, key, "POST", "/key/regenerate", {"key": own})
+    _assert_answer(renewed, 200)
+    _assert_answer(_as(proxy, key, "POST", "/key/delete", {"keys": [renewed.json()["key"]]}), 200)
+    _assert_answer(_as(proxy, key, "POST", "/key/update", {"key": tenants.keys["ordinary"], "max_budget": 1}), 403)
+    _assert_answer(_as(proxy, key, "POST", "/key/generate", {"user_id": tenants.user_b}), 403)
+    _assert_answer(_as(proxy, key, "POST", "/key/generate", {"team_id": tenants.team_a}), 403)
+    _assert_answer(_as(proxy, key, "POST", "/team/new", {"team_id": _fresh("team")}), 403)
+    _assert_answer(_as(proxy, key, "GET", "/user/list"), 403)
+
+
+def test_an_admin_viewer_reads_but_does_not_change(tenants: Tenants, proxy: httpx.Client,
+                                                    role_keys: dict[str, str]) -> None:
+    """A proxy_admin_viewer key reads every key, team, user, customer, organisation and budget; writes are 403."""
+    key = role_keys["proxy_admin_viewer"]
+    for path, params in (("/key/info", {"key": tenants.keys["ordinary"]}), ("/key/list", {}), ("/team/list", {}),
+                         ("/team/info", {"team_id": tenants.team_a}), ("/user/list", {}), ("/customer/list", {}),
+                         ("/organization/list", {}), ("/budget/list", {})):
+        _assert_answer(_as(proxy, key, "GET", path, params=params), 200)
+    _assert_answer(_as(proxy, key, "POST", "/key/generate", {}), 403)
+    _assert_answer(_as(proxy, key, "POST", "/team/new", {"team_id": _fresh("team")}), 403)
+
+
+def test_a_plain_key_lists_only_itself(tenants: Tenants, proxy: httpx.Client) -> None:
+    """/key/list with a plain key (no user of its own) is that key alone; /key/info without key= is itself."""
+    listed = _get(proxy, tenants, "/key/list").json()
+    assert (listed["keys"], listed["total_count"]) == ([hash_key(tenants.keys["ordinary"])], 1)
+    assert _get(proxy, tenants, "/key/info").json()["key"] == hash_key(tenants.keys["ordinary"])

@@ -1,5 +1,7 @@
-"""Who may call the admin routes: the master key only. No key, an unknown key, a blocked or an
-expired key is a 401 (as LiteLLM answers, and as the LLM routes do); any other key a 403."""
+"""Who may call the admin routes. No key, an unknown key, a blocked or an expired key is a 401 (as
+LiteLLM answers, and as the LLM routes do); the master key or a proxy_admin user's key passes every
+route; a proxy_admin_viewer reads; an internal user manages its own keys; any key reads itself;
+anything else is a 403."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from services.proxy.admin.routes import Admin
+from services.proxy.admin.access import Access, Allowed
 from services.proxy.errors import AuthError, PermissionDenied
 from shared.keys import hash_key
 
@@ -17,15 +19,15 @@ MASTER, VIRTUAL = "sk-master-0123456789", "sk-virtual-0123456789"
 
 
 class Directory:
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.states = {hash_key(VIRTUAL): state}
+    def __init__(self, key: dict[str, Any], user: dict[str, Any] | None = None) -> None:
+        self.states = {("key", hash_key(VIRTUAL)): key, ("user", "u1"): user}
 
     def state(self, kind: str, entity_id: str) -> dict[str, Any] | None:
-        return self.states.get(entity_id) if kind == "key" else None
+        return self.states.get((kind, entity_id))
 
 
-def admin_with(state: dict[str, Any]) -> Admin:
-    return Admin(MASTER, Directory(state), guard=None, publisher=None)  # type: ignore[arg-type]
+def access_with(key: dict[str, Any], role: str | None = None) -> Access:
+    return Access(MASTER, Directory(key, {"user_role": role} if role else None))  # type: ignore[arg-type]
 
 
 def request(key: str | None):  # noqa: ANN201
@@ -41,19 +43,45 @@ def request(key: str | None):  # noqa: ANN201
 def test_no_key_unknown_blocked_or_expired_is_401(key, state, message):
     """No key, an unknown key, a blocked or an expired key is refused with 401 and LiteLLM's message."""
     with pytest.raises(AuthError) as refused:
-        admin_with(state).require_master(request(key))
+        access_with(state).require(request(key), Allowed.SELF_READ)
     assert (refused.value.status, type(refused.value)) == (401, AuthError)
     assert str(refused.value).startswith(f"Authentication Error, {message}")
 
 
-def test_a_valid_key_other_than_the_master_key_is_403():
-    """A valid virtual key that is not the master key is refused with 403."""
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+@pytest.mark.parametrize("allowed", [Allowed.ADMIN, Allowed.ADMIN_READ, Allowed.SELF_WRITE])
+def test_a_key_without_a_role_is_403_outside_its_own_reads(allowed):
+    """A valid key whose user has no role may not use admin, admin-read or self-service routes."""
     with pytest.raises(PermissionDenied) as refused:
-        admin_with({"expires": future}).require_master(request(VIRTUAL))
+        access_with({"user_id": "u1"}).require(request(VIRTUAL), allowed)
     assert refused.value.status == 403
+    assert "Route=/key/generate. Your role=unknown. Your user_id=u1" in str(refused.value)
+
+
+def test_any_valid_key_may_read_itself():
+    """SELF_READ routes let any valid key through (the handler shows only its own)."""
+    caller = access_with({"user_id": "u1"}).require(request(VIRTUAL), Allowed.SELF_READ)
+    assert (caller.api_key_hash, caller.user_id, caller.role) == (hash_key(VIRTUAL), "u1", None)
+
+
+@pytest.mark.parametrize(("role", "allowed", "passes"), [
+    ("internal_user", Allowed.SELF_WRITE, True),
+    ("internal_user", Allowed.ADMIN, False),
+    ("internal_user_viewer", Allowed.SELF_WRITE, False),
+    ("proxy_admin_viewer", Allowed.ADMIN_READ, True),
+    ("proxy_admin_viewer", Allowed.ADMIN, False),
+    ("proxy_admin", Allowed.ADMIN, True),
+])
+def test_roles(role, allowed, passes):
+    """The key's user's user_role decides: internal users manage their keys, viewers read, admins do all."""
+    access = access_with({"user_id": "u1"}, role)
+    if passes:
+        assert access.require(request(VIRTUAL), allowed).role == role
+    else:
+        with pytest.raises(PermissionDenied):
+            access.require(request(VIRTUAL), allowed)
 
 
 def test_the_master_key_passes():
-    """The master key is let through to the admin routes."""
-    assert admin_with({}).require_master(request(MASTER)) is None
+    """The master key is the proxy admin."""
+    caller = access_with({}).require(request(MASTER), Allowed.ADMIN)
+    assert (caller.is_admin, caller.identity) == (True, None)

@@ -34,8 +34,11 @@ def expected_row(event: PricedUsageEvent, store_bodies: bool) -> list[Any]:
     """The row written out by hand from the event (the oracle), Python values as psycopg takes them."""
     u, tokens = event.usage_event, event.usage_event.usage
     meta: dict[str, Any] = {}
-    if u.key_alias:
-        meta["user_api_key_alias"] = u.key_alias
+    for name, value in (("user_api_key_alias", u.key_alias), ("user_api_key_team_id", u.team_id),
+                        ("user_api_key_user_id", u.user_id), ("user_api_key_org_id", u.organization_id),
+                        ("requester_ip_address", u.requester_ip_address)):
+        if value:
+            meta[name] = value
     if u.spend_logs_metadata:
         meta["spend_logs_metadata"] = u.spend_logs_metadata
     if u.status == "failure":

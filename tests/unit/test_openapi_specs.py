@@ -133,10 +133,12 @@ async def test_forwarded_operations_are_the_reports_services_own():
 
 
 def test_admin_routes_document_401_and_403():
-    """Each key/team/user/customer route documents 401 (no or unknown key) and 403 (not the master key)."""
+    """Each key/team/user/customer/organisation/budget route documents 401 (no or unknown key) and 403 (a key
+    its role does not allow)."""
     admin = [op for op in operations(PROXY.document)
-             if op.path.startswith(("/key/", "/team/", "/user/", "/customer/")) and "daily" not in op.path]
-    assert len(admin) == 18
+             if op.path.startswith(("/key/", "/team/", "/user/", "/customer/", "/end_user/", "/organization/", "/budget/"))
+             and "daily" not in op.path]
+    assert len(admin) == 55
     for op in admin:
         assert {"401", "403"} <= set(op.spec["responses"]), op.id
 

@@ -1,18 +1,30 @@
-"""What each admin route accepts, checked before anything changes. Pure: no I/O.
+"""What an admin body may hold, checked before anything changes. Pure: no I/O.
 
-Fields and their names are LiteLLM's. An unknown field, a value of the wrong type, a negative
-budget or limit, or a duration that is not "<n>s|m|h|d" is a 400 naming the field; nothing is
-published. Money arrives as exact Decimals (the body is parsed with parse_float=Decimal)."""
+Lenient like LiteLLM: every field of LiteLLM's request model for the route is accepted (schemas.py
+lists them); a field LiteLLM's model does not have is ignored, as LiteLLM's pydantic models ignore
+it. Only a malformed value is refused: a 400 naming the field (the wrong type, a negative budget
+or limit, a duration that is not "<n>s|m|h|d"); nothing is published. Hostile input is bounded
+before it is stored: the body's size, nesting depth and text (no NUL, no unpaired surrogate) by
+the call path's own checks (calls/limits.py), each id and alias by length. Money arrives as exact
+Decimals (the body is parsed with parse_float=Decimal)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.budget_windows import BadDuration, parse_duration
+from services.proxy.calls.limits import EdgeLimits, check_json_value, check_identifier
 from services.proxy.errors import InvalidRequest
+from shared.budget_windows import BadDuration, parse_duration
+
+# An admin body becomes one entities.v1 record with the entity's whole state: far below the
+# broker's 1 MiB, and a key's metadata is copied into every usage event of that key.
+MAX_ADMIN_BODY_BYTES = 256 * 1024
+LIMITS = EdgeLimits()
+MAX_COUNT = 2**31 - 1  # limits are Postgres INTEGER columns
 
 
 class AdminBadRequest(InvalidRequest):
@@ -21,26 +33,40 @@ class AdminBadRequest(InvalidRequest):
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_ADMIN_BODY_BYTES:
+        raise AdminBadRequest(f"the request body is {len(raw):,} bytes; the limit for admin routes is {MAX_ADMIN_BODY_BYTES:,}")
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise AdminBadRequest(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise AdminBadRequest("the request body must be a JSON object")
+    try:
+        check_json_value(LIMITS, body, "body")
+    except InvalidRequest as exc:
+        raise AdminBadRequest(str(exc), param="body") from exc
     return body
 
 
 # -- field checkers: value -> normalised value, or raise ValueError with the reason ---------------
 
-def _str(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise ValueError("must be a string")
 
 
-def _str_list(value: Any) -> list[str] | None:
+def identifier(value: Any) -> str | None:
+    """An id or alias: a string of at most LIMITS.max_identifier_chars (it is recorded on calls)."""
+    value = text(value)
+    if value is not None and len(value) > LIMITS.max_identifier_chars:
+        raise ValueError(f"is {len(value):,} characters; the limit is {LIMITS.max_identifier_chars:,}")
+    return value
+
+
+def str_list(value: Any) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -48,13 +74,29 @@ def _str_list(value: Any) -> list[str] | None:
     raise ValueError("must be a list of strings")
 
 
-def _object(value: Any) -> dict[str, Any] | None:
+def any_list(value: Any) -> list[Any] | None:
+    if value is None or isinstance(value, list):
+        return value
+    raise ValueError("must be a list")
+
+
+def json_object(value: Any) -> dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     raise ValueError("must be a JSON object")
 
 
-def _money(value: Any) -> Decimal | None:
+def metadata(value: Any) -> dict[str, Any] | None:
+    """An object that is copied into usage events: bounded like a call's own metadata."""
+    value = json_object(value)
+    if value:
+        size = len(json.dumps(value, default=str))
+        if size > LIMITS.max_metadata_bytes:
+            raise ValueError(f"is {size:,} bytes as JSON; the limit is {LIMITS.max_metadata_bytes:,}")
+    return value
+
+
+def money(value: Any) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
@@ -67,19 +109,29 @@ def _money(value: Any) -> Decimal | None:
     return amount
 
 
-def _count(value: Any) -> int | None:
+def count(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, Decimal) and value == value.to_integral_value():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be a whole number")
-    if value < 0:
-        raise ValueError("must not be negative")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"must be between 0 and {MAX_COUNT}")
     return value
 
 
-def _duration(value: Any) -> str | None:
+def iso_time(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError("must be an ISO 8601 date and time") from exc
+    return value
+
+
+def duration(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -91,110 +143,103 @@ def _duration(value: Any) -> str | None:
     return value.strip()
 
 
-def _bool(value: Any) -> bool | None:
+def flag(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise ValueError("must be true or false")
 
 
-ROLES = frozenset({"admin", "user"})
-
-
-def _member(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError("must be an object with user_id and/or user_email, and role")
-    unknown = set(value) - {"user_id", "user_email", "role"}
-    if unknown:
-        raise ValueError(f"has unknown fields {sorted(unknown)}")
-    if not (isinstance(value.get("user_id"), str) or isinstance(value.get("user_email"), str)):
-        raise ValueError("needs user_id or user_email")
-    role = value.get("role", "user")
-    if role not in ROLES:
-        raise ValueError('role must be "admin" or "user"')
-    return {"user_id": value.get("user_id"), "user_email": value.get("user_email"), "role": role}
-
-
-def _members(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, list) else [value]
-    return [_member(v) for v in items]
-
-
-USER_ROLES = frozenset({"proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer", "team", "customer"})
-
-
-def _user_role(value: Any) -> str | None:
-    if value is None:
-        return None
-    if value not in USER_ROLES:
-        raise ValueError(f"must be one of {sorted(USER_ROLES)}")
+def anything(value: Any) -> Any:
     return value
 
 
-def _region(value: Any) -> str | None:
-    if value is None or value in ("eu", "us"):
-        return value
-    raise ValueError('must be "eu" or "us"')
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None or value in choices:
+            return value
+        raise ValueError(f"must be one of {list(choices)}")
+    return check
+
+
+def password(value: Any) -> str | None:
+    value = text(value)
+    if value is not None and not 8 <= len(value) <= 128:
+        raise ValueError("must be 8 to 128 characters")  # LiteLLM's NewUserRequest rule
+    return value
+
+
+def _member(value: Any, roles: frozenset[str], default_role: str | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("input needs to be a dictionary")
+    user_id, email = identifier(value.get("user_id")), identifier(value.get("user_email"))
+    if user_id is None and email is None:
+        raise ValueError("Either user id or user email must be provided")
+    role = value.get("role", default_role)
+    if role not in roles:
+        raise ValueError(f"role must be one of {sorted(roles)}")
+    return {"user_id": user_id, "user_email": email, "role": role}
+
+
+TEAM_ROLES = frozenset({"admin", "user"})
+ORG_ROLES = frozenset({"org_admin", "internal_user", "internal_user_viewer"})
+
+
+def members(roles: frozenset[str], default_role: str | None) -> Callable[[Any], list[dict[str, Any]] | None]:
+    """One member object or a list of them (LiteLLM accepts both), as a list."""
+    def check(value: Any) -> list[dict[str, Any]] | None:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        return [_member(v, roles, default_role) for v in items]
+    return check
+
+
+def user_teams(value: Any) -> list[Any] | None:
+    """/user/new `teams`: team ids, or {team_id, max_budget_in_team, user_role} objects."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("must be a list of team ids or of {team_id, max_budget_in_team, user_role} objects")
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("team_id"), str):
+            out.append({"team_id": item["team_id"], "max_budget_in_team": money(item.get("max_budget_in_team")),
+                        "user_role": one_of("user", "admin")(item.get("user_role", "user"))})
+        else:
+            raise ValueError("must be a list of team ids or of {team_id, max_budget_in_team, user_role} objects")
+    return out
 
 
 Checker = Callable[[Any], Any]
 
-_KEY_FIELDS: dict[str, Checker] = {
-    "key_alias": _str, "duration": _duration, "models": _str_list, "max_budget": _money, "soft_budget": _money,
-    "budget_duration": _duration, "user_id": _str, "team_id": _str, "metadata": _object, "permissions": _object,
-    "tpm_limit": _count, "rpm_limit": _count, "max_parallel_requests": _count, "blocked": _bool, "tags": _str_list,
-}
-_BUDGET_FIELDS: dict[str, Checker] = {
-    "max_budget": _money, "soft_budget": _money, "budget_duration": _duration, "tpm_limit": _count,
-    "rpm_limit": _count, "max_parallel_requests": _count, "models": _str_list, "metadata": _object,
-}
-_TEAM_FIELDS: dict[str, Checker] = {
-    **_BUDGET_FIELDS, "team_id": _str, "team_alias": _str, "members_with_roles": _members, "blocked": _bool,
-    "organization_id": _str,
-}
-_USER_FIELDS: dict[str, Checker] = {
-    **_BUDGET_FIELDS, "user_id": _str, "user_alias": _str, "user_email": _str, "user_role": _user_role,
-    "teams": _str_list, "team_id": _str,
-}
-_CUSTOMER_FIELDS: dict[str, Checker] = {
-    "user_id": _str, "alias": _str, "blocked": _bool, "max_budget": _money, "budget_duration": _duration,
-    "allowed_model_region": _region, "default_model": _str, "metadata": _object,
-}
 
-SCHEMAS: dict[str, tuple[dict[str, Checker], frozenset[str]]] = {
-    "/key/generate": ({**_KEY_FIELDS, "key": _str}, frozenset()),
-    "/key/update": ({**_KEY_FIELDS, "key": _str}, frozenset({"key"})),
-    "/key/delete": ({"keys": _str_list, "key_aliases": _str_list}, frozenset()),
-    "/team/new": (_TEAM_FIELDS, frozenset()),
-    "/team/update": (_TEAM_FIELDS, frozenset({"team_id"})),
-    "/team/delete": ({"team_ids": _str_list}, frozenset({"team_ids"})),
-    "/team/member_add": ({"team_id": _str, "member": _members, "max_budget_in_team": _money},
-                         frozenset({"team_id", "member"})),
-    "/user/new": ({**_USER_FIELDS, "auto_create_key": _bool, "send_invite_email": _bool, "key_alias": _str,
-                   "duration": _duration}, frozenset()),
-    "/user/update": (_USER_FIELDS, frozenset({"user_id"})),
-    "/user/delete": ({"user_ids": _str_list}, frozenset({"user_ids"})),
-    "/customer/new": (_CUSTOMER_FIELDS, frozenset({"user_id"})),
-    "/customer/update": (_CUSTOMER_FIELDS, frozenset({"user_id"})),
-    "/customer/delete": ({"user_ids": _str_list}, frozenset({"user_ids"})),
-}
-
-
-def validate(route: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The body's fields, checked and normalised; only the fields the caller sent."""
-    fields, required = SCHEMAS[route]
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise AdminBadRequest(f"{route}: unknown field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}",
-                              param=unknown[0])
-    for name in sorted(required):
+def validate(route: str, body: Mapping[str, Any], fields: Mapping[str, Checker],
+             required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The body's fields LiteLLM's model knows, checked and normalised; only those sent."""
+    for name in required:
         if body.get(name) in (None, "", []):
             raise AdminBadRequest(f"{route}: {name} is required", param=name)
     checked: dict[str, Any] = {}
     for name, value in body.items():
+        check = fields.get(name)
+        if check is None:
+            continue  # not a field of LiteLLM's model for this route: ignored, as LiteLLM does
         try:
-            checked[name] = fields[name](value)
+            checked[name] = check(value)
         except ValueError as exc:
             raise AdminBadRequest(f"{route}: {name} {exc}", param=name) from exc
     return checked
+
+
+def query_text(params: Mapping[str, str], name: str) -> str | None:
+    """A query parameter that names an entity: bounded like any id, NUL refused."""
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        check_identifier(LIMITS, value, name)
+    except InvalidRequest as exc:
+        raise AdminBadRequest(str(exc), param=name) from exc
+    return value

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.proxy.admin.publisher import EntityPublisher
-from services.proxy.admin.routes import Admin, add_admin_routes
+from services.proxy.admin.context import AdminContext
+from services.proxy.admin.routes import add_admin_routes
 from services.proxy.auth.keys import KeyTable
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.settings import ProxySettings
@@ -25,11 +26,11 @@ def install_admin(app: web.Application, settings: ProxySettings, keys: KeyTable,
 
     def apply_key(change: EntityChanged | SpendReset) -> None:
         if isinstance(change, EntityChanged):
-            keys.apply(change)
+            keys.apply_here(change)
 
-    publisher = EntityPublisher(settings.common, [apply_key, guard.directory.apply])
+    publisher = EntityPublisher(settings.common, [apply_key, guard.directory.apply_here])
     app[PUBLISHER] = publisher
-    add_admin_routes(app, Admin(settings.master_key, guard.directory, guard, publisher))
+    add_admin_routes(app, AdminContext(settings.master_key, guard.directory, guard, publisher))
     app.cleanup_ctx.append(_entity_publisher)
 
 

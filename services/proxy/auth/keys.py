@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
 
+from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.errors import AuthError, KeyRefused, PermissionDenied
 from shared.events import EntityChanged
 from shared.keys import hash_key
@@ -144,6 +145,7 @@ class KeyTable:
     def __init__(self) -> None:
         self._keys: dict[str, CallerIdentity] = {}
         self.synced = False  # set once the table has caught up with the topic at start-up
+        self._ahead = AheadOfLog()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -151,9 +153,17 @@ class KeyTable:
     def get(self, api_key_hash: str) -> CallerIdentity | None:
         return self._keys.get(api_key_hash)
 
+    def apply_here(self, change: EntityChanged) -> None:
+        """A change this process made, applied before the topic brings it back."""
+        if change.entity_type == "key":
+            self._ahead.applied_here(change)
+            self._apply(change)
+
     def apply(self, change: EntityChanged) -> None:
-        if change.entity_type != "key":
-            return
+        if change.entity_type == "key" and not self._ahead.is_stale(change):
+            self._apply(change)
+
+    def _apply(self, change: EntityChanged) -> None:
         if change.deleted:
             self._keys.pop(change.entity_id, None)
         else:

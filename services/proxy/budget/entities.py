@@ -12,10 +12,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shared.budget_windows import BadDuration, parse_duration
+from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
 from shared.events import EntityChanged, SpendReset
 
-KINDS = ("key", "team", "user", "customer")
+KINDS = ("key", "team", "user", "customer", "organization", "budget")
 
 
 def parse_money(value: Any) -> Decimal | None:
@@ -66,6 +67,7 @@ class EntityDirectory:
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
+        self._ahead = AheadOfLog()
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -86,7 +88,15 @@ class EntityDirectory:
 
     # -- writes (from the entities topic, or at once by the replica that made the change) --------
 
-    def apply(self, event: EntityChanged | SpendReset) -> None:
+    def apply_here(self, event: EntityChanged | SpendReset) -> None:
+        """A change this process made, applied before the topic brings it back (ahead_of_log.py)."""
+        if isinstance(event, EntityChanged):
+            self._ahead.applied_here(event)
+        self.apply(event, here=True)
+
+    def apply(self, event: EntityChanged | SpendReset, here: bool = False) -> None:
+        if isinstance(event, EntityChanged) and not here and self._ahead.is_stale(event):
+            return
         self.applied += 1
         if isinstance(event, SpendReset):
             if self.last_reset is None or event.occurred_at > self.last_reset:

@@ -40,7 +40,7 @@ from shared.pricing import Catalog
 
 log = structlog.get_logger(__name__)
 
-_LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} "}
+_LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} ", "organization": "Organization={} "}
 
 
 class BudgetExceeded(ProxyError):
@@ -79,7 +79,7 @@ class BudgetGuard:
         self.clock = clock
         self.wall = wall
         self.limiter = KeyLimiter(self.replicas)
-        self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer")}
+        self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer", "organization")}
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
@@ -95,7 +95,8 @@ class BudgetGuard:
         budgeted: list[tuple[BudgetSpec, Account]] = [(key_spec, key_account)] if key_spec.budgeted else []
         # A team key answers to its team's budget, not its owner's personal one (LiteLLM's rule).
         user_id = None if caller.team_id else caller.user_id
-        for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user)):
+        for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user),
+                                ("organization", caller.organization_id)):
             if entity_id is None:
                 continue
             spec = self.directory.spec(kind, entity_id)

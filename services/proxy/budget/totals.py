@@ -19,7 +19,7 @@ log = structlog.get_logger(__name__)
 
 class TotalsView:
     def __init__(self) -> None:
-        self._totals: dict[str, dict[str, LedgerTotal]] = {k: {} for k in ("key", "team", "user", "customer", "tag")}
+        self._totals: dict[str, dict[str, LedgerTotal]] = {k: {} for k in ("key", "team", "user", "customer", "tag", "organization")}
         self.synced = False
         self.applied = 0
 

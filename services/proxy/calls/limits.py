@@ -243,3 +243,13 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):  # a key's metadata may hold one: as record.py writes it
         return format(value, "f")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def check_json_value(limits: EdgeLimits, value: Mapping[str, Any], where: str) -> None:
+    """A JSON object some other route stores (the admin routes): NUL, unpaired surrogates and
+    nesting past max_metadata_depth refused with a 400, as for a call's metadata."""
+    _scan(limits, value, where)
+
+
+def check_identifier(limits: EdgeLimits, value: str, what: str) -> None:
+    _identifier(value, what, limits.max_identifier_chars)
