@@ -181,13 +181,13 @@ class Relay:
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
-        payload = wire.request_payload(target, call.call_type, call.body, stream=False)
+        path, payload, header_lines = wire.upstream_request(target, call.call_type, call.body, stream=False)
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
         deadline = pool.deadline(self.timeouts[target.model_id])
         try:
-            response = await pool.post(target.paths[call.call_type], payload, target.header_block, deadline)
+            response = await pool.post(path, payload, header_lines, deadline)
             raw = await response.read()
         except TimeoutError as exc:
             if response is not None:

@@ -97,6 +97,8 @@ class _Pump:
         self.client_gone = False
         self.recorded = False
         self.translator = StreamTranslator() if call.target.wire == ANTHROPIC else None
+        native = call.target.native
+        self.decoder = native.stream_decoder(call.body) if native is not None else None
         self.buffer = b""
         self.tail = b""  # the stream's last bytes, written together with its end
 
@@ -124,6 +126,9 @@ class _Pump:
     async def feed(self, data: bytes) -> None:
         if self.outcome.first_at is None:
             self.outcome.first_at = utcnow()
+        if self.decoder is not None:
+            await self.send(_encode_chunks(self.decoder.feed(data), self.outcome, self.keep_usage))
+            return
         self.buffer += data
         block, self.buffer = sse.split_complete(self.buffer)
         if not block:
@@ -151,7 +156,9 @@ class _Pump:
                         deadline.reschedule(now + read_timeout)  # the timeout runs between two reads
                     await self.feed(data)
             finished = True  # iter_chunks gave the connection back to its pool
-            if self.buffer.strip():
+            if self.decoder is not None:
+                await self.send(_encode_chunks(self.decoder.close(), self.outcome, self.keep_usage) + b"data: [DONE]\n\n")
+            elif self.buffer.strip():
                 await self.send(self.buffer)
         except TimeoutError:
             failure = (504, f"upstream {target.api_base} stopped sending within the timeout")
@@ -214,11 +221,11 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
     t_up = time.perf_counter()
     upstream_s = 0.0
     if mock is None:
-        payload = wire.request_payload(target, call.call_type, call.body, stream=True)
+        path, payload, header_lines = wire.upstream_request(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]
         try:
             async with asyncio.timeout(relay.timeouts[target.model_id]):
-                upstream_response = await pool.post(target.paths[call.call_type], payload, target.header_block)
+                upstream_response = await pool.post(path, payload, header_lines)
                 raw = await upstream_response.read() if upstream_response.status >= 400 else b""
         except TimeoutError as exc:
             if upstream_response is not None:
@@ -280,12 +287,19 @@ def _translate(translator: StreamTranslator, block: bytes, outcome: _Outcome, ke
             raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an event object")
         if event.get("type") == "error":
             raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
-        for chunk in translator.feed(event):
-            if "usage" in chunk:
-                out.append(sse.rewrite_usage(sse.encode_event(chunk), outcome.on_usage, keep_usage))
-            else:
-                outcome.chunks += 1
-                out.append(sse.encode_event(chunk))
+        out.append(_encode_chunks(translator.feed(event), outcome, keep_usage))
         if event.get("type") == "message_stop":
             out.append(b"data: [DONE]\n\n")
+    return b"".join(out)
+
+
+def _encode_chunks(chunks: list[dict[str, Any]], outcome: _Outcome, keep_usage: bool) -> bytes:
+    """Translated OpenAI chunks as SSE events, the usage chunk priced (or dropped)."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        if "usage" in chunk:
+            out.append(sse.rewrite_usage(sse.encode_event(chunk), outcome.on_usage, keep_usage))
+        else:
+            outcome.chunks += 1
+            out.append(sse.encode_event(chunk))
     return b"".join(out)
