@@ -15,7 +15,7 @@ import pytest
 
 from shared.pricing import CallParts, price_usage_event
 from shared.events import TokenUsage
-from tests.fixtures import gemini_upstream
+from tests.fixtures import bedrock_upstream, gemini_upstream
 from tests.fixtures.priced_calls import CATALOG, MASTER, pricing_chain, proxy_for, serve, spend_of, url_of  # noqa: F401 (fixture)
 from tests.fixtures.stack import TallyStack
 
@@ -108,3 +108,101 @@ async def test_gemini_error_keeps_its_status_and_message(gemini: Any) -> None:
     assert caught.value.status_code == 429
     assert caught.value.body["message"].endswith("Resource has been exhausted (e.g. check quota).")
     assert caught.value.body["type"] == "RESOURCE_EXHAUSTED"
+
+
+# bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0 (and us.anthropic.claude-3-7-sonnet, same rates), the
+# fake's usage: 20 fresh input, 1000 cache read, 150 cache write and 80 output tokens:
+# 20 * 3e-06 + 1000 * 3e-07 + 150 * 3.75e-06 + 80 * 1.5e-05.
+BEDROCK_COST = Decimal("0.0021225")
+AWS_ENV = {"AWS_ACCESS_KEY_ID": bedrock_upstream.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": bedrock_upstream.SECRET_KEY}
+
+
+@pytest.fixture
+async def bedrock(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tuple[bedrock_upstream.FakeBedrock, openai.OpenAI]]:
+    fake = bedrock_upstream.FakeBedrock()
+    upstream = await serve(bedrock_upstream.build_app(fake))
+    signed = {"api_base": url_of(upstream), "aws_region_name": bedrock_upstream.REGION,
+              "aws_session_token": bedrock_upstream.SESSION_TOKEN}
+    models = [
+        {"model_name": "sonnet", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", **signed}},
+        {"model_name": "sonnet-37", "litellm_params": {"model": "bedrock/converse/us.anthropic.claude-3-7-sonnet-20250219-v1:0", **signed}},
+        {"model_name": "wrong-secret", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", **signed,
+                                                          "aws_access_key_id": bedrock_upstream.ACCESS_KEY,
+                                                          "aws_secret_access_key": "not-the-secret"}},
+        {"model_name": "sonnet-api-key", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0",
+                                                            "api_base": url_of(upstream), "api_key": bedrock_upstream.API_KEY}},
+    ]
+    async with proxy_for(pricing_chain, models, tmp_path / "spool", env=AWS_ENV) as url:
+        yield fake, openai.OpenAI(api_key=MASTER, base_url=url, max_retries=0)
+    await upstream.close()
+
+
+def test_bedrock_catalog_price_is_the_hand_computed_one() -> None:
+    """The expected figure is the catalog's: shared.pricing gives 0.0021225 for the fake's usage."""
+    usage = TokenUsage(prompt_tokens=1170, completion_tokens=80, cache_read_input_tokens=1000, cache_creation_input_tokens=150)
+    for model in ("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "bedrock/converse/us.anthropic.claude-3-7-sonnet-20250219-v1:0"):
+        cost = price_usage_event(CATALOG, CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="bedrock")).cost.total
+        assert cost == BEDROCK_COST
+
+
+async def test_bedrock_converse_is_signed_and_priced_exactly(bedrock: Any, pricing_chain: TallyStack) -> None:
+    """Converse with a SigV4 signature the fake verifies; cache read/write tokens priced: header = spend row = 0.0021225."""
+    fake, client = bedrock
+    raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
+        model="sonnet", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}], max_tokens=300))
+    completion = raw.parse()
+    sent = fake.calls[-1]
+    assert sent["path"] == "/model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse"
+    assert sent["headers"]["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={bedrock_upstream.ACCESS_KEY}/")
+    assert sent["body"] == {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "system": [{"text": "be brief"}],
+                            "inferenceConfig": {"maxTokens": 300}}
+    assert completion.choices[0].message.content == bedrock_upstream.ANSWER
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (1170, 80)
+    assert raw.headers["x-litellm-response-cost"] == "0.0021225"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (BEDROCK_COST, 1170, 80)
+
+
+async def test_bedrock_converse_stream_event_frames_are_priced_exactly(bedrock: Any, pricing_chain: TallyStack) -> None:
+    """bedrock/converse/: ConverseStream's event-stream frames become OpenAI chunks; the metadata usage costs 0.0021225."""
+    fake, client = bedrock
+
+    def stream() -> tuple[list[Any], str]:
+        with client.chat.completions.with_streaming_response.create(
+                model="sonnet-37", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}) as response:
+            return list(response.parse()), response.headers["x-litellm-call-id"]
+
+    chunks, request_id = await asyncio.to_thread(stream)
+    assert fake.calls[-1]["path"] == "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse-stream"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == bedrock_upstream.ANSWER
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (1170, 80)
+    assert str(chunks[-1].usage.model_extra["cost"]) == "0.0021225"
+    assert await spend_of(pricing_chain, request_id) == (BEDROCK_COST, 1170, 80)
+
+
+async def test_bedrock_wrong_secret_is_refused_by_the_signature_check(bedrock: Any) -> None:
+    """A signature made with the wrong secret is a 403 InvalidSignature from the fake, passed on with its message."""
+    _, client = bedrock
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        await asyncio.to_thread(lambda: client.chat.completions.create(model="wrong-secret", messages=[{"role": "user", "content": "hi"}]))
+    assert "The request signature we calculated does not match" in caught.value.body["message"]
+
+
+async def test_bedrock_api_key_is_sent_as_a_bearer_token(bedrock: Any) -> None:
+    """With api_key (a Bedrock API key) the request carries it as a bearer token and is not SigV4-signed."""
+    fake, client = bedrock
+    raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
+        model="sonnet-api-key", messages=[{"role": "user", "content": "hi"}]))
+    assert fake.calls[-1]["headers"]["Authorization"] == f"Bearer {bedrock_upstream.API_KEY}"
+    assert raw.headers["x-litellm-response-cost"] == "0.0021225"
+
+
+async def test_bedrock_exception_mid_stream_ends_the_stream_after_what_came_before(bedrock: Any) -> None:
+    """A throttlingException frame mid-stream ends the stream; the client has the text sent before it."""
+    fake, client = bedrock
+    fake.stream_exception = "throttlingException"
+
+    def stream() -> list[Any]:
+        return list(client.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}], stream=True))
+
+    chunks = await asyncio.to_thread(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "This is a "
