@@ -60,6 +60,8 @@ LLM_ROUTES = (
     ("/completions", "completions"),
     ("/embeddings", "embeddings"),
     ("/images/generations", "image_generations"),
+    ("/messages", "messages"),  # Anthropic's Messages API
+    ("/messages/count_tokens", "messages_count_tokens"),
 )
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 

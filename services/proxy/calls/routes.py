@@ -8,6 +8,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from services.proxy.calls.messages import MessagesCall, count_tokens
 from services.proxy.calls.relay import Relay
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
 
@@ -32,6 +33,13 @@ class LlmRoutes:
 
     async def image_generations(self, request: web.Request) -> web.StreamResponse:
         return await self.relay.relay(request, IMAGE)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API (the Anthropic SDK, Claude Code)."""
+        return await self.relay.relay(request, CHAT, MessagesCall)
+
+    async def messages_count_tokens(self, request: web.Request) -> web.Response:
+        return await count_tokens(self.relay, request)
 
     async def models(self, request: web.Request) -> web.Response:
         relay = self.relay
