@@ -136,3 +136,22 @@ async def test_missing_max_tokens_is_a_400_and_nothing_is_called(stack: dict[str
             model="claude", messages=[{"role": "user", "content": "hi"}], max_tokens=0))
     assert "max_tokens" in str(caught.value)
     assert len(stack["upstream"].app[CALLS]) == before
+
+
+async def test_virtual_key_is_budgeted_and_limited_to_its_models(stack: dict[str, Any]) -> None:
+    """A virtual key (x-api-key) pays for its first call, is refused with budget_exceeded past max_budget, and 403 off its models."""
+    admin = anthropic.Anthropic(api_key=MASTER, base_url=stack["url"], max_retries=0)
+    created = await asyncio.to_thread(lambda: admin.post("/key/generate", body={"max_budget": 0.001, "models": ["claude"]}, cast_to=object))
+    client = anthropic.Anthropic(api_key=created["key"], base_url=stack["url"], max_retries=0)
+
+    def call(model: str) -> Any:
+        return client.messages.with_raw_response.create(model=model, max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                                        extra_body={"x_fake": {"anthropic_usage": CACHED}})
+
+    first = await asyncio.to_thread(call, "claude")
+    assert (first.headers["x-litellm-response-cost"], first.headers["x-litellm-key-spend"]) == ("0.0014025", "0.0014025")
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await asyncio.to_thread(call, "claude")
+    assert refused.value.body["error"]["type"] == "budget_exceeded"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await asyncio.to_thread(call, "flash")
