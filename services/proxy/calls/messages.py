@@ -71,7 +71,11 @@ class MessagesCall:
     def parse_response(self, target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
         if target.wire != ANTHROPIC:
             data, usage, model = wire.parse_response(target, CHAT, request, raw)
-            return orjson.dumps(message_from_chat(orjson.loads(data), model or target.model_group)), usage, model
+            try:
+                message = message_from_chat(orjson.loads(data), model or target.model_group)
+            except (AttributeError, TypeError, ValueError, IndexError) as exc:  # not a chat completion's shape
+                raise UpstreamError(f"upstream {target.api_base} answered in an unexpected shape: {type(exc).__name__}: {exc}", 502) from exc
+            return orjson.dumps(message), usage, model
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
