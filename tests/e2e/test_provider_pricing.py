@@ -5,6 +5,7 @@ all equal the catalog's price for the usage the provider reported, to the last d
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from shared.pricing import CallParts, price_usage_event
 from shared.events import TokenUsage
-from tests.fixtures import bedrock_upstream, gemini_upstream
+from tests.fixtures import bedrock_upstream, gemini_upstream, vertex_upstream
 from tests.fixtures.priced_calls import CATALOG, MASTER, pricing_chain, proxy_for, serve, spend_of, url_of  # noqa: F401 (fixture)
 from tests.fixtures.stack import TallyStack
 
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.e2e
 # gemini/gemini-2.5-flash, the fake's usage: 1200 prompt tokens of which 1000 cached, 80 candidates
 # and 40 thoughts: 200 * 3e-07 + 1000 * 3e-08 + 80 * 2.5e-06 + 40 * 2.5e-06 (reasoning rate).
 GEMINI_COST = Decimal("0.00039")
+# vertex_ai/claude-sonnet-4@20250514, 20 input, 100 cache read, 30 cache write and 80 output tokens:
+# 20 * 3e-06 + 100 * 3e-07 + 30 * 3.75e-06 + 80 * 1.5e-05
+VERTEX_CLAUDE_COST = Decimal("0.0014025")
 
 
 @pytest.fixture
@@ -206,3 +210,93 @@ async def test_bedrock_exception_mid_stream_ends_the_stream_after_what_came_befo
 
     chunks = await asyncio.to_thread(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "This is a "
+
+
+@pytest.fixture
+async def vertex(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tuple[vertex_upstream.FakeVertex, openai.OpenAI, str]]:
+    fake = vertex_upstream.FakeVertex()
+    upstream = await serve(vertex_upstream.build_app(fake))
+    fake.base_url = url_of(upstream)
+    credentials = tmp_path / "service-account.json"
+    credentials.write_text(json.dumps(fake.service_account()))
+    wrong = tmp_path / "other-account.json"
+    wrong.write_text(json.dumps({**fake.service_account(), "private_key": vertex_upstream.FakeVertex().keys[0]}))
+    common = {"api_base": url_of(upstream), "vertex_project": vertex_upstream.PROJECT, "vertex_location": vertex_upstream.LOCATION}
+    models = [
+        {"model_name": "vertex-flash", "litellm_params": {"model": "vertex_ai/gemini-2.5-flash", **common, "vertex_credentials": str(credentials)}},
+        {"model_name": "vertex-claude", "litellm_params": {"model": "vertex_ai/claude-sonnet-4@20250514", **common,
+                                                           "vertex_credentials": str(credentials)}},
+        {"model_name": "vertex-wrong-key", "litellm_params": {"model": "vertex_ai/gemini-2.5-flash", **common, "vertex_credentials": str(wrong)}},
+    ]
+    async with proxy_for(pricing_chain, models, tmp_path / "spool") as url:
+        yield fake, openai.OpenAI(api_key=MASTER, base_url=url, max_retries=0), url
+    await upstream.close()
+
+
+def test_vertex_catalog_prices_are_the_hand_computed_ones() -> None:
+    """vertex_ai/gemini-2.5-flash prices the Gemini fake's usage at 0.00039; vertex_ai/claude-sonnet-4 the cached usage at 0.0014025."""
+    gemini = TokenUsage(prompt_tokens=1200, completion_tokens=120, cache_read_input_tokens=1000, reasoning_tokens=40)
+    claude = TokenUsage(prompt_tokens=150, completion_tokens=80, cache_read_input_tokens=100, cache_creation_input_tokens=30)
+    for model, usage, cost in (("vertex_ai/gemini-2.5-flash", gemini, GEMINI_COST), ("vertex_ai/claude-sonnet-4@20250514", claude, VERTEX_CLAUDE_COST)):
+        parts = CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="vertex_ai")
+        assert price_usage_event(CATALOG, parts).cost.total == cost
+
+
+async def test_vertex_gemini_uses_the_service_account_token_and_is_priced_exactly(vertex: Any, pricing_chain: TallyStack) -> None:
+    """One token from the token endpoint (JWT verified) serves plain and streamed calls; both cost 0.00039 as their rows."""
+    fake, client, _ = vertex
+    raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
+        model="vertex-flash", messages=[{"role": "user", "content": "hi"}]))
+    sent = fake.calls[-1]
+    assert sent["path"] == f"/v1/projects/{vertex_upstream.PROJECT}/locations/{vertex_upstream.LOCATION}/publishers/google/models/gemini-2.5-flash:generateContent"
+    assert sent["headers"]["Authorization"] == "Bearer ya29.fake-0"
+    assert raw.headers["x-litellm-response-cost"] == "0.00039"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (GEMINI_COST, 1200, 120)
+
+    def stream() -> tuple[list[Any], str]:
+        with client.chat.completions.with_streaming_response.create(
+                model="vertex-flash", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}) as response:
+            return list(response.parse()), response.headers["x-litellm-call-id"]
+
+    chunks, request_id = await asyncio.to_thread(stream)
+    assert fake.calls[-1]["query"] == {"alt": "sse"}
+    assert str(chunks[-1].usage.model_extra["cost"]) == "0.00039"
+    assert await spend_of(pricing_chain, request_id) == (GEMINI_COST, 1200, 120)
+    assert fake.token_requests == 1
+
+
+async def test_vertex_claude_goes_to_raw_predict_and_cache_tokens_are_priced(vertex: Any, pricing_chain: TallyStack) -> None:
+    """Claude on Vertex: rawPredict with anthropic_version and no model; cached usage costs 0.0014025, plain and streamed."""
+    fake, client, _ = vertex
+    steer = {"x_fake": {"anthropic_usage": {"input_tokens": 20, "output_tokens": 80, "cache_read_input_tokens": 100,
+                                            "cache_creation_input_tokens": 30}}}
+    raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
+        model="vertex-claude", messages=[{"role": "user", "content": "hi"}], extra_body=steer))
+    sent = fake.calls[-1]
+    assert sent["path"].endswith("/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict")
+    assert (sent["body"]["anthropic_version"], "model" in sent["body"]) == ("vertex-2023-10-16", False)
+    assert raw.parse().usage.prompt_tokens == 150
+    assert raw.headers["x-litellm-response-cost"] == "0.0014025"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (VERTEX_CLAUDE_COST, 150, 80)
+
+    def stream() -> tuple[list[Any], str]:
+        with client.chat.completions.with_streaming_response.create(
+                model="vertex-claude", messages=[{"role": "user", "content": "hi"}], stream=True,
+                stream_options={"include_usage": True}, extra_body=steer) as response:
+            return list(response.parse()), response.headers["x-litellm-call-id"]
+
+    chunks, request_id = await asyncio.to_thread(stream)
+    assert fake.calls[-1]["path"].endswith(":streamRawPredict")
+    assert str(chunks[-1].usage.model_extra["cost"]) == "0.0014025"
+    assert await spend_of(pricing_chain, request_id) == (VERTEX_CLAUDE_COST, 150, 80)
+
+
+async def test_vertex_token_refused_is_a_502_naming_it(vertex: Any) -> None:
+    """A JWT signed with a key the account does not have is refused by the token endpoint: 502, nothing sent to the model."""
+    fake, client, _ = vertex
+    with pytest.raises(openai.APIStatusError) as caught:
+        await asyncio.to_thread(lambda: client.chat.completions.create(model="vertex-wrong-key", messages=[{"role": "user", "content": "hi"}]))
+    assert caught.value.status_code == 502
+    assert "could not get a Vertex AI access token" in caught.value.body["message"]
+    assert "Invalid JWT Signature" in caught.value.body["message"]
+    assert fake.calls == []

@@ -188,6 +188,8 @@ class Relay:
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
+        if target.native is not None:
+            await target.native.prepare()
         shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI's, or /v1/messages
         path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=False)
         pool = self.pools[target.origin]

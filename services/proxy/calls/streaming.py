@@ -228,6 +228,8 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
     t_up = time.perf_counter()
     upstream_s = 0.0
     if mock is None:
+        if target.native is not None:
+            await target.native.prepare()
         shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI's, or /v1/messages
         path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]

@@ -19,4 +19,8 @@ def native_wire(provider: str, upstream_model: str, params: Any, env: Mapping[st
         from services.proxy.providers.bedrock import bedrock_wire
 
         return bedrock_wire(upstream_model, params, env, where)
+    if provider == "vertex_ai":
+        from services.proxy.providers.vertex import vertex_wire
+
+        return vertex_wire(upstream_model, params, env, where)
     raise ConfigurationError(f"{where}: no native wire for provider {provider!r}")

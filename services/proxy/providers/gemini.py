@@ -308,8 +308,8 @@ class GeminiWire(NativeWire):
         urls = {CHAT: f"{root}:generateContent", EMBEDDING: f"{root}:batchEmbedContents"}
         super().__init__(base, urls, {"x-goog-api-key": api_key} if api_key else {})
         self.stream_url = f"{root}:streamGenerateContent?alt=sse"
-        self.paths = {CHAT: _path(urls[CHAT]), EMBEDDING: _path(urls[EMBEDDING])}
-        self.stream_path = _path(self.stream_url)
+        self.paths = {CHAT: url_path(urls[CHAT]), EMBEDDING: url_path(urls[EMBEDDING])}
+        self.stream_path = url_path(self.stream_url)
 
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         self.check(call_type)
@@ -335,6 +335,6 @@ class GeminiWire(NativeWire):
         return GeminiStream(self.model)
 
 
-def _path(url: str) -> str:
+def url_path(url: str) -> str:
     rest = url.split("://", 1)[1]
     return "/" + rest.split("/", 1)[1]

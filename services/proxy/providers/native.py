@@ -36,6 +36,9 @@ class NativeWire:
             raise UpstreamError(f"{self.provider} deployments do not serve {_CALL_NAMES.get(call_type, call_type)}",
                                 400, type="invalid_request_error")
 
+    async def prepare(self) -> None:
+        """Called before each request: where a provider fetches what signing needs (an OAuth token)."""
+
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         """(path?query, body bytes) for the upstream."""
         raise NotImplementedError
