@@ -17,7 +17,7 @@ import pytest
 from stack.fake_upstream import CALLS
 from stack.fake_upstream import build_app as build_openai_fake
 from tests.fixtures import gemini_upstream
-from tests.fixtures.priced_calls import MASTER, pricing_chain, proxy_for, serve, spend_of, url_of  # noqa: F401 (fixture)
+from tests.fixtures.priced_calls import MASTER, proxy_for, serve, spend_of, url_of
 from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import pytest
 from shared.pricing import CallParts, price_usage_event
 from shared.events import TokenUsage
 from tests.fixtures import bedrock_upstream, gemini_upstream, vertex_upstream
-from tests.fixtures.priced_calls import CATALOG, MASTER, pricing_chain, proxy_for, serve, spend_of, url_of  # noqa: F401 (fixture)
+from tests.fixtures.priced_calls import MASTER, catalog, proxy_for, serve, spend_of, url_of
 from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +28,17 @@ GEMINI_COST = Decimal("0.00039")
 # vertex_ai/claude-sonnet-4@20250514, 20 input, 100 cache read, 30 cache write and 80 output tokens:
 # 20 * 3e-06 + 100 * 3e-07 + 30 * 3.75e-06 + 80 * 1.5e-05
 VERTEX_CLAUDE_COST = Decimal("0.0014025")
+
+
+async def streamed(client: openai.OpenAI, model: str, **extra: Any) -> tuple[list[Any], str]:
+    """A streamed chat call asking for usage: its chunks and its call id."""
+    def stream() -> tuple[list[Any], str]:
+        with client.chat.completions.with_streaming_response.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True},
+                **extra) as response:
+            return list(response.parse()), response.headers["x-litellm-call-id"]
+
+    return await asyncio.to_thread(stream)
 
 
 @pytest.fixture
@@ -47,7 +58,7 @@ async def gemini(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tup
 def test_gemini_catalog_price_is_the_hand_computed_one() -> None:
     """The expected figure is the catalog's: shared.pricing gives 0.00039 for the fake's usage."""
     usage = TokenUsage(prompt_tokens=1200, completion_tokens=120, cache_read_input_tokens=1000, reasoning_tokens=40)
-    cost = price_usage_event(CATALOG, CallParts(model="gemini/gemini-2.5-flash", usage=usage, call_type="acompletion",
+    cost = price_usage_event(catalog(), CallParts(model="gemini/gemini-2.5-flash", usage=usage, call_type="acompletion",
                                                 custom_llm_provider="gemini")).cost.total
     assert cost == GEMINI_COST
 
@@ -74,12 +85,7 @@ async def test_gemini_stream_is_priced_exactly_in_its_last_chunk_and_spend_log(g
     """streamGenerateContent?alt=sse becomes OpenAI chunks; the last event's usage wins: cost 0.00039 in chunk and row."""
     fake, client = gemini
 
-    def stream() -> tuple[list[Any], str]:
-        with client.chat.completions.with_streaming_response.create(
-                model="flash", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}) as response:
-            return list(response.parse()), response.headers["x-litellm-call-id"]
-
-    chunks, request_id = await asyncio.to_thread(stream)
+    chunks, request_id = await streamed(client, "flash")
     assert fake.calls[-1]["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     assert fake.calls[-1]["query"] == {"alt": "sse"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == gemini_upstream.ANSWER
@@ -145,7 +151,7 @@ def test_bedrock_catalog_price_is_the_hand_computed_one() -> None:
     """The expected figure is the catalog's: shared.pricing gives 0.0021225 for the fake's usage."""
     usage = TokenUsage(prompt_tokens=1170, completion_tokens=80, cache_read_input_tokens=1000, cache_creation_input_tokens=150)
     for model in ("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "bedrock/converse/us.anthropic.claude-3-7-sonnet-20250219-v1:0"):
-        cost = price_usage_event(CATALOG, CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="bedrock")).cost.total
+        cost = price_usage_event(catalog(), CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="bedrock")).cost.total
         assert cost == BEDROCK_COST
 
 
@@ -170,12 +176,7 @@ async def test_bedrock_converse_stream_event_frames_are_priced_exactly(bedrock: 
     """bedrock/converse/: ConverseStream's event-stream frames become OpenAI chunks; the metadata usage costs 0.0021225."""
     fake, client = bedrock
 
-    def stream() -> tuple[list[Any], str]:
-        with client.chat.completions.with_streaming_response.create(
-                model="sonnet-37", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}) as response:
-            return list(response.parse()), response.headers["x-litellm-call-id"]
-
-    chunks, request_id = await asyncio.to_thread(stream)
+    chunks, request_id = await streamed(client, "sonnet-37")
     assert fake.calls[-1]["path"] == "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse-stream"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == bedrock_upstream.ANSWER
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (1170, 80)
@@ -239,7 +240,7 @@ def test_vertex_catalog_prices_are_the_hand_computed_ones() -> None:
     claude = TokenUsage(prompt_tokens=150, completion_tokens=80, cache_read_input_tokens=100, cache_creation_input_tokens=30)
     for model, usage, cost in (("vertex_ai/gemini-2.5-flash", gemini, GEMINI_COST), ("vertex_ai/claude-sonnet-4@20250514", claude, VERTEX_CLAUDE_COST)):
         parts = CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="vertex_ai")
-        assert price_usage_event(CATALOG, parts).cost.total == cost
+        assert price_usage_event(catalog(), parts).cost.total == cost
 
 
 async def test_vertex_gemini_uses_the_service_account_token_and_is_priced_exactly(vertex: Any, pricing_chain: TallyStack) -> None:
@@ -253,12 +254,7 @@ async def test_vertex_gemini_uses_the_service_account_token_and_is_priced_exactl
     assert raw.headers["x-litellm-response-cost"] == "0.00039"
     assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (GEMINI_COST, 1200, 120)
 
-    def stream() -> tuple[list[Any], str]:
-        with client.chat.completions.with_streaming_response.create(
-                model="vertex-flash", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}) as response:
-            return list(response.parse()), response.headers["x-litellm-call-id"]
-
-    chunks, request_id = await asyncio.to_thread(stream)
+    chunks, request_id = await streamed(client, "vertex-flash")
     assert fake.calls[-1]["query"] == {"alt": "sse"}
     assert str(chunks[-1].usage.model_extra["cost"]) == "0.00039"
     assert await spend_of(pricing_chain, request_id) == (GEMINI_COST, 1200, 120)
@@ -279,13 +275,7 @@ async def test_vertex_claude_goes_to_raw_predict_and_cache_tokens_are_priced(ver
     assert raw.headers["x-litellm-response-cost"] == "0.0014025"
     assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (VERTEX_CLAUDE_COST, 150, 80)
 
-    def stream() -> tuple[list[Any], str]:
-        with client.chat.completions.with_streaming_response.create(
-                model="vertex-claude", messages=[{"role": "user", "content": "hi"}], stream=True,
-                stream_options={"include_usage": True}, extra_body=steer) as response:
-            return list(response.parse()), response.headers["x-litellm-call-id"]
-
-    chunks, request_id = await asyncio.to_thread(stream)
+    chunks, request_id = await streamed(client, "vertex-claude", extra_body=steer)
     assert fake.calls[-1]["path"].endswith(":streamRawPredict")
     assert str(chunks[-1].usage.model_extra["cost"]) == "0.0014025"
     assert await spend_of(pricing_chain, request_id) == (VERTEX_CLAUDE_COST, 150, 80)

@@ -76,12 +76,7 @@ class MessagesCall:
             except (AttributeError, TypeError, ValueError, IndexError) as exc:  # not a chat completion's shape
                 raise UpstreamError(f"upstream {target.api_base} answered in an unexpected shape: {type(exc).__name__}: {exc}", 502) from exc
             return orjson.dumps(message), usage, model
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
-        if not isinstance(parsed, dict):
-            raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
+        parsed = wire.answer_object(target, raw)
         model = parsed.get("model")
         return raw, usage_from_openai(anthropic.openai_usage(parsed.get("usage"))), model if isinstance(model, str) else None
 
@@ -99,21 +94,10 @@ class OpenAIChunks:
     """An OpenAI-compatible upstream's SSE stream as chunk dicts."""
 
     def __init__(self) -> None:
-        self.buffer = b""
+        self.events = sse.JsonEvents()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        block, self.buffer = sse.split_complete(self.buffer + data)
-        chunks = []
-        for _name, payload, _raw in sse.iter_events(block):
-            if not payload or payload == sse.DONE:
-                continue
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-            if isinstance(chunk, dict):
-                chunks.append(chunk)
-        return chunks
+        return [chunk for _name, chunk in self.events.feed(data)]
 
     def close(self) -> list[dict[str, Any]]:
         return []
@@ -150,12 +134,7 @@ class AnthropicPassThrough:
             if name not in (b"message_start", b"message_delta", b"error"):
                 out.append(raw)
                 continue
-            try:
-                event = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-            if not isinstance(event, dict):
-                raise UpstreamConnectionError("the stream carried an event that is not an object")
+            event = sse.json_event(payload)
             if name == b"error":
                 self.error = str((event.get("error") or {}).get("message", "stream error"))
                 out.append(raw)

@@ -289,12 +289,7 @@ def _translate(translator: StreamTranslator, block: bytes, outcome: _Outcome, ke
     for _name, data, _raw in sse.iter_events(block):
         if not data:
             continue
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-        if not isinstance(event, dict):
-            raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an event object")
+        event = sse.json_event(data)
         if event.get("type") == "error":
             raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
         out.append(_encode_chunks(translator.feed(event), outcome, keep_usage))

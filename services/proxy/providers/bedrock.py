@@ -18,6 +18,7 @@ import orjson
 from services.proxy.errors import ConfigurationError, InvalidRequest
 from services.proxy.providers.eventstream import EventStreamDecoder
 from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts
+from services.proxy.providers.openai_content import content_parts, data_url, image_url, tool_arguments, unsupported
 from services.proxy.providers.sigv4 import Signer, credentials_of, region_of
 from services.proxy.transport.http1 import UpstreamConnectionError
 
@@ -37,41 +38,21 @@ def usage_from_converse(usage: Any) -> dict[str, Any]:
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("message content must be a string or a list of parts", param="messages")
     blocks: list[dict[str, Any]] = []
-    for part in content:
-        if not isinstance(part, dict):
-            raise InvalidRequest("message content parts must be objects", param="messages")
+    for part in content_parts(content):
         kind = part.get("type")
         if kind == "text":
             blocks.append({"text": str(part.get("text", ""))})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = str(image.get("url", "") if isinstance(image, dict) else image or "")
-            header, _, data = url.partition(",")
-            media = header[5:].split(";")[0] if url.startswith("data:") else ""
+            media, data = data_url(image_url(part)) or ("", "")
             if media not in _IMAGE_FORMATS:
                 raise InvalidRequest("a Bedrock model takes images as data: URLs of PNG, JPEG, GIF or WebP", param="messages")
             blocks.append({"image": {"format": _IMAGE_FORMATS[media], "source": {"bytes": data}}})
         else:
-            raise InvalidRequest(f"message content part type {kind!r} is not supported for a Bedrock model", param="messages")
+            raise unsupported(kind, "Bedrock")
         if part.get("cache_control"):
             blocks.append(dict(_CACHE_POINT))
     return blocks
-
-
-def _tool_input(raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw or {}
-    try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"tool call arguments are not JSON: {exc}", param="messages") from exc
 
 
 def request_to_converse(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
@@ -96,7 +77,7 @@ def request_to_converse(body: dict[str, Any], upstream_model: str) -> dict[str, 
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
                 blocks.append({"toolUse": {"toolUseId": call.get("id"), "name": function.get("name"),
-                                           "input": _tool_input(function.get("arguments"))}})
+                                           "input": tool_arguments(function.get("arguments"))}})
             add("assistant", blocks)
         elif role == "tool":
             result = [b for b in _blocks(message.get("content")) if "text" in b] or [{"text": ""}]

@@ -16,6 +16,7 @@ import orjson
 from services.proxy.errors import InvalidRequest
 from services.proxy.providers import sse
 from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts
+from services.proxy.providers.openai_content import content_parts, data_url, image_url, tool_arguments, unsupported
 from services.proxy.transport.http1 import UpstreamConnectionError
 
 GEMINI_BASE = "https://generativelanguage.googleapis.com"
@@ -45,40 +46,23 @@ def usage_from_gemini(metadata: Any) -> dict[str, Any]:
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("message content must be a string or a list of parts", param="messages")
     parts: list[dict[str, Any]] = []
-    for part in content:
-        if not isinstance(part, dict):
-            raise InvalidRequest("message content parts must be objects", param="messages")
+    for part in content_parts(content):
         kind = part.get("type")
         if kind == "text":
             parts.append({"text": str(part.get("text", ""))})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = str(image.get("url", "") if isinstance(image, dict) else image or "")
-            if url.startswith("data:"):
-                header, _, data = url.partition(",")
-                parts.append({"inlineData": {"mimeType": header[5:].split(";")[0] or "image/png", "data": data}})
+            url = image_url(part)
+            inline = data_url(url)
+            if inline is not None:
+                parts.append({"inlineData": {"mimeType": inline[0] or "image/png", "data": inline[1]}})
             else:
+                image = part.get("image_url")
                 mime = (image.get("format") if isinstance(image, dict) else None) or "image/jpeg"
                 parts.append({"fileData": {"mimeType": mime, "fileUri": url}})
         else:
-            raise InvalidRequest(f"message content part type {kind!r} is not supported for a Gemini model", param="messages")
+            raise unsupported(kind, "Gemini")
     return parts
-
-
-def _arguments(raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw or {}
-    try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"tool call arguments are not JSON: {exc}", param="messages") from exc
 
 
 def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -104,7 +88,7 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {} if isinstance(call, dict) else {}
                 tool_names[str(call.get("id"))] = str(function.get("name", ""))
-                parts.append({"functionCall": {"name": function.get("name"), "args": _arguments(function.get("arguments"))}})
+                parts.append({"functionCall": {"name": function.get("name"), "args": tool_arguments(function.get("arguments"))}})
             add("model", parts)
         elif role == "tool":
             content = message.get("content")
@@ -242,26 +226,15 @@ class GeminiStream:
 
     def __init__(self, model: str) -> None:
         self.maker = ChunkMaker(f"chatcmpl-{uuid.uuid4().hex[:24]}", model)
-        self.buffer = b""
+        self.events = sse.JsonEvents()
         self.metadata: dict[str, Any] | None = None
         self.started = False
         self.tool_calls = 0
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        block, self.buffer = sse.split_complete(self.buffer + data)
-        out: list[dict[str, Any]] = []
-        for _name, payload, _raw in sse.iter_events(block):
-            if payload:
-                out.extend(self._event(payload))
-        return out
+        return [chunk for _name, event in self.events.feed(data) for chunk in self._event(event)]
 
-    def _event(self, payload: bytes) -> list[dict[str, Any]]:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-        if not isinstance(event, dict):
-            raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an object")
+    def _event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(event.get("error"), dict):
             raise UpstreamConnectionError(str(event["error"].get("message", "stream error")))
         if isinstance(event.get("usageMetadata"), dict):

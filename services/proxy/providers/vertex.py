@@ -51,20 +51,11 @@ class AnthropicEvents:
 
     def __init__(self) -> None:
         self.translator = anthropic.StreamTranslator()
-        self.buffer = b""
+        self.events = sse.JsonEvents()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        block, self.buffer = sse.split_complete(self.buffer + data)
         chunks: list[dict[str, Any]] = []
-        for _name, payload, _raw in sse.iter_events(block):
-            if not payload:
-                continue
-            try:
-                event = orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-            if not isinstance(event, dict):
-                raise UpstreamConnectionError("the stream carried an event that is not an object")
+        for _name, event in self.events.feed(data):
             if event.get("type") == "error":
                 raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
             chunks.extend(self.translator.feed(event))

@@ -49,12 +49,7 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
 def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
     """(bytes for the client, usage, the model the upstream named). OpenAI-shaped answers pass
     byte for byte; Anthropic's are translated."""
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
+    parsed = answer_object(target, raw)
     if target.native is not None:
         try:
             parsed = target.native.response(call_type, request, parsed)
@@ -72,6 +67,17 @@ def parse_response(target: Target, call_type: str, request: dict[str, Any], raw:
             usage = usage.model_copy(update={"completion_tokens": 0})
     model = parsed.get("model")
     return raw, usage, model if isinstance(model, str) else None
+
+
+def answer_object(target: Target, raw: bytes) -> dict[str, Any]:
+    """The upstream's answer as a JSON object; anything else is a 502."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
+    return parsed
 
 
 def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
