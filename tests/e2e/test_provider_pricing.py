@@ -30,6 +30,12 @@ GEMINI_COST = Decimal("0.00039")
 VERTEX_CLAUDE_COST = Decimal("0.0014025")
 
 
+def catalog_price(model: str, provider: str, usage: TokenUsage) -> Decimal:
+    """What the catalog charges a chat call of `model` for `usage` (the pricer's own function)."""
+    parts = CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider=provider)
+    return price_usage_event(catalog(), parts).cost.total
+
+
 async def streamed(client: openai.OpenAI, model: str, **extra: Any) -> tuple[list[Any], str]:
     """A streamed chat call asking for usage: its chunks and its call id."""
     def stream() -> tuple[list[Any], str]:
@@ -58,9 +64,7 @@ async def gemini(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tup
 def test_gemini_catalog_price_is_the_hand_computed_one() -> None:
     """The expected figure is the catalog's: shared.pricing gives 0.00039 for the fake's usage."""
     usage = TokenUsage(prompt_tokens=1200, completion_tokens=120, cache_read_input_tokens=1000, reasoning_tokens=40)
-    cost = price_usage_event(catalog(), CallParts(model="gemini/gemini-2.5-flash", usage=usage, call_type="acompletion",
-                                                custom_llm_provider="gemini")).cost.total
-    assert cost == GEMINI_COST
+    assert catalog_price("gemini/gemini-2.5-flash", "gemini", usage) == GEMINI_COST
 
 
 async def test_gemini_chat_is_priced_exactly_in_header_and_spend_log(gemini: Any, pricing_chain: TallyStack) -> None:
@@ -151,8 +155,7 @@ def test_bedrock_catalog_price_is_the_hand_computed_one() -> None:
     """The expected figure is the catalog's: shared.pricing gives 0.0021225 for the fake's usage."""
     usage = TokenUsage(prompt_tokens=1170, completion_tokens=80, cache_read_input_tokens=1000, cache_creation_input_tokens=150)
     for model in ("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "bedrock/converse/us.anthropic.claude-3-7-sonnet-20250219-v1:0"):
-        cost = price_usage_event(catalog(), CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="bedrock")).cost.total
-        assert cost == BEDROCK_COST
+        assert catalog_price(model, "bedrock", usage) == BEDROCK_COST
 
 
 async def test_bedrock_converse_is_signed_and_priced_exactly(bedrock: Any, pricing_chain: TallyStack) -> None:
@@ -239,8 +242,7 @@ def test_vertex_catalog_prices_are_the_hand_computed_ones() -> None:
     gemini = TokenUsage(prompt_tokens=1200, completion_tokens=120, cache_read_input_tokens=1000, reasoning_tokens=40)
     claude = TokenUsage(prompt_tokens=150, completion_tokens=80, cache_read_input_tokens=100, cache_creation_input_tokens=30)
     for model, usage, cost in (("vertex_ai/gemini-2.5-flash", gemini, GEMINI_COST), ("vertex_ai/claude-sonnet-4@20250514", claude, VERTEX_CLAUDE_COST)):
-        parts = CallParts(model=model, usage=usage, call_type="acompletion", custom_llm_provider="vertex_ai")
-        assert price_usage_event(catalog(), parts).cost.total == cost
+        assert catalog_price(model, "vertex_ai", usage) == cost
 
 
 async def test_vertex_gemini_uses_the_service_account_token_and_is_priced_exactly(vertex: Any, pricing_chain: TallyStack) -> None:
