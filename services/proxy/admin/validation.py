@@ -76,7 +76,12 @@ def _count(value: Any) -> int | None:
         raise ValueError("must be a whole number")
     if value < 0:
         raise ValueError("must not be negative")
+    if value > _MAX_COUNT:
+        raise ValueError(f"must be at most {_MAX_COUNT}")  # a 64-bit integer, as JSON and PostgreSQL carry it
     return value
+
+
+_MAX_COUNT = 2**63 - 1
 
 
 def _duration(value: Any) -> str | None:

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from services.proxy.errors import InvalidRequest, UpstreamError
+from services.proxy.auth.keys import KEY_CATCH_UP_S, authenticate_with_catch_up
 from services.proxy.calls.streaming import prompt_chars
 from services.proxy.providers import anthropic, sse, wire
 from services.proxy.providers.messages_api import MessagesEvents, chat_request, message_from_chat
@@ -160,7 +161,7 @@ class AnthropicPassThrough:
 async def count_tokens(relay: Any, request: web.Request) -> web.Response:
     """`/v1/messages/count_tokens`: an Anthropic deployment counts (its answer passed on); for any
     other, an estimate of four characters a token (as for a stream without usage). Not a billed call."""
-    caller = relay.auth.authenticate(auth_headers(request.headers))
+    caller = await authenticate_with_catch_up(relay.auth, auth_headers(request.headers), relay.key_sync, KEY_CATCH_UP_S)
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
