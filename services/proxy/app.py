@@ -62,6 +62,7 @@ LLM_ROUTES = (
     ("/images/generations", "image_generations"),
     ("/messages", "messages"),  # Anthropic's Messages API
     ("/messages/count_tokens", "messages_count_tokens"),
+    ("/responses", "responses"),  # OpenAI's Responses API
 )
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)
 

@@ -30,6 +30,7 @@ from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.limits import check as check_limits
 from services.proxy.calls.messages import MessagesCall, auth_headers
+from services.proxy.calls.responses import ResponsesCall
 from services.proxy.calls.mock import mock_completion
 from services.proxy.calls.settlement import SettlementBook
 from services.proxy.calls.streaming import relay_stream
@@ -125,8 +126,9 @@ class Relay:
 
     # -- the call -------------------------------------------------------------------------------
 
-    async def relay(self, request: web.Request, call_type: str, inbound: type[MessagesCall] | None = None) -> web.StreamResponse:
-        """One call; `inbound` is the API the caller speaks when it is not OpenAI's (/v1/messages)."""
+    async def relay(self, request: web.Request, call_type: str, inbound: type[MessagesCall | ResponsesCall] | None = None
+                    ) -> web.StreamResponse:
+        """One call; `inbound` is the API the caller speaks when it is not OpenAI chat's (/v1/messages, /v1/responses)."""
         t0 = time.perf_counter()
         start_time = utcnow()
         headers = request.headers if inbound is None else auth_headers(request.headers)
@@ -190,7 +192,7 @@ class Relay:
         target = call.target
         if target.native is not None:
             await target.native.prepare()
-        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI's, or /v1/messages
+        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI chat's, or another
         path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=False)
         pool = self.pools[target.origin]
         t_up = time.perf_counter()

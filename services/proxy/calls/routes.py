@@ -10,6 +10,7 @@ from aiohttp import web
 
 from services.proxy.calls.messages import MessagesCall, count_tokens
 from services.proxy.calls.relay import Relay
+from services.proxy.calls.responses import ResponsesCall
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
 
 JSON = "application/json"
@@ -37,6 +38,10 @@ class LlmRoutes:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's Messages API (the Anthropic SDK, Claude Code)."""
         return await self.relay.relay(request, CHAT, MessagesCall)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API, passed to OpenAI-compatible deployments."""
+        return await self.relay.relay(request, CHAT, ResponsesCall)
 
     async def messages_count_tokens(self, request: web.Request) -> web.Response:
         return await count_tokens(self.relay, request)

@@ -230,7 +230,7 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
     if mock is None:
         if target.native is not None:
             await target.native.prepare()
-        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI's, or /v1/messages
+        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI chat's, or another
         path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]
         try:
