@@ -143,6 +143,7 @@ async def bedrock(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tu
         {"model_name": "wrong-secret", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", **signed,
                                                           "aws_access_key_id": bedrock_upstream.ACCESS_KEY,
                                                           "aws_secret_access_key": "not-the-secret"}},
+        {"model_name": "titan", "litellm_params": {"model": "bedrock/amazon.titan-embed-text-v2:0", **signed}},
         {"model_name": "sonnet-api-key", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0",
                                                             "api_base": url_of(upstream), "api_key": bedrock_upstream.API_KEY}},
     ]
@@ -185,6 +186,19 @@ async def test_bedrock_converse_stream_event_frames_are_priced_exactly(bedrock: 
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (1170, 80)
     assert str(chunks[-1].usage.model_extra["cost"]) == "0.0021225"
     assert await spend_of(pricing_chain, request_id) == (BEDROCK_COST, 1170, 80)
+
+
+async def test_bedrock_titan_embedding_is_signed_and_priced_on_its_token_count(bedrock: Any, pricing_chain: TallyStack) -> None:
+    """InvokeModel for Titan: inputText and dimensions; inputTextTokenCount 5 at 2e-08 = 0.0000001, as the spend row."""
+    fake, client = bedrock
+    raw = await asyncio.to_thread(lambda: client.embeddings.with_raw_response.create(model="titan", input="a small cat", dimensions=256))
+    sent = fake.calls[-1]
+    assert (sent["path"], sent["body"]) == ("/model/amazon.titan-embed-text-v2%3A0/invoke", {"inputText": "a small cat", "dimensions": 256})
+    assert len(raw.parse().data[0].embedding) == 256
+    assert raw.headers["x-litellm-response-cost"] == "0.0000001"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (Decimal("0.0000001"), 5, 0)
+    with pytest.raises(openai.BadRequestError, match="one text per request"):
+        await asyncio.to_thread(lambda: client.embeddings.create(model="titan", input=["a", "b"]))
 
 
 async def test_bedrock_wrong_secret_is_refused_by_the_signature_check(bedrock: Any) -> None:

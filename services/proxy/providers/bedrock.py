@@ -22,7 +22,7 @@ from services.proxy.providers.openai_content import content_parts, data_url, ima
 from services.proxy.providers.sigv4 import Signer, credentials_of, region_of
 from services.proxy.transport.http1 import UpstreamConnectionError
 
-CHAT = "acompletion"
+CHAT, EMBEDDING = "acompletion", "aembedding"
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                 "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
@@ -230,20 +230,43 @@ def _message_of(payload: bytes) -> str:
     return str(parsed)
 
 
+def titan_embedding_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Titan Text Embeddings take one text per request (InvokeModel)."""
+    given = body.get("input")
+    texts = [given] if isinstance(given, str) else given
+    if not isinstance(texts, list) or len(texts) != 1 or not isinstance(texts[0], str) or not texts[0]:
+        raise InvalidRequest("a Titan embedding model embeds one text per request: send input as one non-empty string", param="input")
+    out: dict[str, Any] = {"inputText": texts[0]}
+    if body.get("dimensions") is not None:
+        out["dimensions"] = body["dimensions"]
+    return out
+
+
+def titan_embedding_response(parsed: dict[str, Any], model: str) -> dict[str, Any]:
+    tokens = count(parsed.get("inputTextTokenCount"))
+    return {"object": "list", "model": model, "data": [{"object": "embedding", "index": 0, "embedding": parsed.get("embedding") or []}],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
 class BedrockWire(NativeWire):
     provider = "bedrock"
-    call_types = frozenset({CHAT})
 
     def __init__(self, upstream_model: str, endpoint: str, signer: Signer | None, api_key: str | None) -> None:
         self.model = upstream_model
         root = f"/model/{quote(upstream_model, safe='')}"
         self.endpoint = endpoint
-        super().__init__(endpoint, {CHAT: f"{endpoint}{root}/converse"}, {"Authorization": f"Bearer {api_key}"} if api_key else {})
-        self.chat_path, self.stream_path = f"{root}/converse", f"{root}/converse-stream"
+        # Titan Text Embeddings (amazon.titan-embed-text-*) through InvokeModel; everything else chats through Converse.
+        self.embeds = upstream_model.split(".", 1)[-1].startswith("titan-embed-text")
+        self.call_types = frozenset({EMBEDDING} if self.embeds else {CHAT})
+        urls = {EMBEDDING: f"{endpoint}{root}/invoke"} if self.embeds else {CHAT: f"{endpoint}{root}/converse"}
+        super().__init__(endpoint, urls, {"Authorization": f"Bearer {api_key}"} if api_key else {})
+        self.chat_path, self.stream_path, self.invoke_path = f"{root}/converse", f"{root}/converse-stream", f"{root}/invoke"
         self.signer = signer
 
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         self.check(call_type)
+        if call_type == EMBEDDING:
+            return self.invoke_path, orjson.dumps(titan_embedding_request(body))
         return self.stream_path if stream else self.chat_path, orjson.dumps(request_to_converse(body, self.model))
 
     def sign(self, header_block: bytes, path: str, payload: bytes) -> bytes:
@@ -252,6 +275,8 @@ class BedrockWire(NativeWire):
         return header_block + self.signer.headers(self.endpoint + path, payload)
 
     def response(self, call_type: str, body: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
+        if call_type == EMBEDDING:
+            return titan_embedding_response(parsed, self.model)
         return response_from_converse(parsed, self.model)
 
     def error(self, payload: Any) -> tuple[str | None, str | None]:
