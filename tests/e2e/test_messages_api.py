@@ -6,6 +6,7 @@ the stream's message_delta cost, and lands as one spend log row of that cost."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from stack.fake_upstream import CALLS
 from stack.fake_upstream import build_app as build_openai_fake
-from tests.fixtures import gemini_upstream
+from tests.fixtures import gemini_upstream, vertex_upstream
 from tests.fixtures.priced_calls import MASTER, proxy_for, serve, spend_of, url_of
 from tests.fixtures.stack import TallyStack
 
@@ -37,16 +38,23 @@ async def stack(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[dict
     openai_fake = await serve(build_openai_fake())
     gemini = gemini_upstream.FakeGemini()
     gemini_server = await serve(gemini_upstream.build_app(gemini))
+    vertex = vertex_upstream.FakeVertex()
+    vertex_server = await serve(vertex_upstream.build_app(vertex))
+    vertex.base_url = url_of(vertex_server)
     models = [
         {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": url_of(openai_fake),
                                                     "api_key": "ant-key"}},
         {"model_name": "flash", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_base": url_of(gemini_server),
                                                    "api_key": gemini_upstream.API_KEY}},
         {"model_name": "llama3", "litellm_params": {"model": "groq/llama3-8b-8192", "api_base": url_of(openai_fake) + "/v1"}},
+        {"model_name": "vertex-claude", "litellm_params": {"model": "vertex_ai/claude-sonnet-4@20250514", "api_base": url_of(vertex_server),
+                                                           "vertex_project": vertex_upstream.PROJECT, "vertex_location": vertex_upstream.LOCATION,
+                                                           "vertex_credentials": json.dumps(vertex.service_account())}},
     ]
     async with proxy_for(pricing_chain, models, tmp_path / "spool") as url:
         yield {"url": url, "client": anthropic.Anthropic(api_key=MASTER, base_url=url, max_retries=0),
-               "upstream": openai_fake, "gemini": gemini}
+               "upstream": openai_fake, "gemini": gemini, "vertex": vertex}
+    await vertex_server.close()
     await gemini_server.close()
     await openai_fake.close()
 
@@ -85,6 +93,21 @@ async def test_native_anthropic_stream_passes_events_and_prices_message_delta(st
     assert text.strip() == "This is a fake answer from Tally's demo upstream."
     assert Decimal(str(events[-2].usage.model_extra["cost"])) == CLAUDE_CACHED_COST
     assert await spend_of(pricing_chain, request_id) == (CLAUDE_CACHED_COST, 150, 80)
+
+
+async def test_claude_on_vertex_gets_the_messages_request_itself(stack: dict[str, Any], pricing_chain: TallyStack) -> None:
+    """Claude on Vertex AI: rawPredict with the caller's blocks (cache_control kept), no model, vertex anthropic_version; 0.0014025."""
+    client = stack["client"]
+    raw = await asyncio.to_thread(lambda: client.messages.with_raw_response.create(
+        model="vertex-claude", max_tokens=100, system=SYSTEM, messages=[{"role": "user", "content": "hi"}],
+        extra_body={"x_fake": {"anthropic_usage": CACHED}}))
+    sent = stack["vertex"].calls[-1]
+    assert sent["path"].endswith("/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict")
+    assert (sent["body"]["system"], sent["body"]["anthropic_version"], "model" in sent["body"]) == (SYSTEM, "vertex-2023-10-16", False)
+    assert sent["headers"]["Authorization"].startswith("Bearer ya29.fake-")
+    assert raw.parse().usage.cache_creation_input_tokens == 30
+    assert raw.headers["x-litellm-response-cost"] == "0.0014025"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (CLAUDE_CACHED_COST, 150, 80)
 
 
 async def test_messages_to_a_gemini_deployment_are_translated_and_priced(stack: dict[str, Any], pricing_chain: TallyStack) -> None:

@@ -2,8 +2,8 @@
 call of the relay: authenticated, budgeted, rate-limited, attributed and priced like a chat call.
 
 The relay works on the OpenAI chat form of the request (`chat_request`): budgets, limits and
-attribution read it. What goes upstream depends on the deployment: an Anthropic deployment gets
-the caller's Messages request itself (only the model name replaced) and its answer and stream
+attribution read it. What goes upstream depends on the deployment: an Anthropic deployment (or
+Claude on Vertex AI) gets the caller's Messages request itself (only the model replaced) and its answer and stream
 pass through, with the cost added to the stream's message_delta usage; any other deployment gets
 the chat request, and its answer or chunks come back as a Message or Anthropic stream events."""
 
@@ -57,7 +57,7 @@ class MessagesCall:
     # -- the plain call (the relay calls these in place of wire.upstream_request / parse_response) --
 
     def upstream_request(self, target: Target, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes, bytes]:
-        if target.wire != ANTHROPIC:
+        if not speaks_messages(target):
             return wire.upstream_request(target, CHAT, body, stream)
         native = {k: v for k, v in self.native.items() if k not in _PROXY_ONLY}
         metadata = native.pop("metadata", None)
@@ -67,10 +67,13 @@ class MessagesCall:
         headers = target.header_block
         if self.beta and "\r" not in self.beta and "\n" not in self.beta:
             headers += f"anthropic-beta: {self.beta}\r\n".encode("latin-1", "replace")
+        if target.native is not None:  # Claude on Vertex AI: its own path and token
+            path, payload = target.native.messages_request(native, stream)
+            return path, payload, target.native.sign(headers, path, payload)
         return target.paths[CHAT], orjson.dumps(native), headers
 
     def parse_response(self, target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
-        if target.wire != ANTHROPIC:
+        if not speaks_messages(target):
             data, usage, model = wire.parse_response(target, CHAT, request, raw)
             try:
                 message = message_from_chat(orjson.loads(data), model or target.model_group)
@@ -85,10 +88,15 @@ class MessagesCall:
 
     def stream_stage(self, target: Target, price: Any) -> Any:
         """What turns the upstream's stream bytes into the Anthropic events the client reads."""
-        if target.wire == ANTHROPIC:
+        if speaks_messages(target):
             return AnthropicPassThrough(price)
         decoder = target.native.stream_decoder(self.openai_body) if target.native is not None else OpenAIChunks()
         return TranslatedEvents(decoder, MessagesEvents(str(self.native.get("model")), price))
+
+
+def speaks_messages(target: Target) -> bool:
+    """The deployment takes the Messages API itself: Anthropic's, or Claude on Vertex AI."""
+    return target.wire == ANTHROPIC or (target.native is not None and target.native.speaks_messages)
 
 
 class OpenAIChunks:
@@ -160,7 +168,8 @@ class AnthropicPassThrough:
 
 async def count_tokens(relay: Any, request: web.Request) -> web.Response:
     """`/v1/messages/count_tokens`: an Anthropic deployment counts (its answer passed on); for any
-    other, an estimate of four characters a token (as for a stream without usage). Not a billed call."""
+    other (Claude on Vertex included), an estimate of four characters a token (as for a stream
+    without usage). Not a billed call."""
     caller = await authenticate_with_catch_up(relay.auth, auth_headers(request.headers), relay.key_sync, KEY_CATCH_UP_S)
     try:
         body = orjson.loads(await request.read())

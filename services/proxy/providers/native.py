@@ -25,6 +25,7 @@ class NativeWire:
 
     provider = ""
     call_types: frozenset[str] = frozenset()
+    speaks_messages = False  # takes Anthropic's Messages API itself (/v1/messages passes through): messages_request
 
     def __init__(self, api_base: str, urls: dict[str, str], headers: dict[str, str]) -> None:
         self.api_base = api_base  # shown in x-litellm-model-api-base
@@ -41,6 +42,10 @@ class NativeWire:
 
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         """(path?query, body bytes) for the upstream."""
+        raise NotImplementedError
+
+    def messages_request(self, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
+        """(path?query, body bytes) for a Messages API request as the caller sent it (model already removed)."""
         raise NotImplementedError
 
     def sign(self, header_block: bytes, path: str, payload: bytes) -> bytes:

@@ -68,6 +68,7 @@ class AnthropicEvents:
 class VertexAnthropicWire(NativeWire):
     provider = "vertex_ai"
     call_types = frozenset({CHAT})
+    speaks_messages = True
 
     def __init__(self, model: str, base: str, project: str, location: str, tokens: AccessTokens) -> None:
         root = _model_root(base, project, location, "anthropic", model)
@@ -80,8 +81,10 @@ class VertexAnthropicWire(NativeWire):
 
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         self.check(call_type)
-        message = anthropic.request_to_anthropic(body, self.model)
-        del message["model"]  # the URL names it
+        return self.messages_request(anthropic.request_to_anthropic(body, self.model), stream)
+
+    def messages_request(self, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
+        message = {k: v for k, v in body.items() if k != "model"}  # the URL names the model
         message["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         return self.stream_path if stream else self.chat_path, orjson.dumps(message)
 
