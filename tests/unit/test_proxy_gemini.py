@@ -98,3 +98,24 @@ def test_wire_paths_and_error_shape():
     assert wire.error({"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}) == ("bad", "INVALID_ARGUMENT")
     with pytest.raises(Exception, match="do not serve image generations"):
         wire.request("aimage_generation", {"prompt": "x"}, False)
+
+
+@pytest.mark.parametrize(("answer", "refused"), [
+    ({"candidates": "lots"}, False), ({"usageMetadata": [1, 2]}, False), ({}, False),
+    ({"candidates": [{"content": "text"}]}, True), ({"candidates": [{"content": {"parts": 5}}]}, True)])
+def test_hostile_answers_are_read_as_far_as_they_go_or_refused_as_a_502(answer, refused):
+    """An answer off Google's documented shape: no choices and no usage, or a 502 naming the shape; never an exception."""
+    from services.proxy.errors import UpstreamError
+    from services.proxy.providers import wire
+    from services.proxy.routing.router import Router
+    from shared.config import parse_config
+
+    config = parse_config({"model_list": [{"model_name": "g", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "k"}}]}, {})
+    target = Router.from_deployments(config.model_list, {}).pick("g")
+    if refused:
+        with pytest.raises(UpstreamError, match="unexpected shape") as caught:
+            wire.parse_response(target, "acompletion", {}, orjson.dumps(answer))
+        assert caught.value.status == 502
+    else:
+        data, usage, _model = wire.parse_response(target, "acompletion", {}, orjson.dumps(answer))
+        assert (orjson.loads(data)["choices"], usage.prompt_tokens, usage.completion_tokens) == ([], 0, 0)
