@@ -16,7 +16,7 @@ import pytest
 
 from shared.pricing import CallParts, price_usage_event
 from shared.events import TokenUsage
-from tests.fixtures import bedrock_upstream, gemini_upstream, vertex_upstream
+from tests.fixtures import bedrock_upstream, cohere_upstream, gemini_upstream, vertex_upstream
 from tests.fixtures.priced_calls import MASTER, catalog, proxy_for, serve, spend_of, url_of
 from tests.fixtures.stack import TallyStack
 
@@ -306,3 +306,51 @@ async def test_vertex_token_refused_is_a_502_naming_it(vertex: Any) -> None:
     assert "could not get a Vertex AI access token" in caught.value.body["message"]
     assert "Invalid JWT Signature" in caught.value.body["message"]
     assert fake.calls == []
+
+
+# cohere/command-r-08-2024: usage.tokens 25 input and 80 output: 25 * 1.5e-07 + 80 * 6e-07
+COHERE_COST = Decimal("0.00005175")
+
+
+@pytest.fixture
+async def cohere(tmp_path: Path, pricing_chain: TallyStack) -> AsyncIterator[tuple[cohere_upstream.FakeCohere, openai.OpenAI]]:
+    fake = cohere_upstream.FakeCohere()
+    upstream = await serve(cohere_upstream.build_app(fake))
+    models = [{"model_name": "command-r", "litellm_params": {"model": "cohere/command-r-08-2024", "api_base": url_of(upstream)}},
+              {"model_name": "cohere-embed", "litellm_params": {"model": "cohere/embed-english-v3.0", "api_base": url_of(upstream)}}]
+    async with proxy_for(pricing_chain, models, tmp_path / "spool", env={"COHERE_API_KEY": cohere_upstream.API_KEY}) as url:
+        yield fake, openai.OpenAI(api_key=MASTER, base_url=url, max_retries=0)
+    await upstream.close()
+
+
+def test_cohere_catalog_price_is_the_hand_computed_one() -> None:
+    """The expected figure is the catalog's (cohere_chat entries): 0.00005175 for 25 input and 80 output tokens."""
+    assert catalog_price("cohere/command-r-08-2024", "cohere", TokenUsage(prompt_tokens=25, completion_tokens=80)) == COHERE_COST
+
+
+async def test_cohere_v2_chat_plain_and_streamed_is_priced_exactly(cohere: Any, pricing_chain: TallyStack) -> None:
+    """/v2/chat with the key from COHERE_API_KEY; usage.tokens priced: 0.00005175 in header, last chunk and spend rows."""
+    fake, client = cohere
+    raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
+        model="command-r", messages=[{"role": "user", "content": "hi"}], top_p=0.5, stop="END"))
+    sent = fake.calls[-1]
+    assert (sent["path"], sent["headers"]["Authorization"]) == ("/v2/chat", f"Bearer {cohere_upstream.API_KEY}")
+    assert sent["body"] == {"model": "command-r-08-2024", "messages": [{"role": "user", "content": "hi"}], "p": 0.5, "stop_sequences": ["END"]}
+    assert raw.parse().choices[0].message.content == cohere_upstream.ANSWER
+    assert raw.headers["x-litellm-response-cost"] == "0.00005175"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (COHERE_COST, 25, 80)
+    chunks, request_id = await streamed(client, "command-r")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == cohere_upstream.ANSWER
+    assert Decimal(str(chunks[-1].usage.model_extra["cost"])) == COHERE_COST
+    assert await spend_of(pricing_chain, request_id) == (COHERE_COST, 25, 80)
+
+
+async def test_cohere_embeddings_are_priced_on_billed_units(cohere: Any, pricing_chain: TallyStack) -> None:
+    """/v2/embed with input_type search_document; meta.billed_units.input_tokens 8 at 1e-07 = 0.0000008."""
+    fake, client = cohere
+    raw = await asyncio.to_thread(lambda: client.embeddings.with_raw_response.create(model="cohere-embed", input=["a cat", "a dog"]))
+    assert fake.calls[-1]["body"] == {"model": "embed-english-v3.0", "texts": ["a cat", "a dog"], "input_type": "search_document",
+                                      "embedding_types": ["float"]}
+    assert [len(e.embedding) for e in raw.parse().data] == [4, 4]
+    assert raw.headers["x-litellm-response-cost"] == "0.0000008"
+    assert await spend_of(pricing_chain, raw.headers["x-litellm-call-id"]) == (Decimal("0.0000008"), 8, 0)

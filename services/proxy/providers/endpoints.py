@@ -19,6 +19,10 @@ def native_wire(provider: str, upstream_model: str, params: Any, env: Mapping[st
         from services.proxy.providers.bedrock import bedrock_wire
 
         return bedrock_wire(upstream_model, params, env, where)
+    if provider in ("cohere", "cohere_chat"):
+        from services.proxy.providers.cohere import CohereWire
+
+        return CohereWire(upstream_model, params.api_base, params.api_key or env.get("COHERE_API_KEY") or env.get("CO_API_KEY", ""))
     if provider == "vertex_ai":
         from services.proxy.providers.vertex import vertex_wire
 

@@ -15,7 +15,7 @@ import orjson
 
 from services.proxy.errors import InvalidRequest
 from services.proxy.providers import sse
-from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts
+from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts, url_path
 from services.proxy.providers.openai_content import content_parts, data_url, image_url, tool_arguments, unsupported
 from services.proxy.transport.http1 import UpstreamConnectionError
 
@@ -307,7 +307,3 @@ class GeminiWire(NativeWire):
     def stream_decoder(self, body: dict[str, Any]) -> GeminiStream:
         return GeminiStream(self.model)
 
-
-def url_path(url: str) -> str:
-    rest = url.split("://", 1)[1]
-    return "/" + rest.split("/", 1)[1]

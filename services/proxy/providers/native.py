@@ -103,3 +103,9 @@ def openai_usage_from_parts(prompt: int, completion: int, *, cached: int = 0, ca
 def count(value: Any) -> int:
     """A token count from an upstream's JSON: a non-negative int, else 0 (openai_usage bounds it)."""
     return value if type(value) is int and value > 0 else 0
+
+
+def url_path(url: str) -> str:
+    """"/v1beta/models/x:generateContent?alt=sse" from "https://host/v1beta/models/x:generateContent?alt=sse"."""
+    rest = url.split("://", 1)[1]
+    return "/" + rest.split("/", 1)[1]

@@ -14,9 +14,9 @@ import orjson
 
 from services.proxy.errors import ConfigurationError
 from services.proxy.providers import anthropic, sse
-from services.proxy.providers.gemini import CHAT, GeminiWire, url_path
+from services.proxy.providers.gemini import CHAT, GeminiWire
 from services.proxy.providers.google_auth import AccessTokens, service_account_info
-from services.proxy.providers.native import NativeWire
+from services.proxy.providers.native import NativeWire, url_path
 from services.proxy.transport.http1 import UpstreamConnectionError
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"

@@ -58,7 +58,7 @@ ANTHROPIC_BASE = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 
 OPENAI, AZURE, ANTHROPIC = "openai", "azure", "anthropic"  # wire protocols
-NATIVE_PROVIDERS = ("gemini", "bedrock", "vertex_ai")  # their own APIs: services/proxy/providers/endpoints.py
+NATIVE_PROVIDERS = ("gemini", "bedrock", "vertex_ai", "cohere", "cohere_chat")  # their own APIs: services/proxy/providers/endpoints.py
 
 
 @dataclass(frozen=True, slots=True)
