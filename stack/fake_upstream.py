@@ -152,6 +152,40 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    """OpenAI's Responses API: one output message; usage 20 input and 80 output tokens unless
+    x_fake.responses_usage says otherwise; streamed as response.created, output_text deltas and
+    response.completed (which carries the usage)."""
+    body, steer = await _steer(request)
+    usage = {"input_tokens": 20, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 80,
+             "output_tokens_details": {"reasoning_tokens": 0}}
+    usage.update(steer.get("responses_usage") or {})
+    usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    text = _content(body)
+    response_id, item_id = f"resp_{uuid.uuid4().hex[:24]}", f"msg_{uuid.uuid4().hex[:24]}"
+    item = {"type": "message", "id": item_id, "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    done = {"id": response_id, "object": "response", "created_at": int(time.time()), "status": "completed", "model": body.get("model"),
+            "output": [item], "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    if not body.get("stream"):
+        return _json(done)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    sequence = 0
+
+    async def event(kind: str, data: dict[str, Any]) -> None:
+        nonlocal sequence
+        await response.write(f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, "sequence_number": sequence, **data}) + b"\n\n")
+        sequence += 1
+
+    await event("response.created", {"response": {**done, "status": "in_progress", "output": [], "usage": None}})
+    for word in text.split(" "):
+        await event("response.output_text.delta", {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": word + " "})
+    await event("response.completed", {"response": done})
+    await response.write_eof()
+    return response
+
+
 async def models(request: web.Request) -> web.Response:
     return _json({"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "tally"}]})
 
@@ -165,12 +199,14 @@ def build_app() -> web.Application:
         app.router.add_post(f"{prefix}/embeddings", embeddings)
         app.router.add_post(f"{prefix}/images/generations", images)
         app.router.add_get(f"{prefix}/models", models)
+        app.router.add_post(f"{prefix}/responses", responses)
     # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
     app.router.add_post("/openai/deployments/{deployment}/completions", completions)
     app.router.add_post("/openai/deployments/{deployment}/embeddings", embeddings)
     app.router.add_post("/openai/deployments/{deployment}/images/generations", images)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/openai/responses", responses)  # Azure OpenAI's Responses API
     return app
 
 

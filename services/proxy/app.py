@@ -64,6 +64,9 @@ LLM_ROUTES = (
     ("/completions", "completions"),
     ("/embeddings", "embeddings"),
     ("/images/generations", "image_generations"),
+    ("/messages", "messages"),  # Anthropic's Messages API
+    ("/messages/count_tokens", "messages_count_tokens"),
+    ("/responses", "responses"),  # OpenAI's Responses API
 )
 TALLY_VERSION = "tally-0.1.0"  # where LiteLLM answers its own version
 LLM_PATHS = tuple(prefix + path for prefix in ("", "/v1") for path, _name in LLM_ROUTES)

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1200"))
 MODELS = ("llama3", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3")
 LLM_OPERATIONS = ("chat_completions", "v1_chat_completions", "azure_chat_completions", "completions", "v1_completions",
-                  "embeddings", "v1_embeddings", "image_generations", "v1_image_generations")
+                  "embeddings", "v1_embeddings", "image_generations", "v1_image_generations", "messages", "v1_messages",
+                  "responses", "v1_responses")
 # Passed to the upstream untouched: breaking them would test the fake upstream, not Tally.
 PASSTHROUGH = frozenset({"n", "size", "temperature", "max_tokens", "stream_options"})
 # Known bug (reported, not ours to fix here): aiohttp's static route answers a missing asset with a

@@ -35,6 +35,7 @@ class Call:
     start_time: datetime
     t0: float  # perf_counter at arrival
     requester_ip: str | None
+    inbound: Any = None  # the API the caller spoke when not OpenAI chat's (MessagesCall, ResponsesCall), else None
     settled: bool = False  # set by SettlementBook.close, once
     detached: bool = False  # a background task finishes (and settles) the call after its handler ended
 

@@ -29,6 +29,8 @@ from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.limits import check as check_limits
+from services.proxy.calls.messages import MessagesCall, auth_headers
+from services.proxy.calls.responses import ResponsesCall
 from services.proxy.calls.mock import mock_completion
 from services.proxy.calls.settlement import SettlementBook
 from services.proxy.calls.streaming import relay_stream
@@ -124,18 +126,25 @@ class Relay:
 
     # -- the call -------------------------------------------------------------------------------
 
-    async def relay(self, request: web.Request, call_type: str) -> web.StreamResponse:
+    async def relay(self, request: web.Request, call_type: str, inbound: type[MessagesCall | ResponsesCall] | None = None
+                    ) -> web.StreamResponse:
+        """One call; `inbound` is the API the caller speaks when it is not OpenAI chat's (/v1/messages, /v1/responses)."""
         t0 = time.perf_counter()
         start_time = utcnow()
+        headers = request.headers if inbound is None else auth_headers(request.headers)
         try:
-            caller = self.auth.authenticate(request.headers)
+            caller = self.auth.authenticate(headers)
         except KeyRefused:  # the slow path: the key table may be a moment behind another replica
-            caller = await authenticate_with_catch_up(self.auth, request.headers, self.key_sync, KEY_CATCH_UP_S)
+            caller = await authenticate_with_catch_up(self.auth, headers, self.key_sync, KEY_CATCH_UP_S)
         raw = await read_body(request)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+        api = None
+        if inbound is not None:
+            api = inbound(body, request.headers)
+            body = api.openai_body
         try:
             model = validate(call_type, body)
         except InvalidRequest as exc:
@@ -152,13 +161,13 @@ class Relay:
         admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
         # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
         self.book.opened()
-        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote)
+        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api)
         task = asyncio.current_task()
         tasks = self.book.tasks
         tasks.add(task)  # type: ignore[arg-type]
         error: BaseException | None = None
         try:
-            if attribution.mock_response is not None and call_type in (CHAT, TEXT):
+            if attribution.mock_response is not None and call_type in (CHAT, TEXT) and api is None:
                 return await self._mock(request, call)
             if call.body.get("stream") is True:
                 return await relay_stream(self, request, call)
@@ -181,13 +190,16 @@ class Relay:
 
     async def _plain(self, call: Call) -> web.Response:
         target = call.target
-        payload = wire.request_payload(target, call.call_type, call.body, stream=False)
+        if target.native is not None:
+            await target.native.prepare()
+        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI chat's, or another
+        path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=False)
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
         deadline = pool.deadline(self.timeouts[target.model_id])
         try:
-            response = await pool.post(target.paths[call.call_type], payload, target.header_block, deadline)
+            response = await pool.post(path, payload, header_lines, deadline)
             raw = await response.read()
         except TimeoutError as exc:
             if response is not None:
@@ -210,7 +222,7 @@ class Relay:
             self.fail(call, status, error.message)
             raise error
         try:
-            data, usage, response_model = wire.parse_response(target, call.call_type, call.body, raw)
+            data, usage, response_model = shape.parse_response(target, call.call_type, call.body, raw)
         except UpstreamError as error:
             self.fail(call, error.status, error.message)
             raise

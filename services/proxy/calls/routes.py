@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.proxy.calls.messages import MessagesCall, count_tokens
 from services.proxy.calls.relay import Relay
+from services.proxy.calls.responses import ResponsesCall
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
 
 
@@ -29,3 +31,14 @@ class LlmRoutes:
 
     async def image_generations(self, request: web.Request) -> web.StreamResponse:
         return await self.relay.relay(request, IMAGE)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API (the Anthropic SDK, Claude Code)."""
+        return await self.relay.relay(request, CHAT, MessagesCall)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API, passed to OpenAI-compatible deployments."""
+        return await self.relay.relay(request, CHAT, ResponsesCall)
+
+    async def messages_count_tokens(self, request: web.Request) -> web.Response:
+        return await count_tokens(self.relay, request)

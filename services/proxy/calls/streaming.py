@@ -31,6 +31,7 @@ from services.proxy.errors import UpstreamError
 from services.proxy.providers import sse
 from services.proxy.providers import wire
 from services.proxy.providers.anthropic import StreamTranslator
+from services.proxy.providers.native import StreamDecoder
 from services.proxy.providers.openai_usage import estimated_usage, usage_from_openai
 from services.proxy.routing.router import ANTHROPIC
 from services.proxy.transport.aiohttp_private import CoalescingStreamResponse
@@ -76,7 +77,8 @@ class _Outcome:
         self.invalid += 1
 
 
-def _prompt_chars(body: dict[str, Any]) -> int:
+def prompt_chars(body: dict[str, Any]) -> int:
+    """The characters of a chat or completion request's prompt, for a token estimate."""
     total = 0
     for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
@@ -97,6 +99,13 @@ class _Pump:
         self.client_gone = False
         self.recorded = False
         self.translator = StreamTranslator() if call.target.wire == ANTHROPIC else None
+        # Streams that are not passed through as they are: (bytes -> client bytes, closing bytes).
+        if call.inbound is not None:
+            self.stage = call.inbound.stream_stage(call.target, self.outcome.on_usage)
+        elif call.target.native is not None:
+            self.stage = _NativeStage(call.target.native.stream_decoder(call.body), self.outcome, keep_usage)
+        else:
+            self.stage = None
         self.buffer = b""
         self.tail = b""  # the stream's last bytes, written together with its end
 
@@ -124,6 +133,9 @@ class _Pump:
     async def feed(self, data: bytes) -> None:
         if self.outcome.first_at is None:
             self.outcome.first_at = utcnow()
+        if self.stage is not None:
+            await self.send(self.stage.feed(data))
+            return
         self.buffer += data
         block, self.buffer = sse.split_complete(self.buffer)
         if not block:
@@ -151,7 +163,9 @@ class _Pump:
                         deadline.reschedule(now + read_timeout)  # the timeout runs between two reads
                     await self.feed(data)
             finished = True  # iter_chunks gave the connection back to its pool
-            if self.buffer.strip():
+            if self.stage is not None:
+                await self.send(self.stage.end())
+            elif self.buffer.strip():
                 await self.send(self.buffer)
         except TimeoutError:
             failure = (504, f"upstream {target.api_base} stopped sending within the timeout")
@@ -195,30 +209,33 @@ class _Pump:
         usage = outcome.usage
         if failure is not None:
             if usage is None:
-                usage = estimated_usage(_prompt_chars(self.call.body), outcome.chunks)
+                usage = estimated_usage(prompt_chars(self.call.body), outcome.chunks)
             self.relay.fail(self.call, failure[0], failure[1], usage, stream=True)
         elif usage is not None:
             self.relay.finish(self.call, usage, response_model=outcome.response_model, stream=True,
                               completion_start_time=outcome.first_at or utcnow())
         else:
             # No usage chunk: the upstream does not report usage when streaming (or it was unreadable).
-            usage = estimated_usage(_prompt_chars(self.call.body), outcome.chunks)
+            usage = estimated_usage(prompt_chars(self.call.body), outcome.chunks)
             self.relay.finish(self.call, usage, stream=True, completion_start_time=outcome.first_at,
                               metadata_extra={"usage_estimated": True, "client_disconnected": self.client_gone})
 
 
 async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: str | None = None) -> web.StreamResponse:
     target = call.target
-    keep_usage = wire.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
+    keep_usage = call.inbound is not None or wire.client_wants_usage(call.body) or relay.settings.always_include_stream_usage
     upstream_response: Response | None = None
     t_up = time.perf_counter()
     upstream_s = 0.0
     if mock is None:
-        payload = wire.request_payload(target, call.call_type, call.body, stream=True)
+        if target.native is not None:
+            await target.native.prepare()
+        shape = wire if call.inbound is None else call.inbound  # the caller's API: OpenAI chat's, or another
+        path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]
         try:
             async with asyncio.timeout(relay.timeouts[target.model_id]):
-                upstream_response = await pool.post(target.paths[call.call_type], payload, target.header_block)
+                upstream_response = await pool.post(path, payload, header_lines)
                 raw = await upstream_response.read() if upstream_response.status >= 400 else b""
         except TimeoutError as exc:
             if upstream_response is not None:
@@ -272,20 +289,35 @@ def _translate(translator: StreamTranslator, block: bytes, outcome: _Outcome, ke
     for _name, data, _raw in sse.iter_events(block):
         if not data:
             continue
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
-        if not isinstance(event, dict):
-            raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an event object")
+        event = sse.json_event(data)
         if event.get("type") == "error":
             raise UpstreamConnectionError(str((event.get("error") or {}).get("message", "stream error")))
-        for chunk in translator.feed(event):
-            if "usage" in chunk:
-                out.append(sse.rewrite_usage(sse.encode_event(chunk), outcome.on_usage, keep_usage))
-            else:
-                outcome.chunks += 1
-                out.append(sse.encode_event(chunk))
+        out.append(_encode_chunks(translator.feed(event), outcome, keep_usage))
         if event.get("type") == "message_stop":
             out.append(b"data: [DONE]\n\n")
     return b"".join(out)
+
+
+def _encode_chunks(chunks: list[dict[str, Any]], outcome: _Outcome, keep_usage: bool) -> bytes:
+    """Translated OpenAI chunks as SSE events, the usage chunk priced (or dropped)."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        if "usage" in chunk:
+            out.append(sse.rewrite_usage(sse.encode_event(chunk), outcome.on_usage, keep_usage))
+        else:
+            outcome.chunks += 1
+            out.append(sse.encode_event(chunk))
+    return b"".join(out)
+
+
+class _NativeStage:
+    """A native provider's stream (its decoder) as OpenAI SSE chunks, ended with [DONE]."""
+
+    def __init__(self, decoder: StreamDecoder, outcome: _Outcome, keep_usage: bool) -> None:
+        self.decoder, self.outcome, self.keep_usage = decoder, outcome, keep_usage
+
+    def feed(self, data: bytes) -> bytes:
+        return _encode_chunks(self.decoder.feed(data), self.outcome, self.keep_usage)
+
+    def end(self) -> bytes:
+        return _encode_chunks(self.decoder.close(), self.outcome, self.keep_usage) + b"data: [DONE]\n\n"

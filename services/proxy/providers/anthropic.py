@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from services.proxy.errors import InvalidRequest
+from services.proxy.providers.openai_content import content_parts, data_url, image_url
 
 DEFAULT_MAX_TOKENS = 4096
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
@@ -21,25 +22,16 @@ _PASSTHROUGH = ("temperature", "top_p", "top_k", "stream", "thinking")
 
 
 def _text_parts(content: Any) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("message content must be a string or a list of parts", param="messages")
     parts: list[dict[str, Any]] = []
-    for part in content:
-        if not isinstance(part, dict):
-            raise InvalidRequest("message content parts must be objects", param="messages")
+    for part in content_parts(content):
         kind = part.get("type")
         if kind == "text":
             block: dict[str, Any] = {"type": "text", "text": part.get("text", "")}
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "") if isinstance(part.get("image_url"), dict) else part.get("image_url", "")
-            if url.startswith("data:"):
-                header, _, data = url.partition(",")
-                media = header[5:].split(";")[0] or "image/png"
-                block = {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
+            url = image_url(part)
+            inline = data_url(url)
+            if inline is not None:
+                block = {"type": "image", "source": {"type": "base64", "media_type": inline[0] or "image/png", "data": inline[1]}}
             else:
                 block = {"type": "image", "source": {"type": "url", "url": url}}
         else:

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from services.proxy.transport.http1 import UpstreamConnectionError
+
 DONE = b"[DONE]"
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
@@ -44,6 +46,28 @@ def iter_events(block: bytes) -> Iterator[tuple[bytes | None, bytes, bytes]]:
             elif line.startswith(b"event:"):
                 name = line[6:].strip()
         yield name, b"\n".join(data), raw
+
+
+def json_event(payload: bytes) -> dict[str, Any]:
+    """An event's data as a JSON object; anything else breaks the stream (it cannot be translated)."""
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamConnectionError(f"the stream carried an event that is not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise UpstreamConnectionError(f"the stream carried a JSON {type(event).__name__}, not an event object")
+    return event
+
+
+class JsonEvents:
+    """A stream fed in pieces split anywhere, as (event name or None, JSON object) per event."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[bytes | None, dict[str, Any]]]:
+        block, self.buffer = split_complete(self.buffer + data)
+        return [(name, json_event(payload)) for name, payload, _raw in iter_events(block) if payload and payload != DONE]
 
 
 def has_usage(block: bytes) -> bool:

@@ -16,6 +16,17 @@ from shared.events import TokenUsage
 INCLUDE_USAGE = {"include_usage": True}
 
 
+def upstream_request(target: Target, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes, bytes]:
+    """(path?query, body, header lines) of the upstream request. A native provider's adapter
+    makes all three (a signature may cover path and body); every other wire has them ready."""
+    native = target.native
+    if native is None:
+        payload = request_payload(target, call_type, body, stream)
+        return target.paths[call_type], payload, target.header_block
+    path, payload = native.request(call_type, body, stream)
+    return path, payload, native.sign(target.header_block, path, payload)
+
+
 def request_payload(target: Target, call_type: str, body: dict[str, Any], stream: bool) -> bytes:
     """The body to send upstream: the deployment's model name, usage asked for when streaming."""
     if target.wire == ANTHROPIC:
@@ -38,13 +49,14 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
 def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
     """(bytes for the client, usage, the model the upstream named). OpenAI-shaped answers pass
     byte for byte; Anthropic's are translated."""
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
-    if not isinstance(parsed, dict):
-        raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
-    if target.wire == ANTHROPIC:
+    parsed = answer_object(target, raw)
+    if target.native is not None:
+        try:
+            parsed = target.native.response(call_type, request, parsed)
+        except (AttributeError, TypeError, ValueError) as exc:  # an answer not in the provider's documented shape
+            raise UpstreamError(f"upstream {target.api_base} answered in an unexpected shape: {type(exc).__name__}: {exc}", 502) from exc
+        raw = orjson.dumps(parsed)
+    elif target.wire == ANTHROPIC:
         parsed = anthropic.response_from_anthropic(parsed)
         raw = orjson.dumps(parsed)
     if call_type == IMAGE:
@@ -57,6 +69,17 @@ def parse_response(target: Target, call_type: str, request: dict[str, Any], raw:
     return raw, usage, model if isinstance(model, str) else None
 
 
+def answer_object(target: Target, raw: bytes) -> dict[str, Any]:
+    """The upstream's answer as a JSON object; anything else is a 502."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(f"upstream {target.api_base} answered with invalid JSON", 502) from exc
+    if not isinstance(parsed, dict):
+        raise UpstreamError(f"upstream {target.api_base} answered with a JSON {type(parsed).__name__}, not an object", 502)
+    return parsed
+
+
 def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
     """The upstream's error, its status kept, in OpenAI's error shape."""
     message: str | None = None
@@ -66,7 +89,9 @@ def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
         payload = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         payload = None
-    if target.wire == ANTHROPIC and payload is not None:
+    if target.native is not None and payload is not None:
+        message, kind = target.native.error(payload)
+    elif target.wire == ANTHROPIC and payload is not None:
         message, kind = anthropic.error_from_anthropic(payload)
     elif isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         error = payload["error"]

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -50,7 +51,7 @@ PROVIDER_KEY_ENV = {
     "together_ai": "TOGETHERAI_API_KEY", "mistral": "MISTRAL_API_KEY", "deepseek": "DEEPSEEK_API_KEY",
     "fireworks_ai": "FIREWORKS_AI_API_KEY", "perplexity": "PERPLEXITYAI_API_KEY", "openrouter": "OPENROUTER_API_KEY",
     "deepinfra": "DEEPINFRA_API_KEY", "xai": "XAI_API_KEY", "cerebras": "CEREBRAS_API_KEY",
-    "azure": "AZURE_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
+    "azure": "AZURE_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
 }
 PROVIDER_BASE_ENV = {"azure": "AZURE_API_BASE", "openai": "OPENAI_API_BASE"}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -58,6 +59,7 @@ ANTHROPIC_BASE = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 
 OPENAI, AZURE, ANTHROPIC = "openai", "azure", "anthropic"  # wire protocols
+NATIVE_PROVIDERS = ("gemini", "bedrock", "vertex_ai", "cohere", "cohere_chat")  # their own APIs: services/proxy/providers/endpoints.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,7 @@ class Target:
     paths: Mapping[str, str] = field(default_factory=dict)  # call type -> path?query, for the HTTP client
     header_block: bytes = b""  # `headers` as ready-made "Name: value\r\n" lines
     answer_lines: str = ""  # Content-Type and response_headers as lines, for a plain answer's head
+    native: Any = None  # a providers.native.NativeWire for a provider with its own API, else None
 
     def url(self, call_type: str) -> str:
         return self.urls[call_type]
@@ -95,7 +98,7 @@ def split_provider(model: str, custom_llm_provider: str | None = None) -> tuple[
         prefix = custom_llm_provider + "/"
         return custom_llm_provider, model[len(prefix):] if model.startswith(prefix) else model
     provider, sep, name = model.partition("/")
-    if sep and (provider in OPENAI_COMPATIBLE or provider in (AZURE, ANTHROPIC)):
+    if sep and (provider in OPENAI_COMPATIBLE or provider in (AZURE, ANTHROPIC) or provider in NATIVE_PROVIDERS):
         return provider, name
     if model.startswith("claude"):
         return ANTHROPIC, model
@@ -134,7 +137,14 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
     api_key = params.api_key or env.get(PROVIDER_KEY_ENV.get(provider, ""), "")
     where = f"model_list entry {deployment.model_name!r} ({params.model})"
     headers: dict[str, str] = {"Content-Type": "application/json"}
-    if provider == AZURE:
+    native = None
+    if provider in NATIVE_PROVIDERS:
+        from services.proxy.providers.endpoints import native_wire  # providers import this module
+
+        native = native_wire(provider, name, params, env, where)
+        urls, wire, shown = native.urls, provider, native.api_base
+        headers.update(native.headers)
+    elif provider == AZURE:
         base = (params.api_base or env.get("AZURE_API_BASE") or "").rstrip("/")
         if not base:
             raise ConfigurationError(f"{where}: azure needs an api_base (https://<resource>.openai.azure.com)")
@@ -197,6 +207,7 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         paths={ct: path_and_query(url) for ct, url in urls.items()},
         header_block="".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"),
         answer_lines=header_lines({"Content-Type": JSON, **response_headers}),
+        native=native,
     )
 
 
