@@ -52,7 +52,7 @@ class AlertFollower:
     async def run(self) -> None:
         backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
-            consumer = make_consumer(self.common, group_id=None)
+            consumer = make_consumer(self.common, ENTITIES, TOTALS, group_id=None)
             try:
                 await consumer.start()
                 await self._follow(consumer, backoff)
@@ -63,12 +63,9 @@ class AlertFollower:
             await backoff.sleep()
 
     async def _follow(self, consumer: AIOKafkaConsumer, backoff: Backoff) -> None:
-        await consumer.topics()  # metadata of every topic: their partitions
+        assigned = await self._assignment(consumer)
         entities = TopicPartition(self.entities_topic, 0)
-        totals = [TopicPartition(self.totals_topic, p) for p in sorted(consumer.partitions_for_topic(self.totals_topic) or ())]
-        if not totals or not consumer.partitions_for_topic(self.entities_topic):
-            raise KafkaError(f"{self.totals_topic} or {self.entities_topic} has no partitions (do they exist?)")
-        consumer.assign([entities])
+        totals = sorted(tp for tp in assigned if tp.topic == self.totals_topic)
         consumer.seek(entities, 0)
         self.budgets.clear()
         end = (await consumer.end_offsets([entities]))[entities]
@@ -76,8 +73,6 @@ class AlertFollower:
             for records in (await consumer.getmany(entities, timeout_ms=1000)).values():
                 self._apply_entities(records)
         stored = await self.store.offsets(self.totals_topic)
-        consumer.assign([entities, *totals])
-        consumer.seek(entities, end)
         for tp in totals:
             consumer.seek(tp, stored.get(tp.partition, 0))
         backoff.reset()
@@ -87,6 +82,16 @@ class AlertFollower:
             # Budgets first: a total read in the same batch as its entity's change sees the change.
             self._apply_entities(batches.get(entities, []))
             await self._decide({tp: records for tp, records in batches.items() if tp != entities})
+
+    async def _assignment(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """Every partition of both topics, once metadata names them (records read while waiting
+        are read again: the caller seeks)."""
+        deadline = asyncio.get_running_loop().time() + 30
+        while {tp.topic for tp in consumer.assignment()} != {self.entities_topic, self.totals_topic}:
+            if asyncio.get_running_loop().time() > deadline:
+                raise KafkaError(f"{self.totals_topic} or {self.entities_topic} has no partitions (do they exist?)")
+            await consumer.getmany(timeout_ms=100, max_records=1)
+        return consumer.assignment()
 
     def _apply_entities(self, records: list) -> None:
         for record in records:
