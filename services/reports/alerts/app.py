@@ -1,5 +1,5 @@
 """The alerts process's app (`python -m services.reports alerts`): the Postgres pool, the HTTP
-session, the follower and the sender as cleanup contexts; /health and /metrics."""
+session, the follower, the sender and the spend reports as cleanup contexts; /health and /metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from aiohttp import web
 from services.reports.alerts.delivery import DeliveryMetrics, Sender
 from services.reports.alerts.follower import AlertFollower
 from services.reports.alerts.settings import AlertSettings, channel_urls
+from services.reports.alerts.spend_report import SpendReporter
 from services.reports.alerts.store import AlertStore
+from services.reports.store import ReportsStore
 from shared import db
 from shared.background import background_task
 from shared.health import HEALTH_CHECKS, add_health_routes, postgres_check
@@ -51,6 +53,17 @@ async def follower(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def spend_reports(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.spend_report_days is None:
+        yield
+        return
+    reporter = SpendReporter(app[STORE], ReportsStore(app[STORE].pool), settings.spend_report_days, app[SENDER].wake.set)
+    async with background_task(supervise("alerts_spend_reports", lambda: reporter.run(settings.report_check_interval_s)),
+                               name="alerts_spend_reports"):
+        yield
+
+
 def _caught_up_check(following: AlertFollower):  # noqa: ANN202 - a HealthCheck
     async def check() -> None:
         if not following.caught_up.is_set():
@@ -68,4 +81,5 @@ def build_app(settings: AlertSettings) -> web.Application:
     app.cleanup_ctx.append(postgres_pool)
     app.cleanup_ctx.append(sender)
     app.cleanup_ctx.append(follower)
+    app.cleanup_ctx.append(spend_reports)
     return app

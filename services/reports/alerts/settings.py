@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ConfigDict
 
 from services.reports.alerts.core import Rules
+from services.reports.alerts.spend_report import BadFrequency, frequency_days
 from shared.config import ConfigError, ProxyConfig
 from shared.settings import CommonSettings, env_float, env_int
 
@@ -33,6 +34,8 @@ class AlertSettings(CommonSettings):
     retry_cap_s: float = 300.0
     send_timeout_s: float = 10.0
     poll_interval_s: float = 0.5
+    spend_report_days: int | None = None  # general_settings.spend_report_frequency, to Slack
+    report_check_interval_s: float = 300.0  # alerting_args.report_check_interval
 
 
 def _thresholds(args: Mapping[str, Any]) -> tuple[Decimal, ...]:
@@ -66,6 +69,11 @@ def alert_settings(config: ProxyConfig, common: Mapping[str, object], env: Mappi
     args = general.get("alerting_args") or {}
     if not isinstance(args, dict):
         raise ConfigError("general_settings.alerting_args must be a mapping")
+    frequency = general.get("spend_report_frequency")
+    try:
+        report_days = frequency_days(str(frequency)) if frequency is not None and "slack" in channels else None
+    except BadFrequency as exc:
+        raise ConfigError(f"general_settings.{exc}") from exc
     settings = AlertSettings(
         **common,  # type: ignore[arg-type]
         port=env_int(env, "TALLY_ALERTS_PORT", 4005),
@@ -79,6 +87,8 @@ def alert_settings(config: ProxyConfig, common: Mapping[str, object], env: Mappi
         retry_cap_s=env_float(env, "TALLY_ALERTS_RETRY_CAP_S", 300.0),
         send_timeout_s=env_float(env, "TALLY_ALERTS_SEND_TIMEOUT_S", 10.0),
         poll_interval_s=env_float(env, "TALLY_ALERTS_POLL_INTERVAL_S", 0.5),
+        spend_report_days=report_days,
+        report_check_interval_s=float(args.get("report_check_interval", 300)),
     )
     for channel, url, name in (("slack", settings.slack_webhook_url, "SLACK_WEBHOOK_URL"), ("webhook", settings.webhook_url, "WEBHOOK_URL")):
         if channel in channels and not url:

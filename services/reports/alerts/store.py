@@ -71,6 +71,11 @@ class AlertStore:
                         [(topic, partition, offset) for (topic, partition), offset in offsets.items()])
             return new
 
+    async def decided(self, alert_key: str) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM tally_alerts.deliveries WHERE alert_key = %s LIMIT 1", (alert_key,))
+            return await cur.fetchone() is not None
+
     async def claim(self, limit: int, lease_s: float) -> list[Delivery]:
         """Pending deliveries that are due, leased for `lease_s` (another instance skips them; a
         worker that dies mid-send leaves them due again when the lease ends), oldest first."""
