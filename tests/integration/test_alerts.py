@@ -114,3 +114,18 @@ async def test_refused_alert_is_dead_then_listed_and_resent(settings: CommonSett
     assert [r.status for r in receiver.got] == [400, 200]
     assert deliveries(settings.database_url) == [("webhook", "threshold_crossed", "sent", 1)]
     assert Decimal(str(orjson.loads(receiver.got[1].body)["spend"])) == Decimal("0.5")
+
+
+async def test_two_instances_send_each_alert_once(settings: CommonSettings):
+    """Two alert processes on the same topics and database: every crossing reaches the receiver once."""
+    async with receiving(Receiver()) as receiver:
+        first = build_app(alerts_settings_for(settings, webhook_url=receiver.url))
+        second = build_app(alerts_settings_for(settings, webhook_url=receiver.url))
+        async with serving(first), serving(second):
+            await publish(settings, key_with_budget("k6", "10"), *[key_total("k6", s, m) for m, s in enumerate(["5", "8", "9.5", "10"], 1)])
+            await eventually_async(lambda: deliveries(settings.database_url) == [("webhook", e, "sent", 1) for e in
+                                                                                  ["threshold_crossed"] * 3 + ["budget_crossed"]],
+                                   30, "four deliveries sent")
+            await publish(settings, key_with_budget("marker", "10"), key_total("marker", "5", 21))
+            await eventually_async(lambda: len(deliveries(settings.database_url)) == 5 and len(receiver.got) >= 5, 30, "the marker sent")
+    assert [orjson.loads(r.body)["spend"] for r in receiver.got] == [5, 8, 9.5, 10, 5]
