@@ -59,3 +59,16 @@ async def test_report_figures_equal_global_spend_report(reports: TestClient, see
         f"Tag: `jobA` | Spend: `${tag_spend['jobA']}`\n"
         f"Tag: `env:prod` | Spend: `${tag_spend['env:prod']}`\n"
     )
+
+
+async def test_budget_panel_shows_the_last_alert(reports: TestClient, seeded_database: str):  # noqa: F811
+    """/global/spend/budgets (the Usage page's budget panel) gives each holder its latest alert."""
+    with psycopg.connect(seeded_database) as conn:
+        conn.execute("""UPDATE "LiteLLM_VerificationToken" SET max_budget = 1 WHERE key_alias IN ('one', 'two')""")
+        token = conn.execute("""SELECT token FROM "LiteLLM_VerificationToken" WHERE key_alias = 'one'""").fetchone()[0]
+        for key, event, at in [("a", "threshold_crossed", "2024-05-01 09:00:00+00"), ("b", "budget_crossed", "2024-05-03 00:00:01+00")]:
+            conn.execute("INSERT INTO tally_alerts.deliveries (alert_key, channel, entity_type, entity_id, event, body, decided_at)"
+                         " VALUES (%s, 'webhook', 'key', %s, %s, '{}', %s)", (key, token, event, at))
+    rows = await (await reports.get("/global/spend/budgets", headers=bearer(MASTER))).json()
+    assert {r["name"]: r["last_alert"] for r in rows} == {
+        "one": {"event": "budget_crossed", "at": "2024-05-03T00:00:01+00:00"}, "two": None}
