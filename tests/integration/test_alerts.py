@@ -129,3 +129,14 @@ async def test_two_instances_send_each_alert_once(settings: CommonSettings):
             await publish(settings, key_with_budget("marker", "10"), key_total("marker", "5", 21))
             await eventually_async(lambda: len(deliveries(settings.database_url)) == 5 and len(receiver.got) >= 5, 30, "the marker sent")
     assert [orjson.loads(r.body)["spend"] for r in receiver.got] == [5, 8, 9.5, 10, 5]
+
+
+async def test_migrations_run_again_into_a_replay_schema(settings: CommonSettings):
+    """A ledger replay migrates a fresh schema: the alerts' tables (their own schema) stay, with their rows."""
+    from shared.migrations import migrate
+
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("INSERT INTO tally_alerts.deliveries (alert_key, channel, entity_type, entity_id, event, body)"
+                     " VALUES ('k', 'webhook', 'key', 'h', 'budget_crossed', '{}')")
+    assert 11 in await migrate(settings.database_url, schema="tally_replay_test")
+    assert deliveries(settings.database_url) == [("webhook", "budget_crossed", "pending", 0)]

@@ -17,7 +17,6 @@ from shared.config import ConfigError, ProxyConfig
 from shared.settings import CommonSettings, env_float, env_int
 
 CHANNELS = ("slack", "webhook")
-DEFAULT_THRESHOLDS = (Decimal("0.85"), Decimal("0.95"))  # LiteLLM: 15 % and 5 % of the budget left
 
 
 class AlertSettings(CommonSettings):
@@ -43,7 +42,7 @@ def _thresholds(args: Mapping[str, Any]) -> tuple[Decimal, ...]:
     above 1 are read as percents (50 → 0.5)."""
     raw = args.get("budget_alert_thresholds")
     if raw is None:
-        return DEFAULT_THRESHOLDS
+        return Rules().thresholds  # LiteLLM's: 15 % and 5 % of the budget left
     if not isinstance(raw, list) or not raw:
         raise ConfigError("general_settings.alerting_args.budget_alert_thresholds must be a non-empty list of numbers")
     fractions = []
