@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import psycopg
+
 from services.reports.alerts.store import AlertStore
 from shared import db
 from shared.settings import CommonSettings
@@ -29,16 +31,22 @@ async def run(common: CommonSettings, argv: list[str]) -> int:
     pool = db.pool(common.database_url, min_size=1, max_size=1)
     await pool.open()
     try:
-        store = AlertStore(pool)
-        if args.command == "list":
-            for row in await store.listing(None if args.status == "all" else args.status):
-                print(f"{row.id}\t{row.status}\t{row.channel}\t{row.event}\t{row.alert_key}\tattempts={row.attempts}"
-                      f"\tdecided={row.decided_at.isoformat()}\t{row.last_error or ''}")
-            return 0
-        if not args.all and not args.ids:
-            print("alerts resend: give delivery ids or --all", file=sys.stderr)
-            return 2
-        print(f"{await store.resend(None if args.all else args.ids)} deliveries pending again")
-        return 0
+        return await _command(AlertStore(pool), args)
+    except psycopg.errors.UndefinedTable:
+        print("alerts: the tally_alerts tables are missing: apply the migrations (the ledger does, or make up)", file=sys.stderr)
+        return 2
     finally:
         await pool.close()
+
+
+async def _command(store: AlertStore, args: argparse.Namespace) -> int:
+    if args.command == "list":
+        for row in await store.listing(None if args.status == "all" else args.status):
+            print(f"{row.id}\t{row.status}\t{row.channel}\t{row.event}\t{row.alert_key}\tattempts={row.attempts}"
+                  f"\tdecided={row.decided_at.isoformat()}\t{row.last_error or ''}")
+        return 0
+    if not args.all and not args.ids:
+        print("alerts resend: give delivery ids or --all", file=sys.stderr)
+        return 2
+    print(f"{await store.resend(None if args.all else args.ids)} deliveries pending again")
+    return 0
