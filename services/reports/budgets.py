@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timezone
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,8 @@ def budget_rows(rows: Iterable[Mapping[str, Any]], filters: BudgetFilters = Budg
             "soft_budget": soft, "soft_budget_crossed": soft is not None and spend >= soft,
             "budget_duration": row["budget_duration"],
             "budget_reset_at": row["budget_reset_at"].isoformat() if row["budget_reset_at"] else None,
+            "last_alert": ({"event": row["last_alert_event"], "at": row["last_alert_at"].astimezone(timezone.utc).isoformat()}
+                           if row.get("last_alert_at") else None),
         })
     # Closest first: by the exact share used (a zero budget is the closest of all), then by name.
     return sorted(out, key=lambda r: (-(r["spend"] / r["max_budget"]) if r["max_budget"] > 0 else Decimal("-Infinity"),

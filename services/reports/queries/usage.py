@@ -106,9 +106,11 @@ class UsageQueries(Queries):
         return {r["team_id"]: r["team_alias"] for r in rows if r["team_alias"]}
 
     async def budgets(self) -> list[dict[str, Any]]:
-        """Every key, team, user and customer with a max_budget, with its spend and window."""
+        """Every key, team, user and customer with a max_budget, with its spend and window, and its
+        latest spend alert (docs/alerts.md)."""
         return await self._rows(
-            """SELECT 'key' AS kind, token AS id, COALESCE(key_alias, key_name) AS name, team_id, spend, max_budget,
+            """SELECT b.*, a.event AS last_alert_event, a.decided_at AS last_alert_at FROM (
+               SELECT 'key' AS kind, token AS id, COALESCE(key_alias, key_name) AS name, team_id, spend, max_budget,
                       soft_budget, budget_duration, budget_reset_at
                FROM "LiteLLM_VerificationToken" WHERE max_budget IS NOT NULL
                UNION ALL
@@ -119,5 +121,9 @@ class UsageQueries(Queries):
                FROM "LiteLLM_UserTable" WHERE max_budget IS NOT NULL
                UNION ALL
                SELECT 'customer', user_id, alias, NULL, spend, max_budget, NULL, budget_duration, budget_reset_at
-               FROM "LiteLLM_EndUserTable" WHERE max_budget IS NOT NULL"""
+               FROM "LiteLLM_EndUserTable" WHERE max_budget IS NOT NULL
+               ) b LEFT JOIN LATERAL (
+                   SELECT d.event, d.decided_at FROM tally_alerts.deliveries d
+                   WHERE d.entity_type = b.kind AND d.entity_id = b.id ORDER BY d.decided_at DESC, d.id DESC LIMIT 1
+               ) a ON TRUE"""
         )

@@ -99,6 +99,7 @@ function fillBudgets(table, rows) {
     { title: "Soft budget", num: true, get: (r) => (r.soft_budget == null ? "—" : money(r.soft_budget) + (r.soft_budget_crossed ? " (crossed)" : "")) },
     { title: "Window", get: (r) => r.budget_duration || "—" },
     { title: "Next reset", get: (r) => when(r.budget_reset_at) },
+    { title: "Last alert", get: (r) => (r.last_alert ? `${r.last_alert.event.replaceAll("_", " ")}, ${when(r.last_alert.at)}` : "—") },
   ], rows, "No key, team, user or customer has a budget");
 }
 
