@@ -405,3 +405,47 @@ def test_a_plain_key_lists_only_itself(tenants: Tenants, proxy: httpx.Client) ->
     listed = _get(proxy, tenants, "/key/list").json()
     assert (listed["keys"], listed["total_count"]) == ([hash_key(tenants.keys["ordinary"])], 1)
     assert _get(proxy, tenants, "/key/info").json()["key"] == hash_key(tenants.keys["ordinary"])
+
+
+# -- model access: what a key may call is what /v1/models lists ----------------------------------
+
+def _listed(client: httpx.Client, key: str) -> list[str]:
+    response = _as(client, key, "GET", "/v1/models")
+    assert response.status_code == 200, response.text
+    return [row["id"] for row in response.json()["data"]]
+
+
+def _refusal(client: httpx.Client, key: str, model: str) -> tuple[int, str, str]:
+    response = _as(client, key, "POST", "/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    error = response.json()["error"]
+    return response.status_code, error["type"], error["message"]
+
+
+def test_a_key_calls_what_it_lists_and_its_team_bounds_it(tenants: Tenants, proxy: httpx.Client) -> None:
+    """A team's models bound its keys at call time as in /v1/models: 401 in LiteLLM's team wording."""
+    master = tenants.keys["master"]
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team"), "models": ["llama3"]})["team_id"]
+    key = _admin(proxy, master, "/key/generate", {"team_id": team, "models": ["llama3", "gpt-4o-mini"]})["key"]
+    assert _listed(proxy, key) == ["llama3"]
+    _chat(proxy, key)
+    assert _refusal(proxy, key, "gpt-4o-mini") == (401, "team_model_access_denied",
+                                                   "team not allowed to access model. This team can only access "
+                                                   "models=['llama3']. Tried to access gpt-4o-mini")
+    _admin(proxy, master, "/team/update", {"team_id": team, "models": ["gpt-4o-mini"]})
+    assert _listed(proxy, key) == ["gpt-4o-mini"]
+    assert _refusal(proxy, key, "llama3")[:2] == (401, "team_model_access_denied")
+
+
+def test_all_team_models_and_a_keys_own_list(tenants: Tenants, proxy: httpx.Client) -> None:
+    """all-team-models is the team's list; a key's own list refuses the rest in the key's wording."""
+    master = tenants.keys["master"]
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team"), "models": ["llama3"]})["team_id"]
+    member = _admin(proxy, master, "/key/generate", {"team_id": team, "models": ["all-team-models"]})["key"]
+    assert _listed(proxy, member) == ["llama3"]
+    _chat(proxy, member)
+    assert _refusal(proxy, member, "gpt-4o-mini")[:2] == (401, "team_model_access_denied")
+    own = _admin(proxy, master, "/key/generate", {"models": ["llama3"]})["key"]
+    assert _listed(proxy, own) == ["llama3"]
+    assert _refusal(proxy, own, "gpt-4o-mini") == (401, "key_model_access_denied",
+                                                   "key not allowed to access model. This key can only access "
+                                                   "models=['llama3']. Tried to access gpt-4o-mini")
