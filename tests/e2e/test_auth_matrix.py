@@ -449,3 +449,22 @@ def test_all_team_models_and_a_keys_own_list(tenants: Tenants, proxy: httpx.Clie
     assert _refusal(proxy, own, "gpt-4o-mini") == (401, "key_model_access_denied",
                                                    "key not allowed to access model. This key can only access "
                                                    "models=['llama3']. Tried to access gpt-4o-mini")
+
+
+def test_a_team_admin_manages_its_teams_members_only(tenants: Tenants, proxy: httpx.Client) -> None:
+    """A key of a team's "admin" member adds, updates and removes that team's members; other teams' are 403."""
+    master = tenants.keys["master"]
+    team, other_team, boss, newcomer = _fresh("team"), _fresh("team"), _fresh("boss"), _fresh("new")
+    for team_id in (team, other_team):
+        _admin(proxy, master, "/team/new", {"team_id": team_id})
+    _admin(proxy, master, "/team/member_add", {"team_id": team, "member": {"user_id": boss, "role": "admin"}})
+    key = _admin(proxy, master, "/key/generate", {"user_id": boss})["key"]
+    added = _as(proxy, key, "POST", "/team/member_add", {"team_id": team, "member": {"user_id": newcomer, "role": "user"}})
+    _assert_answer(added, 200)
+    assert [m["user_id"] for m in added.json()["members_with_roles"]] == [boss, newcomer]
+    _assert_answer(_as(proxy, key, "POST", "/team/member_update", {"team_id": team, "user_id": newcomer, "role": "admin"}), 200)
+    _assert_answer(_as(proxy, key, "POST", "/team/member_delete", {"team_id": team, "user_id": newcomer}), 200)
+    refused = _as(proxy, key, "POST", "/team/member_add", {"team_id": other_team, "member": {"user_id": newcomer, "role": "user"}})
+    assert (refused.status_code, refused.json()["error"]["message"]) == (
+        403, f"Call not allowed. User not proxy admin OR team admin. route=/team/member_add, team_id={other_team}")
+    _assert_answer(_as(proxy, key, "POST", "/team/update", {"team_id": team, "max_budget": 1}), 403)
