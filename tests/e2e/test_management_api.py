@@ -356,10 +356,10 @@ def test_an_organisation_budget_is_enforced_and_its_spend_logged(admin: Admin, t
 
     row = eventually(logged, 60, "the ledger to log the call")
     assert row[0] == org_id
-    assert {k: row[1].get(k) for k in ("user_api_key_alias", "user_api_key_team_id", "user_api_key_user_id",
-                                       "user_api_key_org_id")} == {
-        "user_api_key_alias": created["key_alias"], "user_api_key_team_id": team_id, "user_api_key_user_id": "u-org",
-        "user_api_key_org_id": org_id}
+    assert {k: row[1].get(k) for k in ("user_api_key_alias", "user_api_key_team_id", "user_api_key_team_alias",
+                                       "user_api_key_user_id", "user_api_key_org_id")} == {
+        "user_api_key_alias": created["key_alias"], "user_api_key_team_id": team_id, "user_api_key_team_alias": "t",
+        "user_api_key_user_id": "u-org", "user_api_key_org_id": org_id}
     info = admin.call("GET", "/organization/info", params={"organization_id": org_id})
     assert info["spend"] == 2 * CALL_COST
 

@@ -27,7 +27,18 @@ from shared.master_key import MASTER_KEY_ALIAS
 
 MASTER_USER_ID = "default_user_id"  # LiteLLM's name for the proxy admin
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_NO_GRANTS: Mapping[str, ModelGrant] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    """What the call path needs of a key's team, derived once per team change."""
+
+    grant: ModelGrant = EVERY_MODEL
+    alias: str | None = None
+
+
+_NO_TEAM = TeamView()
+_NO_TEAMS: Mapping[str, TeamView] = MappingProxyType({})
 
 
 class ModelAccessDenied(ProxyError):
@@ -69,12 +80,16 @@ class CallerIdentity:
     spend_logs_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     expires_at: float | None = None  # epoch seconds
     model_grant: ModelGrant = EVERY_MODEL
-    # The key table's team grants (team_id -> grant), read at call time: a team's change counts at once.
-    team_grants: Mapping[str, ModelGrant] = field(default_factory=lambda: _NO_GRANTS, compare=False, repr=False)
+    # The key table's teams (team_id -> TeamView), read at call time: a team's change counts at once.
+    teams: Mapping[str, TeamView] = field(default_factory=lambda: _NO_TEAMS, compare=False, repr=False)
 
     @property
     def team_grant(self) -> ModelGrant:
-        return self.team_grants.get(self.team_id, EVERY_MODEL) if self.team_id is not None else EVERY_MODEL
+        return self.teams.get(self.team_id, _NO_TEAM).grant if self.team_id is not None else EVERY_MODEL
+
+    @property
+    def team_alias(self) -> str | None:
+        return self.teams.get(self.team_id, _NO_TEAM).alias if self.team_id is not None else None
 
     def allows_model(self, model_group: str) -> bool:
         """LiteLLM's two steps: the key's models, then its team's (routing/access.py)."""
@@ -93,7 +108,7 @@ class CallerIdentity:
     @classmethod
     def from_state(cls, api_key_hash: str, state: Mapping[str, Any],
                    access_groups: Mapping[str, list[str]] = _EMPTY,
-                   team_grants: Mapping[str, ModelGrant] = _NO_GRANTS) -> CallerIdentity:
+                   teams: Mapping[str, TeamView] = _NO_TEAMS) -> CallerIdentity:
         """Build from a LiteLLM_VerificationToken-shaped dict (as carried by EntityChanged)."""
         models = state.get("models") or ()
         metadata = state.get("metadata") or {}
@@ -124,7 +139,7 @@ class CallerIdentity:
             spend_logs_metadata=MappingProxyType(dict(slm)) if isinstance(slm, Mapping) else _EMPTY,
             expires_at=expires.timestamp() if expires is not None else None,
             model_grant=model_grant(models, access_groups, is_key=True) if isinstance(models, list | tuple) else EVERY_MODEL,
-            team_grants=team_grants,
+            teams=teams,
         )
 
 
@@ -166,13 +181,13 @@ def _datetime(value: Any) -> datetime | None:
 
 
 class KeyTable:
-    """hash -> CallerIdentity, and team_id -> the team's ModelGrant, fed by entity changes. Plain
+    """hash -> CallerIdentity, and team_id -> TeamView, fed by entity changes. Plain
     code, no I/O. `access_groups` (group -> model names) comes from the config's deployments."""
 
     def __init__(self, access_groups: Mapping[str, list[str]] | None = None) -> None:
         self._keys: dict[str, CallerIdentity] = {}
         self.access_groups = dict(access_groups or {})
-        self.team_grants: dict[str, ModelGrant] = {}
+        self.teams: dict[str, TeamView] = {}
         self.synced = False  # set once the table has caught up with the topic at start-up
         self._ahead = AheadOfLog()
 
@@ -194,16 +209,18 @@ class KeyTable:
 
     def _apply(self, change: EntityChanged) -> None:
         if change.entity_type == "team":
-            models = change.state.get("models") if not change.deleted else None
-            if isinstance(models, list):
-                self.team_grants[change.entity_id] = model_grant(models, self.access_groups, is_key=False)
+            if change.deleted:
+                self.teams.pop(change.entity_id, None)
             else:
-                self.team_grants.pop(change.entity_id, None)
+                models, alias = change.state.get("models"), change.state.get("team_alias")
+                self.teams[change.entity_id] = TeamView(
+                    model_grant(models, self.access_groups, is_key=False) if isinstance(models, list) else EVERY_MODEL,
+                    alias if isinstance(alias, str) else None)
         elif change.deleted:
             self._keys.pop(change.entity_id, None)
         else:
             self._keys[change.entity_id] = CallerIdentity.from_state(
-                change.entity_id, change.state, self.access_groups, self.team_grants)
+                change.entity_id, change.state, self.access_groups, self.teams)
 
     def put(self, identity: CallerIdentity) -> None:
         self._keys[identity.api_key_hash] = identity
