@@ -164,7 +164,7 @@ ADMIN_ROUTES = [
     Route("POST", "/key/delete", MASTER_ONLY, lambda t, c: ({}, {"keys": [_new_key(t, c)]})),
     Route("GET", "/key/info", OWN_KEY_ONLY, lambda t, c: ({"key": t.keys["ordinary"]}, None)),
     # Without key=: the calling key itself; the master key is not a virtual key and must name one.
-    Route("GET", "/key/info", {"ordinary": 200, "spend_reader": 200, "master": 400}),
+    Route("GET", "/key/info", {"ordinary": 200, "spend_reader": 200, "master": 404}),
     Route("GET", "/key/list", ANY_VALID_KEY),  # a plain key: its own keys only (below)
     Route("POST", "/key/block", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
     Route("POST", "/key/unblock", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
