@@ -58,6 +58,7 @@ def event(i: int, at: datetime) -> PricedUsageEvent:
         model="openai/gpt-4o-mini", model_id="deployment-1", custom_llm_provider="openai", api_base="https://api.openai.com/v1",
         usage=TokenUsage(prompt_tokens=20 + i % 500, completion_tokens=80 + i % 300), request_tags=[f"team-tag-{i % 10}"],
         quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7",
+        metadata={"user_api_key_team_alias": f"team-alias-{i % 20}"},  # as the proxy adds it
     )
     return PricedUsageEvent(usage_event=usage, cost=CostBreakdown(input=Decimal("0.000003"), output=Decimal("0.000048"),
                                                                   total=Decimal("0.000051")),

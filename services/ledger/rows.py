@@ -36,6 +36,7 @@ SPEND_LOG_COLUMNS: tuple[str, ...] = (
 )
 JSON_COLUMNS = frozenset({"metadata", "request_tags", "messages", "response", "proxy_server_request"})
 INT4_MAX = 2**31 - 1
+TEAM_ALIAS = "user_api_key_team_alias"  # LiteLLM's name; the proxy puts it in the usage event's metadata
 _BREAKDOWN = ("input", "output", "cache_read", "cache_creation", "reasoning", "images", "other")
 _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_duration_ms",
                 "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
@@ -43,7 +44,7 @@ _INT_COLUMNS = ("total_tokens", "prompt_tokens", "completion_tokens", "request_d
 
 def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | None:
     """The spend log's metadata: who called, under the names LiteLLM writes and its dashboards read
-    (user_api_key_alias, _team_id, _user_id, _org_id, requester_ip_address), then Tally's own. Only
+    (user_api_key_alias, _team_id, _team_alias, _user_id, _org_id, requester_ip_address), then Tally's own. Only
     what is set, so rows stay small: LiteLLM's `user_api_key` and `usage_object` repeat the api_key
     and token columns (~200 bytes a row) and are left to readers to rebuild from them.
     (Runs once per row on the ingest path: plain attribute reads.)"""
@@ -53,6 +54,9 @@ def _metadata(event: PricedUsageEvent | FastPricedEvent) -> dict[str, Any] | Non
         meta["user_api_key_alias"] = usage.key_alias
     if usage.team_id:
         meta["user_api_key_team_id"] = usage.team_id
+        alias = usage.metadata.get(TEAM_ALIAS)  # put there by the proxy (calls/attribution.py)
+        if isinstance(alias, str):
+            meta[TEAM_ALIAS] = alias
     if usage.user_id:
         meta["user_api_key_user_id"] = usage.user_id
     if usage.organization_id:

@@ -22,6 +22,7 @@ from services.proxy.calls.relay import Relay
 from services.proxy.calls.routes import LlmRoutes
 from services.proxy.calls.settlement import drain
 from services.proxy.routing.catalog_follow import install_catalog
+from services.proxy.routing.access import access_groups_of
 from services.proxy.routing.model_routes import ModelRoutes
 from services.proxy.routing.router import Router
 from services.proxy.settings import ProxySettings
@@ -78,7 +79,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     app = web.Application(middlewares=[openai_errors], client_max_size=int(settings.max_request_size_mb * 1024 * 1024))
     registry = Registry()
     add_health_routes(app, registry)
-    keys = KeyTable()
+    keys = KeyTable(access_groups_of(settings.config.model_list))
     router = Router.from_deployments(settings.config.model_list, env or {})
     auth = Authenticator(settings.master_key, keys)
     routes = LlmRoutes()  # its Relay comes at start-up (the `llm_relay` context)
@@ -100,7 +101,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     for prefix in ("", "/v1"):
         for path, name in LLM_ROUTES:
             app.router.add_post(prefix + path, getattr(routes, name))
-    ModelRoutes(settings.config.model_list, catalogs, auth, lambda team_id: guard.directory.state("team", team_id)).install(app)
+    ModelRoutes(settings.config.model_list, catalogs, auth).install(app)
     # Azure-style clients: /openai/deployments/{model}/chat/completions
     app.router.add_post("/openai/deployments/{model}/chat/completions", routes.chat_completions)
     app.router.add_get("/health/liveliness", liveliness)

@@ -164,7 +164,7 @@ ADMIN_ROUTES = [
     Route("POST", "/key/delete", MASTER_ONLY, lambda t, c: ({}, {"keys": [_new_key(t, c)]})),
     Route("GET", "/key/info", OWN_KEY_ONLY, lambda t, c: ({"key": t.keys["ordinary"]}, None)),
     # Without key=: the calling key itself; the master key is not a virtual key and must name one.
-    Route("GET", "/key/info", {"ordinary": 200, "spend_reader": 200, "master": 400}),
+    Route("GET", "/key/info", {"ordinary": 200, "spend_reader": 200, "master": 404}),
     Route("GET", "/key/list", ANY_VALID_KEY),  # a plain key: its own keys only (below)
     Route("POST", "/key/block", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
     Route("POST", "/key/unblock", MASTER_ONLY, lambda t, c: ({}, {"key": _new_key(t, c)})),
@@ -405,3 +405,66 @@ def test_a_plain_key_lists_only_itself(tenants: Tenants, proxy: httpx.Client) ->
     listed = _get(proxy, tenants, "/key/list").json()
     assert (listed["keys"], listed["total_count"]) == ([hash_key(tenants.keys["ordinary"])], 1)
     assert _get(proxy, tenants, "/key/info").json()["key"] == hash_key(tenants.keys["ordinary"])
+
+
+# -- model access: what a key may call is what /v1/models lists ----------------------------------
+
+def _listed(client: httpx.Client, key: str) -> list[str]:
+    response = _as(client, key, "GET", "/v1/models")
+    assert response.status_code == 200, response.text
+    return [row["id"] for row in response.json()["data"]]
+
+
+def _refusal(client: httpx.Client, key: str, model: str) -> tuple[int, str, str]:
+    response = _as(client, key, "POST", "/chat/completions", {"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    error = response.json()["error"]
+    return response.status_code, error["type"], error["message"]
+
+
+def test_a_key_calls_what_it_lists_and_its_team_bounds_it(tenants: Tenants, proxy: httpx.Client) -> None:
+    """A team's models bound its keys at call time as in /v1/models: 401 in LiteLLM's team wording."""
+    master = tenants.keys["master"]
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team"), "models": ["llama3"]})["team_id"]
+    key = _admin(proxy, master, "/key/generate", {"team_id": team, "models": ["llama3", "gpt-4o-mini"]})["key"]
+    assert _listed(proxy, key) == ["llama3"]
+    _chat(proxy, key)
+    assert _refusal(proxy, key, "gpt-4o-mini") == (401, "team_model_access_denied",
+                                                   "team not allowed to access model. This team can only access "
+                                                   "models=['llama3']. Tried to access gpt-4o-mini")
+    _admin(proxy, master, "/team/update", {"team_id": team, "models": ["gpt-4o-mini"]})
+    assert _listed(proxy, key) == ["gpt-4o-mini"]
+    assert _refusal(proxy, key, "llama3")[:2] == (401, "team_model_access_denied")
+
+
+def test_all_team_models_and_a_keys_own_list(tenants: Tenants, proxy: httpx.Client) -> None:
+    """all-team-models is the team's list; a key's own list refuses the rest in the key's wording."""
+    master = tenants.keys["master"]
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team"), "models": ["llama3"]})["team_id"]
+    member = _admin(proxy, master, "/key/generate", {"team_id": team, "models": ["all-team-models"]})["key"]
+    assert _listed(proxy, member) == ["llama3"]
+    _chat(proxy, member)
+    assert _refusal(proxy, member, "gpt-4o-mini")[:2] == (401, "team_model_access_denied")
+    own = _admin(proxy, master, "/key/generate", {"models": ["llama3"]})["key"]
+    assert _listed(proxy, own) == ["llama3"]
+    assert _refusal(proxy, own, "gpt-4o-mini") == (401, "key_model_access_denied",
+                                                   "key not allowed to access model. This key can only access "
+                                                   "models=['llama3']. Tried to access gpt-4o-mini")
+
+
+def test_a_team_admin_manages_its_teams_members_only(tenants: Tenants, proxy: httpx.Client) -> None:
+    """A key of a team's "admin" member adds, updates and removes that team's members; other teams' are 403."""
+    master = tenants.keys["master"]
+    team, other_team, boss, newcomer = _fresh("team"), _fresh("team"), _fresh("boss"), _fresh("new")
+    for team_id in (team, other_team):
+        _admin(proxy, master, "/team/new", {"team_id": team_id})
+    _admin(proxy, master, "/team/member_add", {"team_id": team, "member": {"user_id": boss, "role": "admin"}})
+    key = _admin(proxy, master, "/key/generate", {"user_id": boss})["key"]
+    added = _as(proxy, key, "POST", "/team/member_add", {"team_id": team, "member": {"user_id": newcomer, "role": "user"}})
+    _assert_answer(added, 200)
+    assert [m["user_id"] for m in added.json()["members_with_roles"]] == [boss, newcomer]
+    _assert_answer(_as(proxy, key, "POST", "/team/member_update", {"team_id": team, "user_id": newcomer, "role": "admin"}), 200)
+    _assert_answer(_as(proxy, key, "POST", "/team/member_delete", {"team_id": team, "user_id": newcomer}), 200)
+    refused = _as(proxy, key, "POST", "/team/member_add", {"team_id": other_team, "member": {"user_id": newcomer, "role": "user"}})
+    assert (refused.status_code, refused.json()["error"]["message"]) == (
+        403, f"Call not allowed. User not proxy admin OR team admin. route=/team/member_add, team_id={other_team}")
+    _assert_answer(_as(proxy, key, "POST", "/team/update", {"team_id": team, "max_budget": 1}), 403)

@@ -145,6 +145,13 @@ def test_key_info_without_key_answers_for_the_calling_key(admin: Admin) -> None:
         hash_key(raw), True, Decimal("3"))
 
 
+def test_key_info_without_key_for_the_master_key_is_litellms_404(admin: Admin) -> None:
+    """The master key is no key of the table: /key/info without key= is LiteLLM's 404 "Key not found in database"."""
+    body = admin.call("GET", "/key/info", status=404)
+    assert body["error"] | {"code": str(body["error"]["code"])} == {
+        "message": "Key not found in database", "type": "not_found_error", "param": "key", "code": "404"}
+
+
 def test_key_block_and_unblock(admin: Admin) -> None:
     """A blocked key is refused with LiteLLM's 401 wording; unblocked, it calls again."""
     raw = admin.call("POST", "/key/generate", {})["key"]
@@ -310,6 +317,25 @@ def test_organization_routes(admin: Admin) -> None:
     admin.call("GET", "/organization/info", params={"organization_id": org_id}, status=404)
 
 
+def test_deleting_an_organisation_deletes_its_teams_keys_and_memberships(admin: Admin) -> None:
+    """As LiteLLM's /organization/delete: its teams and keys go with it, and its members' `organizations` forget it."""
+    org_id = admin.call("POST", "/organization/new", {"organization_alias": fresh("org")})["organization_id"]
+    team_id = admin.call("POST", "/team/new", {"team_id": fresh("team"), "organization_id": org_id})["team_id"]
+    team_key = admin.call("POST", "/key/generate", {"team_id": team_id})["key"]
+    org_key = admin.call("POST", "/key/generate", {"organization_id": org_id})["key"]
+    other_key = admin.call("POST", "/key/generate", {})["key"]
+    user = fresh("ou")
+    admin.call("POST", "/organization/member_add", {"organization_id": org_id, "member": {"user_id": user, "role": "internal_user"}})
+    assert admin.call("GET", "/user/info", params={"user_id": user})["user_info"]["organizations"] == [org_id]
+    admin.call("DELETE", "/organization/delete", {"organization_ids": [org_id]})
+    admin.call("GET", "/team/info", params={"team_id": team_id}, status=404)
+    for gone in (team_key, org_key):
+        admin.call("GET", "/key/info", params={"key": gone}, status=404)
+        admin.chat(gone, status=401)
+    admin.chat(other_key)
+    assert admin.call("GET", "/user/info", params={"user_id": user})["user_info"]["organizations"] == []
+
+
 def test_an_organisation_budget_is_enforced_and_its_spend_logged(admin: Admin, tally_stack: TallyStack) -> None:
     """A team key of an organisation answers to the organisation's budget; logs and daily rollups carry its id."""
     org_id = admin.call("POST", "/organization/new", {"organization_alias": "small", "max_budget": Decimal("0.00001")})["organization_id"]
@@ -330,10 +356,10 @@ def test_an_organisation_budget_is_enforced_and_its_spend_logged(admin: Admin, t
 
     row = eventually(logged, 60, "the ledger to log the call")
     assert row[0] == org_id
-    assert {k: row[1].get(k) for k in ("user_api_key_alias", "user_api_key_team_id", "user_api_key_user_id",
-                                       "user_api_key_org_id")} == {
-        "user_api_key_alias": created["key_alias"], "user_api_key_team_id": team_id, "user_api_key_user_id": "u-org",
-        "user_api_key_org_id": org_id}
+    assert {k: row[1].get(k) for k in ("user_api_key_alias", "user_api_key_team_id", "user_api_key_team_alias",
+                                       "user_api_key_user_id", "user_api_key_org_id")} == {
+        "user_api_key_alias": created["key_alias"], "user_api_key_team_id": team_id, "user_api_key_team_alias": "t",
+        "user_api_key_user_id": "u-org", "user_api_key_org_id": org_id}
     info = admin.call("GET", "/organization/info", params={"organization_id": org_id})
     assert info["spend"] == 2 * CALL_COST
 

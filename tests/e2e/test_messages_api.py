@@ -162,7 +162,7 @@ async def test_missing_max_tokens_is_a_400_and_nothing_is_called(stack: dict[str
 
 
 async def test_virtual_key_is_budgeted_and_limited_to_its_models(stack: dict[str, Any]) -> None:
-    """A virtual key (x-api-key) pays for its first call, is refused with budget_exceeded past max_budget, and 403 off its models."""
+    """A virtual key (x-api-key) pays for its first call, is refused with budget_exceeded past max_budget, and 401 off its models."""
     admin = anthropic.Anthropic(api_key=MASTER, base_url=stack["url"], max_retries=0)
     created = await asyncio.to_thread(lambda: admin.post("/key/generate", body={"max_budget": 0.001, "models": ["claude"]}, cast_to=object))
     client = anthropic.Anthropic(api_key=created["key"], base_url=stack["url"], max_retries=0)
@@ -176,5 +176,6 @@ async def test_virtual_key_is_budgeted_and_limited_to_its_models(stack: dict[str
     with pytest.raises(anthropic.BadRequestError) as refused:
         await asyncio.to_thread(call, "claude")
     assert refused.value.body["error"]["type"] == "budget_exceeded"
-    with pytest.raises(anthropic.PermissionDeniedError):
+    with pytest.raises(anthropic.AuthenticationError) as off_models:  # LiteLLM's 401 for a model the key may not use
         await asyncio.to_thread(call, "flash")
+    assert off_models.value.body["error"]["type"] == "key_model_access_denied"

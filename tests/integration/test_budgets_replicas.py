@@ -196,7 +196,8 @@ async def test_key_changes_take_effect_on_both_replicas(two_replicas: TallyStack
         assert status == 200, body
 
         async def refused_on_a() -> bool:
-            return (await chat(session, two_replicas, "proxy-a", key))[0] == 403
+            status, answer, _ = await chat(session, two_replicas, "proxy-a", key)
+            return (status, answer["error"]["type"] if status != 200 else None) == (401, "key_model_access_denied")
 
         await eventually_async(refused_on_a, 5, "the update on proxy-a")
         status, body = await admin(session, two_replicas, "proxy-a", "/key/delete", {"keys": [key]})

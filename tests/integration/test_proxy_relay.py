@@ -382,8 +382,9 @@ async def test_virtual_key_from_the_entities_topic(start_proxy: ProxyFactory, ka
     client = openai.OpenAI(api_key=raw_key, base_url=base_url(proxy), max_retries=0)
     raw = await asyncio.to_thread(lambda: client.chat.completions.with_raw_response.create(
         model="llama3", messages=[{"role": "user", "content": "hi"}], user="palantir"))
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.AuthenticationError) as refused:  # LiteLLM's 401 for a model the key may not use
         await asyncio.to_thread(lambda: client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]))
+    assert refused.value.body["type"] == "key_model_access_denied"
     _, event = await event_for(kafka, raw.headers["x-litellm-call-id"])
     assert (event.api_key_hash, event.key_alias, event.user_id, event.team_id) == (hash_key(raw_key), "ci", "ishaan", "team-1")
     assert (event.request_tags, event.spend_logs_metadata) == (["ci-key"], {"env": "ci"})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from services.proxy.admin.access import Access, Allowed
+from services.proxy.admin.access import Access, Allowed, require_team_admin
 from services.proxy.errors import AuthError, PermissionDenied
 from shared.keys import hash_key
 
@@ -85,3 +85,26 @@ def test_the_master_key_passes():
     """The master key is the proxy admin."""
     caller = access_with({}).require(request(MASTER), Allowed.ADMIN)
     assert (caller.is_admin, caller.identity) == (True, None)
+
+
+TEAM = {"members_with_roles": [{"user_id": "u1", "role": "admin"}, {"user_id": "u2", "role": "user"}]}
+
+
+@pytest.mark.parametrize(("user_id", "role", "allowed"), [
+    ("u1", None, True),  # the team's admin
+    ("u2", None, False),  # a plain member
+    ("u3", None, False),  # not in the team
+    ("u3", "proxy_admin", True),
+])
+def test_a_teams_admin_manages_its_members(user_id, role, allowed):
+    """LiteLLM's team member rule: the proxy admin or a member with role "admin"; others 403 in LiteLLM's words."""
+    directory = Directory({"user_id": user_id})
+    directory.states[("user", user_id)] = {"user_role": role} if role else None
+    caller = Access(MASTER, directory).require(request(VIRTUAL), Allowed.TEAM_ADMIN)  # type: ignore[arg-type]
+    if allowed:
+        require_team_admin(caller, "t1", TEAM, "/team/member_add")
+        return
+    with pytest.raises(PermissionDenied) as refused:
+        require_team_admin(caller, "t1", TEAM, "/team/member_add")
+    assert (refused.value.status, refused.value.message) == (
+        403, "Call not allowed. User not proxy admin OR team admin. route=/team/member_add, team_id=t1")

@@ -14,11 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyTable
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing.access import usable_models
+from services.proxy.routing.access import EVERY_MODEL, access_groups_of, model_grant, usable_models
 from services.proxy.routing.model_routes import ModelRoutes
 from services.proxy.routing.router import Router
 from shared.config import parse_config
 from shared.errors import openai_errors
+from shared.events import EntityChanged
 from shared.keys import hash_key
 from shared.pricing import load_catalog
 from shared.pricing.versions import CatalogVersions
@@ -45,10 +46,12 @@ TEAMS = {"t1": {"team_id": "t1", "models": ["claude", "embed"]}}
 
 @pytest.fixture
 async def client():
-    table = KeyTable()
+    table = KeyTable(access_groups_of(CONFIG.model_list))
+    for team_id, state in TEAMS.items():
+        table.apply(EntityChanged(entity_type="team", entity_id=team_id, state=state))
     for raw, state in KEYS.items():
-        table.put(CallerIdentity.from_state(hash_key(raw), state))
-    routes = ModelRoutes(CONFIG.model_list, CatalogVersions(load_catalog()), Authenticator(MASTER, table), TEAMS.get)
+        table.apply(EntityChanged(entity_type="key", entity_id=hash_key(raw), state=state))
+    routes = ModelRoutes(CONFIG.model_list, CatalogVersions(load_catalog()), Authenticator(MASTER, table))
     app = web.Application(middlewares=[openai_errors])
     routes.install(app)
     async with TestClient(TestServer(app)) as test_client:
@@ -67,16 +70,33 @@ def ids(body: dict) -> list[str]:
 # --- who may use what ----------------------------------------------------------------------------
 
 
-def test_key_models_win_over_the_team_and_expand_the_sentinels() -> None:
-    """A key's list is its own; all-team-models is the team's list, all-proxy-models every model."""
+def key(*models: str) -> object:
+    return model_grant(models, {}, is_key=True)
+
+
+def team(*models: str) -> object:
+    return model_grant(models, {}, is_key=False)
+
+
+def test_a_model_must_pass_the_key_and_the_team() -> None:
+    """LiteLLM's two steps: the key's list, then the team's; all-team-models leaves it to the team."""
     proxy = ["a", "b", "c"]
-    assert usable_models(["a", "all-team-models"], ["b"], proxy, {}) == ["a", "b"]
-    assert usable_models(["all-proxy-models"], ["b"], proxy, {}) == proxy
+    assert usable_models(key("a", "b"), team("b", "c"), proxy) == ["b"]
+    assert usable_models(key("a", "all-team-models"), team("b"), proxy) == ["b"]
+    assert usable_models(key("all-proxy-models"), team("b"), proxy) == ["b"]
+    assert usable_models(key("all-team-models"), EVERY_MODEL, proxy) == proxy
 
 
 def test_key_without_models_uses_its_teams_then_every_model() -> None:
     """An empty key list defers to the team's, and an empty team list to the whole proxy."""
-    assert (usable_models([], ["b"], ["a", "b"], {}), usable_models([], [], ["a", "b"], {})) == (["b"], ["a", "b"])
+    assert (usable_models(key(), team("b"), ["a", "b"]), usable_models(key(), team(), ["a", "b"])) == (["b"], ["a", "b"])
+
+
+def test_a_pattern_admits_the_models_it_matches() -> None:
+    """`anthropic/*` in a key's models admits every anthropic/ name and lists the proxy's."""
+    grant = key("anthropic/*")
+    assert (grant.allows("anthropic/claude-x"), grant.allows("anthropicx"), grant.allows("openai/gpt-4o")) == (True, False, False)
+    assert usable_models(grant, EVERY_MODEL, ["anthropic/claude-x", "gpt-4o"]) == ["anthropic/*", "anthropic/claude-x"]
 
 
 async def test_master_key_lists_every_model_with_wildcards_expanded(client) -> None:

@@ -2,10 +2,11 @@
 
 import pytest
 
-from services.proxy.auth.keys import CallerIdentity
+from services.proxy.auth.keys import CallerIdentity, KeyTable
 from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.errors import InvalidRequest
 from services.proxy.routing.router import EMBEDDING, IMAGE, TEXT
+from shared.events import EntityChanged
 
 MASTER = CallerIdentity.master()
 
@@ -27,6 +28,16 @@ def test_spend_logs_metadata_merges_key_body_and_header_in_that_order():
     assert attribution.spend_logs_metadata == {"a": 1, "b": 2, "c": 3}
     assert attribution.request_tags == ("team-x",)
     assert attribution.metadata == {"trace": "t1"}
+
+
+def test_the_keys_team_alias_is_carried_and_a_callers_own_is_dropped():
+    """The team's alias from the key table goes into the event's metadata; a caller cannot write that name."""
+    table = KeyTable()
+    table.apply(EntityChanged(entity_type="team", entity_id="t1", state={"team_alias": "Search"}))
+    table.apply(EntityChanged(entity_type="key", entity_id="h", state={"team_id": "t1"}))
+    spoofed = {"metadata": {"user_api_key_team_alias": "Billing", "trace": "x"}}
+    assert attribute(spoofed, {}, table.get("h")).metadata == {"trace": "x", "user_api_key_team_alias": "Search"}
+    assert attribute(spoofed, {}, MASTER).metadata == {"trace": "x"}
 
 
 def test_tags_from_body_header_and_key_are_kept_once_each_in_order():

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyTable, raw_key_from_headers
-from services.proxy.errors import AuthError, PermissionDenied
+from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyTable, ModelAccessDenied, raw_key_from_headers
+from services.proxy.errors import AuthError
 from shared.master_key import weak_key_reason
 from shared.events import EntityChanged
 from shared.keys import hash_key
@@ -56,13 +56,64 @@ def test_unknown_missing_expired_and_blocked_keys_are_401():
         assert error.value.status == 401
 
 
-def test_key_not_allowed_the_model_is_403():
-    """A key limited to some models may not call others."""
+def test_key_not_allowed_the_model_is_401_in_litellms_words():
+    """A key limited to some models may not call others: 401, LiteLLM's type and message."""
     caller = CallerIdentity.from_state("h", {"models": ["llama3"]})
     Authenticator.check_model(caller, "llama3")
-    with pytest.raises(PermissionDenied) as error:
+    with pytest.raises(ModelAccessDenied) as error:
         Authenticator.check_model(caller, "gpt-4o")
-    assert error.value.status == 403
+    assert (error.value.status, error.value.type, error.value.param, error.value.message) == (
+        401, "key_model_access_denied", "model",
+        "key not allowed to access model. This key can only access models=['llama3']. Tried to access gpt-4o")
+
+
+def team_table(team_models: list[str] | None, key_models: list[str], groups: dict | None = None) -> CallerIdentity:
+    table = KeyTable(groups)
+    if team_models is not None:
+        table.apply(EntityChanged(entity_type="team", entity_id="t1", state={"team_id": "t1", "models": team_models}))
+    table.apply(EntityChanged(entity_type="key", entity_id=hash_key(VIRTUAL), state={"team_id": "t1", "models": key_models}))
+    identity = table.get(hash_key(VIRTUAL))
+    assert identity is not None
+    return identity
+
+
+def test_team_models_bound_a_key_and_refuse_in_the_teams_words():
+    """A key's own list passes the key step; the team's list still refuses what it does not name."""
+    caller = team_table(["a"], ["a", "b"])
+    assert (caller.allows_model("a"), caller.allows_model("b")) == (True, False)
+    with pytest.raises(ModelAccessDenied) as error:
+        Authenticator.check_model(caller, "b")
+    assert (error.value.status, error.value.type, error.value.message) == (
+        401, "team_model_access_denied", "team not allowed to access model. This team can only access models=['a']. Tried to access b")
+
+
+@pytest.mark.parametrize("team_models, key_models, allowed, refused", [
+    (["a"], ["all-team-models"], "a", "b"),
+    (None, ["all-team-models"], "b", None),  # no team known: every model
+    ([], [], "b", None),  # an empty team list: every model
+    (["all-proxy-models"], ["a"], "a", "b"),
+    (["anthropic/*"], [], "anthropic/claude-x", "openai/gpt-4o"),
+    (["a", "b"], ["grp"], "a", "b"),  # an access group on the key
+    (["grp"], [], "a", "b"),  # and on the team
+])
+def test_litellms_sentinels_patterns_and_access_groups(team_models, key_models, allowed, refused):
+    """all-team-models, all-proxy-models, empty lists, patterns and access groups, as LiteLLM reads them."""
+    caller = team_table(team_models, key_models, {"grp": ["a"]})
+    assert caller.allows_model(allowed) is True
+    if refused is not None:
+        assert caller.allows_model(refused) is False
+
+
+def test_a_teams_change_counts_for_its_keys_at_once():
+    """A team's models changed on the entities topic bound its existing keys without rebuilding them."""
+    table = KeyTable()
+    table.apply(EntityChanged(entity_type="key", entity_id=hash_key(VIRTUAL), state={"team_id": "t1"}))
+    caller = table.get(hash_key(VIRTUAL))
+    assert caller is not None and caller.allows_model("b")
+    table.apply(EntityChanged(entity_type="team", entity_id="t1", state={"models": ["a"]}))
+    assert (caller.allows_model("a"), caller.allows_model("b")) == (True, False)
+    table.apply(EntityChanged(entity_type="team", entity_id="t1", deleted=True))
+    assert caller.allows_model("b")
 
 
 def test_deleted_key_is_forgotten():

@@ -26,3 +26,9 @@ def test_nothing_unset_is_written() -> None:
     """A call with no alias, team, user, organisation or address adds none of those keys."""
     metadata = _metadata() or {}
     assert not [k for k in metadata if k.startswith("user_api_key") or k == "requester_ip_address"]
+
+
+def test_the_team_alias_the_proxy_put_in_the_events_metadata_is_written() -> None:
+    """The proxy carries the team's alias in the usage event's metadata; the log names it user_api_key_team_alias."""
+    metadata = _metadata(team_id="t1", metadata={"user_api_key_team_alias": "Search", "other": 1}) or {}
+    assert (metadata["user_api_key_team_id"], metadata["user_api_key_team_alias"], "other" in metadata) == ("t1", "Search", False)

@@ -4,14 +4,16 @@ entity directory.
 The master key, or a key whose internal user has user_role "proxy_admin", is the admin; a
 "proxy_admin_viewer" may read what the admin reads. Any other valid key may read itself (/key/info,
 /key/list); a key whose user is an "internal_user" may also create, change and delete its own
-user's keys. No key, an unknown key, a blocked or an expired key is a 401 (as on the LLM routes);
+user's keys; a key whose user is an "admin" member of a team manages that team's members. No key, an unknown key, a blocked or an expired key is a 401 (as on the LLM routes);
 anything else not allowed is a 403."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +32,7 @@ class Allowed(Enum):
     ADMIN_READ = "admin_read"  # the admin and the admin viewer
     SELF_READ = "self_read"  # any valid key; the handler shows only what is its own
     SELF_WRITE = "self_write"  # the admin, and an internal user on its own keys
+    TEAM_ADMIN = "team_admin"  # any valid key; the handler then requires the admin or an admin of the team
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Access:
 
     def require(self, request: web.Request, allowed: Allowed) -> Caller:
         caller = self.caller(request)
-        if allowed is Allowed.SELF_READ:
+        if allowed in (Allowed.SELF_READ, Allowed.TEAM_ADMIN):
             return caller
         if allowed is Allowed.ADMIN_READ and caller.reads_everything:
             return caller
@@ -87,6 +90,15 @@ class Access:
         if caller.is_admin:
             return caller
         raise denied(request.path, caller)
+
+
+def require_team_admin(caller: Caller, team_id: str, team: Mapping[str, Any], path: str) -> None:
+    """LiteLLM's rule for a team's member routes: the proxy admin, or a member of the team with role "admin"."""
+    if caller.is_admin or (caller.user_id is not None and any(
+            isinstance(m, Mapping) and m.get("user_id") == caller.user_id and m.get("role") == "admin"
+            for m in team.get("members_with_roles") or [])):
+        return
+    raise PermissionDenied(f"Call not allowed. User not proxy admin OR team admin. route={path}, team_id={team_id}")
 
 
 def denied(path: str, caller: Caller) -> PermissionDenied:

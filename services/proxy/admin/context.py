@@ -139,5 +139,13 @@ class AdminContext:
             joined.append(entity_id)
         return EntityChanged(entity_type="user", entity_id=member["user_id"], state=states.merged(user, {field: joined}, now))
 
+    def user_left(self, user_id: str | None, field: str, entity_id: str, now: datetime) -> EntityChanged | None:
+        """The internal user with `entity_id` taken out of its `teams` or `organizations` (None: no such user)."""
+        user = self.directory.state("user", user_id or "")
+        if user is None or entity_id not in (user.get(field) or []):
+            return None
+        left = [e for e in user.get(field) or [] if e != entity_id]
+        return EntityChanged(entity_type="user", entity_id=str(user_id), state=states.merged(user, {field: left}, now))
+
     async def publish(self, *changes: EntityChanged) -> None:
         await self.publisher.publish(list(changes))

@@ -134,8 +134,8 @@ class KeyRoutes:
         caller, params = self.ctx.query(request, ("key",), allowed=Allowed.SELF_READ)
         given = params.get("key")
         if not given:
-            if caller.api_key_hash is None:
-                raise AdminBadRequest("/key/info: key is required for the master key", param="key")
+            if caller.api_key_hash is None:  # LiteLLM looks the master key up and does not find it
+                raise NotFound("Key not found in database", type="not_found_error", param="key", code="404")
             api_key_hash = caller.api_key_hash
             given = api_key_hash
         else:

@@ -75,8 +75,23 @@ class OrganizationRoutes:
         _, fields = await self.ctx.body(request, schemas.ORG_DELETE, ("organization_ids",))
         ids = fields["organization_ids"]
         shown = [self._answer(o, self.ctx.existing("organization", o, "Organization")) for o in ids]
-        await self.ctx.publish(*[self.ctx.deletion("organization", o) for o in ids])
+        changes = [change for o in ids for change in self._cascade(o)]
+        await self.ctx.publish(*changes, *[self.ctx.deletion("organization", o) for o in ids])
         return answer(shown)
+
+    def _cascade(self, organization_id: str) -> list[EntityChanged]:
+        """LiteLLM's delete_organization deletes the organisation's teams, keys and memberships with
+        it; a deleted team's keys go too (as /team/delete's do), and its members' `organizations`
+        no longer name it."""
+        teams = {t for t, _ in self.ctx.with_field("team", "organization_id", organization_id)}
+        keys = [h for h, s in self.ctx.directory.states("key")
+                if s.get("organization_id") == organization_id or s.get("team_id") in teams]
+        now = utcnow()
+        members = self.ctx.directory.state("organization", organization_id) or {}
+        left = [self.ctx.user_left(m.get("user_id"), "organizations", organization_id, now)
+                for m in members.get("members") or []]
+        return ([self.ctx.deletion("key", h) for h in keys] + [self.ctx.deletion("team", t) for t in sorted(teams)]
+                + [c for c in left if c is not None])
 
     async def member_add(self, request: web.Request) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.ORG_MEMBER_ADD, ("organization_id", "member"))
@@ -128,12 +143,7 @@ class OrganizationRoutes:
         now = utcnow()
         changes = [EntityChanged(entity_type="organization", entity_id=organization_id, state=states.merged(
             old, {"members": [m for m in old.get("members") or [] if not is_member(m, user_id, email)]}, now))]
-        for member in removed:
-            user = self.ctx.directory.state("user", member.get("user_id") or "")
-            if user is not None:
-                left = [o for o in user.get("organizations") or [] if o != organization_id]
-                changes.append(EntityChanged(entity_type="user", entity_id=member["user_id"],
-                                             state=states.merged(user, {"organizations": left}, now)))
+        changes += [c for m in removed if (c := self.ctx.user_left(m.get("user_id"), "organizations", organization_id, now))]
         await self.ctx.publish(*changes)
         return answer([states.render(m) for m in removed])
 

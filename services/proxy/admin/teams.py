@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from services.proxy.admin import schemas, states
-from services.proxy.admin.access import Allowed
+from services.proxy.admin.access import Allowed, Caller, require_team_admin
 from services.proxy.admin.context import AdminContext, answer, is_member
 from services.proxy.admin.validation import AdminBadRequest
 from shared.events import EntityChanged, utcnow
@@ -91,9 +91,9 @@ class TeamRoutes:
         return answer({"deleted_teams": team_ids, "deleted_keys": len(changes) - len(team_ids)})
 
     async def member_add(self, request: web.Request) -> web.Response:
-        _, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_ADD, ("team_id", "member"))
+        caller, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_ADD, ("team_id", "member"), allowed=Allowed.TEAM_ADMIN)
         team_id = fields["team_id"]
-        old = self.ctx.existing("team", team_id, "Team")
+        old = self._managed(caller, team_id, request.path)
         members = list(old.get("members_with_roles") or [])
         now = utcnow()
         user_changes = []
@@ -112,7 +112,8 @@ class TeamRoutes:
                                         updated_team_memberships=states.render({MEMBERSHIPS: memberships})[MEMBERSHIPS]))
 
     async def member_delete(self, request: web.Request) -> web.Response:
-        _, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_DELETE, ("team_id",))
+        caller, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_DELETE, ("team_id",), allowed=Allowed.TEAM_ADMIN)
+        self._managed(caller, fields["team_id"], request.path)
         team_id, old, user_id, email = self.ctx.member_of("team", fields, "members_with_roles", "Team")
         removed = [m for m in old.get("members_with_roles") or [] if is_member(m, user_id, email)]
         members = [m for m in old.get("members_with_roles") or [] if not is_member(m, user_id, email)]
@@ -121,16 +122,13 @@ class TeamRoutes:
         now = utcnow()
         changes = [EntityChanged(entity_type="team", entity_id=team_id, state=states.merged(
             old, with_roles({"members_with_roles": members, MEMBERSHIPS: memberships}), now))]
-        for member_id in sorted(gone):
-            user = self.ctx.directory.state("user", member_id)
-            if user is not None:
-                teams = [t for t in user.get("teams") or [] if t != team_id]
-                changes.append(EntityChanged(entity_type="user", entity_id=member_id, state=states.merged(user, {"teams": teams}, now)))
+        changes += [c for member_id in sorted(gone) if (c := self.ctx.user_left(member_id, "teams", team_id, now))]
         await self.ctx.publish(*changes)
         return answer(self._team_answer(team_id, changes[0].state))
 
     async def member_update(self, request: web.Request) -> web.Response:
-        _, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_UPDATE, ("team_id",))
+        caller, fields = await self.ctx.body(request, schemas.TEAM_MEMBER_UPDATE, ("team_id",), allowed=Allowed.TEAM_ADMIN)
+        self._managed(caller, fields["team_id"], request.path)
         team_id, old, user_id, email = self.ctx.member_of("team", fields, "members_with_roles", "Team")
         members = [dict(m, role=fields["role"]) if fields.get("role") and is_member(m, user_id, email) else m
                    for m in old.get("members_with_roles") or []]
@@ -142,6 +140,12 @@ class TeamRoutes:
         await self.ctx.publish(EntityChanged(entity_type="team", entity_id=team_id, state=state))
         return answer({"team_id": team_id, "user_id": member_id, "user_email": email,
                        "max_budget_in_team": fields.get("max_budget_in_team")})
+
+    def _managed(self, caller: Caller, team_id: str, path: str) -> dict[str, Any]:
+        """The team, if the caller may manage its members (LiteLLM's team admin rule)."""
+        team = self.ctx.existing("team", team_id, "Team")
+        require_team_admin(caller, team_id, team, path)
+        return team
 
     async def _set_blocked(self, request: web.Request, blocked: bool) -> web.Response:
         _, fields = await self.ctx.body(request, schemas.TEAM_BLOCK, ("team_id",))

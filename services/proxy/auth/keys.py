@@ -19,14 +19,38 @@ from typing import Any, Protocol
 from multidict import CIMultiDictProxy
 
 from services.proxy.auth.ahead_of_log import AheadOfLog
-from services.proxy.errors import AuthError, KeyRefused, PermissionDenied
+from services.proxy.errors import AuthError, KeyRefused, ProxyError
+from services.proxy.routing.access import EVERY_MODEL, ModelGrant, model_grant
 from shared.events import EntityChanged
 from shared.keys import hash_key
 from shared.master_key import MASTER_KEY_ALIAS
 
-ALL_MODELS = "all-proxy-models"
 MASTER_USER_ID = "default_user_id"  # LiteLLM's name for the proxy admin
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    """What the call path needs of a key's team, derived once per team change."""
+
+    grant: ModelGrant = EVERY_MODEL
+    alias: str | None = None
+
+
+_NO_TEAM = TeamView()
+_NO_TEAMS: Mapping[str, TeamView] = MappingProxyType({})
+
+
+class ModelAccessDenied(ProxyError):
+    """LiteLLM's refusal of a model to a key or to its team: 401, type `key_model_access_denied`
+    or `team_model_access_denied`, param `model`."""
+
+    status = 401
+
+    def __init__(self, object_type: str, grant: ModelGrant, model: str) -> None:
+        super().__init__(f"{object_type} not allowed to access model. This {object_type} can only access "
+                         f"models={list(grant.listed)}. Tried to access {model}",
+                         type=f"{object_type}_model_access_denied", param="model", code="401")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +63,7 @@ class CallerIdentity:
     user_id: str | None = None
     team_id: str | None = None
     organization_id: str | None = None
-    models: tuple[str, ...] = ()  # empty or containing "all-proxy-models": every model
+    models: tuple[str, ...] = ()  # as the key names them; `model_grant` is what they admit
     permissions: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # the key's metadata (tags, spend_logs_metadata, ...)
     expires: datetime | None = None
@@ -55,9 +79,21 @@ class CallerIdentity:
     tags: tuple[str, ...] = ()
     spend_logs_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     expires_at: float | None = None  # epoch seconds
+    model_grant: ModelGrant = EVERY_MODEL
+    # The key table's teams (team_id -> TeamView), read at call time: a team's change counts at once.
+    teams: Mapping[str, TeamView] = field(default_factory=lambda: _NO_TEAMS, compare=False, repr=False)
+
+    @property
+    def team_grant(self) -> ModelGrant:
+        return self.teams.get(self.team_id, _NO_TEAM).grant if self.team_id is not None else EVERY_MODEL
+
+    @property
+    def team_alias(self) -> str | None:
+        return self.teams.get(self.team_id, _NO_TEAM).alias if self.team_id is not None else None
 
     def allows_model(self, model_group: str) -> bool:
-        return not self.models or model_group in self.models or ALL_MODELS in self.models
+        """LiteLLM's two steps: the key's models, then its team's (routing/access.py)."""
+        return self.is_master or (self.model_grant.allows(model_group) and self.team_grant.allows(model_group))
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
@@ -70,8 +106,11 @@ class CallerIdentity:
         return cls(api_key_hash=MASTER_KEY_ALIAS, is_master=True, user_id=MASTER_USER_ID, key_alias="master_key")
 
     @classmethod
-    def from_state(cls, api_key_hash: str, state: Mapping[str, Any]) -> CallerIdentity:
+    def from_state(cls, api_key_hash: str, state: Mapping[str, Any],
+                   access_groups: Mapping[str, list[str]] = _EMPTY,
+                   teams: Mapping[str, TeamView] = _NO_TEAMS) -> CallerIdentity:
         """Build from a LiteLLM_VerificationToken-shaped dict (as carried by EntityChanged)."""
+        models = state.get("models") or ()
         metadata = state.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             metadata = {}
@@ -84,7 +123,7 @@ class CallerIdentity:
             user_id=state.get("user_id"),
             team_id=state.get("team_id"),
             organization_id=state.get("organization_id"),
-            models=tuple(str(m) for m in state.get("models") or ()),
+            models=tuple(str(m) for m in models) if isinstance(models, list | tuple) else (),
             permissions=MappingProxyType(dict(state.get("permissions") or {})),
             metadata=MappingProxyType(dict(metadata)),
             expires=expires,
@@ -99,6 +138,8 @@ class CallerIdentity:
             tags=tuple(str(t) for t in tags) if isinstance(tags, (list, tuple)) else (),
             spend_logs_metadata=MappingProxyType(dict(slm)) if isinstance(slm, Mapping) else _EMPTY,
             expires_at=expires.timestamp() if expires is not None else None,
+            model_grant=model_grant(models, access_groups, is_key=True) if isinstance(models, list | tuple) else EVERY_MODEL,
+            teams=teams,
         )
 
 
@@ -140,10 +181,13 @@ def _datetime(value: Any) -> datetime | None:
 
 
 class KeyTable:
-    """hash -> CallerIdentity, fed by entity changes. Plain code, no I/O."""
+    """hash -> CallerIdentity, and team_id -> TeamView, fed by entity changes. Plain
+    code, no I/O. `access_groups` (group -> model names) comes from the config's deployments."""
 
-    def __init__(self) -> None:
+    def __init__(self, access_groups: Mapping[str, list[str]] | None = None) -> None:
         self._keys: dict[str, CallerIdentity] = {}
+        self.access_groups = dict(access_groups or {})
+        self.teams: dict[str, TeamView] = {}
         self.synced = False  # set once the table has caught up with the topic at start-up
         self._ahead = AheadOfLog()
 
@@ -155,19 +199,28 @@ class KeyTable:
 
     def apply_here(self, change: EntityChanged) -> None:
         """A change this process made, applied before the topic brings it back."""
-        if change.entity_type == "key":
+        if change.entity_type in ("key", "team"):
             self._ahead.applied_here(change)
             self._apply(change)
 
     def apply(self, change: EntityChanged) -> None:
-        if change.entity_type == "key" and not self._ahead.is_stale(change):
+        if change.entity_type in ("key", "team") and not self._ahead.is_stale(change):
             self._apply(change)
 
     def _apply(self, change: EntityChanged) -> None:
-        if change.deleted:
+        if change.entity_type == "team":
+            if change.deleted:
+                self.teams.pop(change.entity_id, None)
+            else:
+                models, alias = change.state.get("models"), change.state.get("team_alias")
+                self.teams[change.entity_id] = TeamView(
+                    model_grant(models, self.access_groups, is_key=False) if isinstance(models, list) else EVERY_MODEL,
+                    alias if isinstance(alias, str) else None)
+        elif change.deleted:
             self._keys.pop(change.entity_id, None)
         else:
-            self._keys[change.entity_id] = CallerIdentity.from_state(change.entity_id, change.state)
+            self._keys[change.entity_id] = CallerIdentity.from_state(
+                change.entity_id, change.state, self.access_groups, self.teams)
 
     def put(self, identity: CallerIdentity) -> None:
         self._keys[identity.api_key_hash] = identity
@@ -223,11 +276,14 @@ class Authenticator:
 
     @staticmethod
     def check_model(identity: CallerIdentity, model_group: str) -> None:
-        if not identity.allows_model(model_group):
-            raise PermissionDenied(
-                f"key not allowed to access model. This key can only access models={list(identity.models)}. "
-                f"Tried to access {model_group}"
-            )
+        """LiteLLM's refusal, naming the step (key or team) that refused."""
+        if identity.is_master:
+            return
+        if not identity.model_grant.allows(model_group):
+            raise ModelAccessDenied("key", identity.model_grant, model_group)
+        team = identity.team_grant
+        if not team.allows(model_group):
+            raise ModelAccessDenied("team", team, model_group)
 
 
 KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic

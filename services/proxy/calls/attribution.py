@@ -28,6 +28,8 @@ PROXY_ONLY_FIELDS = frozenset({
     "context_window_fallback_dict", "caching", "cache", "no-log", "api_key", "api_base", "api_version",
     "base_model", "input_cost_per_token", "output_cost_per_token", "spend_logs_metadata",
 })
+TEAM_ALIAS = "user_api_key_team_alias"  # the spend log's name; set by the proxy, never by the caller
+_NOT_THE_CALLERS = frozenset({"tags", "spend_logs_metadata", TEAM_ALIAS})
 STREAMABLE = frozenset({CHAT, TEXT})
 _NOT_FOR_PLAIN_CALLS = PROXY_ONLY_FIELDS | {"stream", "stream_options"}
 
@@ -103,7 +105,9 @@ def attribute(body: dict[str, Any], headers: Mapping[str, str], caller: CallerId
     mock = get("mock_response")
     if mock is not None and not isinstance(mock, str):
         raise InvalidRequest("mock_response must be a string", param="mock_response")
-    rest = {k: v for k, v in metadata.items() if k != "tags" and k != "spend_logs_metadata"} if metadata else {}
+    rest = {k: v for k, v in metadata.items() if k not in _NOT_THE_CALLERS} if metadata else {}
+    if caller.team_alias is not None:  # as LiteLLM adds its user_api_key_* fields to a request's metadata
+        rest[TEAM_ALIAS] = caller.team_alias
     return Attribution(
         end_user=user or None,
         request_tags=tuple(dict.fromkeys(tags)),

@@ -1,48 +1,77 @@
-"""Which models a caller may use, resolved as LiteLLM resolves it for /v1/models and /model/info:
-the key's `models` if it names any, else its team's, else every model of the proxy; in either
-list "all-proxy-models" means every model, "all-team-models" the team's list, and the name of a
-model access group (a deployment's `model_info.access_groups`) the models in that group. Pure."""
+"""Which models a caller may use: LiteLLM's rule, one for the call path (`CallerIdentity.allows_model`)
+and for the lists of /v1/models and /model/info, so a key may call exactly what it is shown.
+
+A key passes two steps, as in LiteLLM's `can_key_call_model` and `can_team_access_model`: its own
+`models`, then its team's. In either list, empty, "*" or "all-proxy-models" means every model;
+on a key, "all-team-models" skips the key's step (the team's step decides; with no team, every
+model); the name of a model access group (a deployment's `model_info.access_groups`) means the
+models in that group; a name with "*" (`anthropic/*`) is a pattern. A `ModelGrant` is built once
+when a key or team changes, so a check on the request path is a set lookup. Pure."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.config import Deployment
 
 ALL_PROXY_MODELS = "all-proxy-models"
 ALL_TEAM_MODELS = "all-team-models"
+_EVERY = ("*", ALL_PROXY_MODELS)
 
 
-def usable_models(key_models: Sequence[str], team_models: Sequence[str], proxy_models: Sequence[str],
-                  access_groups: Mapping[str, Sequence[str]]) -> list[str]:
-    """The model names the caller may use, in a stable order, without repeats."""
-    if key_models:
-        chosen = _expand(key_models, team_models, proxy_models, access_groups)
-    elif team_models:
-        chosen = _expand(team_models, (), proxy_models, access_groups)
+@dataclass(frozen=True, slots=True)
+class ModelGrant:
+    """One step of the check: the models a key's or a team's list admits."""
+
+    listed: tuple[str, ...] = ()  # as the entity names them (the refusal quotes them)
+    everything: bool = True
+    names: frozenset[str] = frozenset()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    ordered: tuple[str, ...] = ()  # names and patterns in the list's order, for /v1/models
+
+    def allows(self, model: str) -> bool:
+        return self.everything or model in self.names or any(p.fullmatch(model) for p in self.patterns)
+
+
+EVERY_MODEL = ModelGrant()
+
+
+def model_grant(models: Iterable[object], access_groups: Mapping[str, Sequence[str]], *, is_key: bool) -> ModelGrant:
+    listed = tuple(str(m) for m in models)
+    if not listed or any(m in _EVERY for m in listed) or (is_key and ALL_TEAM_MODELS in listed):
+        return ModelGrant(listed=listed)
+    ordered: list[str] = []
+    for name in listed:
+        ordered += access_groups.get(name, (name,))
+    ordered = list(dict.fromkeys(ordered))
+    patterns = tuple(re.compile(".*".join(map(re.escape, m.split("*")))) for m in ordered if "*" in m)
+    return ModelGrant(listed, False, frozenset(m for m in ordered if "*" not in m), patterns, tuple(ordered))
+
+
+def usable_models(key: ModelGrant, team: ModelGrant, proxy_models: Sequence[str]) -> list[str]:
+    """The model names a caller with these two grants may call, in a stable order, without repeats:
+    the most specific list's names (a pattern also brings the proxy's models it matches), kept if
+    both steps admit them."""
+    chosen = key if not key.everything else team
+    if chosen.everything:
+        candidates: Iterable[str] = proxy_models
     else:
-        chosen = list(proxy_models)
-    return list(dict.fromkeys(chosen))
+        candidates = [n for name in chosen.ordered
+                      for n in ((name,) if "*" not in name else (name, *_matching(chosen, proxy_models)))]
+    return [n for n in dict.fromkeys(candidates) if key.allows(n) and team.allows(n)]
 
 
-def _expand(names: Iterable[str], team_models: Sequence[str], proxy_models: Sequence[str],
-            access_groups: Mapping[str, Sequence[str]]) -> list[str]:
-    out: list[str] = []
-    for name in names:
-        if name == ALL_PROXY_MODELS:
-            out += proxy_models
-        elif name == ALL_TEAM_MODELS:
-            # A team with no list of its own may use every model (LiteLLM's rule for empty lists).
-            out += _expand(team_models, (), proxy_models, access_groups) if team_models else proxy_models
-        elif name in access_groups:
-            out += access_groups[name]
-        else:
-            out.append(name)
-    return out
+def _matching(grant: ModelGrant, proxy_models: Sequence[str]) -> list[str]:
+    return [m for m in proxy_models if any(p.fullmatch(m) for p in grant.patterns)]
 
 
-def access_groups_of(deployments: Iterable[tuple[str, object]]) -> dict[str, list[str]]:
-    """group name -> model names, from (model_name, model_info.access_groups) pairs."""
+def access_groups_of(deployments: Iterable[Deployment]) -> dict[str, list[str]]:
+    """group name -> model names, from the deployments' `model_info.access_groups`."""
     groups: dict[str, list[str]] = {}
-    for model_name, names in deployments:
+    for deployment in deployments:
+        model_name, names = deployment.model_name, (deployment.model_info.model_extra or {}).get("access_groups")
         if isinstance(names, list | tuple):
             for group in names:
                 if isinstance(group, str) and model_name not in groups.setdefault(group, []):

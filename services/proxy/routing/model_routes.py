@@ -4,7 +4,7 @@ are the current catalog's. Money is written as JSON numbers with the Decimal's o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from aiohttp import web
 
 from services.proxy.auth.keys import Authenticator, CallerIdentity
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing.access import access_groups_of, usable_models
+from services.proxy.routing.access import usable_models
 from services.proxy.routing.model_info import deployment_info, model_card, model_group_info
 from services.proxy.routing.router import deployment_id
 from services.proxy.routing.wildcard import is_pattern, listed_names
@@ -42,17 +42,11 @@ def json_answer(body: Any) -> web.Response:
 
 
 class ModelRoutes:
-    """`team_state(team_id)` is the team's state as the proxy knows it (the entity directory)."""
-
-    def __init__(self, deployments: Sequence[Deployment], catalogs: CatalogVersions, auth: Authenticator,
-                 team_state: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(self, deployments: Sequence[Deployment], catalogs: CatalogVersions, auth: Authenticator) -> None:
         self.deployments = list(deployments)
         self.catalogs = catalogs
         self.auth = auth
-        self.team_state = team_state
         self.proxy_models = list(dict.fromkeys(d.model_name for d in self.deployments))
-        self.access_groups = access_groups_of(
-            (d.model_name, (d.model_info.model_extra or {}).get("access_groups")) for d in self.deployments)
 
     def install(self, app: web.Application) -> None:
         for prefix in ("", "/v1"):
@@ -61,12 +55,10 @@ class ModelRoutes:
         app.router.add_get("/model_group/info", self.model_group_info)
 
     def usable(self, caller: CallerIdentity) -> list[str]:
+        """What the caller may call (the call path's own rule, routing/access.py)."""
         if caller.is_master:
             return list(self.proxy_models)
-        state = self.team_state(caller.team_id) if caller.team_id else None
-        models = (state or {}).get("models")
-        team = [str(m) for m in models] if isinstance(models, list) else []
-        return usable_models(caller.models, team, self.proxy_models, self.access_groups)
+        return usable_models(caller.model_grant, caller.team_grant, self.proxy_models)
 
     async def models(self, request: web.Request) -> web.Response:
         """OpenAI's model list. A wildcard deployment lists the catalog's models of its provider
