@@ -77,10 +77,11 @@ class Ledger:
         self.consumer.assign(partitions)
         return await self.seek_to_stored(partitions)
 
-    async def seek_to_stored(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Seek each partition to its offset stored in Postgres (claiming it first in a group)."""
+    async def seek_to_stored(self, partitions: list[TopicPartition], *, claim: bool = True) -> dict[TopicPartition, int]:
+        """Seek each partition to its offset stored in Postgres (in a group, claiming it first
+        unless it is already this ledger's)."""
         self.partitions = partitions
-        if self.group:
+        if self.group and claim:
             wanted = [(tp.topic, tp.partition) for tp in partitions]
             stored = await self.with_db_retry(lambda: self.store.claim(wanted, self.owner))
             log.info("ledger_partitions_claimed", partitions=[f"{t}[{p}]@{e}" for (t, p), e in sorted(self.store.epochs.items())])
@@ -139,7 +140,10 @@ class Ledger:
                     if await self._swapped(task):
                         continue  # what was just read is re-read from the new schema's offsets
                 if items and assignment != self._assignment:
-                    continue  # read across a rebalance: the partitions' owners read it again
+                    # Read across a rebalance, maybe from before the seeks to the stored offsets:
+                    # read again from them (the partitions this ledger lost, their owners read).
+                    await self.seek_to_stored(self.partitions, claim=False)
+                    continue
                 if items:
                     self._pending = asyncio.create_task(self.commit(items))
                     if progress is not None:

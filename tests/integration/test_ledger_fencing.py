@@ -17,7 +17,7 @@ import pytest
 from services.ledger.batching import make_batch, read_item
 from services.ledger.checks import check_schema
 from services.ledger.errors import PartitionsFenced
-from services.ledger.store import LedgerStore, make_pool
+from services.ledger.store import SWAP_LOCK, LedgerStore, make_pool
 from shared.events import encode
 from shared.topics import PRICED
 from tests.fixtures.ledger_support import T0, count_logs, poll, priced, produce, query, wait_for_logs
@@ -76,39 +76,45 @@ async def test_a_claim_waits_for_the_batch_in_flight_and_reads_its_offsets(setti
 
 
 async def _locks_waiting(database_url: str, count: int) -> bool:
-    rows = await query(database_url, "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+    rows = await query(database_url, "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                                     " WHERE NOT l.granted AND a.datname = current_database()")
     return rows[0][0] == count
 
 
 def _start_ledger(settings, port: int, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url,
            "TALLY_TOPIC_PREFIX": settings.topic_prefix, "LEDGER_PORT": str(port), "LEDGER_BATCH_MAX_EVENTS": "1000",
-           # Long batches: a pause almost surely falls while events are in hand, not yet committed.
-           "LEDGER_BATCH_MAX_MS": "2000", "LEDGER_SESSION_TIMEOUT_MS": "6000"}
+           "LEDGER_SESSION_TIMEOUT_MS": "6000"}
     env.pop("TALLY_CONFIG", None)
     with log_path.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "services.ledger"], cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
 async def test_a_paused_ledger_that_lost_its_partitions_cannot_commit_when_resumed(settings, tmp_path):
-    """SIGSTOP ledger A until B owns its partitions, then SIGCONT: A's late batch is refused; books exact."""
+    """SIGSTOP ledger A with a batch in hand until B owns its partitions, then SIGCONT: A's batch is refused; books exact."""
     events = [priced(request_id=f"pause-{i}", key=f"sk-{i % 12}", team=f"team-{i % 4}", tags=(f"tag-{i % 5}",),
-                     cost=f"0.{(i * 7919) % 10**9:09d}", at=T0.replace(minute=i % 60)) for i in range(6000)]
+                     cost=f"0.{(i * 7919) % 10**9:09d}", at=T0.replace(minute=i % 60)) for i in range(3000)]
     total = sum((e.cost.total for e in events), Decimal(0))
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = _start_ledger(settings, free_port(), log_a)
     b = None
     try:
-        await produce(settings, events[:2000])
+        await produce(settings, events[:1000])
         await wait_for_logs(settings.database_url, 1000, timeout=120)
-        a.send_signal(signal.SIGSTOP)
-        await produce(settings, events[2000:3000])  # A holds some of these, or will read them late
-        b = _start_ledger(settings, free_port(), log_b)
-        await wait_for_logs(settings.database_url, 3000, timeout=120)  # B took every partition
+        async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as swap:
+            # The lock a replay's swap takes: A's next batch, events in hand, waits at its start.
+            await swap.execute("SELECT pg_advisory_lock(%s)", (SWAP_LOCK,))
+            await produce(settings, events[1000:2000])
+            await poll(lambda: _locks_waiting(settings.database_url, 1), timeout=60, what="A's batch waiting")
+            a.send_signal(signal.SIGSTOP)
+            b = _start_ledger(settings, free_port(), log_b)
+            await poll(lambda: _logged(log_b, "ledger_partitions_claimed"), timeout=60, what="B claiming A's partitions")
+            await swap.execute("SELECT pg_advisory_unlock(%s)", (SWAP_LOCK,))
+        await wait_for_logs(settings.database_url, 2000, timeout=120)  # B wrote what A holds
         a.send_signal(signal.SIGCONT)
         await poll(lambda: _logged(log_a, "ledger_partitions_fenced"), timeout=60, what="A's late batch refused")
-        await produce(settings, events[3000:])
-        await wait_for_logs(settings.database_url, 6000, timeout=120)
+        await produce(settings, events[2000:])
+        await wait_for_logs(settings.database_url, 3000, timeout=120)
 
         async def all_consumed() -> bool:
             rows = await query(settings.database_url, "SELECT sum(next_offset) FROM tally_consumer_offsets WHERE topic = %s",
@@ -122,7 +128,7 @@ async def test_a_paused_ledger_that_lost_its_partitions_cannot_commit_when_resum
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait(timeout=30)
-    assert await query(settings.database_url, 'SELECT count(*), sum(spend) FROM "LiteLLM_SpendLogs"') == [(6000, total)]
+    assert await query(settings.database_url, 'SELECT count(*), sum(spend) FROM "LiteLLM_SpendLogs"') == [(3000, total)]
     assert await query(settings.database_url, 'SELECT sum(spend) FROM "LiteLLM_VerificationToken"') == [(total,)]
     assert await query(settings.database_url, 'SELECT sum(spend) FROM "LiteLLM_DailyTeamSpend"') == [(total,)]
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
@@ -130,4 +136,4 @@ async def test_a_paused_ledger_that_lost_its_partitions_cannot_commit_when_resum
 
 
 async def _logged(path: Path, text: str) -> bool:
-    return text in path.read_text(errors="replace")
+    return path.exists() and text in path.read_text(errors="replace")
