@@ -43,7 +43,12 @@ async def test_offsets_of_the_current_member_commit_and_of_an_ended_generation_a
         tp = sorted(await _joined(a))[0]
         read_under = member_of(a)  # what a batch fetched now would carry
         await _commit(settings, f"{group}-a", {tp: 5}, group, read_under)
-        assert await a.committed(tp) == 5
+
+        async def committed() -> int | None:
+            return await a.committed(tp)
+
+        # The transaction's markers reach the offsets topic just after the commit returns.
+        assert await eventually_async(lambda: _equal(committed, 5), 30, "offset 5 committed") is True
         await b.start()
         try:
             await _joined(b)
@@ -58,6 +63,10 @@ async def test_offsets_of_the_current_member_commit_and_of_an_ended_generation_a
             await b.stop()
     finally:
         await a.stop()
+
+
+async def _equal(read, expected: int) -> bool:
+    return await read() == expected
 
 
 async def _rejoined(consumer, before: GroupMember) -> bool:
