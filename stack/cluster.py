@@ -7,6 +7,7 @@ restart one node alone."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,13 @@ TEMPLATE = HERE / "cluster.properties.template"
 @dataclass(frozen=True)
 class Node:
     node_id: int
+    first_port: int = FIRST_PORT  # node 1's client port; its controller port and the others follow
+    root: Path = CLUSTER_DIR
+    label: str = "kafka-node"
 
     @property
     def port(self) -> int:
-        return FIRST_PORT + 2 * (self.node_id - 1)
+        return self.first_port + 2 * (self.node_id - 1)
 
     @property
     def controller_port(self) -> int:
@@ -37,27 +41,28 @@ class Node:
 
     @property
     def name(self) -> str:
-        return f"kafka-node-{self.node_id}"
+        return f"{self.label}-{self.node_id}"
 
     @property
     def run_dir(self) -> Path:
-        return CLUSTER_DIR / f"node-{self.node_id}"
+        return self.root / f"node-{self.node_id}"
 
 
-def nodes(count: int) -> list[Node]:
+def nodes(count: int, first_port: int = FIRST_PORT, root: Path = CLUSTER_DIR, label: str = "kafka-node") -> list[Node]:
+    """The stack's cluster by default; the fault suite passes ports, a directory and a label of its own."""
     if count < 3:
         raise StackError(f"CLUSTER={count}: a cluster here has 3 nodes or more (a quorum of voters survives one loss)")
-    return [Node(i) for i in range(1, count + 1)]
+    return [Node(i, first_port, root, label) for i in range(1, count + 1)]
 
 
-def bootstrap(count: int) -> str:
-    return ",".join(f"127.0.0.1:{n.port}" for n in nodes(count))
+def bootstrap(members: list[Node]) -> str:
+    return ",".join(f"127.0.0.1:{n.port}" for n in members)
 
 
-def _cluster_id() -> str:
-    path = CLUSTER_DIR / "cluster.id"
+def _cluster_id(root: Path) -> str:
+    path = root / "cluster.id"
     if not path.exists():
-        CLUSTER_DIR.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
         path.write_text(uuid.uuid4().hex[:22])
     return path.read_text().strip()
 
@@ -71,7 +76,7 @@ def _format(node: Node, members: list[Node]) -> None:
     if (data / "meta.properties").exists():
         return
     data.mkdir(parents=True, exist_ok=True)
-    run(java_command("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+    run(java_command("kafka.tools.StorageTool", "format", "-t", _cluster_id(node.root), "-c", str(config)),
         f"formatting the KRaft storage of {node.name}")
 
 
@@ -92,18 +97,22 @@ def start_node(node: Node, members: list[Node]) -> bool:
     return True
 
 
-def ensure_cluster(count: int = 3) -> tuple[str, list[str]]:
+def ensure_cluster(count: int = 3, members: list[Node] | None = None) -> tuple[str, list[str]]:
     """Start the nodes that are not running; returns the bootstrap list and the names started."""
-    members = nodes(count)
+    members = members if members is not None else nodes(count)
     fetch_jars()
     started = [n.name for n in members if start_node(n, members)]
     for n in members:
-        if not wait_until(lambda: port_open(n.port) or recorded_pid(n.name) is None, 90) or recorded_pid(n.name) is None:
-            raise StackError(f"{n.name} did not start: see {LOGS / n.name}.log and {LOGS / n.name / 'server.log'}")
-    servers = bootstrap(count)
-    if not broker_answers(servers, timeout=90) or not wait_until(lambda: registered_brokers(servers) == count, 90, interval=1):
-        raise StackError(f"the cluster's {count} nodes do not all answer: see {LOGS}/kafka-node-*/server.log")
+        wait_for_node(n)
+    servers = bootstrap(members)
+    if not broker_answers(servers, timeout=90) or not wait_until(lambda: registered_brokers(servers) == len(members), 90, interval=1):
+        raise StackError(f"the cluster's {len(members)} nodes do not all answer: see {LOGS}/{members[0].label}-*/server.log")
     return servers, started
+
+
+def wait_for_node(node: Node) -> None:
+    if not wait_until(lambda: port_open(node.port) or recorded_pid(node.name) is None, 90) or recorded_pid(node.name) is None:
+        raise StackError(f"{node.name} did not start: see {LOGS / node.name}.log and {LOGS / node.name / 'server.log'}")
 
 
 def registered_brokers(servers: str) -> int:
@@ -121,8 +130,24 @@ def registered_brokers(servers: str) -> int:
     return asyncio.run(describe())
 
 
-def stop_cluster(count: int = 3) -> list[str]:
-    return [n.name for n in reversed(nodes(count)) if stop(n.name, timeout=30)]
+def stop_cluster(count: int = 3, members: list[Node] | None = None) -> list[str]:
+    members = members if members is not None else nodes(count)
+    return [n.name for n in reversed(members) if stop(n.name, timeout=30)]
+
+
+def active_controller(members: list[Node]) -> Node:
+    """The quorum's leader: the node whose log shows the latest KRaft epoch it became leader in
+    (aiokafka has no DescribeQuorum; each node's RaftManager logs its transitions)."""
+    best: tuple[int, Node] | None = None
+    for n in members:
+        path = LOGS / n.name / "server.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for match in re.finditer(r"\[RaftManager id=(\d+)\] Completed transition to Leader\(.*?epoch=(\d+)", text):
+            if int(match.group(1)) == n.node_id and (best is None or int(match.group(2)) > best[0]):
+                best = (int(match.group(2)), n)
+    if best is None:
+        raise StackError("no node's log shows it leading the KRaft quorum")
+    return best[1]
 
 
 def running_nodes() -> int:
