@@ -7,6 +7,9 @@
 --    partitioned table's primary key must hold the partition key: it is (request_id, "startTime"),
 --    and the ledger's insert is ON CONFLICT (request_id, "startTime") DO NOTHING (a request id
 --    always comes with the same start time: both are in the one usage event).
+--    The ledger makes each day's partition before it writes the day's rows. A row written by
+--    anything else for a day without a partition lands in "LiteLLM_SpendLogs_default"; when that
+--    day's partition is made, its rows move there.
 
 CREATE FUNCTION tally_ensure_spend_log_partition(day date) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -26,6 +29,8 @@ BEGIN
     -- Created apart and attached (rather than CREATE TABLE ... PARTITION OF, which locks the
     -- parent exclusively); the CHECK spares ATTACH its scan of the new table, then goes.
     EXECUTE format('CREATE TABLE %I (LIKE "LiteLLM_SpendLogs" INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)', name);
+    EXECUTE format('WITH moved AS (DELETE FROM "LiteLLM_SpendLogs_default" WHERE "startTime" >= %L AND "startTime" < %L RETURNING *)'
+                   ' INSERT INTO %I SELECT * FROM moved', low, high, name);
     EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK ("startTime" >= %L AND "startTime" < %L)',
                    name, name || '_range', low, high);
     EXECUTE format('ALTER TABLE "LiteLLM_SpendLogs" ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', name, low, high);
@@ -48,6 +53,7 @@ BEGIN
         LIKE "tally_spend_logs_unpartitioned" INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS
     ) PARTITION BY RANGE ("startTime");
     ALTER TABLE "LiteLLM_SpendLogs" ADD CONSTRAINT "LiteLLM_SpendLogs_pkey" PRIMARY KEY (request_id, "startTime");
+    CREATE TABLE "LiteLLM_SpendLogs_default" PARTITION OF "LiteLLM_SpendLogs" DEFAULT;
     FOR day IN SELECT DISTINCT ("startTime" AT TIME ZONE 'UTC')::date FROM "tally_spend_logs_unpartitioned" LOOP
         PERFORM tally_ensure_spend_log_partition(day);
     END LOOP;
