@@ -325,8 +325,8 @@ class Ledger:
     async def check_not_stalled(self) -> None:
         """Every STALL_CHECK_S: raise ConsumerStalled if a partition with messages waiting has not
         moved since the previous check (kafka_guards.check_progress)."""
-        assigned = self.consumer.assignment()
-        mine = [tp for tp in self.partitions if tp in assigned]
+        # In a group, a partition being revoked may already be gone from the consumer.
+        mine = [tp for tp in self.partitions if tp in self.consumer.assignment()] if self.group else self.partitions
         self._checked_positions = await check_progress(self.consumer, mine, self._checked_positions)
 
 
