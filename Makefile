@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full faults-full adversarial-full venv ui-assets browser clean prune price-map price-map-diff
+.PHONY: up down status test test-unit bench bench-full faults-full faults-cluster adversarial-full venv ui-assets browser clean prune price-map price-map-diff
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -29,8 +29,9 @@ price-map: venv
 price-map-diff: venv
 	@$(PY) -m shared.pricing.refresh --show 200
 
+# `make up CLUSTER=3`: three Kafka nodes and two pricers, ledgers and proxies (docs/operations.md).
 up: venv ui-assets
-	@TALLY_CONFIG=$(abspath $(CONFIG)) $(PY) -m stack up --config $(abspath $(CONFIG))
+	@TALLY_CONFIG=$(abspath $(CONFIG)) $(PY) -m stack up --config $(abspath $(CONFIG)) $(if $(CLUSTER),--cluster $(CLUSTER))
 
 down:
 	@test -x $(PY) && $(PY) -m stack down || echo "nothing to stop (no virtual environment)"
@@ -51,6 +52,10 @@ test-unit: venv
 # The fault suite at full length (Kafka down 20 s, six kills each; docs/faults.md). `make test` runs it short.
 faults-full: venv
 	@TALLY_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults tests/faults
+
+# The cluster fault suite on its own three Kafka nodes (docs/faults.md); TALLY_FAULTS_FULL=1 for the long form.
+faults-cluster: venv
+	@$(PY) -m pytest -q -s -m cluster_faults tests/faults/test_cluster_faults.py
 
 # The adversarial suite at length: 1,500 new random cases per generated test (docs/adversarial.md). `make test` runs 25, derandomized.
 adversarial-full: venv

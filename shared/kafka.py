@@ -81,7 +81,8 @@ async def stop_clients(*clients: AIOKafkaConsumer | AIOKafkaProducer) -> None:
 
 
 async def ensure_topics(settings: CommonSettings, specs: Iterable[TopicSpec] | None = None) -> list[str]:
-    """Create the missing topics; returns the names created. Existing topics are left alone."""
+    """Create the missing topics; returns the names created. Existing topics are left alone.
+    Each is replicated on up to three brokers: one alone, three in a cluster (docs/operations.md)."""
     specs = list(specs if specs is not None else topic_specs())
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
@@ -90,8 +91,9 @@ async def ensure_topics(settings: CommonSettings, specs: Iterable[TopicSpec] | N
         wanted = [s for s in specs if settings.topic(s.name) not in existing]
         if not wanted:
             return []
+        replication_factor = min(3, len((await admin.describe_cluster())["brokers"]))
         new = [
-            NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=1, topic_configs=s.config)
+            NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=replication_factor, topic_configs=s.config)
             for s in wanted
         ]
         try:

@@ -19,6 +19,7 @@ class ServiceSpec:
     module: str
     port: int
     port_variable: str
+    env: tuple[tuple[str, str], ...] = ()  # what sets this replica apart from its twin
 
     @property
     def health_url(self) -> str:
@@ -31,6 +32,13 @@ SERVICES = [
     ServiceSpec("ledger", "services.ledger", 4003, "LEDGER_PORT"),
     ServiceSpec("reports", "services.reports", 4001, "REPORTS_PORT"),
     ServiceSpec("proxy", "services.proxy", 4000, "PROXY_PORT"),
+]
+
+# `make up CLUSTER=3` adds a second pricer, ledger and proxy (docs/operations.md).
+CLUSTER_SERVICES = [
+    ServiceSpec("pricer-2", "services.pricer", 4012, "PRICER_PORT", (("PRICER_INSTANCE", "1"),)),
+    ServiceSpec("ledger-2", "services.ledger", 4013, "LEDGER_PORT"),
+    ServiceSpec("proxy-2", "services.proxy", 4020, "PROXY_PORT"),
 ]
 
 
@@ -61,7 +69,7 @@ def start(spec: ServiceSpec, env: dict[str, str], timeout: float = 90) -> bool:
     argv = [sys.executable, "-m", spec.module]
     if spec is DEMO_UPSTREAM:
         argv += ["--port", str(spec.port)]
-    start_detached(spec.name, argv, env={**env, spec.port_variable: str(spec.port)}, cwd=ROOT)
+    start_detached(spec.name, argv, env={**env, **dict(spec.env), spec.port_variable: str(spec.port)}, cwd=ROOT)
     return True
 
 
@@ -73,7 +81,7 @@ def wait_healthy(spec: ServiceSpec, timeout: float = 90) -> None:
 
 def stop_all() -> list[str]:
     stopped = []
-    for spec in [*reversed(SERVICES), DEMO_UPSTREAM]:
+    for spec in [*reversed(CLUSTER_SERVICES), *reversed(SERVICES), DEMO_UPSTREAM]:
         if stop(spec.name):
             stopped.append(spec.name)
     return stopped

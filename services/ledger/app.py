@@ -47,7 +47,9 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
     async def run_once() -> None:
         await migrate(settings.database_url, schema=settings.db_schema)
         producer = kafka.idempotent_producer(settings)
-        consumer = kafka.consumer(settings, group_id=None, max_poll_records=settings.batch_max_events)
+        # Offsets live in Postgres; Kafka's group only splits the partitions between ledgers.
+        consumer = kafka.consumer(settings, group_id=settings.topic(settings.consumer_name), max_poll_records=settings.batch_max_events,
+                                  session_timeout_ms=settings.session_timeout_ms)
         try:
             await producer.start()
             await consumer.start()
@@ -59,7 +61,7 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
                 batch_max_events=settings.batch_max_events, batch_max_ms=settings.batch_max_ms,
                 store_bodies=settings.store_bodies, retry_max_delay_s=settings.retry_max_delay_s,
             )
-            await ledger.run(settings.kafka_bootstrap_servers)
+            await ledger.run(settings.kafka_bootstrap_servers, group=True)
         except Exception as exc:
             app[PROGRESS].note_error(f"{type(exc).__name__}: {exc}", time.time())  # for /health; supervise logs it
             raise

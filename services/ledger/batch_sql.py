@@ -38,6 +38,13 @@ _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
     sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v)) for k, v in ENDPOINTS.items())
 )
 
+# Spend logs are partitioned by day (migration 0009): the batch's days get their partitions first,
+# and tomorrow's is made ahead, so midnight does not wait on DDL.
+ENSURE_PARTITIONS = sql.SQL(
+    "SELECT tally_ensure_spend_log_partition(d) FROM (SELECT DISTINCT (\"startTime\" AT TIME ZONE 'UTC')::date AS d"
+    " FROM tally_incoming UNION SELECT (now() AT TIME ZONE 'UTC')::date + 1) AS days ORDER BY d"
+)
+
 # Sorted by request_id so two ledgers inserting the same ids queue instead of deadlocking. Fills
 # tally_new and, one row per distinct tag of each log, tally_new_tags (real rows: the tag sums
 # need no join and the planner sizes them right); returns the `seq` of the rows NOT inserted
@@ -45,7 +52,7 @@ _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
 INSERT_LOGS = sql.SQL(
     "WITH ins AS ("
     ' INSERT INTO "LiteLLM_SpendLogs" ({cols}) SELECT {cols} FROM tally_incoming ORDER BY request_id'
-    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id),"
+    ' ON CONFLICT (request_id, "startTime") DO NOTHING RETURNING request_id),'
     " new AS (INSERT INTO tally_new SELECT l.seq, l.api_key, l.\"user\", l.team_id, l.end_user,"
     " COALESCE(l.distinct_tags, l.request_tags), l.\"startTime\","
     " to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD'), l.model, l.model_group,"

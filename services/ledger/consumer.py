@@ -2,24 +2,26 @@
 and by time), publish the changed totals, dead-letter what cannot be stored.
 
 Offsets never go to Kafka: they live in tally_consumer_offsets, written in the same transaction
-as the rows. The ledger assigns itself every partition of both topics and seeks to the stored
-offsets on start. (To scale by partitions, one would use group assignment with an
-on_partitions_assigned listener that seeks to the stored offsets; one ledger per topic set is
-what runs here, and a second one is harmless: its transactions are idempotent.)"""
+as the rows. The live ledger joins a consumer group (several ledgers split the partitions); on
+each assignment it claims its partitions in Postgres (store.claim: a new epoch each) and seeks to
+the offsets stored there, and every batch is fenced by those epochs. A replay assigns itself every
+partition and seeks the same way, unfenced."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.ledger.batching import Item, blamed, make_batch, read_item, total_event
-from services.ledger.errors import BadData, SchemaSwapped
+from services.ledger.errors import BadData, PartitionsFenced, SchemaSwapped
 from services.ledger.kafka_guards import STALL_CHECK_S, acknowledged, check_progress
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.rollup import EntityState
@@ -35,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 # Decoding this many events takes a few milliseconds: the commit in flight waits no longer.
 YIELD_EVERY_ITEMS = 100
+# Before giving its partitions up in a rebalance, a ledger lets its batch in flight commit for at
+# most this long (past it, the next owner's claim fences that batch).
+REVOKE_WAIT_S = 10.0
 
 
 class Ledger:
@@ -62,12 +67,26 @@ class Ledger:
         self._totals_in_flight: asyncio.Future[list[object]] | None = None
         # A replay stops each partition at an offset: messages from there on are not taken.
         self.limits: dict[TopicPartition, int] | None = None
+        self.group = False  # partitions from the consumer group, claimed and fenced in Postgres
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"  # shown in tally_partition_owners
+        self._pending: asyncio.Task[None] | None = None  # the batch committing
+        self._assignment = 0  # bumped by every rebalance: what was read before it is dropped
 
     async def assign(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Take every partition of the topics and seek to the offsets stored in Postgres."""
-        self.partitions = partitions
         self.consumer.assign(partitions)
-        stored = await self.with_db_retry(self.store.load_offsets)
+        return await self.seek_to_stored(partitions)
+
+    async def seek_to_stored(self, partitions: list[TopicPartition], *, claim: bool = True) -> dict[TopicPartition, int]:
+        """Seek each partition to its offset stored in Postgres (in a group, claiming it first
+        unless it is already this ledger's)."""
+        self.partitions = partitions
+        if self.group and claim:
+            wanted = [(tp.topic, tp.partition) for tp in partitions]
+            stored = await self.with_db_retry(lambda: self.store.claim(wanted, self.owner))
+            log.info("ledger_partitions_claimed", partitions=[f"{t}[{p}]@{e}" for (t, p), e in sorted(self.store.epochs.items())])
+        else:
+            stored = await self.with_db_retry(self.store.load_offsets)
         positions: dict[TopicPartition, int] = {}
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
@@ -79,39 +98,63 @@ class Ledger:
                 positions[tp] = offset
         return positions
 
-    async def run(self, bootstrap_servers: str) -> None:
-        await self.assign(await discover_partitions(bootstrap_servers, self.topics))
+    async def run(self, bootstrap_servers: str, *, group: bool = False) -> None:
+        """Read for good: every partition alone, or (group) the share the consumer group gives."""
+        if group:
+            self.group = True
+            self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        else:
+            await self.assign(await discover_partitions(bootstrap_servers, self.topics))
         await self.publish_totals(await self.with_db_retry(self.store.all_totals))
         await self.pump()
+
+    async def take(self, partitions: list[TopicPartition]) -> None:
+        """The group gives these partitions: claim them and seek to their stored offsets."""
+        self._assignment += 1
+        await self.seek_to_stored(partitions)
+
+    async def release(self) -> None:
+        """The group takes the partitions back: what was read is dropped (its next owner reads it
+        again from the stored offsets), and the batch committing may finish first."""
+        self._assignment += 1
+        self.partitions = []
+        if self._pending is not None:
+            await asyncio.wait([self._pending], timeout=REVOKE_WAIT_S)
 
     async def pump(self, done: Callable[[], Awaitable[bool]] | None = None,
                    progress: Callable[[int], None] | None = None, idle_timeout_ms: int = 1000) -> None:
         """Read and commit batches until `done()` says so (forever if None). While one batch
         commits in Postgres, the next is read and decoded here: the two halves of the work
         overlap instead of taking turns. Batches still commit strictly one after another."""
-        pending: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         last_check = loop.time()
         try:
             while done is None or not await done():
+                assignment = self._assignment
                 items = await self.collect(idle_timeout_ms)
                 if done is None and loop.time() - last_check > STALL_CHECK_S:
                     last_check = loop.time()
                     await self.check_not_stalled()
-                if pending is not None:
-                    task, pending = pending, None
+                if self._pending is not None:
+                    task, self._pending = self._pending, None
                     if await self._swapped(task):
                         continue  # what was just read is re-read from the new schema's offsets
+                if items and assignment != self._assignment:
+                    # Read across a rebalance, maybe from before the seeks to the stored offsets:
+                    # read again from them (the partitions this ledger lost, their owners read).
+                    await self.seek_to_stored(self.partitions, claim=False)
+                    continue
                 if items:
-                    pending = asyncio.create_task(self.commit(items))
+                    self._pending = asyncio.create_task(self.commit(items))
                     if progress is not None:
                         progress(len(items))
-            if pending is not None:
-                task, pending = pending, None
+            if self._pending is not None:
+                task, self._pending = self._pending, None
                 await self._swapped(task)
         finally:
-            if pending is not None:
-                await self._finish_on_exit(pending)
+            if self._pending is not None:
+                task, self._pending = self._pending, None
+                await self._finish_on_exit(task)
 
     async def _swapped(self, task: asyncio.Task[None]) -> bool:
         try:
@@ -119,8 +162,13 @@ class Ledger:
             return False
         except SchemaSwapped:
             log.warning("ledger_schema_swapped", action="seeking to the offsets stored in the new schema")
-            await self.assign(self.partitions)
+            await self.seek_to_stored(self.partitions)
             return True
+        except PartitionsFenced as exc:
+            # This ledger lost partitions while it could not tell (paused, cut off): the batch
+            # rolled back. The worker restarts and rejoins the group with new clients.
+            log.warning("ledger_partitions_fenced", error=str(exc))
+            raise
 
     async def _finish_on_exit(self, task: asyncio.Task[None], timeout: float = 10.0) -> None:
         """On shutdown, let the batch in flight commit (bounded), so SIGTERM loses no work."""
@@ -277,7 +325,22 @@ class Ledger:
     async def check_not_stalled(self) -> None:
         """Every STALL_CHECK_S: raise ConsumerStalled if a partition with messages waiting has not
         moved since the previous check (kafka_guards.check_progress)."""
-        self._checked_positions = await check_progress(self.consumer, self.partitions, self._checked_positions)
+        # In a group, a partition being revoked may already be gone from the consumer.
+        mine = [tp for tp in self.partitions if tp in self.consumer.assignment()] if self.group else self.partitions
+        self._checked_positions = await check_progress(self.consumer, mine, self._checked_positions)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """The consumer group's calls into the ledger: give partitions up, take (claim) new ones."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        await self.ledger.release()
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        await self.ledger.take(sorted(assigned))  # type: ignore[call-overload]
 
 
 async def discover_partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:

@@ -30,3 +30,7 @@ class ConsumerStalled(LedgerError):
 
 class KafkaAckTimeout(LedgerError):
     """The producer stopped answering: restart the worker with new clients."""
+
+
+class PartitionsFenced(LedgerError):
+    """Another ledger claimed a partition of this batch: nothing was written; rejoin the group."""

@@ -15,9 +15,12 @@ class LedgerSettings(CommonSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     port: int = 4003
-    # The name under which offsets are kept in tally_consumer_offsets (not a Kafka group: Kafka
-    # never stores the ledger's offsets).
+    # The name under which offsets are kept in tally_consumer_offsets, and (with the topic prefix)
+    # the Kafka consumer group that splits the partitions between ledgers; Kafka never stores the
+    # ledger's offsets.
     consumer_name: str = "tally-ledger"
+    # How long the group waits for a silent ledger before giving its partitions to the others.
+    session_timeout_ms: int = 10_000
     db_schema: str = "public"  # where the live tables are; replay builds next to it and swaps
     batch_max_events: int = 10_000
     batch_max_ms: int = 100
@@ -43,6 +46,7 @@ def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
         port=env_int(env, "LEDGER_PORT", 4003),
         consumer_name=env.get("LEDGER_CONSUMER_NAME") or "tally-ledger",
         db_schema=env.get("LEDGER_SCHEMA") or "public",
+        session_timeout_ms=env_int(env, "LEDGER_SESSION_TIMEOUT_MS", 10_000),
         batch_max_events=env_int(env, "LEDGER_BATCH_MAX_EVENTS", 10_000),
         batch_max_ms=env_int(env, "LEDGER_BATCH_MAX_MS", 100),
         replay_batch_max_events=env_int(env, "LEDGER_REPLAY_BATCH_MAX_EVENTS", 20000),

@@ -1,6 +1,10 @@
 """The Postgres adapter: one transaction per batch holds the spend logs, the rollups, the totals,
 the admin changes and the consumed offsets, so a crash anywhere re-reads the batch and the
-`ON CONFLICT (request_id) DO NOTHING` insert makes the re-read count nothing twice.
+`ON CONFLICT (request_id, "startTime") DO NOTHING` insert makes the re-read count nothing twice.
+
+When several ledgers split the partitions (consumer group), each batch is also fenced: it locks
+its partitions' rows in tally_partition_owners and checks their epochs are the ones its ledger
+claimed, in the same transaction, so a ledger that lost a partition can never write it again.
 
 Per log, Python only hands COPY a row built when the event was read; the rollups and the
 entities' new spend are summed in Postgres over the rows really inserted (batch_sql.py)."""
@@ -19,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from services.ledger import batch_sql, entity_store
 from services.ledger.batching import Batch
 from services.ledger.entity_tables import ADMIN_TABLES, ENTITY_TABLES
-from services.ledger.errors import SchemaSwapped, Unstorable
+from services.ledger.errors import PartitionsFenced, SchemaSwapped, Unstorable
 from services.ledger.rollup import EntityState, NewLogs, advanced, counts_all, next_window
 from services.ledger.rows import SpendLogLine, json_text
 from shared import db
@@ -32,6 +36,28 @@ WORK_MEM = "64MB"
 
 # Held shared by every ledger batch and exclusively by a replay while it swaps schemas.
 SWAP_LOCK = 7_305_012
+# A ledger stopped mid-transaction (SIGSTOP, a long GC) holds its partitions' owner rows: the
+# ledger that takes them over waits at most this long before Postgres ends that session.
+IDLE_IN_TRANSACTION_TIMEOUT = "30s"
+
+# Claim partitions: bump each one's epoch (sorted, so two claims queue rather than deadlock).
+_CLAIM = (
+    "INSERT INTO tally_partition_owners AS o (consumer_group, topic, partition, epoch, owner, claimed_at)"
+    " SELECT %s, v.topic, v.partition, 1, %s, now() FROM unnest(%s::text[], %s::int[]) AS v(topic, partition)"
+    " ORDER BY 2, 3"
+    " ON CONFLICT (consumer_group, topic, partition) DO UPDATE"
+    " SET epoch = o.epoch + 1, owner = EXCLUDED.owner, claimed_at = EXCLUDED.claimed_at"
+    " RETURNING topic, partition, epoch"
+)
+# A batch's fence: lock its partitions' owner rows (shared: a claim waits for the batch) and keep
+# those whose epoch is still ours. A claim committed meanwhile is seen: under READ COMMITTED a
+# row lock that waited re-reads the row.
+_FENCE = (
+    "SELECT o.topic, o.partition FROM tally_partition_owners o"
+    " JOIN unnest(%s::text[], %s::int[], %s::bigint[]) AS v(topic, partition, epoch)"
+    " ON o.topic = v.topic AND o.partition = v.partition AND o.epoch = v.epoch"
+    " WHERE o.consumer_group = %s ORDER BY 1, 2 FOR SHARE OF o"
+)
 
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:
@@ -49,7 +75,8 @@ def make_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     # 4 MB of work_mem); temp_buffers is only settable before a session's first temp table.
     return db.pool(
         database_url, min_size=1, max_size=size, schema=None if schema == "public" else schema,
-        server_settings={"jit": "off", "temp_buffers": TEMP_BUFFERS, "work_mem": WORK_MEM},
+        server_settings={"jit": "off", "temp_buffers": TEMP_BUFFERS, "work_mem": WORK_MEM,
+                         "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_TIMEOUT},
         configure=_configure, name=f"ledger-{schema}",
     )
 
@@ -86,6 +113,9 @@ class LedgerStore:
         self.take_swap_lock = take_swap_lock
         self._columns: dict[str, dict[str, str]] | None = None
         self._schema_oid: int | None = None
+        # The epoch of each partition this ledger claimed (claim()); None: unfenced, the ledger
+        # reads every partition alone (a replay, or a manual assignment).
+        self.epochs: dict[tuple[str, int], int] | None = None
 
     async def _same_schema(self, cur: psycopg.AsyncCursor[Any]) -> None:
         row = await cur.fetchone()
@@ -103,6 +133,23 @@ class LedgerStore:
                 (self.consumer_name,),
             )
             return {(t, p): o for t, p, o in await cur.fetchall()}
+
+    async def claim(self, partitions: Sequence[tuple[str, int]], owner: str) -> dict[tuple[str, int], int]:
+        """Take `partitions` for this ledger: bump their epochs (any batch of their previous owner
+        not yet committed is refused from now on, and one in flight is waited for) and return
+        their stored offsets, read after that wait."""
+        wanted = sorted(partitions)
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(_CLAIM, (self.consumer_name, owner, [t for t, _ in wanted], [p for _, p in wanted]))
+                epochs = {(t, p): e for t, p, e in await cur.fetchall()}
+                cur = await conn.execute(
+                    "SELECT topic, partition, next_offset FROM tally_consumer_offsets WHERE consumer_group = %s",
+                    (self.consumer_name,),
+                )
+                offsets = {(t, p): o for t, p, o in await cur.fetchall()}
+        self.epochs = epochs
+        return offsets
 
     async def entity_columns(self, conn: psycopg.AsyncConnection) -> dict[str, dict[str, str]]:
         if self._columns is None:
@@ -130,11 +177,14 @@ class LedgerStore:
                     if self.take_swap_lock:
                         await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWAP_LOCK,))
                         schema = await conn.execute(_SCHEMA_OID)
+                    fence = await self._queue_fence(conn, batch.next_offsets) if self.epochs is not None else None
                     if batch.priced:
                         for create in batch_sql.CREATE_TEMP_TABLES:
                             await conn.execute(create)
                 if self.take_swap_lock:
                     await self._same_schema(schema)
+                if fence is not None:
+                    await self._check_fence(fence, batch.next_offsets)
                 changed: dict[tuple[str, str], EntityState] = {}
                 if batch.admin:
                     columns = await self.entity_columns(conn)
@@ -146,6 +196,7 @@ class LedgerStore:
                 if batch.priced:
                     rows = await self._copy_logs(conn, batch.priced)
                     async with conn.pipeline():
+                        await conn.execute(batch_sql.ENSURE_PARTITIONS)
                         skipped_cur = await conn.execute(batch_sql.INSERT_LOGS)
                         await conn.execute(batch_sql.ROLLUP_UPSERTS)
                         totals = await self._lock_totals(conn)
@@ -158,6 +209,18 @@ class LedgerStore:
                 for state in new_totals:
                     changed[(state.entity_type, state.entity_id)] = state
         return BatchResult(inserted, len(batch.priced) - len(inserted), list(changed.values()))
+
+    async def _queue_fence(self, conn: psycopg.AsyncConnection, offsets: dict[tuple[str, int], int]) -> Any:
+        assert self.epochs is not None
+        mine = sorted(tp for tp in offsets if tp in self.epochs)
+        return await conn.execute(_FENCE, ([t for t, _ in mine], [p for _, p in mine], [self.epochs[tp] for tp in mine],
+                                           self.consumer_name))
+
+    async def _check_fence(self, fence: Any, offsets: dict[tuple[str, int], int]) -> None:
+        held = {(t, p) for t, p in await fence.fetchall()}
+        lost = sorted(set(offsets) - held)
+        if lost:
+            raise PartitionsFenced(f"partitions claimed by another ledger since: {[f'{t}[{p}]' for t, p in lost]}")
 
     async def _copy_logs(self, conn: psycopg.AsyncConnection, priced: Sequence[SpendLogLine]) -> list[SpendLogLine]:
         """COPY the batch's rows into tally_incoming (the first read of a request id wins, as in

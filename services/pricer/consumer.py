@@ -21,6 +21,7 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequence
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.pricer.errors import LettersRefused, PricedRefused
+from services.pricer.group_fenced_offsets import FencedOffsets, GroupMember, member_of
 from services.pricer.pricing_step import Priced, Rejected, VersionUnknown, price_message
 from services.pricer.settings import PricerSettings
 from shared.backoff import Backoff
@@ -62,6 +63,7 @@ class PricedBatch:
     """One fetched batch, priced and laid out in record batches, waiting for its transaction."""
 
     generation: int  # the group assignment it was fetched under
+    member: GroupMember  # the same, as the broker knows it: checked when the offsets are committed
     started: float
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # (priced partition, records, the one usage record's coordinates when isolating)
@@ -100,14 +102,16 @@ class Pricer(ConsumerRebalanceListener):
         self.dlq_topic = settings.topic(USAGE_DLQ)
         self._generation = 0
         self._committing: asyncio.Task[None] | None = None
+        self._offsets = FencedOffsets(producer)
 
     async def run(self) -> None:
         backoff = Backoff(0.5, 10.0)  # before re-reading a batch the broker aborted
         try:
             while True:
                 generation = self._generation  # taken first: a batch fetched across a rebalance is re-read
+                member = member_of(self.consumer)
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-                work = await self._price(batch, generation) if batch else None
+                work = await self._price(batch, generation, member) if batch else None
                 if self._committing is not None:
                     try:
                         await asyncio.shield(self._committing)  # on SIGTERM the batch still finishes
@@ -173,10 +177,10 @@ class Pricer(ConsumerRebalanceListener):
         """Positions restart at the committed offsets: drop anything fetched before this."""
         self._generation += 1
 
-    async def _price(self, batch: dict[TopicPartition, list], generation: int) -> PricedBatch:
+    async def _price(self, batch: dict[TopicPartition, list], generation: int, member: GroupMember) -> PricedBatch:
         """Price a fetched batch and build its record batches; no transaction is needed yet, so
         this runs while the previous batch's transaction is still on its way."""
-        work = PricedBatch(generation=generation, started=time.perf_counter(), isolated=self.set_aside.isolating)
+        work = PricedBatch(generation=generation, member=member, started=time.perf_counter(), isolated=self.set_aside.isolating)
         priced_at = utcnow().isoformat()  # one time stamp for the batch: it is priced as one
         partitions = await self._priced_partitions()
         since_yield = 0
@@ -254,7 +258,9 @@ class Pricer(ConsumerRebalanceListener):
                 raise LettersRefused(refused)  # record-specific: quarantine them and run the batch again
             for delivery in (*deliveries, *letters):
                 delivery.result()  # anything else aborts the batch, to be retried with backoff
-            await self.producer.send_offsets_to_transaction(work.offsets, self.settings.group_id)
+            # With the generation and member id it was read under: the group coordinator refuses
+            # the offsets (and so the transaction) of a pricer that lost the partitions meanwhile.
+            await self._offsets.send_offsets(work.offsets, self.settings.group_id, work.member)
         if work.isolated:
             self.set_aside.isolating = False  # the refused record was found and set aside
         self.metrics.priced.inc(work.priced)

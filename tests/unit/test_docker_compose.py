@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from stack.services import DEMO_UPSTREAM, SERVICES
+from stack.services import CLUSTER_SERVICES, DEMO_UPSTREAM, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -14,13 +14,25 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 def test_compose_parses_with_kafka_postgres_and_every_service():
     """The file is valid YAML naming Kafka, Postgres, the demo upstream and the four services."""
-    assert set(COMPOSE["services"]) == {"kafka", "postgres", "demo-upstream", "pricer", "ledger", "reports", "proxy"}
+    default = {name for name, service in COMPOSE["services"].items() if "profiles" not in service}
+    assert default == {"kafka", "postgres", "demo-upstream", "pricer", "ledger", "reports", "proxy"}
+
+
+def test_compose_cluster_profile_adds_two_kafka_nodes_and_a_second_pricer_ledger_and_proxy():
+    """The cluster profile is the shape of `make up CLUSTER=3`: three voters, two of each service."""
+    cluster = {name for name, service in COMPOSE["services"].items() if service.get("profiles") == ["cluster"]}
+    assert cluster == {"kafka-2", "kafka-3", *(spec.name for spec in CLUSTER_SERVICES)}
+    settings = dict(line.split("=", 1) for line in (ROOT / "stack" / "compose-cluster.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    assert settings["TALLY_KAFKA_VOTERS"] == "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    assert (settings["TALLY_KAFKA_REPLICAS"], settings["TALLY_KAFKA_MIN_ISR"]) == ("3", "2")
+    assert [COMPOSE["services"][f"kafka-{i}"]["environment"]["KAFKA_NODE_ID"] for i in (2, 3)] == [2, 3]
 
 
 def test_compose_publishes_only_the_proxy():
     """The proxy's port is the one published; Kafka, Postgres and the other services stay on the network."""
     published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
-    assert published == {"proxy": ["4000:4000"]}
+    assert published == {"proxy": ["4000:4000"], "proxy-2": ["4020:4000"]}
 
 
 def test_compose_services_listen_on_the_ports_make_up_gives_them():
@@ -50,7 +62,7 @@ def test_compose_requires_a_master_key_with_a_message_saying_how():
 def test_compose_gives_the_master_key_only_to_the_services_that_check_callers():
     """The pricer, the ledger and the demo upstream never see the master key."""
     holders = {name for name, service in COMPOSE["services"].items() if "LITELLM_MASTER_KEY" in service.get("environment", {})}
-    assert holders == {"proxy", "reports"}
+    assert holders == {"proxy", "proxy-2", "reports"}
 
 
 def test_compose_requires_a_postgres_password_and_keeps_it_out_of_the_url():
@@ -58,7 +70,7 @@ def test_compose_requires_a_postgres_password_and_keeps_it_out_of_the_url():
     services = COMPOSE["services"]
     assert required_variable(services["postgres"]["environment"]["POSTGRES_PASSWORD"])[0] == "POSTGRES_PASSWORD"
     users = {name for name, service in services.items() if "PGPASSWORD" in service.get("environment", {})}
-    assert users == {"ledger", "reports"}
+    assert users == {"ledger", "ledger-2", "reports"}
     for name in users:
         assert required_variable(services[name]["environment"]["PGPASSWORD"])[0] == "POSTGRES_PASSWORD"
     for spec in SERVICES:
