@@ -369,7 +369,7 @@ async def test_the_gate_refuses_to_release_one_admission_twice(proxy: Proxy) -> 
 def test_an_account_releases_a_reservation_once() -> None:
     """Account.settle on a released reservation returns False and changes nothing."""
     account = Account()
-    account.roll(None, None, Decimal(0))
+    account.roll(None, None)
     reservation = account.reserve(Decimal("0.5"))
     assert account.settle(reservation, Decimal("0.25"), utcnow()) is True
     assert account.settle(reservation, Decimal("0.25"), utcnow()) is False

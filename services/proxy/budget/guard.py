@@ -1,14 +1,17 @@
 """The budget gate on the request path: admit a call before it goes upstream, settle it after.
 
 Everything answers from memory: the EntityDirectory (entities topic), the TotalsView (totals
-topic) and this replica's own Accounts. `admit` checks the key, its team, its internal user and
-the request's customer (`user`), then the key's rpm / tpm / parallel limits, and only then
-reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the reservation
-for the call's real cost."""
+topic) and this worker's own Accounts with their budget leases. `admit` checks the key, its team,
+its internal user and the request's customer (`user`), then the key's rpm / tpm / parallel limits,
+and only then reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the
+reservation for the call's real cost. A call that does not fit an entity's lease raises
+AwaitRenewal: the caller awaits a renewal (bounded by `lease_wait_s`) and the call is judged again."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,20 +20,12 @@ from decimal import Decimal
 import structlog
 
 from services.proxy.auth.keys import CallerIdentity
-from services.proxy.budget.admission import Admission, BudgetRequest
-from services.proxy.budget.core import (
-    RESETTABLE,
-    ZERO,
-    Account,
-    BudgetSpec,
-    Reservation,
-    counted_spend,
-    judge,
-    restart_prior,
-    window_of,
-)
+from services.proxy.budget.admission import Admission, AwaitRenewal, BudgetRequest
+from services.proxy.budget.core import RESETTABLE, ZERO, Account, BudgetSpec, Reservation, counted_spend, judge, window_of
 from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
+from services.proxy.budget.lease_keeper import LeaseKeeper
+from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
 from services.proxy.budget.limiter import KeyLimiter, Slot
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
@@ -41,6 +36,7 @@ from shared.pricing import Catalog
 log = structlog.get_logger(__name__)
 
 _LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} "}
+RENEWAL_TRIES = 3  # a call short of lease is judged again after each of these renewals, then refused
 
 
 class BudgetExceeded(ProxyError):
@@ -49,7 +45,7 @@ class BudgetExceeded(ProxyError):
     status = 400
 
     def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal) -> None:
-        label = _LABEL[kind].format(entity_id)
+        label = _LABEL.get(kind, "").format(entity_id)
         super().__init__(
             f"Budget has been exceeded! {label}Current cost: {format(spend, 'f')}, Max budget: {format(max_budget, 'f')}",
             type="budget_exceeded", code="400")
@@ -65,27 +61,56 @@ class Hold:
     slot: Slot | None
 
 
+Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fit, with the call's estimate
+
+
 class BudgetGuard:
     def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
-                 replicas: int = 1, started_at: datetime | None = None,
+                 replicas: int = 1, keeper: LeaseKeeper | None = None, lease_wait_s: float = 2.0,
                  clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time,
                  double_settlements: Metric | None = None) -> None:
         self.directory = directory
         self.totals = totals
         self.catalog = catalog
         self.rates = rates
-        self.replicas = max(1, replicas)
-        self.started_at = started_at or clock()
+        self.replicas = max(1, replicas)  # rate limits are still split per process (limiter.py)
+        # Without a keeper the guard is its own authority: right for one process, as in unit tests.
+        self.keeper = keeper or LeaseKeeper(MemoryLeaseStore(clock), "local", totals)
+        self.lease_wait_s = lease_wait_s
         self.clock = clock
         self.wall = wall
         self.limiter = KeyLimiter(self.replicas)
-        self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer")}
+        self._accounts: defaultdict[str, dict[str, Account]] = defaultdict(dict)
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
     # -- the request path ----------------------------------------------------------------------
 
     def admit(self, request: BudgetRequest) -> Admission:
+        outcome = self._admit(request, waited=False)
+        if isinstance(outcome, Admission):
+            return outcome
+        raise AwaitRenewal(lambda: self._admit_after_renewal(request, outcome))
+
+    async def _admit_after_renewal(self, request: BudgetRequest, short: Short) -> Admission:
+        """Renew the leases the call did not fit, then judge it again; bounded by lease_wait_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_wait_s
+        for attempt in range(RENEWAL_TRIES):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(asyncio.gather(*(self.keeper.renew(account, want) for account, want in short)), remaining)
+            except asyncio.TimeoutError:
+                break
+            outcome = self._admit(request, waited=attempt == RENEWAL_TRIES - 1)
+            if isinstance(outcome, Admission):
+                return outcome
+            short = outcome
+        raise LeasesUnavailable(f"no budget lease was granted within {self.lease_wait_s:g} s")
+
+    def _admit(self, request: BudgetRequest, waited: bool) -> Admission | Short:
         caller = request.caller
         if caller.is_master:
             return Admission(request)
@@ -108,6 +133,7 @@ class BudgetGuard:
 
         cost = None
         soft = False
+        short: Short = []
         for spec, account in budgeted:
             total = self.totals.get(spec.kind, spec.entity_id)
             counted = counted_spend(total, account.start)
@@ -116,14 +142,18 @@ class BudgetGuard:
                 if cost is None:
                     cost = estimate(self.catalog, self.rates.get(request.model_group), request.call_type,
                                     getattr(request, "body", None))
-                verdict = judge(account, counted, as_of, spec.max_budget, cost, self.replicas)
-                if not verdict.admitted:
+                verdict = judge(account, counted, as_of, cost, waited)
+                if verdict.short:
+                    short.append((account, cost))
+                elif not verdict.admitted:
                     raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
                 believed = verdict.believed_spend
             else:
                 believed = counted + account.uncounted(as_of) + account.reserved
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
+        if short:
+            return short
 
         slot = None
         if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
@@ -190,7 +220,7 @@ class BudgetGuard:
     # -- accounts ------------------------------------------------------------------------------
 
     def _account(self, spec: BudgetSpec, now: datetime) -> Account:
-        accounts = self._accounts[spec.kind]
+        accounts = self._accounts[spec.kind]  # any entity kind the directory knows
         account = accounts.get(spec.entity_id)
         if account is None:
             account = accounts[spec.entity_id] = Account()
@@ -200,10 +230,7 @@ class BudgetGuard:
             return account  # the usual case: same limits, same window
         start, end = window_of(spec, now, last_reset)
         if account.generation < 0 or start != account.start:
-            prior = ZERO
-            if (start is None or start < self.started_at) and (spec.anchor is None or spec.anchor < self.started_at):
-                prior = restart_prior(counted_spend(self.totals.get(spec.kind, spec.entity_id), start), self.replicas)
-            account.roll(start, end, prior)
+            account.roll(start, end)
         account.end = end
         account.spec = spec
         account.reset_seen = last_reset

@@ -1,0 +1,162 @@
+"""This worker's side of the budget leases: renewals off the request path.
+
+`renew` asks the authority (a LeaseStore) for more of an account's budget window, one renewal per
+account at a time (callers waiting on the same account share it). `run` is the background loop
+that keeps leases useful and small:
+
+- renews ahead of need, when an account's headroom falls below half of its last slice (or below
+  its largest estimate), so a busy key rarely waits;
+- heartbeats a lease that still holds headroom or calls in flight, reporting what it used, so it
+  does not expire while its holder lives (the authority folds a lease that is not renewed within
+  the TTL into the window's settled spend at its full charge);
+- returns what an idle account holds (nothing admitted for `idle_s`, nothing in flight): its grant
+  falls to what it used, and the rest is free for every other worker;
+- forgets, after `final_fresh_s`, that the authority had nothing left to grant, so the next call
+  that does not fit asks again (another worker may have returned a lease since).
+
+`close` (at shutdown, after the calls in flight were drained) returns every lease."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import structlog
+
+from services.proxy.budget.core import ZERO, Account, counted_spend
+from services.proxy.budget.lease_store import LeasesUnavailable, LeaseStore, WindowKey
+from services.proxy.budget.leases import LeaseAsk
+from services.proxy.budget.totals import TotalsView
+from shared.events import utcnow
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseKeeper:
+    def __init__(self, store: LeaseStore, holder: str, totals: TotalsView, *, ttl_s: float = 10.0,
+                 idle_s: float = 1.0, tick_s: float = 0.05, final_fresh_s: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.holder = holder
+        self.totals = totals
+        self.ttl_s = ttl_s
+        self.idle_s = idle_s
+        self.tick_s = tick_s
+        self.final_fresh_s = final_fresh_s
+        self.clock = clock
+        # Accounts this worker holds something for at the authority, with when it last reported
+        # there, the admissions seen then, and since when it has been idle.
+        self._held: dict[int, Account] = {}
+        self._reported: dict[int, float] = {}
+        self._seen: dict[int, tuple[int, float]] = {}
+        self._finals: dict[int, tuple[Account, float]] = {}
+        self.renewals = 0
+        self.failures = 0
+
+    # -- renewals ------------------------------------------------------------------------------
+
+    async def renew(self, account: Account, want: Decimal) -> None:
+        """Ask for at least `want` more (0: only report); shares a renewal already in flight."""
+        task = account.renewal
+        if not isinstance(task, asyncio.Task) or task.done():
+            task = self._start(account, want, returning=False)
+        await asyncio.shield(task)
+
+    async def _renew(self, account: Account, want: Decimal, returning: bool) -> None:
+        spec = account.spec
+        if spec is None or spec.max_budget is None:
+            return
+        generation = account.generation
+        if returning:
+            account.lease = account.committed  # from now on nothing more is admitted on the old grant
+        total = self.totals.get(spec.kind, spec.entity_id)
+        ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
+                       used=account.own, inflight=account.reserved, want=want)
+        window = WindowKey(spec.kind, spec.entity_id, account.start, account.end)
+        try:
+            result = await self.store.renew(window, ask, self.ttl_s)
+        except LeasesUnavailable:
+            self.failures += 1
+            raise
+        self.renewals += 1
+        if account.generation != generation:
+            return  # the window rolled while the renewal ran: the grant is for one that is over
+        key = id(account)
+        account.lease = result.granted
+        account.final = result.final
+        if result.headroom > ZERO:
+            account.slice = result.headroom
+        now = self.clock()
+        self._reported[key] = now
+        if result.final:
+            self._finals[key] = (account, now)
+        if account.lease > account.own:
+            self._held[key] = account
+        else:
+            self._forget(key)
+
+    def _forget(self, key: int) -> None:
+        self._held.pop(key, None)
+        self._reported.pop(key, None)
+        self._seen.pop(key, None)
+
+    # -- the background loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)  # a period, not a wait for a condition
+            self.tick()
+
+    def tick(self) -> None:
+        """One pass over the accounts holding something: renew ahead, heartbeat, return if idle."""
+        now = self.clock()
+        for key, (account, since) in list(self._finals.items()):
+            if now - since >= self.final_fresh_s:
+                account.final = False
+                del self._finals[key]
+        for key, account in list(self._held.items()):
+            task = account.renewal
+            if isinstance(task, asyncio.Task) and not task.done():
+                continue
+            if account.end is not None and utcnow() >= account.end:  # the window is over: so is its lease
+                self._forget(key)
+                continue
+            admitted, idle_since = self._seen.get(key, (-1, now))
+            if account.admitted != admitted or account.inflight:
+                self._seen[key] = (account.admitted, now)
+                idle_since = now
+            if now - idle_since >= self.idle_s:
+                self._start(account, ZERO, returning=True)
+            elif not account.final and account.lease - account.committed < max(account.slice / 2, account.want):
+                self._start(account, max(account.want, account.slice), returning=False)
+            elif now - self._reported.get(key, now) >= self.ttl_s / 3:
+                self._start(account, ZERO, returning=False)
+
+    def _start(self, account: Account, want: Decimal, returning: bool) -> asyncio.Task:  # type: ignore[type-arg]
+        task = account.renewal = asyncio.ensure_future(self._renew(account, want, returning))
+        task.add_done_callback(_log_failure)
+        return task
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Return every lease (the calls were drained before this): what was not used is free at once."""
+        pending = [t for t in (a.renewal for a in self._held.values()) if isinstance(t, asyncio.Task) and not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        returns = [asyncio.ensure_future(self._renew(account, ZERO, returning=True)) for account in list(self._held.values())]
+        if not returns:
+            return
+        done, left = await asyncio.wait(returns, timeout=timeout)
+        for task in left:
+            task.cancel()
+        failed = sum(1 for task in done if task.exception() is not None)
+        log.info("budget_leases_returned", returned=len(done) - failed, failed=failed + len(left))
+
+
+def _log_failure(task: asyncio.Task) -> None:  # type: ignore[type-arg]
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.warning("budget_lease_renewal_failed", error=str(exc)[:300])
