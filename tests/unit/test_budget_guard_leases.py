@@ -1,0 +1,137 @@
+"""BudgetGuards of several workers sharing one lease authority (the in-memory store): what one client
+gets, the overshoot under concurrency, idle returns, and an unreachable authority."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from services.proxy.auth.keys import CallerIdentity
+from services.proxy.budget.admission import Admission, AwaitRenewal, BudgetRequest
+from services.proxy.budget.entities import EntityDirectory
+from services.proxy.budget.estimate import Rates
+from services.proxy.budget.guard import BudgetExceeded, BudgetGuard
+from services.proxy.budget.lease_keeper import LeaseKeeper
+from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
+from services.proxy.budget.totals import TotalsView
+from shared.events import TokenUsage, UsageEvent
+from shared.pricing import Catalog
+
+D = Decimal
+COST = D("0.0000074")  # what each call really costs
+ESTIMATE = D("0.00000875")  # the guard's upper bound for BODY: 47 x 5e-08 + 80 x 8e-08
+BODY = {"messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 80}
+RATES = {"m": Rates(D("5E-8"), D("8E-8"), 8192)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def workers(store: MemoryLeaseStore, n: int, clock: Clock | None = None) -> list[BudgetGuard]:
+    guards = []
+    for i in range(n):
+        totals = TotalsView()
+        keeper = LeaseKeeper(store, f"w{i}", totals, clock=clock or Clock())
+        guards.append(BudgetGuard(EntityDirectory(), totals, Catalog.from_entries({}), RATES, keeper=keeper, lease_wait_s=1))
+    return guards
+
+
+def caller(budget: Decimal) -> CallerIdentity:
+    return CallerIdentity.from_state("k1", {"max_budget": str(budget)})
+
+
+async def admit(guard: BudgetGuard, who: CallerIdentity) -> Admission:
+    request = BudgetRequest("r", who, "m", None, (), "acompletion", BODY)
+    try:
+        return guard.admit(request)
+    except AwaitRenewal as short:
+        return await short.admit_after_renewal()
+
+
+def settle(guard: BudgetGuard, admission: Admission) -> None:
+    event = UsageEvent.model_construct(quoted_cost=COST, start_time=datetime.now(timezone.utc),
+                                       usage=TokenUsage(prompt_tokens=20, completion_tokens=80))
+    guard.settle(admission, event)
+
+
+async def calls_until_refused(guard: BudgetGuard, who: CallerIdentity) -> int:
+    calls = 0
+    while True:
+        try:
+            admission = await admit(guard, who)
+        except BudgetExceeded:
+            return calls
+        settle(guard, admission)
+        calls += 1
+
+
+async def test_one_client_on_one_of_two_workers_gets_its_whole_budget() -> None:
+    """Budget of 100 calls, every call through worker 0 of 2: 100 calls admitted, then the budget error."""
+    store = MemoryLeaseStore()
+    first, _second = workers(store, 2)
+    assert await calls_until_refused(first, caller(COST * 100)) == 100
+
+
+async def test_64_callers_on_four_workers_pass_the_budget_by_at_most_one_call_per_worker() -> None:
+    """64 concurrent callers spread over 4 workers, calls finishing in random order: spend <= B + 4 calls, >= 99 % of B."""
+    store = MemoryLeaseStore()
+    guards = workers(store, 4)
+    budget = COST * 200
+    who = caller(budget)
+    spent: list[Decimal] = []
+    rng = random.Random(3)
+
+    async def one(i: int) -> None:
+        guard = guards[i % 4]
+        while True:
+            try:
+                admission = await admit(guard, who)
+            except BudgetExceeded:
+                return
+            await asyncio.sleep(rng.random() / 1000)  # the call runs upstream a while
+            settle(guard, admission)
+            spent.append(COST)
+
+    await asyncio.gather(*(one(i) for i in range(64)))
+    total = sum(spent, D(0))
+    assert total <= budget + 4 * COST, total / COST
+    assert total >= budget * D("0.99"), total / COST
+
+
+async def test_an_idle_workers_lease_comes_back_to_the_others() -> None:
+    """Worker 0 takes a lease and goes idle; once its keeper returns it, worker 1 can spend all the rest."""
+    clock = Clock()
+    store = MemoryLeaseStore()
+    first, second = workers(store, 2, clock)
+    who = caller(COST * 40)
+    settle(first, await admit(first, who))
+    first_account = first._accounts["key"]["k1"]
+    assert first_account.lease > COST * 4  # it holds a slice, far more than it used
+    first.keeper.tick()  # sees the account as active
+    clock.now = 2.0
+    first.keeper.tick()  # idle for over idle_s: returns what it holds
+    await first_account.renewal  # type: ignore[misc]
+    assert first_account.lease == COST
+    assert await calls_until_refused(second, who) == 39
+
+
+async def test_a_call_short_of_lease_gets_503_when_the_authority_is_unreachable() -> None:
+    """The store raises LeasesUnavailable: the call is refused with 503, not with a budget error."""
+    class Down(MemoryLeaseStore):
+        async def renew(self, window, ask, ttl_s):  # type: ignore[no-untyped-def]
+            raise LeasesUnavailable("OperationalError: connection refused")
+
+    guard = workers(Down(), 1)[0]
+    with pytest.raises(LeasesUnavailable) as refused:
+        await admit(guard, caller(D(1)))
+    assert refused.value.status == 503
+    assert refused.value.message.startswith("Budget authority unavailable, try again shortly")
