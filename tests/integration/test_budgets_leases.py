@@ -1,7 +1,7 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
-one keep-alive client gets its whole budget, 64 concurrent callers pass it by at most one call per
-worker, a SIGKILLed worker's lease expires and is folded into the window's settled spend, and its
-restarted successor holds only what it was granted itself.
+one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
+by at most one call per worker, a SIGKILLed worker's lease expires and is folded into the window's
+settled spend, and its restarted successor holds only what it was granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import aiohttp
@@ -150,3 +151,19 @@ async def test_a_restarted_worker_holds_only_what_it_was_granted_itself(two_by_t
     rows = eventually(returned, 10, "both idle leases returned")
     assert workers_holding(rows) == ["0", "1"]  # each worker its own row, under its own holder id
     assert sum((used for _, used, _ in rows.values()), Decimal(0)) == sum(spent, Decimal(0))  # exactly what they served
+
+
+async def test_one_keep_alive_client_gets_the_whole_rpm_limit_from_one_of_four_workers(two_by_two: TallyStack) -> None:
+    """rpm_limit 30 on a 2 x 2 deployment, one keep-alive client: 30 calls in the minute, then 429 (not 30/4)."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, rpm_limit=30)
+    statuses = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        while not statuses or statuses[-1][0] == 200:
+            status, data, _ = await chat(session, two_by_two, "proxy-a", key)
+            statuses.append((status, data))
+    assert len(statuses) == 31
+    status, data = statuses[-1]
+    assert (status, data["error"]["type"]) == (429, "rate_limit_error"), data
+    assert "rpm_limit: 30" in data["error"]["message"]

@@ -377,14 +377,12 @@ def test_an_account_releases_a_reservation_once() -> None:
 
 
 def test_the_limiter_releases_a_slot_once() -> None:
-    """KeyLimiter.release on a released slot returns False: in-flight stays 0, tokens are counted once."""
+    """KeyLimiter.release on a released slot returns False: in-flight and held stay 0."""
     limiter = KeyLimiter()
-    slot = limiter.acquire("k", None, None, 2, 60.0)
-    assert slot is not None
-    assert limiter.release(slot, 10, 61.0) is True
-    assert limiter.release(slot, 10, 61.0) is False
-    counter = limiter._counters["k"]
-    assert (counter.inflight, counter.tokens, limiter.held) == (0, 10, 0)
+    slot = limiter.acquire("k", 2)
+    assert limiter.release(slot) is True
+    assert limiter.release(slot) is False
+    assert (limiter._counters["k"].inflight, limiter.held) == (0, 0)
 
 
 # -- usage_from_openai is total -------------------------------------------------------------------

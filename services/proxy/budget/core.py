@@ -26,6 +26,7 @@ from typing import NamedTuple
 from shared.budget_windows import effective_start, next_reset
 
 ZERO = Decimal(0)
+MONEY, REQUESTS, TOKENS = "money", "requests", "tokens"  # what an account counts
 RESETTABLE = frozenset({"key", "team"})  # what /global/spend/reset zeroes (as LiteLLM does)
 
 
@@ -127,13 +128,13 @@ class Account:
                 self.pending_sum -= pending.popleft()[1]
         return self.pending_sum
 
-    def reserve(self, estimate: Decimal) -> Reservation:
+    def reserve(self, estimate: Decimal, measure: str = MONEY) -> Reservation:
         self.reserved += estimate
         self.inflight += 1
         self.admitted += 1
         if estimate > self.want:
             self.want = estimate
-        return Reservation(self, self.generation, estimate)
+        return Reservation(self, self.generation, estimate, measure)
 
     def settle(self, reservation: Reservation, cost: Decimal, event_time: datetime) -> bool:
         """Release a reservation and count the call's real cost, if its window is still current.
@@ -162,14 +163,16 @@ class Account:
 
 
 class Reservation:
-    """One admission's hold on one account: released exactly once."""
+    """One admission's hold on one account: released exactly once, with the call's cost in the
+    account's measure (money for a budget, 1 for rpm, its tokens for tpm)."""
 
-    __slots__ = ("account", "generation", "estimate", "released")
+    __slots__ = ("account", "generation", "estimate", "measure", "released")
 
-    def __init__(self, account: Account, generation: int, estimate: Decimal) -> None:
+    def __init__(self, account: Account, generation: int, estimate: Decimal, measure: str = MONEY) -> None:
         self.account = account
         self.generation = generation
         self.estimate = estimate
+        self.measure = measure
         self.released = False
 
 

@@ -10,7 +10,6 @@ AwaitRenewal: the caller awaits a renewal (bounded by `lease_wait_s`) and the ca
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +20,24 @@ import structlog
 
 from services.proxy.auth.keys import CallerIdentity
 from services.proxy.budget.admission import Admission, AwaitRenewal, BudgetRequest
-from services.proxy.budget.core import RESETTABLE, ZERO, Account, BudgetSpec, Reservation, counted_spend, judge, window_of
+from services.proxy.budget.core import (
+    MONEY,
+    REQUESTS,
+    RESETTABLE,
+    ZERO,
+    Account,
+    BudgetSpec,
+    Reservation,
+    counted_spend,
+    judge,
+    window_of,
+)
 from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
 from services.proxy.budget.limiter import KeyLimiter, Slot
+from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
 from shared.events import UsageEvent, utcnow
@@ -67,21 +78,20 @@ Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fi
 class BudgetGuard:
     def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
                  replicas: int = 1, keeper: LeaseKeeper | None = None, lease_wait_s: float = 2.0,
-                 clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time,
-                 double_settlements: Metric | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, double_settlements: Metric | None = None) -> None:
         self.directory = directory
         self.totals = totals
         self.catalog = catalog
         self.rates = rates
-        self.replicas = max(1, replicas)  # rate limits are still split per process (limiter.py)
+        self.replicas = max(1, replicas)  # max_parallel_requests is still split per process (limiter.py)
         # Without a keeper the guard is its own authority: right for one process, as in unit tests.
         self.keeper = keeper or LeaseKeeper(MemoryLeaseStore(clock), "local", totals)
         self.lease_wait_s = lease_wait_s
         self.clock = clock
-        self.wall = wall
         self.limiter = KeyLimiter(self.replicas)
         self._accounts: defaultdict[str, dict[str, Account]] = defaultdict(dict)
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
+        self._rate_specs: dict[str, tuple[CallerIdentity, tuple[tuple[str, BudgetSpec], ...]]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
     # -- the request path ----------------------------------------------------------------------
@@ -152,14 +162,25 @@ class BudgetGuard:
                 believed = counted + account.uncounted(as_of) + account.reserved
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
+        rated: list[tuple[str, Account]] = []
+        if caller.rpm_limit is not None or caller.tpm_limit is not None:
+            for measure, spec in self._rates_of(caller):
+                account = self._account(spec, now)
+                verdict = judge(account, ZERO, None, ONE, waited)
+                if verdict.short:
+                    short.append((account, ONE))
+                elif not verdict.admitted:
+                    raise rate_limited(measure, spec, account)
+                rated.append((measure, account))
         if short:
             return short
 
         slot = None
-        if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
-            slot = self.limiter.acquire(caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests,
-                                        self.wall())
+        if caller.max_parallel_requests is not None:
+            slot = self.limiter.acquire(caller.api_key_hash, caller.max_parallel_requests)
         held = [account.reserve(cost or ZERO) for _, account in budgeted]
+        for measure, account in rated:
+            held.append(account.reserve(ONE, measure))
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
         return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, slot))
@@ -171,9 +192,12 @@ class BudgetGuard:
             return self._unbudgeted_key_spend(admission, cost)
         refused = 0
         for reservation in hold.reservations:
-            refused += not reservation.account.settle(reservation, cost, event.start_time)
+            measure = reservation.measure
+            amount = cost if measure == MONEY else ONE if measure == REQUESTS else Decimal(
+                event.usage.prompt_tokens + event.usage.completion_tokens)
+            refused += not reservation.account.settle(reservation, amount, event.start_time)
         if hold.slot is not None:
-            refused += not self.limiter.release(hold.slot, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
+            refused += not self.limiter.release(hold.slot)
         if refused:
             # A bug upstream of here (the relay settles each call once): the held amounts were
             # not released twice, and the caller gets the key's spend as it stands.
@@ -193,8 +217,9 @@ class BudgetGuard:
     # -- what /metrics shows ---------------------------------------------------------------------
 
     def reserved_total(self) -> Decimal:
-        """The estimates held by calls in flight, summed over every account of every entity."""
-        return sum((account.reserved for accounts in self._accounts.values() for account in accounts.values()), ZERO)
+        """The estimates held by calls in flight, summed over every budget account of every entity."""
+        return sum((account.reserved for kind, accounts in self._accounts.items() if kind not in RATE_KINDS.values()
+                    for account in accounts.values()), ZERO)
 
     # -- what the admin routes show ------------------------------------------------------------
 
@@ -209,6 +234,13 @@ class BudgetGuard:
         if account is not None and account.start == start and account.generation >= 0:
             spend += account.uncounted(total.as_of if total else None)
         return spend, end
+
+    def _rates_of(self, caller: CallerIdentity) -> tuple[tuple[str, BudgetSpec], ...]:
+        """The key's rpm / tpm limits as budgets of one-minute windows (rate_limits.py)."""
+        cached = self._rate_specs.get(caller.api_key_hash)
+        if cached is None or cached[0] is not caller:
+            cached = self._rate_specs[caller.api_key_hash] = (caller, rate_specs(caller))
+        return cached[1]
 
     def _fallback_spec(self, caller: CallerIdentity) -> BudgetSpec:
         """A key the KeyTable knows but the directory does not (yet): its limits from the identity."""
