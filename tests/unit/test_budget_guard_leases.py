@@ -101,7 +101,11 @@ async def test_64_callers_on_four_workers_pass_the_budget_by_at_most_one_call_pe
             settle(guard, admission)
             spent.append(COST)
 
+    loops = [asyncio.ensure_future(guard.keeper.run()) for guard in guards]  # renew ahead, trim, return
     await asyncio.gather(*(one(i) for i in range(64)))
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
     total = sum(spent, D(0))
     assert total <= budget + 4 * COST, total / COST
     assert total >= budget * D("0.99"), total / COST
@@ -135,3 +139,23 @@ async def test_a_call_short_of_lease_gets_503_when_the_authority_is_unreachable(
         await admit(guard, caller(D(1)))
     assert refused.value.status == 503
     assert refused.value.message.startswith("Budget authority unavailable, try again shortly")
+
+
+async def test_a_worker_told_nothing_is_left_keeps_only_one_calls_worth() -> None:
+    """Worker 0 holds 5 calls' worth, used 1; worker 1 uses up the rest. Once worker 0 hears the
+    budget is all leased, it trims to one call's estimate beyond its 1 used, and worker 1 gets the rest."""
+    clock = Clock()
+    first, second = workers(MemoryLeaseStore(), 2, clock)
+    who = caller(COST * 40)
+    settle(first, await admit(first, who))
+    account = first._accounts["key"]["k1"]
+    assert account.lease == COST * 5  # an eighth of 40 calls
+    assert await calls_until_refused(second, who) == 35
+    await first.keeper.renew(account, D(0))  # a heartbeat: the authority answers that nothing is left
+    assert account.scarce
+    first.keeper.tick()
+    await account.renewal  # type: ignore[misc]
+    assert account.lease == COST + ESTIMATE
+    clock.now = 0.3
+    second.keeper.tick()  # its own "nothing left" is 0.3 s old: the next call that does not fit asks again
+    assert await calls_until_refused(second, who) == 3  # 4 x COST - ESTIMATE freed: 3 more calls

@@ -28,9 +28,9 @@ def test_a_grant_is_an_eighth_of_what_is_left_and_at_least_what_was_asked() -> N
 
 
 def test_the_last_of_the_budget_is_granted_whole_and_final() -> None:
-    """0.5 left, a call estimated at 1 asks: it gets the 0.5 and the grant says nothing is left."""
-    result, _ = grant([LeaseRow("b", D("99.5"), expires_at=LATER)], ask("a"), NOW)
-    assert result == LeaseGrant(D("0.5"), D("0.5"), True, D(100))
+    """0.5 left, a call estimated at 1 asks: it gets the 0.5, the grant says nothing is left and that b holds 99.5 unused."""
+    result, _ = grant([LeaseRow("b", D("99.5"), D(0), D(0), LATER)], ask("a"), NOW)
+    assert result == LeaseGrant(D("0.5"), D("0.5"), True, D(100), D("99.5"))
 
 
 def test_a_renewal_adds_to_what_the_holder_keeps() -> None:
@@ -73,9 +73,9 @@ def test_the_ledgers_total_bounds_what_is_free_when_it_shows_more_than_the_lease
 
 
 def test_nothing_is_granted_when_nothing_is_left() -> None:
-    """Budget used up: no headroom, final; a holder keeps what it had."""
-    result, _ = grant([LeaseRow("b", D(100), expires_at=LATER)], ask("a", keep="0"), NOW)
-    assert result == LeaseGrant(D(0), D(0), True, D(100))
+    """Budget used up (b used 70 of its 100, 30 in flight): no headroom, final, nothing unused elsewhere."""
+    result, _ = grant([LeaseRow("b", D(100), D(70), D(30), LATER)], ask("a", keep="0"), NOW)
+    assert result == LeaseGrant(D(0), D(0), True, D(100), D(0))
     assert slice_of(D(-1), D(1)) == D(0)
 
 

@@ -83,7 +83,7 @@ class Account:
     """This replica's own side of one entity's budget in one window."""
 
     __slots__ = ("start", "end", "generation", "own", "reserved", "inflight", "pending", "pending_sum",
-                 "spec", "reset_seen", "lease", "final", "slice", "want", "admitted", "renewal")
+                 "spec", "reset_seen", "lease", "final", "scarce", "slice", "want", "admitted", "renewal")
 
     def __init__(self) -> None:
         self.spec: BudgetSpec | None = None  # the limits the window was computed from
@@ -97,7 +97,8 @@ class Account:
         self.pending: deque[tuple[datetime, Decimal]] = deque()  # settled, maybe not counted yet
         self.pending_sum = ZERO
         self.lease = ZERO  # granted by the authority for this window: own + reserved stays within it
-        self.final = False  # the authority's last word: nothing of the budget is left unleased
+        self.final = False  # the authority's last word: nothing left unleased, nor unused by other workers
+        self.scarce = False  # nothing left unleased: keep no more than one call's worth beyond what is committed
         self.slice = ZERO  # the headroom the last renewal added (renewals start before it runs out)
         self.want = ZERO  # the largest estimate reserved in this window: what a renewal asks for at least
         self.admitted = 0  # admissions so far (the lease keeper tells an idle account by it)
@@ -113,6 +114,7 @@ class Account:
         self.pending_sum = ZERO
         self.lease = ZERO
         self.final = False
+        self.scarce = False
         self.slice = ZERO
         self.want = ZERO
 
@@ -184,14 +186,15 @@ class Verdict(NamedTuple):  # a tuple: built on every call, so cheap to make
 
 
 def judge(account: Account, counted: Decimal, as_of: datetime | None, estimate: Decimal, waited: bool = False) -> Verdict:
-    """May a call estimated at `estimate` start? See the module docstring. `waited`: a renewal was
-    just awaited for this call, so a call that still does not fit is refused, not short again."""
+    """May a call estimated at `estimate` start? See the module docstring. `waited`: renewals were
+    just awaited for this call, so a call that still does not fit is refused, not short again (and
+    may be the last call once nothing is left unleased, though other workers still hold some)."""
     reserved = account.reserved
     believed = counted + account.uncounted(as_of) + reserved
     committed = account.own + reserved
     if committed + estimate <= account.lease:
         return Verdict(True, believed)
-    if account.final:
+    if account.final or (waited and account.scarce):
         if account.inflight == 0 and committed < account.lease:
             return Verdict(True, believed, True)
         return Verdict(False, believed)

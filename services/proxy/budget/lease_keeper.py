@@ -11,6 +11,8 @@ that keeps leases useful and small:
   the TTL into the window's settled spend at its full charge);
 - returns what an idle account holds (nothing admitted for `idle_s`, nothing in flight): its grant
   falls to what it used, and the rest is free for every other worker;
+- trims a lease to what is committed plus one call once the authority said nothing is left
+  unleased (`scarce`), so the last of a budget goes to whichever worker the calls reach;
 - forgets, after `final_fresh_s`, that the authority had nothing left to grant, so the next call
   that does not fit asks again (another worker may have returned a lease since).
 
@@ -61,16 +63,17 @@ class LeaseKeeper:
         """Ask for at least `want` more (0: only report); shares a renewal already in flight."""
         task = account.renewal
         if not isinstance(task, asyncio.Task) or task.done():
-            task = self._start(account, want, returning=False)
+            task = self._start(account, want)
         await asyncio.shield(task)
 
-    async def _renew(self, account: Account, want: Decimal, returning: bool) -> None:
+    async def _renew(self, account: Account, want: Decimal, trim_to: Decimal | None = None) -> None:
+        """`trim_to`: first lower the lease to it (a return: what is committed), before asking."""
         spec = account.spec
         if spec is None or spec.max_budget is None:
             return
         generation = account.generation
-        if returning:
-            account.lease = account.committed  # from now on nothing more is admitted on the old grant
+        if trim_to is not None and trim_to < account.lease:
+            account.lease = trim_to  # from now on nothing more is admitted on the old grant
         total = self.totals.get(spec.kind, spec.entity_id)
         ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
                        used=account.own, inflight=account.reserved, want=want)
@@ -85,7 +88,10 @@ class LeaseKeeper:
             return  # the window rolled while the renewal ran: the grant is for one that is over
         key = id(account)
         account.lease = result.granted
-        account.final = result.final
+        account.scarce = result.final
+        # Refuse without asking again only when no other worker holds a call's worth unused either:
+        # those that do give it back (trim) once they hear that nothing is left.
+        account.final = result.final and result.others_unused < max(want, account.want)
         if result.headroom > ZERO:
             account.slice = result.headroom
         now = self.clock()
@@ -127,15 +133,18 @@ class LeaseKeeper:
             if account.admitted != admitted or account.inflight:
                 self._seen[key] = (account.admitted, now)
                 idle_since = now
+            headroom = account.lease - account.committed
             if now - idle_since >= self.idle_s:
-                self._start(account, ZERO, returning=True)
-            elif not account.final and account.lease - account.committed < max(account.slice / 2, account.want):
-                self._start(account, max(account.want, account.slice), returning=False)
+                self._start(account, ZERO, trim_to=account.committed)
+            elif account.scarce and headroom > account.want:
+                self._start(account, ZERO, trim_to=account.committed + account.want)
+            elif not account.final and headroom < max(account.slice / 2, account.want):
+                self._start(account, max(account.want, account.slice))
             elif now - self._reported.get(key, now) >= self.ttl_s / 3:
-                self._start(account, ZERO, returning=False)
+                self._start(account, ZERO)
 
-    def _start(self, account: Account, want: Decimal, returning: bool) -> asyncio.Task:  # type: ignore[type-arg]
-        task = account.renewal = asyncio.ensure_future(self._renew(account, want, returning))
+    def _start(self, account: Account, want: Decimal, trim_to: Decimal | None = None) -> asyncio.Task:  # type: ignore[type-arg]
+        task = account.renewal = asyncio.ensure_future(self._renew(account, want, trim_to))
         task.add_done_callback(_log_failure)
         return task
 
@@ -144,7 +153,8 @@ class LeaseKeeper:
         pending = [t for t in (a.renewal for a in self._held.values()) if isinstance(t, asyncio.Task) and not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        returns = [asyncio.ensure_future(self._renew(account, ZERO, returning=True)) for account in list(self._held.values())]
+        returns = [asyncio.ensure_future(self._renew(account, ZERO, trim_to=account.committed))
+                   for account in list(self._held.values())]
         if not returns:
             return
         done, left = await asyncio.wait(returns, timeout=timeout)

@@ -65,6 +65,7 @@ class LeaseGrant:
     headroom: Decimal  # what this renewal added
     final: bool  # nothing of the budget is left unleased: no renewal can give more now
     known: Decimal  # the authority's bound on the window's spend, this grant included
+    others_unused: Decimal = ZERO  # what live other holders were granted and had not used, as last reported
 
 
 def slice_of(free: Decimal, want: Decimal, fraction: Decimal = SLICE_FRACTION) -> Decimal:
@@ -80,6 +81,7 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
     holder's row written). `rows` are all of the window's rows, locked by the caller."""
     settled = ZERO
     others = ZERO
+    unused = ZERO
     kept: list[LeaseRow] = []
     for row in rows:
         if row.holder == ask.holder:
@@ -88,6 +90,7 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
             settled += row.charge
             continue
         others += row.charge
+        unused += max(ZERO, row.granted - row.used - row.inflight)
         kept.append(row)
     mine = max(ask.keep, ask.used + ask.inflight)
     known = max(ask.counted, settled + others + mine)
@@ -98,4 +101,4 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
     if settled:
         kept.append(LeaseRow(SETTLED, settled))
     kept.append(LeaseRow(ask.holder, granted, ask.used, ask.inflight))
-    return LeaseGrant(granted, headroom, final, known + headroom), kept
+    return LeaseGrant(granted, headroom, final, known + headroom, unused), kept
