@@ -47,8 +47,10 @@ from shared.pricing import Catalog
 log = structlog.get_logger(__name__)
 
 _LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} "}
-RENEWAL_TRIES = 3  # a call short of lease is judged again after each of these renewals, then refused
-RENEWAL_SPACING_S = 0.05  # between them: time for other workers to give back what they hold unused
+# A call short of lease is judged again after each renewal, 50 ms apart and then up to 0.4 s apart
+# (time for other workers to give back what they hold unused), until TALLY_BUDGET_LEASE_WAIT_S.
+RENEWAL_SPACING_S = 0.05
+MAX_RENEWAL_SPACING_S = 0.4
 
 
 class BudgetExceeded(ProxyError):
@@ -104,25 +106,24 @@ class BudgetGuard:
         raise AwaitRenewal(lambda: self._admit_after_renewal(request, outcome))
 
     async def _admit_after_renewal(self, request: BudgetRequest, short: Short) -> Admission:
-        """Renew the leases the call did not fit and judge it again, up to RENEWAL_TRIES times (other
-        workers may be giving back what they hold unused meanwhile), then admit or refuse it.
-        503 when the authority cannot be reached within lease_wait_s."""
+        """Renew the leases the call did not fit and judge it again, at a growing pace while other
+        workers may still give back what they hold unused, until lease_wait_s; the last judgement
+        admits or refuses. 503 when the authority cannot be reached in that time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_wait_s
-        for attempt in range(RENEWAL_TRIES):
-            if attempt:
-                await asyncio.sleep(RENEWAL_SPACING_S)  # a bounded retry pace, not a wait for a condition
-            remaining = deadline - loop.time()
+        spacing = RENEWAL_SPACING_S
+        while True:
             try:
                 await asyncio.wait_for(asyncio.gather(*(self.keeper.renew(account, want) for account, want in short)),
-                                       max(remaining, 0.001))
+                                       max(deadline - loop.time(), 0.001))
             except asyncio.TimeoutError:
                 raise LeasesUnavailable(f"no budget lease was granted within {self.lease_wait_s:g} s") from None
-            outcome = self._admit(request, waited=attempt == RENEWAL_TRIES - 1)
+            outcome = self._admit(request, waited=loop.time() + spacing >= deadline)
             if isinstance(outcome, Admission):
                 return outcome
             short = outcome
-        raise AssertionError("the last attempt admits or refuses")  # waited=True never answers "short"
+            await asyncio.sleep(spacing)  # a bounded retry pace, not a wait for a condition
+            spacing = min(spacing * 2, MAX_RENEWAL_SPACING_S)
 
     def _admit(self, request: BudgetRequest, waited: bool) -> Admission | Short:
         caller = request.caller
