@@ -134,7 +134,7 @@ def stack_figures(rounds: int) -> dict[str, float]:
 
     def lease_holders(key: str) -> list[str]:
         with psycopg.connect(database_url) as conn:
-            return [row[0] for row in conn.execute("SELECT holder FROM tally_budget_leases WHERE entity_id = %s AND holder <> '~settled'",
+            return [row[0] for row in conn.execute("SELECT holder FROM tally_leases.budget_leases WHERE entity_id = %s AND holder <> '~settled'",
                                                    (hash_key(key),))]
 
     async def run() -> dict[str, float]:

@@ -30,11 +30,11 @@ class Stores:
         if isinstance(store, MemoryLeaseStore):
             return sorted((row.holder, row.charge) for row in store.windows.get(WINDOW, []))
         with psycopg.connect(self.database_url) as conn:
-            return sorted(conn.execute("SELECT holder, greatest(granted, used + inflight) FROM tally_budget_leases").fetchall())
+            return sorted(conn.execute("SELECT holder, greatest(granted, used + inflight) FROM tally_leases.budget_leases").fetchall())
 
     def expired(self, holder: str) -> bool:
         with psycopg.connect(self.database_url) as conn:
-            row = conn.execute("SELECT expires_at <= now() FROM tally_budget_leases WHERE holder = %s", (holder,)).fetchone()
+            row = conn.execute("SELECT expires_at <= now() FROM tally_leases.budget_leases WHERE holder = %s", (holder,)).fetchone()
             return bool(row and row[0])
 
 
@@ -75,3 +75,16 @@ async def test_a_lease_not_renewed_within_its_ttl_is_folded_into_the_settled_row
     grant = await lease_store.renew(WINDOW, LeaseAsk("b", D(100), D(0), D(0), D(0), D(0), D(100)), 30)  # type: ignore[attr-defined]
     assert grant.granted == D("87.5")
     assert stores.rows(lease_store) == [("b", D("87.5")), ("~settled", D("12.5"))]
+
+
+async def test_a_proxy_creates_the_lease_table_on_a_database_the_ledger_has_not_migrated(fresh_database_url: str) -> None:
+    """ensure_table on an empty database (twice, as two workers would) makes renewals work: 12.5 of 100."""
+    pool = db_pool(fresh_database_url, min_size=1, max_size=2)
+    await pool.open()
+    try:
+        store = PostgresLeaseStore(pool)
+        await asyncio.gather(store.ensure_table(), store.ensure_table())
+        grant = await store.renew(WINDOW, LeaseAsk("a", D(100), D(0), D(0), D(0), D(0), D(1)), 30)
+        assert grant.granted == D("12.5")
+    finally:
+        await pool.close()

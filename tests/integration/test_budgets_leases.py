@@ -50,7 +50,7 @@ def two_by_two(kafka_bootstrap: str, postgres_admin_url: str, tmp_path_factory: 
 def lease_rows(stack: TallyStack, key: str) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
     """holder -> (granted, used, charge) of the key's leases."""
     with psycopg.connect(stack.common.database_url) as conn:
-        rows = conn.execute("SELECT holder, granted, used, greatest(granted, used + inflight) FROM tally_budget_leases"
+        rows = conn.execute("SELECT holder, granted, used, greatest(granted, used + inflight) FROM tally_leases.budget_leases"
                             " WHERE entity_type = 'key' AND entity_id = %s", (hash_key(key),)).fetchall()
     return {holder: (granted, used, charge) for holder, granted, used, charge in rows}
 

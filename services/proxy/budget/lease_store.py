@@ -18,6 +18,10 @@ from psycopg_pool import AsyncConnectionPool
 from services.proxy.budget.leases import LeaseAsk, LeaseGrant, LeaseRow, grant
 from services.proxy.errors import ServiceUnavailable
 from shared.events import utcnow
+from shared.migrations import _LOCK_ID as MIGRATIONS_LOCK
+from shared.migrations import discover
+
+LEASES_MIGRATION = "budget_leases"  # services/ledger/migrations/0007_budget_leases.sql: idempotent
 
 NO_WINDOW = datetime(1, 1, 1, tzinfo=timezone.utc)  # the one window of a budget without a duration
 
@@ -72,22 +76,30 @@ class MemoryLeaseStore:
 
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7305012))"
-_ROWS = ("SELECT holder, granted, used, inflight, expires_at, now() FROM tally_budget_leases"
+_ROWS = ("SELECT holder, granted, used, inflight, expires_at, now() FROM tally_leases.budget_leases"
          " WHERE entity_type = %s AND entity_id = %s AND window_start = %s")
 _NOW = "SELECT now()"
-_DELETE_OTHERS = ("DELETE FROM tally_budget_leases WHERE entity_type = %s AND entity_id = %s AND window_start = %s"
+_DELETE_OTHERS = ("DELETE FROM tally_leases.budget_leases WHERE entity_type = %s AND entity_id = %s AND window_start = %s"
                   " AND NOT (holder = ANY(%s))")
 _UPSERT = (
-    "INSERT INTO tally_budget_leases AS l (entity_type, entity_id, window_start, holder, granted, used, inflight, expires_at, window_end)"
+    "INSERT INTO tally_leases.budget_leases AS l (entity_type, entity_id, window_start, holder, granted, used, inflight, expires_at, window_end)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s)"
     " ON CONFLICT (entity_type, entity_id, window_start, holder) DO UPDATE SET granted = EXCLUDED.granted,"
     " used = EXCLUDED.used, inflight = EXCLUDED.inflight, expires_at = EXCLUDED.expires_at, updated_at = now()")
-_PRUNE = "DELETE FROM tally_budget_leases WHERE window_end < now() - interval '1 hour'"
+_PRUNE = "DELETE FROM tally_leases.budget_leases WHERE window_end < now() - interval '1 hour'"
 
 
 class PostgresLeaseStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+
+    async def ensure_table(self) -> None:
+        """Apply the leases' migration if the ledger has not yet (it is idempotent), under the
+        migrations' advisory lock, so a proxy started before the ledger can grant at once."""
+        migration = next(m for m in discover() if m.name == LEASES_MIGRATION)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
+            await conn.execute(migration.sql)
 
     async def renew(self, window: WindowKey, ask: LeaseAsk, ttl_s: float) -> LeaseGrant:
         start = window.start if window.start is not None else NO_WINDOW
