@@ -94,39 +94,46 @@ class PostgresLeaseStore:
         self.pool = pool
 
     async def ensure_table(self) -> None:
-        """Apply the leases' migration if the ledger has not yet (it is idempotent), under the
-        migrations' advisory lock, so a proxy started before the ledger can grant at once."""
+        """Apply the leases' migration (idempotent) under the migrations' advisory lock: a proxy
+        whose database the ledger has not migrated yet grants at once. Only on first need, so a
+        proxy whose keys have no budget or rate limit never touches the database."""
         migration = next(m for m in discover() if m.name == LEASES_MIGRATION)
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
             await conn.execute(migration.sql)
 
     async def renew(self, window: WindowKey, ask: LeaseAsk, ttl_s: float) -> LeaseGrant:
-        start = window.start if window.start is not None else NO_WINDOW
-        where = (window.entity_type, window.entity_id, start)
         try:
-            async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute(_LOCK, (f"{window.entity_type}/{window.entity_id}/{start.isoformat()}",))
-                cursor = await conn.execute(_ROWS, where)
-                fetched = await cursor.fetchall()
-                if fetched:
-                    now = fetched[0][5]
-                else:
-                    now = (await (await conn.execute(_NOW)).fetchone())[0]  # type: ignore[index]
-                rows = [LeaseRow(holder, granted, used, inflight, expires_at)
-                        for holder, granted, used, inflight, expires_at, _ in fetched]
-                result, after = grant(rows, ask, now)
-                await conn.execute(_DELETE_OTHERS, (*where, [row.holder for row in after]))
-                for row in after:
-                    if row.holder == ask.holder or row not in rows:  # the holder's own row, or the settled one changed
-                        ttl = ttl_s if row.holder == ask.holder else None
-                        await conn.execute(_UPSERT, (*where, row.holder, row.granted, row.used, row.inflight,
-                                                     ttl, window.end))
-                return result
+            try:
+                return await self._renew(window, ask, ttl_s)
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                await self.ensure_table()  # the first renewal on a database the ledger has not migrated yet
+                return await self._renew(window, ask, ttl_s)
         except (psycopg.Error, OSError) as exc:
             raise LeasesUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         except TimeoutError as exc:  # the pool had no connection within its timeout
             raise LeasesUnavailable("no database connection") from exc
+
+    async def _renew(self, window: WindowKey, ask: LeaseAsk, ttl_s: float) -> LeaseGrant:
+        start = window.start if window.start is not None else NO_WINDOW
+        where = (window.entity_type, window.entity_id, start)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_LOCK, (f"{window.entity_type}/{window.entity_id}/{start.isoformat()}",))
+            cursor = await conn.execute(_ROWS, where)
+            fetched = await cursor.fetchall()
+            if fetched:
+                now = fetched[0][5]
+            else:
+                now = (await (await conn.execute(_NOW)).fetchone())[0]  # type: ignore[index]
+            rows = [LeaseRow(holder, granted, used, inflight, expires_at)
+                    for holder, granted, used, inflight, expires_at, _ in fetched]
+            result, after = grant(rows, ask, now)
+            await conn.execute(_DELETE_OTHERS, (*where, [row.holder for row in after]))
+            for row in after:
+                if row.holder == ask.holder or row not in rows:  # the holder's own row, or the settled one changed
+                    ttl = ttl_s if row.holder == ask.holder else None
+                    await conn.execute(_UPSERT, (*where, row.holder, row.granted, row.used, row.inflight, ttl, window.end))
+            return result
 
     async def prune(self) -> int:
         try:

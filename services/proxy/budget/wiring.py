@@ -44,15 +44,16 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     replicas = settings.budget_processes
     registry = app.get(METRICS)
     doubles = registry.counter(*DOUBLE_SETTLEMENTS) if registry is not None else None
-    pool = db_pool(settings.common.database_url, min_size=1, max_size=2, name="budget-leases")
-    store = PostgresLeaseStore(pool)
-    keeper = LeaseKeeper(store, holder_id(settings.port, settings.worker), totals, ttl_s=settings.budget_lease_ttl_s)
+    # No connection until a budgeted or rate-limited key first needs a lease.
+    pool = db_pool(settings.common.database_url, min_size=0, max_size=2, name="budget-leases")
+    keeper = LeaseKeeper(PostgresLeaseStore(pool), holder_id(settings.port, settings.worker), totals,
+                         ttl_s=settings.budget_lease_ttl_s)
     guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas,
                         keeper=keeper, lease_wait_s=settings.budget_lease_wait_s, double_settlements=doubles)
     app[DIRECTORY], app[TOTALS], app[GUARD] = directory, totals, guard
     timeout = settings.key_sync_timeout_s
     app.cleanup_ctx.append(lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout))
-    app.cleanup_ctx.append(lambda app: _leases(pool, store, keeper))
+    app.cleanup_ctx.append(lambda app: _leases(pool, keeper))
     if registry is not None:
         add_budget_metrics(registry, guard, totals)
     log.info("budgets_installed", holder=keeper.holder, rate_limit_processes=replicas)
@@ -65,17 +66,12 @@ def holder_id(port: int, worker: int) -> str:
     return f"{socket.gethostname()}:{port}/{worker}/{uuid.uuid4().hex[:12]}"
 
 
-async def _leases(pool: AsyncConnectionPool, store: PostgresLeaseStore, keeper: LeaseKeeper) -> AsyncIterator[None]:
+async def _leases(pool: AsyncConnectionPool, keeper: LeaseKeeper) -> AsyncIterator[None]:
     """The pool opens without waiting for Postgres (a call short of lease gets 503 while it is down);
-    the keeper's loop starts once the lease table exists (applied here if the ledger has not yet);
     at shutdown, after the calls were drained, every lease is returned before the pool closes."""
-    async def keep() -> None:
-        await store.ensure_table()
-        await keeper.run()
-
     await pool.open(wait=False)
     try:
-        async with background_task(supervise("budget_leases", keep), name="budget-leases"):
+        async with background_task(supervise("budget_leases", keeper.run), name="budget-leases"):
             yield
         await keeper.close()
     finally:
