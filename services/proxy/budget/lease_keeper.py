@@ -48,8 +48,8 @@ class LeaseKeeper:
         self.tick_s = tick_s
         self.final_fresh_s = final_fresh_s
         self.clock = clock
-        # Accounts this worker holds something for at the authority, with when it last reported
-        # there, the admissions seen then, and since when it has been idle.
+        # Accounts this worker holds headroom or calls in flight for, when each last reported, its
+        # admissions as last seen and since when they have not changed; and when each heard "final".
         self._held: dict[int, Account] = {}
         self._reported: dict[int, float] = {}
         self._seen: dict[int, tuple[int, float]] = {}
@@ -138,7 +138,7 @@ class LeaseKeeper:
                 self._start(account, ZERO, trim_to=account.committed)
             elif account.scarce and headroom > account.want:
                 self._start(account, ZERO, trim_to=account.committed + account.want)
-            elif not account.final and headroom < max(account.slice / 2, account.want):
+            elif not account.scarce and headroom < max(account.slice / 2, account.want):  # scarce: calls ask
                 self._start(account, max(account.want, account.slice))
             elif now - self._reported.get(key, now) >= self.ttl_s / 3:
                 self._start(account, ZERO)
