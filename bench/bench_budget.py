@@ -132,6 +132,13 @@ def stack_figures(rounds: int) -> dict[str, float]:
     def workers_of(pid: int) -> list[int]:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
+    def worker_pid(parent: int, worker: int) -> int:
+        """The pid of worker `worker` (its TALLY_PROXY_WORKER), whatever order the parent started them in."""
+        for pid in workers_of(parent):
+            if f"TALLY_PROXY_WORKER={worker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                return pid
+        raise RuntimeError(f"no worker {worker} under {parent}")
+
     def lease_holders(key: str) -> list[str]:
         with psycopg.connect(database_url) as conn:
             return [row[0] for row in conn.execute("SELECT holder FROM tally_leases.budget_leases WHERE entity_id = %s AND holder <> '~settled'",
@@ -202,7 +209,7 @@ def stack_figures(rounds: int) -> dict[str, float]:
                 holder, = lease_holders(key)
                 worker = int(holder.rsplit("/", 2)[1])
                 parent = stack.services["proxy-a"].process.pid
-                victim = workers_of(parent)[worker]
+                victim = worker_pid(parent, worker)
                 os.kill(victim, signal.SIGKILL)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as one:
                 after = await until_refused("proxy-b", key, one)

@@ -159,3 +159,36 @@ async def test_a_worker_told_nothing_is_left_keeps_only_one_calls_worth() -> Non
     clock.now = 0.3
     second.keeper.tick()  # its own "nothing left" is 0.3 s old: the next call that does not fit asks again
     assert await calls_until_refused(second, who) == 3  # 4 x COST - ESTIMATE freed: 3 more calls
+
+
+@pytest.mark.parametrize(("kind", "state", "identity", "end_user", "label"), [
+    ("team", {"team_id": "t1"}, {"team_id": "t1"}, None, "Team=t1 "),
+    ("user", {"user_id": "u1"}, {"user_id": "u1"}, None, "User=u1 "),
+    ("customer", {"user_id": "c1"}, {}, "c1", "End User=c1 "),
+])
+async def test_team_user_and_customer_budgets_are_leased_like_a_keys(kind: str, state: dict[str, str], identity: dict[str, str],
+                                                                      end_user: str | None, label: str) -> None:
+    """A team's (user's, customer's) budget of 30 calls, through two keys on two workers in turn: 31 calls (one
+    worker's last call passes B, within the bound of one per worker), then its budget error."""
+    from shared.events import EntityChanged
+
+    guards = workers(MemoryLeaseStore(), 2)
+    change = EntityChanged(entity_type=kind, entity_id=next(iter(state.values())), state={**state, "max_budget": str(COST * 30)})
+    for guard in guards:
+        guard.directory.apply(change)
+    callers = [CallerIdentity.from_state(f"k{i}", identity) for i in range(2)]
+    calls = 0
+    while True:
+        guard = guards[calls % 2]
+        request = BudgetRequest("r", callers[calls % 2], "m", end_user, (), "acompletion", BODY)
+        try:
+            try:
+                admission = guard.admit(request)
+            except AwaitRenewal as short:
+                admission = await short.admit_after_renewal()
+        except BudgetExceeded as refused:
+            assert refused.message.startswith(f"Budget has been exceeded! {label}Current cost: ")
+            break
+        settle(guard, admission)
+        calls += 1
+    assert calls == 31

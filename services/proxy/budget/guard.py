@@ -75,7 +75,7 @@ class Hold:
     slot: Slot | None
 
 
-Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fit, with the call's estimate
+Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fit, with what it lacks
 
 
 class BudgetGuard:
@@ -159,7 +159,7 @@ class BudgetGuard:
                                     getattr(request, "body", None))
                 verdict = judge(account, counted, as_of, cost, waited)
                 if verdict.short:
-                    short.append((account, cost))
+                    short.append((account, account.committed + cost - account.lease))  # what the call lacks
                 elif not verdict.admitted:
                     raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
                 believed = verdict.believed_spend
@@ -172,8 +172,8 @@ class BudgetGuard:
             for measure, spec in self._rates_of(caller):
                 account = self._account(spec, now)
                 verdict = judge(account, ZERO, None, ONE, waited)
-                if verdict.short:
-                    short.append((account, ONE))
+                if verdict.short:  # tokens settle above the 1 reserved: the lack may be far more than 1
+                    short.append((account, account.committed + ONE - account.lease))
                 elif not verdict.admitted:
                     raise rate_limited(measure, spec, account)
                 rated.append((measure, account))

@@ -92,11 +92,14 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
         others += row.charge
         unused += max(ZERO, row.granted - row.used - row.inflight)
         kept.append(row)
-    mine = max(ask.keep, ask.used + ask.inflight)
+    mine = max(ask.keep, ask.used + ask.inflight)  # its charge: a last call may have passed `keep`
     known = max(ask.counted, settled + others + mine)
     free = ask.max_budget - known
     headroom = slice_of(free, ask.want, fraction)
-    granted = mine + headroom
+    # Added to what the holder keeps, not to what it reported: a last call's excess is charged, and
+    # paid from the new headroom, never turned into more lease (else the reservation's slack, once
+    # the call settles below its estimate, would let the holder pass its lease again).
+    granted = ask.keep + headroom
     final = headroom >= free
     if settled:
         kept.append(LeaseRow(SETTLED, settled))
