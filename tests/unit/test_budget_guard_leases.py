@@ -192,3 +192,20 @@ async def test_team_user_and_customer_budgets_are_leased_like_a_keys(kind: str, 
         settle(guard, admission)
         calls += 1
     assert calls == 31
+
+
+async def test_a_call_waiting_for_a_lease_when_shutdown_begins_holds_nothing() -> None:
+    """still_open raises during the wait (the proxy began to stop): the call gets that error and reserves nothing."""
+    from services.proxy.errors import ServiceUnavailable
+
+    guard = workers(MemoryLeaseStore(), 1)[0]
+
+    def stopping() -> None:
+        raise ServiceUnavailable("the proxy is shutting down")
+
+    with pytest.raises(AwaitRenewal) as short:
+        guard.admit(BudgetRequest("r", caller(COST * 10), "m", None, (), "acompletion", BODY))
+    with pytest.raises(ServiceUnavailable):
+        await short.value.admit_after_renewal(stopping)
+    account = guard._accounts["key"]["k1"]
+    assert (account.reserved, account.inflight, guard.reserved_total()) == (D(0), 0, D(0))

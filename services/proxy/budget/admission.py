@@ -45,13 +45,15 @@ class Admission:
 class AwaitRenewal(Exception):
     """Not a refusal: the call waits for a lease renewal, then is admitted or refused."""
 
-    def __init__(self, retry: Callable[[], Awaitable[Admission]]) -> None:
+    def __init__(self, retry: Callable[[Callable[[], None]], Awaitable[Admission]]) -> None:
         super().__init__("the call does not fit this worker's budget lease")
         self._retry = retry
 
-    async def admit_after_renewal(self) -> Admission:
-        """The Admission, or the refusal (e.g. BudgetExceeded, 503 when no lease came in time)."""
-        return await self._retry()
+    async def admit_after_renewal(self, still_open: Callable[[], None] = lambda: None) -> Admission:
+        """The Admission, or the refusal (e.g. BudgetExceeded, 503 when no lease came in time).
+        `still_open` runs before each new judgement and may raise to stop the call (shutdown began
+        during the wait): then nothing is held."""
+        return await self._retry(still_open)
 
 
 class BudgetGate(Protocol):

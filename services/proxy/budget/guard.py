@@ -103,9 +103,9 @@ class BudgetGuard:
         outcome = self._admit(request, waited=False)
         if isinstance(outcome, Admission):
             return outcome
-        raise AwaitRenewal(lambda: self._admit_after_renewal(request, outcome))
+        raise AwaitRenewal(lambda still_open: self._admit_after_renewal(request, outcome, still_open))
 
-    async def _admit_after_renewal(self, request: BudgetRequest, short: Short) -> Admission:
+    async def _admit_after_renewal(self, request: BudgetRequest, short: Short, still_open: Callable[[], None]) -> Admission:
         """Renew the leases the call did not fit and judge it again, at a growing pace while other
         workers may still give back what they hold unused, until lease_wait_s; the last judgement
         admits or refuses. 503 when the authority cannot be reached in that time."""
@@ -118,6 +118,7 @@ class BudgetGuard:
                                        max(deadline - loop.time(), 0.001))
             except asyncio.TimeoutError:
                 raise LeasesUnavailable(f"no budget lease was granted within {self.lease_wait_s:g} s") from None
+            still_open()
             outcome = self._admit(request, waited=loop.time() + spacing >= deadline)
             if isinstance(outcome, Admission):
                 return outcome

@@ -153,7 +153,7 @@ class Relay:
         try:
             admission = self.gate.admit(budget_request)
         except AwaitRenewal as short:  # the budget lease is too small for this call: wait (bounded) for more
-            admission = await short.admit_after_renewal()
+            admission = await short.admit_after_renewal(self.check_open)
         # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
         self.book.opened()
         call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote)
