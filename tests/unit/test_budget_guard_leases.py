@@ -209,3 +209,23 @@ async def test_a_call_waiting_for_a_lease_when_shutdown_begins_holds_nothing() -
         await short.value.admit_after_renewal(stopping)
     account = guard._accounts["key"]["k1"]
     assert (account.reserved, account.inflight, guard.reserved_total()) == (D(0), 0, D(0))
+
+
+async def test_a_steady_worker_holds_two_seconds_of_its_own_use_not_an_eighth_of_the_budget() -> None:
+    """2 calls a second on a 1,000-call budget: the first lease is 125 calls' worth; after two heartbeats
+    3.5 s apart (7 calls between), the lease is what is committed plus 4 calls' worth (2 s of use)."""
+    clock = Clock()
+    guard, = workers(MemoryLeaseStore(), 1, clock)
+    who = caller(COST * 1000)
+    account = None
+    for step in range(15):  # one call every 0.5 s, then the keeper's pass
+        clock.now = step * 0.5
+        settle(guard, await admit(guard, who))
+        account = guard._accounts["key"]["k1"]
+        if step == 0:
+            assert account.lease == COST * 125
+        guard.keeper.tick()
+        if isinstance(account.renewal, asyncio.Task):
+            await account.renewal
+    assert account is not None
+    assert account.lease - account.committed == COST * 4

@@ -8,7 +8,9 @@ that keeps leases useful and small:
   its largest estimate), so a busy key rarely waits;
 - heartbeats a lease that still holds headroom or calls in flight, reporting what it used, so it
   does not expire while its holder lives (the authority folds a lease that is not renewed within
-  the TTL into the window's settled spend at its full charge);
+  the TTL into the window's settled spend at its full charge); at each heartbeat it measures the
+  account's recent use here and trims the lease to `horizon_s` of it (at least one call), and asks
+  for no more than that when it renews ahead of need: a worker that dies holds little unused;
 - returns what an idle account holds (nothing admitted for `idle_s`, nothing in flight): its grant
   falls to what it used, and the rest is free for every other worker;
 - trims a lease to what is committed plus one call once the authority said nothing is left
@@ -38,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 class LeaseKeeper:
     def __init__(self, store: LeaseStore, holder: str, totals: TotalsView, *, ttl_s: float = 10.0,
-                 idle_s: float = 1.0, tick_s: float = 0.05, final_fresh_s: float = 0.25,
+                 idle_s: float = 1.0, tick_s: float = 0.05, final_fresh_s: float = 0.25, horizon_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.holder = holder
@@ -47,12 +49,15 @@ class LeaseKeeper:
         self.idle_s = idle_s
         self.tick_s = tick_s
         self.final_fresh_s = final_fresh_s
+        self.horizon_s = horizon_s
         self.clock = clock
         # Accounts this worker holds headroom or calls in flight for, when each last reported, its
         # admissions as last seen and since when they have not changed; and when each heard "final".
         self._held: dict[int, Account] = {}
         self._reported: dict[int, float] = {}
         self._seen: dict[int, tuple[int, float]] = {}
+        self._beat: dict[int, tuple[float, Decimal]] = {}  # last heartbeat: when, and what was committed then
+        self._need: dict[int, Decimal] = {}  # horizon_s of the account's use here, as the last heartbeats measured
         self._finals: dict[int, tuple[Account, float]] = {}
         self.renewals = 0
         self.failures = 0
@@ -66,8 +71,10 @@ class LeaseKeeper:
             task = self._start(account, want)
         await asyncio.shield(task)
 
-    async def _renew(self, account: Account, want: Decimal, trim_to: Decimal | None = None) -> None:
-        """`trim_to`: first lower the lease to it (a return: what is committed), before asking."""
+    async def _renew(self, account: Account, want: Decimal, trim_to: Decimal | None = None,
+                     most: Decimal | None = None) -> None:
+        """`trim_to`: first lower the lease to it (a return: what is committed), before asking;
+        `most`: the most new headroom worth holding."""
         spec = account.spec
         if spec is None or spec.max_budget is None:
             return
@@ -76,7 +83,7 @@ class LeaseKeeper:
             account.lease = trim_to  # from now on nothing more is admitted on the old grant
         total = self.totals.get(spec.kind, spec.entity_id)
         ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
-                       used=account.own, inflight=account.reserved, want=want)
+                       used=account.own, inflight=account.reserved, want=want, most=most)
         window = WindowKey(spec.kind, spec.entity_id, account.start, account.end)
         try:
             result = await self.store.renew(window, ask, self.ttl_s)
@@ -107,6 +114,8 @@ class LeaseKeeper:
         self._held.pop(key, None)
         self._reported.pop(key, None)
         self._seen.pop(key, None)
+        self._beat.pop(key, None)
+        self._need.pop(key, None)
 
     # -- the background loop -------------------------------------------------------------------
 
@@ -139,12 +148,28 @@ class LeaseKeeper:
             elif account.scarce and headroom > account.want:
                 self._start(account, ZERO, trim_to=account.committed + account.want)
             elif not account.scarce and headroom < max(account.slice / 2, account.want):  # scarce: calls ask
-                self._start(account, max(account.want, account.slice))
+                need = self._need.get(key)
+                self._start(account, max(account.want, min(account.slice, need) if need else account.slice), most=need)
             elif now - self._reported.get(key, now) >= self.ttl_s / 3:
-                self._start(account, ZERO)
+                self._heartbeat(key, account, now)
 
-    def _start(self, account: Account, want: Decimal, trim_to: Decimal | None = None) -> asyncio.Task:  # type: ignore[type-arg]
-        task = account.renewal = asyncio.ensure_future(self._renew(account, want, trim_to))
+    def _heartbeat(self, key: int, account: Account, now: float) -> None:
+        """Report, and keep no more headroom than horizon_s of the use measured since the last heartbeat."""
+        committed = account.committed
+        trim_to = None
+        then = self._beat.get(key)
+        if then is not None and now > then[0]:
+            rate = max(ZERO, committed - then[1]) / Decimal(str(now - then[0]))
+            need = self._need[key] = max(account.want, rate * Decimal(str(self.horizon_s)))
+            if committed + need < account.lease:
+                trim_to = committed + need
+                account.slice = need  # renewals ahead of need start from this size now
+        self._beat[key] = (now, committed)
+        self._start(account, ZERO, trim_to=trim_to)
+
+    def _start(self, account: Account, want: Decimal, trim_to: Decimal | None = None,
+               most: Decimal | None = None) -> asyncio.Task:  # type: ignore[type-arg]
+        task = account.renewal = asyncio.ensure_future(self._renew(account, want, trim_to, most))
         task.add_done_callback(_log_failure)
         return task
 

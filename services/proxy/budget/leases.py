@@ -57,6 +57,7 @@ class LeaseAsk:
     used: Decimal
     inflight: Decimal
     want: Decimal  # the smallest useful new headroom (a call's estimate); 0 when returning
+    most: Decimal | None = None  # the most headroom worth holding (the holder's recent use); None: no cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +69,13 @@ class LeaseGrant:
     others_unused: Decimal = ZERO  # what live other holders were granted and had not used, as last reported
 
 
-def slice_of(free: Decimal, want: Decimal, fraction: Decimal = SLICE_FRACTION) -> Decimal:
-    """New headroom from `free`: a fraction of it, at least `want`, never more than all of it."""
+def slice_of(free: Decimal, want: Decimal, fraction: Decimal = SLICE_FRACTION, most: Decimal | None = None) -> Decimal:
+    """New headroom from `free`: a fraction of it (no more than `most`), at least `want`, never
+    more than all of it."""
     if free <= ZERO or want <= ZERO:
         return ZERO
-    return min(free, max(want, free * fraction))
+    share = free * fraction if most is None else min(free * fraction, most)
+    return min(free, max(want, share))
 
 
 def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
@@ -95,7 +98,7 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
     mine = max(ask.keep, ask.used + ask.inflight)  # its charge: a last call may have passed `keep`
     known = max(ask.counted, settled + others + mine)
     free = ask.max_budget - known
-    headroom = slice_of(free, ask.want, fraction)
+    headroom = slice_of(free, ask.want, fraction, ask.most)
     # Added to what the holder keeps, not to what it reported: a last call's excess is charged, and
     # paid from the new headroom, never turned into more lease (else the reservation's slack, once
     # the call settles below its estimate, would let the holder pass its lease again).
