@@ -53,7 +53,7 @@ def check_cost(iterations: int) -> dict[str, float]:
     config = load_config(ROOT / "config" / "config.yaml", {"TALLY_DEMO_UPSTREAM": "http://127.0.0.1:4010/v1", "LITELLM_MASTER_KEY": "sk-bench-master-key-0123"})
     router = Router.from_deployments(config.model_list, {})
     keys, directory, totals = KeyTable(), EntityDirectory(), TotalsView()
-    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=2)
+    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()))
     now = datetime.now(timezone.utc).isoformat()
     raw = "sk-bench-key"
     changes = [

@@ -1,12 +1,13 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
 one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
-by at most one call per worker, a SIGKILLed worker's lease expires and is folded into the window's
+by at most one call per worker, max_parallel_requests holds across all four workers, a SIGKILLed worker's lease expires and is folded into the window's
 settled spend, and its restarted successor holds only what it was granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import aiohttp
+import orjson
 import psycopg
 import pytest
 
@@ -167,3 +169,22 @@ async def test_one_keep_alive_client_gets_the_whole_rpm_limit_from_one_of_four_w
     status, data = statuses[-1]
     assert (status, data["error"]["type"]) == (429, "rate_limit_error"), data
     assert "rpm_limit: 30" in data["error"]["message"]
+
+
+async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(two_by_two: TallyStack) -> None:
+    """max_parallel_requests 6, 12 calls of 3 s at once over both replicas: exactly 6 answered, 6 refused with 429."""
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_parallel_requests=6)
+    body = orjson.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
+                         "x_fake": {"delay_ms": 3000}})
+
+    async def one(i: int) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session:  # a connection each: spread over the workers
+            async with session.post(two_by_two.url(("proxy-a", "proxy-b")[i % 2]) + "/chat/completions", data=body,
+                                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}) as r:
+                data = orjson.loads(await r.read())
+                return r.status, "" if r.status == 200 else data["error"]["message"]
+
+    answers = await asyncio.gather(*(one(i) for i in range(12)))
+    assert sorted(status for status, _ in answers) == [200] * 6 + [429] * 6
+    assert all("max_parallel_requests: 6" in message for status, message in answers if status == 429)

@@ -13,7 +13,7 @@ from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.guard import BudgetGuard
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import MemoryLeaseStore
-from services.proxy.budget.limiter import RateLimited
+from services.proxy.budget.rate_limits import RateLimited
 from services.proxy.budget.totals import TotalsView
 from shared.events import TokenUsage, UsageEvent
 from shared.pricing import Catalog
@@ -29,13 +29,22 @@ class Clock:
         return self.now
 
 
-def workers(n: int, clock: Clock) -> list[BudgetGuard]:
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def workers(n: int, clock: Clock, monotonic: Monotonic | None = None) -> list[BudgetGuard]:
     store = MemoryLeaseStore(clock)
     guards = []
     for i in range(n):
         totals = TotalsView()
-        guards.append(BudgetGuard(EntityDirectory(), totals, Catalog.from_entries({}), {}, clock=clock,
-                                  keeper=LeaseKeeper(store, f"w{i}", totals), lease_wait_s=1))
+        keeper = LeaseKeeper(store, f"w{i}", totals, clock=monotonic or Monotonic())
+        guards.append(BudgetGuard(EntityDirectory(), totals, Catalog.from_entries({}), {}, clock=clock, keeper=keeper,
+                                  lease_wait_s=1))
     return guards
 
 
@@ -99,3 +108,60 @@ async def test_tpm_across_workers_is_shared_not_split() -> None:
             break
         calls += 1
     assert calls == 5
+
+
+async def admit_only(guard: BudgetGuard, caller: CallerIdentity) -> Admission:
+    request = BudgetRequest("r", caller, "m", None, (), "acompletion", {})
+    try:
+        return guard.admit(request)
+    except AwaitRenewal as short:
+        return await short.admit_after_renewal()
+
+
+async def test_max_parallel_requests_is_shared_by_the_workers() -> None:
+    """Limit 4: 3 calls in flight on worker 0, 1 on worker 1, the 5th refused with 429; one ends, the next passes."""
+    clock = Clock()
+    first, second = workers(2, clock)
+    caller = CallerIdentity.from_state("k", {"max_parallel_requests": 4})
+    held = [await admit_only(first, caller) for _ in range(3)] + [await admit_only(second, caller)]
+    with pytest.raises(RateLimited) as refused:
+        await admit_only(second, caller)
+    assert refused.value.message.startswith("Max parallel request limit reached. Hit limit for api_key: k... max_parallel_requests: 4")
+    first.settle(held[0], UsageEvent.model_construct(quoted_cost=None, start_time=clock(), usage=TokenUsage()))
+    first.keeper.tick()  # worker 0 hears nothing is left and keeps one call's worth beyond its two in flight
+    await first._accounts["parallel"]["k"].renewal  # type: ignore[misc]
+    assert (first.slots_held, second.slots_held) == (2, 1)
+    await admit_only(first, caller)
+    assert first.slots_held == 3
+
+
+async def test_a_dead_workers_slots_come_back_once_its_lease_expires() -> None:
+    """Worker 0 holds 4 slots and stops (no settle, no heartbeat); after the TTL worker 1 gets all 4."""
+    clock, monotonic = Clock(), Monotonic()
+    first, second = workers(2, clock, monotonic)
+    caller = CallerIdentity.from_state("k", {"max_parallel_requests": 4})
+    for _ in range(4):
+        await admit_only(first, caller)
+    with pytest.raises(RateLimited):
+        await admit_only(second, caller)
+    clock.now += timedelta(seconds=11)  # past worker 0's 10 s TTL, by the store's clock
+    monotonic.now = 0.3
+    second.keeper.tick()  # worker 1's "nothing left" is 0.3 s old: the next call asks again
+    for _ in range(4):
+        await admit_only(second, caller)
+    assert second.slots_held == 4
+
+
+async def test_a_worker_renews_a_slots_lease_it_may_have_lost_before_using_it() -> None:
+    """Past 0.8 x TTL since its last renewal, a call that fits the slots lease still renews it first (once)."""
+    clock, monotonic = Clock(), Monotonic()
+    guard, = workers(1, clock, monotonic)
+    caller = CallerIdentity.from_state("k", {"max_parallel_requests": 80})  # a first lease of 10 slots
+    await admit_only(guard, caller)
+    renewals = guard.keeper.renewals
+    await admit_only(guard, caller)
+    assert guard.keeper.renewals == renewals  # fits: no renewal
+    monotonic.now = 8.0  # 0.8 x the 10 s TTL
+    await admit_only(guard, caller)
+    assert guard.keeper.renewals == renewals + 1
+    assert guard._accounts["parallel"]["k"].expires == 16.0

@@ -26,7 +26,7 @@ from typing import NamedTuple
 from shared.budget_windows import effective_start, next_reset
 
 ZERO = Decimal(0)
-MONEY, REQUESTS, TOKENS = "money", "requests", "tokens"  # what an account counts
+MONEY, REQUESTS, TOKENS, SLOTS = "money", "requests", "tokens", "slots"  # what an account counts
 RESETTABLE = frozenset({"key", "team"})  # what /global/spend/reset zeroes (as LiteLLM does)
 
 
@@ -83,7 +83,7 @@ class Account:
     """This replica's own side of one entity's budget in one window."""
 
     __slots__ = ("start", "end", "generation", "own", "reserved", "inflight", "pending", "pending_sum",
-                 "spec", "reset_seen", "lease", "final", "scarce", "slice", "want", "admitted", "renewal")
+                 "spec", "reset_seen", "lease", "final", "scarce", "slice", "want", "admitted", "renewal", "expires")
 
     def __init__(self) -> None:
         self.spec: BudgetSpec | None = None  # the limits the window was computed from
@@ -103,6 +103,7 @@ class Account:
         self.want = ZERO  # the largest estimate reserved in this window: what a renewal asks for at least
         self.admitted = 0  # admissions so far (the lease keeper tells an idle account by it)
         self.renewal: object = None  # the lease keeper's renewal in flight, if any
+        self.expires = 0.0  # (monotonic) the lease may have expired at the authority from then on
 
     def roll(self, start: datetime | None, end: datetime | None) -> None:
         """A new window: nothing committed, nothing leased (the old window's lease lapses with it)."""

@@ -24,6 +24,7 @@ from services.proxy.budget.core import (
     MONEY,
     REQUESTS,
     RESETTABLE,
+    SLOTS,
     ZERO,
     Account,
     BudgetSpec,
@@ -36,7 +37,6 @@ from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
-from services.proxy.budget.limiter import KeyLimiter, Slot
 from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
@@ -72,7 +72,6 @@ class Hold:
 
     reservations: list[Reservation]
     key_account: Account | None
-    slot: Slot | None
 
 
 Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fit, with what it lacks
@@ -80,18 +79,17 @@ Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fi
 
 class BudgetGuard:
     def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
-                 replicas: int = 1, keeper: LeaseKeeper | None = None, lease_wait_s: float = 2.0,
+                 keeper: LeaseKeeper | None = None, lease_wait_s: float = 2.0,
                  clock: Callable[[], datetime] = utcnow, double_settlements: Metric | None = None) -> None:
         self.directory = directory
         self.totals = totals
         self.catalog = catalog
         self.rates = rates
-        self.replicas = max(1, replicas)  # max_parallel_requests is still split per process (limiter.py)
         # Without a keeper the guard is its own authority: right for one process, as in unit tests.
         self.keeper = keeper or LeaseKeeper(MemoryLeaseStore(clock), "local", totals)
         self.lease_wait_s = lease_wait_s
         self.clock = clock
-        self.limiter = KeyLimiter(self.replicas)
+        self.slots_held = 0  # max_parallel_requests slots held by calls in flight, over every key
         self._accounts: defaultdict[str, dict[str, Account]] = defaultdict(dict)
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
         self._rate_specs: dict[str, tuple[CallerIdentity, tuple[tuple[str, BudgetSpec], ...]]] = {}
@@ -107,8 +105,10 @@ class BudgetGuard:
 
     async def _admit_after_renewal(self, request: BudgetRequest, short: Short, still_open: Callable[[], None]) -> Admission:
         """Renew the leases the call did not fit and judge it again, at a growing pace while other
-        workers may still give back what they hold unused, until lease_wait_s; the last judgement
-        admits or refuses. 503 when the authority cannot be reached in that time."""
+        workers may still give back what they hold unused, until lease_wait_s. Then a call still
+        short of a budget the authority says is all leased is judged for the last time (admitted as
+        a last call, or refused); one still short while budget is left unleased (renewals too slow)
+        gets 503, as when the authority cannot be reached."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_wait_s
         spacing = RENEWAL_SPACING_S
@@ -119,9 +119,12 @@ class BudgetGuard:
             except asyncio.TimeoutError:
                 raise LeasesUnavailable(f"no budget lease was granted within {self.lease_wait_s:g} s") from None
             still_open()
-            outcome = self._admit(request, waited=loop.time() + spacing >= deadline)
+            last = loop.time() + spacing >= deadline
+            outcome = self._admit(request, waited=last and all(account.scarce for account, _ in short))
             if isinstance(outcome, Admission):
                 return outcome
+            if last:
+                raise LeasesUnavailable(f"no budget lease large enough was granted within {self.lease_wait_s:g} s")
             short = outcome
             await asyncio.sleep(spacing)  # a bounded retry pace, not a wait for a condition
             spacing = min(spacing * 2, MAX_RENEWAL_SPACING_S)
@@ -169,9 +172,13 @@ class BudgetGuard:
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
         rated: list[tuple[str, Account]] = []
-        if caller.rpm_limit is not None or caller.tpm_limit is not None:
+        if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
             for measure, spec in self._rates_of(caller):
                 account = self._account(spec, now)
+                if measure == SLOTS and account.expires <= self.keeper.clock():
+                    # Slots of a lease the authority may have dropped (no heartbeat got through): ask first.
+                    short.append((account, max(ONE, account.committed + ONE - account.lease)))
+                    continue
                 verdict = judge(account, ZERO, None, ONE, waited)
                 if verdict.short:  # tokens settle above the 1 reserved: the lack may be far more than 1
                     short.append((account, account.committed + ONE - account.lease))
@@ -181,15 +188,14 @@ class BudgetGuard:
         if short:
             return short
 
-        slot = None
-        if caller.max_parallel_requests is not None:
-            slot = self.limiter.acquire(caller.api_key_hash, caller.max_parallel_requests)
         held = [account.reserve(cost or ZERO) for _, account in budgeted]
         for measure, account in rated:
             held.append(account.reserve(ONE, measure))
+            if measure == SLOTS:
+                self.slots_held += 1
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
-        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, slot))
+        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account))
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
@@ -199,11 +205,18 @@ class BudgetGuard:
         refused = 0
         for reservation in hold.reservations:
             measure = reservation.measure
-            amount = cost if measure == MONEY else ONE if measure == REQUESTS else Decimal(
-                event.usage.prompt_tokens + event.usage.completion_tokens)
-            refused += not reservation.account.settle(reservation, amount, event.start_time)
-        if hold.slot is not None:
-            refused += not self.limiter.release(hold.slot)
+            if measure == MONEY:
+                amount = cost
+            elif measure == REQUESTS:
+                amount = ONE
+            elif measure == SLOTS:
+                amount = ZERO  # the slot comes back: nothing stays spent
+            else:
+                amount = Decimal(event.usage.prompt_tokens + event.usage.completion_tokens)
+            released = reservation.account.settle(reservation, amount, event.start_time)
+            refused += not released
+            if released and measure == SLOTS:
+                self.slots_held -= 1
         if refused:
             # A bug upstream of here (the relay settles each call once): the held amounts were
             # not released twice, and the caller gets the key's spend as it stands.

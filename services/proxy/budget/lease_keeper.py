@@ -29,13 +29,17 @@ from decimal import Decimal
 
 import structlog
 
-from services.proxy.budget.core import ZERO, Account, counted_spend
+from services.proxy.budget.core import SLOTS, ZERO, Account, counted_spend
 from services.proxy.budget.lease_store import LeasesUnavailable, LeaseStore, WindowKey
 from services.proxy.budget.leases import LeaseAsk
+from services.proxy.budget.rate_limits import KINDS as RATE_KINDS
 from services.proxy.budget.totals import TotalsView
 from shared.events import utcnow
 
 log = structlog.get_logger(__name__)
+
+CONCURRENT_KIND = RATE_KINDS[SLOTS]  # max_parallel_requests: a dead holder's slots come back at expiry
+EXPIRY_MARGIN = 0.8  # a worker stops using a slots lease after this much of the TTL without a renewal
 
 
 class LeaseKeeper:
@@ -83,8 +87,10 @@ class LeaseKeeper:
             account.lease = trim_to  # from now on nothing more is admitted on the old grant
         total = self.totals.get(spec.kind, spec.entity_id)
         ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
-                       used=account.own, inflight=account.reserved, want=want, most=most)
+                       used=account.own, inflight=account.reserved, want=want, most=most,
+                       concurrent=spec.kind == CONCURRENT_KIND)
         window = WindowKey(spec.kind, spec.entity_id, account.start, account.end)
+        sent = self.clock()
         try:
             result = await self.store.renew(window, ask, self.ttl_s)
         except LeasesUnavailable:
@@ -94,6 +100,8 @@ class LeaseKeeper:
         if account.generation != generation:
             return  # the window rolled while the renewal ran: the grant is for one that is over
         key = id(account)
+        # The authority's TTL runs from its commit, after `sent`; a margin covers the clocks' drift.
+        account.expires = sent + self.ttl_s * EXPIRY_MARGIN
         account.lease = result.granted
         account.scarce = result.final
         # Refuse without asking again only when no other worker holds a call's worth unused either:

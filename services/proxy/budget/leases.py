@@ -58,6 +58,7 @@ class LeaseAsk:
     inflight: Decimal
     want: Decimal  # the smallest useful new headroom (a call's estimate); 0 when returning
     most: Decimal | None = None  # the most headroom worth holding (the holder's recent use); None: no cap
+    concurrent: bool = False  # slots, not spend: a dead holder's calls ended with it, so its lease is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,8 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
         if row.holder == ask.holder:
             continue
         if row.holder == SETTLED or (row.expires_at is not None and row.expires_at <= now):
-            settled += row.charge
+            if not ask.concurrent:
+                settled += row.charge
             continue
         others += row.charge
         unused += max(ZERO, row.granted - row.used - row.inflight)

@@ -41,22 +41,21 @@ def install_budgets(app: web.Application, settings: ProxySettings, catalog: Cata
     entities consumer (EntityChanged and SpendReset)."""
     directory = EntityDirectory()
     totals = TotalsView()
-    replicas = settings.budget_processes
     registry = app.get(METRICS)
     doubles = registry.counter(*DOUBLE_SETTLEMENTS) if registry is not None else None
     # No connection until a budgeted or rate-limited key first needs a lease.
     pool = db_pool(settings.common.database_url, min_size=0, max_size=2, name="budget-leases")
     keeper = LeaseKeeper(PostgresLeaseStore(pool), holder_id(settings.port, settings.worker), totals,
                          ttl_s=settings.budget_lease_ttl_s)
-    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), replicas=replicas,
-                        keeper=keeper, lease_wait_s=settings.budget_lease_wait_s, double_settlements=doubles)
+    guard = BudgetGuard(directory, totals, catalog, group_rates(catalog, router.all_targets()), keeper=keeper,
+                        lease_wait_s=settings.budget_lease_wait_s, double_settlements=doubles)
     app[DIRECTORY], app[TOTALS], app[GUARD] = directory, totals, guard
     timeout = settings.key_sync_timeout_s
     app.cleanup_ctx.append(lambda app: _totals_sync(TotalsSync(settings.common, totals), timeout))
     app.cleanup_ctx.append(lambda app: _leases(pool, keeper))
     if registry is not None:
         add_budget_metrics(registry, guard, totals)
-    log.info("budgets_installed", holder=keeper.holder, rate_limit_processes=replicas)
+    log.info("budgets_installed", holder=keeper.holder)
     return guard
 
 
@@ -82,7 +81,7 @@ def add_budget_metrics(registry: Registry, guard: BudgetGuard, totals: TotalsVie
     """What budgets hold, on /metrics: every gauge reads back to 0 when no call is in flight."""
     registry.gauge("proxy_budget_totals", "Ledger totals held in memory", callback=lambda: float(totals.applied))
     registry.gauge("proxy_parallel_requests_held", "max_parallel_requests slots held by calls in flight, over every key",
-                   callback=lambda: float(guard.limiter.held))
+                   callback=lambda: float(guard.slots_held))
     registry.gauge("proxy_budget_lease_renewals", "Budget lease renewals (and returns) answered by the authority",
                    callback=lambda: float(guard.keeper.renewals))
     registry.gauge("proxy_budget_lease_failures", "Budget lease renewals that could not reach the authority",
