@@ -38,7 +38,7 @@ class ProxySettings(BaseModel):
     always_include_stream_usage: bool = False
     upstream_connections: int = 200  # per upstream origin
     upstream_limits: Limits = Field(default_factory=Limits)  # size and time bounds of an upstream answer
-    replicas: int = 1  # proxy replicas sharing max_parallel_requests (docs/budgets.md); budgets, rpm, tpm use leases
+    replicas: int = 1  # TALLY_PROXY_REPLICAS: no longer used (budgets and rate limits are leased, docs/budgets.md)
     budget_lease_ttl_s: float = 10.0  # a budget lease not renewed this long is its dead holder's (docs/budgets.md)
     budget_lease_wait_s: float = 2.0  # how long a call may wait for a budget lease renewal
     workers: int = 1  # processes of this replica sharing its port (workers.py)
@@ -59,7 +59,7 @@ class ProxySettings(BaseModel):
 
     @property
     def budget_processes(self) -> int:
-        """Every worker of every replica holds its own share of max_parallel_requests (docs/budgets.md)."""
+        """Worker processes across the deployment (nothing splits a limit by it any more: leases)."""
         return self.replicas * self.workers
 
     @property
