@@ -17,6 +17,7 @@ from services.proxy.budget.rate_limits import RateLimited
 from services.proxy.budget.totals import TotalsView
 from shared.events import TokenUsage, UsageEvent
 from shared.pricing import Catalog
+from tests.unit.test_budget_guard_leases import Clock as Monotonic
 
 MINUTE_START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -26,14 +27,6 @@ class Clock:
         self.now = MINUTE_START + timedelta(seconds=5)
 
     def __call__(self) -> datetime:
-        return self.now
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
         return self.now
 
 
