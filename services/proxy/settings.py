@@ -38,7 +38,9 @@ class ProxySettings(BaseModel):
     always_include_stream_usage: bool = False
     upstream_connections: int = 200  # per upstream origin
     upstream_limits: Limits = Field(default_factory=Limits)  # size and time bounds of an upstream answer
-    replicas: int = 1  # proxy replicas sharing budgets and rate limits (docs/budgets.md)
+    replicas: int = 1  # TALLY_PROXY_REPLICAS: no longer used (budgets and rate limits are leased, docs/budgets.md)
+    budget_lease_ttl_s: float = 10.0  # a budget lease not renewed this long is its dead holder's (docs/budgets.md)
+    budget_lease_wait_s: float = 2.0  # how long a call may wait for a budget lease renewal
     workers: int = 1  # processes of this replica sharing its port (workers.py)
     worker: int = 0  # which of them this process is
     price_maps: tuple[Path, ...] = ()  # the user's own price-map files (TALLY_PRICE_MAP), as the pricer
@@ -58,7 +60,7 @@ class ProxySettings(BaseModel):
 
     @property
     def budget_processes(self) -> int:
-        """Every worker of every replica holds its own share of a budget (docs/budgets.md)."""
+        """Worker processes across the deployment (nothing splits a limit by it any more: leases)."""
         return self.replicas * self.workers
 
     @property
@@ -99,6 +101,8 @@ def proxy_settings_from_env(env: Mapping[str, str] | None = None) -> ProxySettin
         stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
         key_sync_timeout_s=env_float(env, "TALLY_KEY_SYNC_TIMEOUT_S", 15.0),
         replicas=max(1, env_int(env, "TALLY_PROXY_REPLICAS", 1)),
+        budget_lease_ttl_s=max(1.0, env_float(env, "TALLY_BUDGET_LEASE_TTL_S", 10.0)),
+        budget_lease_wait_s=max(0.0, env_float(env, "TALLY_BUDGET_LEASE_WAIT_S", 2.0)),
         workers=max(1, env_int(env, "TALLY_PROXY_WORKERS", 1)),
         shutdown_drain_s=max(0.0, env_float(env, "TALLY_SHUTDOWN_DRAIN_S", 20.0)),
         worker=max(0, env_int(env, WORKER_ENV, 0)),

@@ -21,12 +21,11 @@ from aiohttp.test_utils import TestServer
 
 from services.proxy.app import LLM_ROUTES, RELAY, SETTINGS, drain_calls
 from services.proxy.auth.keys import Authenticator, KeyTable
-from services.proxy.budget.admission import DOUBLE_SETTLEMENTS, BudgetRequest
+from services.proxy.budget.admission import DOUBLE_SETTLEMENTS, AwaitRenewal, BudgetRequest
 from services.proxy.budget.core import Account
 from services.proxy.budget.entities import EntityDirectory
 from services.proxy.budget.estimate import group_rates
 from services.proxy.budget.guard import BudgetGuard
-from services.proxy.budget.limiter import KeyLimiter
 from services.proxy.budget.totals import TotalsView
 from services.proxy.budget.wiring import add_budget_metrics
 from services.proxy.calls.attribution import attribute
@@ -230,7 +229,7 @@ async def test_a_parallel_limited_key_keeps_working_after_many_continuous_stream
                                          "stream_options": {"include_usage": True}})
         assert status == 200
     assert len(proxy.emitter.events) == 5
-    assert proxy.guard.limiter._counters[hash_key(LIMITED)].inflight == 0
+    assert proxy.guard._accounts["parallel"][hash_key(LIMITED)].inflight == 0
     assert proxy.held() == (0, 0, 0, 0)
 
 
@@ -337,19 +336,23 @@ async def test_shutdown_lets_a_call_within_the_drain_time_finish(proxy: Proxy) -
 
 # -- a second settlement is refused ---------------------------------------------------------------
 
-def _call(proxy: Proxy) -> Call:
+async def _call(proxy: Proxy) -> Call:
     caller = proxy.relay.auth.authenticate({"Authorization": f"Bearer {LIMITED}"})
     target = proxy.relay.router.pick("vllm")
     body = {"model": "vllm", "messages": CHAT}
     attribution = attribute(body, {}, caller)
-    admission = proxy.guard.admit(BudgetRequest("req-1", caller, "vllm", None, (), "acompletion", body))
+    request = BudgetRequest("req-1", caller, "vllm", None, (), "acompletion", body)
+    try:
+        admission = proxy.guard.admit(request)
+    except AwaitRenewal as short:  # the key's first call: its max_parallel_requests lease comes first
+        admission = await short.admit_after_renewal()
     proxy.relay.book.opened()
     return Call("req-1", "acompletion", caller, target, attribution, admission, body, utcnow(), 0.0, None)
 
 
 async def test_a_second_settlement_of_a_call_is_refused_logged_and_counted(proxy: Proxy) -> None:
     """finish then fail on one call: one event, the slot released once (never below zero), one double counted."""
-    call = _call(proxy)
+    call = await _call(proxy)
     assert proxy.held()[:2] == (1, 1)
     proxy.relay.finish(call, TokenUsage(prompt_tokens=100, completion_tokens=40))
     proxy.relay.fail(call, 502, "late failure")
@@ -359,32 +362,21 @@ async def test_a_second_settlement_of_a_call_is_refused_logged_and_counted(proxy
 
 async def test_the_gate_refuses_to_release_one_admission_twice(proxy: Proxy) -> None:
     """BudgetGuard.settle twice with one admission: the slot and reservations are released once, one double counted."""
-    call = _call(proxy)
+    call = await _call(proxy)
     event = proxy.relay.finish(call, TokenUsage(prompt_tokens=1))[0]
     proxy.guard.settle(call.admission, event)
-    assert proxy.guard.limiter._counters[hash_key(LIMITED)].inflight == 0
+    assert proxy.guard._accounts["parallel"][hash_key(LIMITED)].inflight == 0
     assert proxy.held() == (0, 0, 0, 1)
 
 
 def test_an_account_releases_a_reservation_once() -> None:
     """Account.settle on a released reservation returns False and changes nothing."""
     account = Account()
-    account.roll(None, None, Decimal(0))
+    account.roll(None, None)
     reservation = account.reserve(Decimal("0.5"))
     assert account.settle(reservation, Decimal("0.25"), utcnow()) is True
     assert account.settle(reservation, Decimal("0.25"), utcnow()) is False
     assert (account.reserved, account.inflight, account.own) == (Decimal(0), 0, Decimal("0.25"))
-
-
-def test_the_limiter_releases_a_slot_once() -> None:
-    """KeyLimiter.release on a released slot returns False: in-flight stays 0, tokens are counted once."""
-    limiter = KeyLimiter()
-    slot = limiter.acquire("k", None, None, 2, 60.0)
-    assert slot is not None
-    assert limiter.release(slot, 10, 61.0) is True
-    assert limiter.release(slot, 10, 61.0) is False
-    counter = limiter._counters["k"]
-    assert (counter.inflight, counter.tokens, limiter.held) == (0, 10, 0)
 
 
 # -- usage_from_openai is total -------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """The budget hook: admit a call before it goes upstream, settle it once its cost is known.
 
 `BudgetGate` is what the Relay is given; the BudgetGuard (guard.py) implements it from memory
-(totals.v1 + in-flight reservations). Both calls are synchronous on purpose: the request path
-never waits on I/O."""
+(totals.v1, in-flight reservations, budget leases). Both calls are synchronous on purpose: the
+request path does no I/O. The one exception is a call that does not fit this worker's budget lease:
+`admit` raises AwaitRenewal, and the caller awaits `admit_after_renewal()` (bounded) instead of
+being refused while budget is left unleased."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from services.proxy.auth.keys import CallerIdentity
@@ -40,9 +42,24 @@ class Admission:
     reservation: object = None
 
 
+class AwaitRenewal(Exception):
+    """Not a refusal: the call waits for a lease renewal, then is admitted or refused."""
+
+    def __init__(self, retry: Callable[[Callable[[], None]], Awaitable[Admission]]) -> None:
+        super().__init__("the call does not fit this worker's budget lease")
+        self._retry = retry
+
+    async def admit_after_renewal(self, still_open: Callable[[], None] = lambda: None) -> Admission:
+        """The Admission, or the refusal (e.g. BudgetExceeded, 503 when no lease came in time).
+        `still_open` runs before each new judgement and may raise to stop the call (shutdown began
+        during the wait): then nothing is held."""
+        return await self._retry(still_open)
+
+
 class BudgetGate(Protocol):
     def admit(self, request: BudgetRequest) -> Admission:
-        """Say yes (return an Admission) or no (raise a shared.errors.TallyError, e.g. 400/429)."""
+        """Say yes (return an Admission) or no (raise a shared.errors.TallyError, e.g. 400/429), or
+        raise AwaitRenewal to be asked again after a short wait."""
         ...
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:

@@ -1,17 +1,18 @@
-"""The budget arithmetic of one proxy replica: plain code, no I/O, exact Decimals.
+"""The budget arithmetic of one proxy worker: plain code, no I/O, exact Decimals.
 
-Each budgeted entity (key, team, internal user, customer) has, on this replica, an `Account` for its
-current window: what this replica has itself committed there (settled costs + reservations of calls
-in flight), and which of its settled costs the ledger's total may not show yet.
+Each budgeted entity (key, team, internal user, customer, ...) has, in this worker, an `Account` for
+its current window: what this worker has itself committed there (settled costs + reservations of
+calls in flight), which of its settled costs the ledger's total may not show yet, and its *lease*:
+how much of the window's budget the authority (leases.py, kept in Postgres) has granted it.
 
-A call is admitted for an entity with max_budget B, on a deployment of N replicas, when both hold:
+A call estimated at `e` is admitted for an entity with max_budget when it fits the lease:
 
-  share:  N x (prior + own settled + reserved + estimate) <= B     (this replica's 1/N of B)
-  total:  ledger total + own not-yet-counted + reserved + estimate <= B
+  own settled + reserved + e <= lease
 
-or, when neither fits, as the window's *last* call on this replica: nothing of this entity is in
-flight here, the share and the total are not yet used up. That call may pass B by at most its own
-cost, which is the "one request per replica" of the bound proved in docs/budgets.md.
+or, when the authority has nothing more to grant (`final`), as this worker's last call of the
+window: nothing of the entity in flight here and the lease not yet used up. That call may pass the
+lease by at most its own cost: the "one request per worker" of the bound in docs/budgets.md. A call
+that fits neither is *short*: it waits (bounded) for a renewal instead of being refused.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import NamedTuple
 from shared.budget_windows import effective_start, next_reset
 
 ZERO = Decimal(0)
+MONEY, REQUESTS, TOKENS, SLOTS = "money", "requests", "tokens", "slots"  # what an account counts
 RESETTABLE = frozenset({"key", "team"})  # what /global/spend/reset zeroes (as LiteLLM does)
 
 
@@ -80,8 +82,8 @@ PENDING_BUCKET = timedelta(milliseconds=50)
 class Account:
     """This replica's own side of one entity's budget in one window."""
 
-    __slots__ = ("start", "end", "generation", "own", "reserved", "inflight", "prior", "pending", "pending_sum",
-                 "spec", "reset_seen")
+    __slots__ = ("start", "end", "generation", "own", "reserved", "inflight", "pending", "pending_sum",
+                 "spec", "reset_seen", "lease", "final", "scarce", "slice", "want", "admitted", "renewal", "expires")
 
     def __init__(self) -> None:
         self.spec: BudgetSpec | None = None  # the limits the window was computed from
@@ -92,18 +94,34 @@ class Account:
         self.own = ZERO  # settled costs of calls this replica admitted in this window
         self.reserved = ZERO  # estimates of calls in flight
         self.inflight = 0
-        self.prior = ZERO  # what this replica may have spent here before it (re)started
         self.pending: deque[tuple[datetime, Decimal]] = deque()  # settled, maybe not counted yet
         self.pending_sum = ZERO
+        self.lease = ZERO  # granted by the authority for this window: own + reserved stays within it
+        self.final = False  # the authority's last word: nothing left unleased, nor unused by other workers
+        self.scarce = False  # nothing left unleased: keep no more than one call's worth beyond what is committed
+        self.slice = ZERO  # the headroom the last renewal added (renewals start before it runs out)
+        self.want = ZERO  # the largest estimate reserved in this window: what a renewal asks for at least
+        self.admitted = 0  # admissions so far (the lease keeper tells an idle account by it)
+        self.renewal: object = None  # the lease keeper's renewal in flight, if any
+        self.expires = 0.0  # (monotonic) the lease may have expired at the authority from then on
 
-    def roll(self, start: datetime | None, end: datetime | None, prior: Decimal) -> None:
+    def roll(self, start: datetime | None, end: datetime | None) -> None:
+        """A new window: nothing committed, nothing leased (the old window's lease lapses with it)."""
         self.start, self.end = start, end
         self.generation += 1
         self.own = ZERO
         self.reserved = ZERO
-        self.prior = prior
         self.pending.clear()
         self.pending_sum = ZERO
+        self.lease = ZERO
+        self.final = False
+        self.scarce = False
+        self.slice = ZERO
+        self.want = ZERO
+
+    @property
+    def committed(self) -> Decimal:
+        return self.own + self.reserved
 
     def uncounted(self, as_of: datetime | None) -> Decimal:
         """Own settled costs the ledger total (counted up to `as_of`) does not show yet."""
@@ -113,10 +131,13 @@ class Account:
                 self.pending_sum -= pending.popleft()[1]
         return self.pending_sum
 
-    def reserve(self, estimate: Decimal) -> Reservation:
+    def reserve(self, estimate: Decimal, measure: str = MONEY) -> Reservation:
         self.reserved += estimate
         self.inflight += 1
-        return Reservation(self, self.generation, estimate)
+        self.admitted += 1
+        if estimate > self.want:
+            self.want = estimate
+        return Reservation(self, self.generation, estimate, measure)
 
     def settle(self, reservation: Reservation, cost: Decimal, event_time: datetime) -> bool:
         """Release a reservation and count the call's real cost, if its window is still current.
@@ -145,37 +166,37 @@ class Account:
 
 
 class Reservation:
-    """One admission's hold on one account: released exactly once."""
+    """One admission's hold on one account: released exactly once, with the call's cost in the
+    account's measure (money for a budget, 1 for rpm, its tokens for tpm)."""
 
-    __slots__ = ("account", "generation", "estimate", "released")
+    __slots__ = ("account", "generation", "estimate", "measure", "released")
 
-    def __init__(self, account: Account, generation: int, estimate: Decimal) -> None:
+    def __init__(self, account: Account, generation: int, estimate: Decimal, measure: str = MONEY) -> None:
         self.account = account
         self.generation = generation
         self.estimate = estimate
+        self.measure = measure
         self.released = False
 
 
 class Verdict(NamedTuple):  # a tuple: built on every call, so cheap to make
     admitted: bool
     believed_spend: Decimal  # ledger total + own not yet counted + reserved (before this call)
-    last_call: bool = False  # admitted as the window's last call on this replica
+    last_call: bool = False  # admitted as the window's last call in this worker
+    short: bool = False  # not refused: the lease is too small, a renewal may make it fit
 
 
-def judge(account: Account, counted: Decimal, as_of: datetime | None, max_budget: Decimal,
-          estimate: Decimal, replicas: int) -> Verdict:
-    """May a call estimated at `estimate` start? See the module docstring for the two rules."""
+def judge(account: Account, counted: Decimal, as_of: datetime | None, estimate: Decimal, waited: bool = False) -> Verdict:
+    """May a call estimated at `estimate` start? See the module docstring. `waited`: renewals were
+    just awaited for this call, so a call that still does not fit is refused, not short again (and
+    may be the last call once nothing is left unleased, though other workers still hold some)."""
     reserved = account.reserved
     believed = counted + account.uncounted(as_of) + reserved
-    mine = account.prior + account.own + reserved
-    if replicas * (mine + estimate) <= max_budget and believed + estimate <= max_budget:
-        return Verdict(True, believed, False)
-    if account.inflight == 0 and replicas * mine < max_budget and believed < max_budget:
-        return Verdict(True, believed, True)
-    return Verdict(False, believed, False)
-
-
-def restart_prior(counted: Decimal, replicas: int) -> Decimal:
-    """What a replica that (re)started inside a window assumes it spent there before: its even
-    share of the ledger's count. Exact when the load balancer spreads calls evenly."""
-    return counted / replicas if replicas > 1 else counted
+    committed = account.own + reserved
+    if committed + estimate <= account.lease:
+        return Verdict(True, believed)
+    if account.final or (waited and account.scarce):
+        if account.inflight == 0 and committed < account.lease:
+            return Verdict(True, believed, True)
+        return Verdict(False, believed)
+    return Verdict(False, believed, short=not waited)

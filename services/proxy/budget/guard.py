@@ -1,14 +1,16 @@
 """The budget gate on the request path: admit a call before it goes upstream, settle it after.
 
 Everything answers from memory: the EntityDirectory (entities topic), the TotalsView (totals
-topic) and this replica's own Accounts. `admit` checks the key, its team, its internal user and
-the request's customer (`user`), then the key's rpm / tpm / parallel limits, and only then
-reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the reservation
-for the call's real cost."""
+topic) and this worker's own Accounts with their budget leases. `admit` checks the key, its team,
+its internal user and the request's customer (`user`), then the key's rpm / tpm / parallel limits,
+and only then reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the
+reservation for the call's real cost. A call that does not fit an entity's lease raises
+AwaitRenewal: the caller awaits a renewal (bounded by `lease_wait_s`) and the call is judged again."""
 
 from __future__ import annotations
 
-import time
+import asyncio
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,21 +19,25 @@ from decimal import Decimal
 import structlog
 
 from services.proxy.auth.keys import CallerIdentity
-from services.proxy.budget.admission import Admission, BudgetRequest
+from services.proxy.budget.admission import Admission, AwaitRenewal, BudgetRequest
 from services.proxy.budget.core import (
+    MONEY,
+    REQUESTS,
     RESETTABLE,
+    SLOTS,
     ZERO,
     Account,
     BudgetSpec,
     Reservation,
     counted_spend,
     judge,
-    restart_prior,
     window_of,
 )
 from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
-from services.proxy.budget.limiter import KeyLimiter, Slot
+from services.proxy.budget.lease_keeper import LeaseKeeper
+from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
+from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
 from shared.events import UsageEvent, utcnow
@@ -41,6 +47,10 @@ from shared.pricing import Catalog
 log = structlog.get_logger(__name__)
 
 _LABEL = {"key": "", "team": "Team={} ", "user": "User={} ", "customer": "End User={} ", "organization": "Organization={} "}
+# A call short of lease is judged again after each renewal, 50 ms apart and then up to 0.4 s apart
+# (time for other workers to give back what they hold unused), until TALLY_BUDGET_LEASE_WAIT_S.
+RENEWAL_SPACING_S = 0.05
+MAX_RENEWAL_SPACING_S = 0.4
 
 
 class BudgetExceeded(ProxyError):
@@ -49,7 +59,7 @@ class BudgetExceeded(ProxyError):
     status = 400
 
     def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal) -> None:
-        label = _LABEL[kind].format(entity_id)
+        label = _LABEL.get(kind, "").format(entity_id)
         super().__init__(
             f"Budget has been exceeded! {label}Current cost: {format(spend, 'f')}, Max budget: {format(max_budget, 'f')}",
             type="budget_exceeded", code="400")
@@ -62,30 +72,64 @@ class Hold:
 
     reservations: list[Reservation]
     key_account: Account | None
-    slot: Slot | None
+
+
+Short = list[tuple[Account, Decimal]]  # accounts whose lease a call does not fit, with what it lacks
 
 
 class BudgetGuard:
     def __init__(self, directory: EntityDirectory, totals: TotalsView, catalog: Catalog, rates: dict[str, Rates],
-                 replicas: int = 1, started_at: datetime | None = None,
-                 clock: Callable[[], datetime] = utcnow, wall: Callable[[], float] = time.time,
-                 double_settlements: Metric | None = None) -> None:
+                 keeper: LeaseKeeper | None = None, lease_wait_s: float = 2.0,
+                 clock: Callable[[], datetime] = utcnow, double_settlements: Metric | None = None) -> None:
         self.directory = directory
         self.totals = totals
         self.catalog = catalog
         self.rates = rates
-        self.replicas = max(1, replicas)
-        self.started_at = started_at or clock()
+        # Without a keeper the guard is its own authority: right for one process, as in unit tests.
+        self.keeper = keeper or LeaseKeeper(MemoryLeaseStore(clock), "local", totals)
+        self.lease_wait_s = lease_wait_s
         self.clock = clock
-        self.wall = wall
-        self.limiter = KeyLimiter(self.replicas)
-        self._accounts: dict[str, dict[str, Account]] = {k: {} for k in ("key", "team", "user", "customer", "organization")}
+        self.slots_held = 0  # max_parallel_requests slots held by calls in flight, over every key
+        self._accounts: defaultdict[str, dict[str, Account]] = defaultdict(dict)
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
+        self._rate_specs: dict[str, tuple[CallerIdentity, tuple[tuple[str, BudgetSpec], ...]]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
     # -- the request path ----------------------------------------------------------------------
 
     def admit(self, request: BudgetRequest) -> Admission:
+        outcome = self._admit(request, waited=False)
+        if isinstance(outcome, Admission):
+            return outcome
+        raise AwaitRenewal(lambda still_open: self._admit_after_renewal(request, outcome, still_open))
+
+    async def _admit_after_renewal(self, request: BudgetRequest, short: Short, still_open: Callable[[], None]) -> Admission:
+        """Renew the leases the call did not fit and judge it again, at a growing pace while other
+        workers may still give back what they hold unused, until lease_wait_s. Then a call still
+        short of a budget the authority says is all leased is judged for the last time (admitted as
+        a last call, or refused); one still short while budget is left unleased (renewals too slow)
+        gets 503, as when the authority cannot be reached."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_wait_s
+        spacing = RENEWAL_SPACING_S
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(self.keeper.renew(account, want) for account, want in short)),
+                                       max(deadline - loop.time(), 0.001))
+            except asyncio.TimeoutError:
+                raise LeasesUnavailable(f"no budget lease was granted within {self.lease_wait_s:g} s") from None
+            still_open()
+            last = loop.time() + spacing >= deadline
+            outcome = self._admit(request, waited=last and all(account.scarce for account, _ in short))
+            if isinstance(outcome, Admission):
+                return outcome
+            if last:
+                raise LeasesUnavailable(f"no budget lease large enough was granted within {self.lease_wait_s:g} s")
+            short = outcome
+            await asyncio.sleep(spacing)  # a bounded retry pace, not a wait for a condition
+            spacing = min(spacing * 2, MAX_RENEWAL_SPACING_S)
+
+    def _admit(self, request: BudgetRequest, waited: bool) -> Admission | Short:
         caller = request.caller
         if caller.is_master:
             return Admission(request)
@@ -109,6 +153,7 @@ class BudgetGuard:
 
         cost = None
         soft = False
+        short: Short = []
         for spec, account in budgeted:
             total = self.totals.get(spec.kind, spec.entity_id)
             counted = counted_spend(total, account.start)
@@ -117,23 +162,41 @@ class BudgetGuard:
                 if cost is None:
                     cost = estimate(self.catalog, self.rates.get(request.model_group), request.call_type,
                                     getattr(request, "body", None))
-                verdict = judge(account, counted, as_of, spec.max_budget, cost, self.replicas)
-                if not verdict.admitted:
+                verdict = judge(account, counted, as_of, cost, waited)
+                if verdict.short:
+                    short.append((account, account.committed + cost - account.lease))  # what the call lacks
+                elif not verdict.admitted:
                     raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
                 believed = verdict.believed_spend
             else:
                 believed = counted + account.uncounted(as_of) + account.reserved
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
-
-        slot = None
+        rated: list[tuple[str, Account]] = []
         if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
-            slot = self.limiter.acquire(caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests,
-                                        self.wall())
+            for measure, spec in self._rates_of(caller):
+                account = self._account(spec, now)
+                if measure == SLOTS and account.expires <= self.keeper.clock():
+                    # Slots of a lease the authority may have dropped (no heartbeat got through): ask first.
+                    short.append((account, max(ONE, account.committed + ONE - account.lease)))
+                    continue
+                verdict = judge(account, ZERO, None, ONE, waited)
+                if verdict.short:  # tokens settle above the 1 reserved: the lack may be far more than 1
+                    short.append((account, account.committed + ONE - account.lease))
+                elif not verdict.admitted:
+                    raise rate_limited(measure, spec, account)
+                rated.append((measure, account))
+        if short:
+            return short
+
         held = [account.reserve(cost or ZERO) for _, account in budgeted]
+        for measure, account in rated:
+            held.append(account.reserve(ONE, measure))
+            if measure == SLOTS:
+                self.slots_held += 1
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
-        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account, slot))
+        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account))
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
@@ -142,9 +205,19 @@ class BudgetGuard:
             return self._unbudgeted_key_spend(admission, cost)
         refused = 0
         for reservation in hold.reservations:
-            refused += not reservation.account.settle(reservation, cost, event.start_time)
-        if hold.slot is not None:
-            refused += not self.limiter.release(hold.slot, event.usage.prompt_tokens + event.usage.completion_tokens, self.wall())
+            measure = reservation.measure
+            if measure == MONEY:
+                amount = cost
+            elif measure == REQUESTS:
+                amount = ONE
+            elif measure == SLOTS:
+                amount = ZERO  # the slot comes back: nothing stays spent
+            else:
+                amount = Decimal(event.usage.prompt_tokens + event.usage.completion_tokens)
+            released = reservation.account.settle(reservation, amount, event.start_time)
+            refused += not released
+            if released and measure == SLOTS:
+                self.slots_held -= 1
         if refused:
             # A bug upstream of here (the relay settles each call once): the held amounts were
             # not released twice, and the caller gets the key's spend as it stands.
@@ -164,8 +237,9 @@ class BudgetGuard:
     # -- what /metrics shows ---------------------------------------------------------------------
 
     def reserved_total(self) -> Decimal:
-        """The estimates held by calls in flight, summed over every account of every entity."""
-        return sum((account.reserved for accounts in self._accounts.values() for account in accounts.values()), ZERO)
+        """The estimates held by calls in flight, summed over every budget account of every entity."""
+        return sum((account.reserved for kind, accounts in self._accounts.items() if kind not in RATE_KINDS.values()
+                    for account in accounts.values()), ZERO)
 
     # -- what the admin routes show ------------------------------------------------------------
 
@@ -181,6 +255,13 @@ class BudgetGuard:
             spend += account.uncounted(total.as_of if total else None)
         return spend, end
 
+    def _rates_of(self, caller: CallerIdentity) -> tuple[tuple[str, BudgetSpec], ...]:
+        """The key's rpm / tpm limits as budgets of one-minute windows (rate_limits.py)."""
+        cached = self._rate_specs.get(caller.api_key_hash)
+        if cached is None or cached[0] is not caller:
+            cached = self._rate_specs[caller.api_key_hash] = (caller, rate_specs(caller))
+        return cached[1]
+
     def _fallback_spec(self, caller: CallerIdentity) -> BudgetSpec:
         """A key the KeyTable knows but the directory does not (yet): its limits from the identity."""
         cached = self._fallback.get(caller.api_key_hash)
@@ -191,7 +272,7 @@ class BudgetGuard:
     # -- accounts ------------------------------------------------------------------------------
 
     def _account(self, spec: BudgetSpec, now: datetime) -> Account:
-        accounts = self._accounts[spec.kind]
+        accounts = self._accounts[spec.kind]  # any entity kind the directory knows
         account = accounts.get(spec.entity_id)
         if account is None:
             account = accounts[spec.entity_id] = Account()
@@ -201,10 +282,7 @@ class BudgetGuard:
             return account  # the usual case: same limits, same window
         start, end = window_of(spec, now, last_reset)
         if account.generation < 0 or start != account.start:
-            prior = ZERO
-            if (start is None or start < self.started_at) and (spec.anchor is None or spec.anchor < self.started_at):
-                prior = restart_prior(counted_spend(self.totals.get(spec.kind, spec.entity_id), start), self.replicas)
-            account.roll(start, end, prior)
+            account.roll(start, end)
         account.end = end
         account.spec = spec
         account.reset_seen = last_reset

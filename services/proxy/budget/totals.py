@@ -24,7 +24,8 @@ class TotalsView:
         self.applied = 0
 
     def get(self, kind: str, entity_id: str) -> LedgerTotal | None:
-        return self._totals[kind].get(entity_id)
+        totals = self._totals.get(kind)  # rpm / tpm leases have no ledger total
+        return totals.get(entity_id) if totals is not None else None
 
     def apply(self, total: EntityTotal) -> None:
         self.applied += 1

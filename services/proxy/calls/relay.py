@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, KeyCatchUp, authenticate_with_catch_up
-from services.proxy.budget.admission import BudgetGate, BudgetRequest
+from services.proxy.budget.admission import AwaitRenewal, BudgetGate, BudgetRequest
 from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
@@ -158,7 +158,11 @@ class Relay:
         sent = upstream_body(body, call_type)
         self.check_open()
         request_id = new_request_id()
-        admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
+        budget_request = BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body)
+        try:
+            admission = self.gate.admit(budget_request)
+        except AwaitRenewal as short:  # the budget lease is too small for this call: wait (bounded) for more
+            admission = await short.admit_after_renewal(self.check_open)
         # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
         self.book.opened()
         call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api)

@@ -1,0 +1,112 @@
+"""Budget leases: the authority's arithmetic. Plain code, no I/O, exact Decimals.
+
+One entity's budget window is shared by *holders* (one per proxy worker process). Each holder has
+one row: `granted` (what it may commit: settled costs plus reservations of calls in flight), and
+what it last reported it has `used` (settled) and holds `inflight` (reserved). A row is charged
+
+    charge = max(granted, used + inflight)
+
+which is never less than what its holder can have spent, but for the one call it may take past
+`granted` as the window's last call (the holder admits only within `granted` otherwise).
+The authority knows the window's spend is at most
+
+    known = max(ledger total, sum of charges)
+
+and grants a holder only from `max_budget - known`. Returning a lease (idle, shutdown) is a renewal
+that sets `granted` to what the holder has committed, so its charge falls to what it really used.
+A row whose holder stopped renewing for the lease TTL is dead: it is folded into one settled row
+at its charge, which stays for the rest of the window (its holder's last calls may still be on
+their way to the ledger). docs/budgets.md has the proof."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+ZERO = Decimal(0)
+SETTLED = "~settled"  # the holder name of the row dead leases are folded into
+SLICE_FRACTION = Decimal(1) / Decimal(8)  # a grant is this much of what is left, at least the call asked for
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    holder: str
+    granted: Decimal
+    used: Decimal = ZERO
+    inflight: Decimal = ZERO
+    expires_at: datetime | None = None
+
+    @property
+    def charge(self) -> Decimal:
+        return max(self.granted, self.used + self.inflight)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAsk:
+    """One holder's renewal (or return) for one entity's window.
+
+    `keep` is what the holder keeps of its lease before anything new: its whole current lease when
+    it asks for more, what it has committed when it returns the rest. The holder never commits past
+    `keep` while the renewal is in flight, so the row never charges less than it may spend."""
+
+    holder: str
+    max_budget: Decimal
+    counted: Decimal  # the ledger's total for the window, as the holder last saw it (a lower bound on spend)
+    keep: Decimal
+    used: Decimal
+    inflight: Decimal
+    want: Decimal  # the smallest useful new headroom (a call's estimate); 0 when returning
+    most: Decimal | None = None  # the most headroom worth holding (the holder's recent use); None: no cap
+    concurrent: bool = False  # slots, not spend: a dead holder's calls ended with it, so its lease is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    granted: Decimal  # the holder's whole lease for the window now (keep + headroom)
+    headroom: Decimal  # what this renewal added
+    final: bool  # nothing of the budget is left unleased: no renewal can give more now
+    known: Decimal  # the authority's bound on the window's spend, this grant included
+    others_unused: Decimal = ZERO  # what live other holders were granted and had not used, as last reported
+
+
+def slice_of(free: Decimal, want: Decimal, fraction: Decimal = SLICE_FRACTION, most: Decimal | None = None) -> Decimal:
+    """New headroom from `free`: a fraction of it (no more than `most`), at least `want`, never
+    more than all of it."""
+    if free <= ZERO or want <= ZERO:
+        return ZERO
+    share = free * fraction if most is None else min(free * fraction, most)
+    return min(free, max(want, share))
+
+
+def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
+          fraction: Decimal = SLICE_FRACTION) -> tuple[LeaseGrant, list[LeaseRow]]:
+    """The authority's answer to `ask`, and the window's rows after it (dead rows folded, the
+    holder's row written). `rows` are all of the window's rows, locked by the caller."""
+    settled = ZERO
+    others = ZERO
+    unused = ZERO
+    kept: list[LeaseRow] = []
+    for row in rows:
+        if row.holder == ask.holder:
+            continue
+        if row.holder == SETTLED or (row.expires_at is not None and row.expires_at <= now):
+            if not ask.concurrent:
+                settled += row.charge
+            continue
+        others += row.charge
+        unused += max(ZERO, row.granted - row.used - row.inflight)
+        kept.append(row)
+    mine = max(ask.keep, ask.used + ask.inflight)  # its charge: a last call may have passed `keep`
+    known = max(ask.counted, settled + others + mine)
+    free = ask.max_budget - known
+    headroom = slice_of(free, ask.want, fraction, ask.most)
+    # Added to what the holder keeps, not to what it reported: a last call's excess is charged, and
+    # paid from the new headroom, never turned into more lease (else the reservation's slack, once
+    # the call settles below its estimate, would let the holder pass its lease again).
+    granted = ask.keep + headroom
+    final = headroom >= free
+    if settled:
+        kept.append(LeaseRow(SETTLED, settled))
+    kept.append(LeaseRow(ask.holder, granted, ask.used, ask.inflight))
+    return LeaseGrant(granted, headroom, final, known + headroom, unused), kept

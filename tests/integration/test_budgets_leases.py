@@ -1,0 +1,190 @@
+"""Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
+one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
+by at most one call per worker, max_parallel_requests holds across all four workers, a SIGKILLed worker's lease expires and is folded into the window's
+settled spend, and its restarted successor holds only what it was granted itself.
+
+Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import aiohttp
+import orjson
+import psycopg
+import pytest
+
+from shared.keys import hash_key
+from tests.fixtures.polling import eventually, eventually_async
+from tests.fixtures.stack import TallyStack, running_stack
+from tests.integration.test_budgets_replicas import CALL_COST, assert_budget_refusals, chat, hammer, new_key
+from tests.integration.test_proxy_workers import connections_of, workers_of
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+PROCESSES = 2 * WORKERS  # lease holders: 2 replicas x 2 workers
+TTL_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def two_by_two(kafka_bootstrap: str, postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TallyStack]:
+    """Fake upstream + pricer + ledger + two proxy replicas of two workers each, with a 2 s lease TTL."""
+    log_dir = tmp_path_factory.mktemp("leases")
+    plan = [("upstream", "stack.fake_upstream", {}), ("pricer", "services.pricer", {}),
+            ("ledger", "services.ledger", {"LEDGER_BATCH_MAX_MS": "20"})]
+    plan += [(replica, "services.proxy", {"TALLY_PROXY_WORKERS": str(WORKERS), "TALLY_PROXY_REPLICAS": "2",
+                                          "TALLY_BUDGET_LEASE_TTL_S": str(TTL_S),
+                                          "TALLY_SPOOL_DIR": str(log_dir / f"spool-{replica}")})
+             for replica in ("proxy-a", "proxy-b")]
+    with running_stack(kafka_bootstrap, postgres_admin_url, log_dir, plan) as stack:
+        for replica in ("proxy-a", "proxy-b"):
+            log = stack.services[replica].log_path
+            eventually(lambda log=log: log.read_text().count('"proxy_worker_ready"') >= WORKERS, 60, f"{replica}'s workers")
+        yield stack
+
+
+def lease_rows(stack: TallyStack, key: str) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+    """holder -> (granted, used, charge) of the key's leases."""
+    with psycopg.connect(stack.common.database_url) as conn:
+        rows = conn.execute("SELECT holder, granted, used, greatest(granted, used + inflight) FROM tally_leases.budget_leases"
+                            " WHERE entity_type = 'key' AND entity_id = %s", (hash_key(key),)).fetchall()
+    return {holder: (granted, used, charge) for holder, granted, used, charge in rows}
+
+
+async def calls_until_refused(session: aiohttp.ClientSession, stack: TallyStack, replica: str, key: str) -> tuple[int, Decimal]:
+    calls, spent = 0, Decimal(0)
+    while True:
+        status, data, cost = await chat(session, stack, replica, key)
+        if status != 200:
+            assert_budget_refusals([(status, data)])
+            return calls, spent
+        calls, spent = calls + 1, spent + cost
+
+
+async def test_one_keep_alive_client_gets_its_whole_budget_from_one_of_two_workers(two_by_two: TallyStack) -> None:
+    """A budget of 100 calls, one client on one keep-alive connection (so one worker of two): 100 calls, then 400."""
+    budget = CALL_COST * 100
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_budget=float(budget))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        calls, spent = await calls_until_refused(session, two_by_two, "proxy-a", key)
+    assert (calls, spent) == (100, budget)
+
+
+async def test_64_callers_on_two_replicas_of_two_workers_pass_the_budget_by_at_most_one_call_per_worker(
+        two_by_two: TallyStack) -> None:
+    """64 callers over both replicas and all four workers: spend <= B + 4 calls and >= 99 % of B; refusals are the budget error."""
+    budget = CALL_COST * 200
+    async with aiohttp.ClientSession() as session:
+        key = await new_key(session, two_by_two, max_budget=float(budget))
+        spent, refusals = await hammer(session, two_by_two, [key])
+    assert_budget_refusals(refusals)
+    assert budget * Decimal("0.99") <= spent <= budget + PROCESSES * CALL_COST, spent / CALL_COST
+
+
+async def test_a_sigkilled_workers_lease_expires_and_the_rest_of_the_budget_is_delivered(two_by_two: TallyStack) -> None:
+    """A worker killed holding a lease: its row is folded into ~settled at its charge after the TTL, and
+    the other workers deliver everything else: the only loss is the dead lease's unused headroom."""
+    budget = CALL_COST * 100
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_budget=float(budget))
+    proxy = two_by_two.services["proxy-a"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for _ in range(10):
+            assert (await chat(session, two_by_two, "proxy-a", key))[0] == 200
+        serving = [pid for pid in workers_of(proxy.process.pid) if connections_of(pid, proxy.port)]
+        assert len(serving) == 1
+        (dead_holder, (granted, _, dead_charge)), = lease_rows(two_by_two, key).items()
+        os.kill(serving[0], signal.SIGKILL)
+    async with aiohttp.ClientSession() as session:
+        calls, spent = await calls_until_refused(session, two_by_two, "proxy-b", key)
+
+        async def folded() -> bool:
+            await chat(session, two_by_two, "proxy-b", key)  # a renewal after the TTL folds the dead lease
+            rows = lease_rows(two_by_two, key)
+            return dead_holder not in rows and rows["~settled"][2] == dead_charge
+
+        await eventually_async(folded, 4 * TTL_S, "the dead worker's lease folded into ~settled", interval=0.3)
+    delivered = 10 * CALL_COST + spent
+    unused = dead_charge - 10 * CALL_COST  # what the dead worker held and never used
+    assert dead_charge == granted
+    assert delivered <= budget + PROCESSES * CALL_COST
+    assert budget - unused - CALL_COST <= delivered, (delivered / CALL_COST, unused / CALL_COST)
+    assert unused <= budget / 4  # a slice: an eighth of what was left, renewed once at most
+
+
+async def test_a_restarted_worker_holds_only_what_it_was_granted_itself(two_by_two: TallyStack) -> None:
+    """After a worker's SIGKILL and restart, a new key's leases on proxy-a are held under new holder ids,
+    and the used they report add up exactly to the costs the clients saw."""
+    proxy = two_by_two.services["proxy-a"]
+    victim = sorted(workers_of(proxy.process.pid))[0]
+    ready = proxy.log_path.read_text().count('"proxy_worker_ready"')
+    os.kill(victim, signal.SIGKILL)
+    eventually(lambda: len(workers_of(proxy.process.pid)) == WORKERS and victim not in workers_of(proxy.process.pid),
+               30, "the parent to restart the killed worker")
+    eventually(lambda: proxy.log_path.read_text().count('"proxy_worker_ready"') > ready, 60, "the restarted worker ready")
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_budget=float(CALL_COST * 100))
+    port = f":{proxy.port}/"
+    spent: list[Decimal] = []
+
+    def workers_holding(rows: dict[str, tuple[Decimal, Decimal, Decimal]]) -> list[str]:
+        return sorted(holder.split(port)[1].split("/")[0] for holder in rows)
+
+    async def both_workers_served() -> bool:
+        async with aiohttp.ClientSession() as session:  # a new connection each: handed to the workers in turn
+            status, _, cost = await chat(session, two_by_two, "proxy-a", key)
+        assert status == 200
+        spent.append(cost)
+        return workers_holding(lease_rows(two_by_two, key)) == ["0", "1"]
+
+    await eventually_async(both_workers_served, 20, "a call served by each worker, the restarted one included")
+
+    def returned() -> dict[str, tuple[Decimal, Decimal, Decimal]] | None:
+        rows = lease_rows(two_by_two, key)  # idle leases are returned within about a second
+        return rows if all(granted == used for granted, used, _ in rows.values()) else None
+
+    rows = eventually(returned, 10, "both idle leases returned")
+    assert workers_holding(rows) == ["0", "1"]  # each worker its own row, under its own holder id
+    assert sum((used for _, used, _ in rows.values()), Decimal(0)) == sum(spent, Decimal(0))  # exactly what they served
+
+
+async def test_one_keep_alive_client_gets_the_whole_rpm_limit_from_one_of_four_workers(two_by_two: TallyStack) -> None:
+    """rpm_limit 30 on a 2 x 2 deployment, one keep-alive client: 30 calls in the minute, then 429 (not 30/4)."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, rpm_limit=30)
+    statuses = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        while not statuses or statuses[-1][0] == 200:
+            status, data, _ = await chat(session, two_by_two, "proxy-a", key)
+            statuses.append((status, data))
+    assert len(statuses) == 31
+    status, data = statuses[-1]
+    assert (status, data["error"]["type"]) == (429, "rate_limit_error"), data
+    assert "rpm_limit: 30" in data["error"]["message"]
+
+
+async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(two_by_two: TallyStack) -> None:
+    """max_parallel_requests 6, 12 calls of 3 s at once over both replicas: exactly 6 answered, 6 refused with 429."""
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_parallel_requests=6)
+    body = orjson.dumps({"model": "llama3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
+                         "x_fake": {"delay_ms": 3000}})
+
+    async def one(i: int) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session:  # a connection each: spread over the workers
+            async with session.post(two_by_two.url(("proxy-a", "proxy-b")[i % 2]) + "/chat/completions", data=body,
+                                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}) as r:
+                data = orjson.loads(await r.read())
+                return r.status, "" if r.status == 200 else data["error"]["message"]
+
+    answers = await asyncio.gather(*(one(i) for i in range(12)))
+    assert sorted(status for status, _ in answers) == [200] * 6 + [429] * 6
+    assert all("max_parallel_requests: 6" in message for status, message in answers if status == 429)
