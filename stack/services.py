@@ -1,4 +1,4 @@
-"""Starting Tally's four services (and the demo upstream) as background processes."""
+"""Starting Tally's services (the four, the alerts process of the reports package, the demo upstream) as background processes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class ServiceSpec:
     port: int
     port_variable: str
     env: tuple[tuple[str, str], ...] = ()  # what sets this replica apart from its twin
+    args: tuple[str, ...] = ()  # a subcommand of the service's package (the reports package's `alerts`)
 
     @property
     def health_url(self) -> str:
@@ -31,6 +32,7 @@ SERVICES = [
     ServiceSpec("pricer", "services.pricer", 4002, "PRICER_PORT"),
     ServiceSpec("ledger", "services.ledger", 4003, "LEDGER_PORT"),
     ServiceSpec("reports", "services.reports", 4001, "REPORTS_PORT"),
+    ServiceSpec("alerts", "services.reports", 4005, "TALLY_ALERTS_PORT", args=("alerts",)),
     ServiceSpec("proxy", "services.proxy", 4000, "PROXY_PORT"),
 ]
 
@@ -66,7 +68,7 @@ def start(spec: ServiceSpec, env: dict[str, str], timeout: float = 90) -> bool:
         return False
     if port_open(spec.port):
         raise StackError(f"port {spec.port} (for {spec.name}) is taken by another program: stop it or set {spec.port_variable}")
-    argv = [sys.executable, "-m", spec.module]
+    argv = [sys.executable, "-m", spec.module, *spec.args]
     if spec is DEMO_UPSTREAM:
         argv += ["--port", str(spec.port)]
     start_detached(spec.name, argv, env={**env, **dict(spec.env), spec.port_variable: str(spec.port)}, cwd=ROOT)

@@ -15,7 +15,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 def test_compose_parses_with_kafka_postgres_and_every_service():
     """The file is valid YAML naming Kafka, Postgres, the demo upstream and the four services."""
     default = {name for name, service in COMPOSE["services"].items() if "profiles" not in service}
-    assert default == {"kafka", "postgres", "demo-upstream", "pricer", "ledger", "reports", "proxy"}
+    assert default == {"kafka", "postgres", "demo-upstream", "pricer", "ledger", "reports", "alerts", "proxy"}
 
 
 def test_compose_cluster_profile_adds_two_kafka_nodes_and_a_second_pricer_ledger_and_proxy():
@@ -66,11 +66,11 @@ def test_compose_gives_the_master_key_only_to_the_services_that_check_callers():
 
 
 def test_compose_requires_a_postgres_password_and_keeps_it_out_of_the_url():
-    """Postgres and its two clients get POSTGRES_PASSWORD (required); no password is written in the file."""
+    """Postgres and every service that uses it (budget leases, quarantine, alerts too) get POSTGRES_PASSWORD (required); no password is written in the file."""
     services = COMPOSE["services"]
     assert required_variable(services["postgres"]["environment"]["POSTGRES_PASSWORD"])[0] == "POSTGRES_PASSWORD"
     users = {name for name, service in services.items() if "PGPASSWORD" in service.get("environment", {})}
-    assert users == {"ledger", "ledger-2", "reports"}
+    assert users == {"pricer", "pricer-2", "ledger", "ledger-2", "reports", "alerts", "proxy", "proxy-2"}
     for name in users:
         assert required_variable(services[name]["environment"]["PGPASSWORD"])[0] == "POSTGRES_PASSWORD"
     for spec in SERVICES:
