@@ -191,12 +191,13 @@ class Relay:
                 self.abandon(call, error)
 
     def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any]) -> CallPlan | None:
-        """The call's retries and fallbacks (None: one attempt), checked before anything is held:
-        a fallback group must exist and the caller's key must be allowed to use it."""
+        """The call's retries and fallbacks (None: one attempt), checked before anything is held: a
+        fallback group the request names must exist and be one the caller's key may use (the
+        config's fallbacks are passed over where the key may not)."""
         policy = self.router.policy
         if policy.plain and "num_retries" not in body and "fallbacks" not in body and "context_window_fallback_dict" not in body:
             return None
-        plan = plan_for(policy, model, body)
+        plan = plan_for(policy, model, body, caller.allows_model)
         for group in (*plan.fallbacks, *plan.context_window_fallbacks):
             if not self.router.knows(group):
                 raise InvalidRequest(f"fallback model {group!r} is not configured", param="fallbacks")

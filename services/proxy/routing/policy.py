@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,21 +98,24 @@ class CallPlan:
     context_window_fallbacks: tuple[str, ...]
 
 
-def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any]) -> CallPlan:
+def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any],
+             allows: Callable[[str], bool] | None = None) -> CallPlan:
     """The request may set `num_retries`, `fallbacks` (a list of model_names) and
-    `context_window_fallback_dict` ({model_name: fallback}), as LiteLLM's proxy reads them."""
+    `context_window_fallback_dict` ({model_name: fallback}), as LiteLLM's proxy reads them. The
+    config's fallbacks are kept only where `allows` (the caller's key) does; the request's are
+    returned as asked, for the caller to check."""
     retries = body.get("num_retries", policy.num_retries)
     if retries is None:
         retries = policy.num_retries
     retries = _count(retries, "num_retries", MAX_RETRIES, InvalidRequest)
     fallbacks = body.get("fallbacks")
     if fallbacks is None:
-        chosen = policy.fallbacks.get(model_group, ())
+        chosen = tuple(filter(allows, policy.fallbacks.get(model_group, ())))
     elif isinstance(fallbacks, list) and all(isinstance(f, str) and f for f in fallbacks) and len(fallbacks) <= MAX_FALLBACKS:
         chosen = tuple(fallbacks)
     else:
         raise InvalidRequest(f"fallbacks must be a list of at most {MAX_FALLBACKS} model names", param="fallbacks")
-    window = policy.context_window_fallbacks.get(model_group, ())
+    window = tuple(filter(allows, policy.context_window_fallbacks.get(model_group, ())))
     asked = body.get("context_window_fallback_dict")
     if isinstance(asked, dict) and isinstance(asked.get(model_group), str):
         window = (asked[model_group],)
