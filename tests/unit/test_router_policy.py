@@ -98,6 +98,14 @@ def test_rate_limit_rests_at_once_but_a_lone_deployment_never_rests():
     assert not cooldowns.resting("solo")
 
 
+def test_a_request_error_does_not_count_against_the_deployment():
+    """A 400 or 422 is the request's fault: it never rests the deployment; a 401 or 404 counts."""
+    cooldowns = Cooldowns(allowed_fails=0, cooldown_time_s=5, clock=Clock())
+    assert [cooldowns.failed("a", status, 2) for status in (400, 413, 422)] == [False, False, False]
+    assert not cooldowns.resting("a")
+    assert cooldowns.failed("b", 401, 2) is True
+
+
 def test_retry_decision_follows_litellm():
     """Rate limits, timeouts and server errors are retried; a 4xx the request caused is not."""
     assert [s for s in (400, 401, 403, 404, 408, 422, 429, 500, 502, 503, 504) if retryable(s)] == [408, 429, 500, 502, 503, 504]

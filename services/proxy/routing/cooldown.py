@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 MINUTE_S = 60.0
+# A deployment's own trouble, as LiteLLM judges it: a bad key or model name, a timeout, a rate limit,
+# a server error. Any other 4xx is the request's fault and says nothing about the deployment.
+COUNTED = frozenset({401, 404, 408, 429})
 
 
 class Cooldowns:
@@ -22,7 +25,7 @@ class Cooldowns:
 
     def failed(self, model_id: str, status: int, group_size: int) -> bool:
         """Count one failure; True when the deployment now rests."""
-        if group_size < 2 or self.cooldown_time_s <= 0:
+        if group_size < 2 or self.cooldown_time_s <= 0 or not (status in COUNTED or status >= 500):
             return False
         now = self._clock()
         start, count = self._fails.get(model_id, (now, 0))
