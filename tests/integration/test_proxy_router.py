@@ -218,6 +218,23 @@ async def test_a_key_cannot_fall_back_to_a_model_it_may_not_use(start_router: Ro
     assert status == 500
     status, headers, _ = await chat(proxy, {}, key=VIRTUAL_KEY)
     assert headers["x-litellm-key-spend"] == "0.00076"  # the failed call cost nothing, its reservation is back
+    assert await settlement_gauges(proxy) == {name: 0.0 for name in SETTLEMENT_GAUGES}
+
+
+SETTLEMENT_GAUGES = ("tally_proxy_admissions_in_flight", "tally_proxy_budget_reserved", "tally_proxy_double_settlements_total")
+
+
+async def settlement_gauges(proxy: TestServer) -> dict[str, float]:
+    """The proxy's admission and reservation gauges and its double-settlement counter, from /metrics."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url(proxy) + "/metrics", headers={"Authorization": f"Bearer {MASTER}"}) as response:
+            text = await response.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in SETTLEMENT_GAUGES:
+            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
 
 
 async def publish_key(kafka: CommonSettings, *, models: list[str]) -> None:
