@@ -11,7 +11,7 @@ import pytest
 from services.proxy.errors import ConfigurationError, InvalidRequest
 from services.proxy.routing.cooldown import Cooldowns
 from services.proxy.routing.policy import (
-    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, retryable,
+    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, retry_delay_s, retryable,
 )
 from services.proxy.routing.router import Router, build_target
 from services.proxy.routing.strategy import least_busy, shuffle_weights, simple_shuffle
@@ -109,6 +109,11 @@ def test_a_request_error_does_not_count_against_the_deployment():
 def test_retry_decision_follows_litellm():
     """Rate limits, timeouts and server errors are retried; a 4xx the request caused is not."""
     assert [s for s in (400, 401, 403, 404, 408, 422, 429, 500, 502, 503, 504) if retryable(s)] == [408, 429, 500, 502, 503, 504]
+
+
+def test_a_retry_on_the_same_deployment_backs_off_exponentially():
+    """0.5 s before the first retry on a deployment that failed, doubling, capped at 8 s."""
+    assert [retry_delay_s(n) for n in (1, 2, 3, 4, 5, 6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
 
 def test_context_window_error_is_recognised():

@@ -11,6 +11,7 @@ attempt, for the requested group."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from services.proxy.calls.call import Call
 from services.proxy.errors import UpstreamError
-from services.proxy.routing.policy import CallPlan, context_window_exceeded, falls_back, retryable
+from services.proxy.routing.policy import CallPlan, context_window_exceeded, falls_back, retry_delay_s, retryable
 from services.proxy.routing.router import Router, Target
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ async def attempt_until_answered(relay: Relay, call: Call, plan: CallPlan,
                 retries_left -= 1
                 call.attempted_retries += 1
                 call.target = router.pick(target.model_group, tried=tried)
+                if call.target.model_id in tried:  # nobody else to ask: give it a moment
+                    await asyncio.sleep(retry_delay_s(call.attempted_retries))
                 continue
             if window_fallbacks and context_window_exceeded(error.status, error.message):
                 next_group = window_fallbacks.pop(0)

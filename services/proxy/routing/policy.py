@@ -16,6 +16,7 @@ DEFAULT_ALLOWED_FAILS = 3  # LiteLLM's defaults
 DEFAULT_COOLDOWN_TIME_S = 5.0
 MAX_RETRIES = 10  # a request's num_retries is bounded: each retry is an upstream call
 MAX_FALLBACKS = 10
+INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S = 0.5, 8.0  # LiteLLM's backoff when no other deployment can take a retry
 
 # How providers word a prompt too long for the model (OpenAI, Azure, Anthropic, Bedrock, Gemini).
 _CONTEXT_WINDOW = re.compile(
@@ -128,6 +129,12 @@ def retryable(status: int) -> bool:
     """The failures LiteLLM retries: rate limits, timeouts, server errors (the relay reports an
     unreachable upstream as 502 and a timeout as 504). Never a 4xx the request itself caused."""
     return status in (408, 429) or status >= 500
+
+
+def retry_delay_s(retries_done: int) -> float:
+    """The pause before retrying on a deployment that already failed this call (the group has no
+    other): 0.5 s, doubling, at most 8 s. A retry on another deployment goes at once."""
+    return min(INITIAL_RETRY_DELAY_S * 2 ** max(retries_done - 1, 0), MAX_RETRY_DELAY_S)
 
 
 def context_window_exceeded(status: int, message: str) -> bool:
