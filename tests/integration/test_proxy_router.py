@@ -183,6 +183,19 @@ async def test_a_stream_is_retried_before_its_first_byte(start_router: RouterPro
     assert (event.model_id, event.stream, event.quoted_cost) == ("primary-b", True, COST["primary-b"])
 
 
+async def test_a_stream_that_started_is_never_retried(start_router: RouterProxy, upstream: TestServer,
+                                                       kafka: CommonSettings) -> None:
+    """A stream that stalls after its first chunk reached the client ends there: no second deployment, one failure event."""
+    proxy = await start_router()
+    status, headers, body = await chat(proxy, {"slow-a": {"chunks": 3, "chunk_delay_ms": 2000}}, model="slow", stream=True)
+    assert status == 200
+    assert body["text"].startswith("data: ")
+    assert upstream_models(upstream) == ["slow-a"]
+    assert headers["x-litellm-attempted-retries"] == "0"
+    event = await only_event(kafka, headers["x-litellm-call-id"])
+    assert (event.status, event.error_status, event.stream, event.model_id) == ("failure", 504, True, "slow-a")
+
+
 async def test_a_failing_deployment_rests(start_router: RouterProxy, upstream: TestServer) -> None:
     """With allowed_fails 0, a deployment that failed once takes no call during its cooldown."""
     proxy = await start_router()
