@@ -169,6 +169,16 @@ async def test_a_timed_out_attempt_is_retried(start_router: RouterProxy, upstrea
     assert (event.model_id, event.quoted_cost) == ("slow-b", COST["slow-b"])
 
 
+async def test_the_requests_timeout_bounds_each_attempt(start_router: RouterProxy, upstream: TestServer) -> None:
+    """timeout in the body (not sent upstream) cuts a slow attempt short; the retry answers."""
+    proxy = await start_router()
+    status, headers, _ = await chat(proxy, {"primary-a": {"delay_ms": 2000}}, timeout=0.3)
+    assert status == 200
+    assert upstream_models(upstream) == ["primary-a", "primary-b"]
+    assert "timeout" not in upstream.app[CALLS][-1]["body"]
+    assert headers["x-litellm-model-id"] == "primary-b"
+
+
 async def test_a_stream_is_retried_before_its_first_byte(start_router: RouterProxy, upstream: TestServer,
                                                          kafka: CommonSettings) -> None:
     """A stream whose first deployment answers 500 is served by the next; one event, the answering deployment's."""

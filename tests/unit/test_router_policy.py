@@ -11,7 +11,8 @@ import pytest
 from services.proxy.errors import ConfigurationError, InvalidRequest
 from services.proxy.routing.cooldown import Cooldowns
 from services.proxy.routing.policy import (
-    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, retry_delay_s, retryable,
+    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, request_timeout, retry_delay_s,
+    retryable,
 )
 from services.proxy.routing.router import Router, build_target
 from services.proxy.routing.strategy import least_busy, shuffle_weights, simple_shuffle
@@ -175,6 +176,14 @@ def test_hostile_request_routing_fields_are_a_400(body):
     """Unbounded or malformed routing fields in a request are refused before any attempt."""
     with pytest.raises(InvalidRequest):
         plan_for(RouterPolicy(), "gpt", body)
+
+
+def test_request_timeout_is_bounded():
+    """A request's timeout is seconds above 0 and at most an hour; null leaves the deployment's."""
+    assert (request_timeout(2), request_timeout(0.5), request_timeout(None)) == (2.0, 0.5, None)
+    for bad in (0, -1, 3601, "5", True, [1]):
+        with pytest.raises(InvalidRequest):
+            request_timeout(bad)
 
 
 def test_router_passes_over_resting_and_tried_deployments():

@@ -39,7 +39,7 @@ from services.proxy.calls.streaming import relay_stream
 from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable, UpstreamError
 from services.proxy.providers import wire
 from services.proxy.providers.sse import format_money
-from services.proxy.routing.policy import CallPlan, plan_for
+from services.proxy.routing.policy import CallPlan, plan_for, request_timeout
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router
 from services.proxy.settings import ProxySettings
 from services.proxy.transport.answer import Answer
@@ -161,13 +161,15 @@ class Relay:
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
         plan = self.plan(caller, model, body)
+        timeout_s = None if "timeout" not in body else request_timeout(body["timeout"])
         sent = upstream_body(body, call_type)
         self.check_open()
         request_id = new_request_id()
         admission = self.gate.admit(BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body))
         # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
         self.book.opened()
-        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api)
+        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api,
+                    timeout_s=timeout_s)
         task = asyncio.current_task()
         tasks = self.book.tasks
         tasks.add(task)  # type: ignore[arg-type]
@@ -223,7 +225,7 @@ class Relay:
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
-        deadline = pool.deadline(self.timeouts[target.model_id])
+        deadline = pool.deadline(call.timeout_s or self.timeouts[target.model_id])
         try:
             response = await pool.post(path, payload, header_lines, deadline)
             raw = await response.read()

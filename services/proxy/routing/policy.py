@@ -16,6 +16,7 @@ DEFAULT_ALLOWED_FAILS = 3  # LiteLLM's defaults
 DEFAULT_COOLDOWN_TIME_S = 5.0
 MAX_RETRIES = 10  # a request's num_retries is bounded: each retry is an upstream call
 MAX_FALLBACKS = 10
+MAX_REQUEST_TIMEOUT_S = 3600.0
 INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S = 0.5, 8.0  # LiteLLM's backoff when no other deployment can take a retry
 
 # How providers word a prompt too long for the model (OpenAI, Azure, Anthropic, Bedrock, Gemini).
@@ -123,6 +124,15 @@ def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any],
     elif asked is not None and not isinstance(asked, dict):
         raise InvalidRequest("context_window_fallback_dict must be an object", param="context_window_fallback_dict")
     return CallPlan(retries, tuple(f for f in chosen if f != model_group), window)
+
+
+def request_timeout(value: Any) -> float | None:
+    """A request's `timeout` (seconds per attempt, as LiteLLM reads it), bounded; null: the deployment's."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_REQUEST_TIMEOUT_S:
+        raise InvalidRequest(f"timeout must be a number of seconds above 0 and at most {MAX_REQUEST_TIMEOUT_S:g}", param="timeout")
+    return float(value)
 
 
 def retryable(status: int) -> bool:
