@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.proxy.errors import ConfigurationError, InvalidRequest
+from services.proxy.calls.attempts import single_attempt
+from services.proxy.errors import ConfigurationError, InvalidRequest, UpstreamError
 from services.proxy.routing.cooldown import Cooldowns
 from services.proxy.routing.policy import (
     RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, request_timeout, retry_delay_s,
@@ -213,3 +214,19 @@ def test_weight_is_read_from_litellm_params():
     bad = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://a/v1", "weight": -1}}]}, {})
     with pytest.raises(ConfigurationError):
         build_target(bad.model_list[0], {})
+
+
+async def test_least_busy_counts_a_call_in_flight_while_it_runs():
+    """Under least-busy, a call's attempt counts on its deployment until it ends, answered or not."""
+    router = Router.from_config(parse_config(ROUTER_CONFIG, {}), {})
+    target = router.targets("gpt")[0]
+    seen: list[int] = []
+
+    async def attempt():
+        seen.append(router.in_flight[target.model_id])
+        raise UpstreamError("down", 500)
+
+    call = type("FakeCall", (), {"target": target, "request_id": "r", "attempted_retries": 0, "attempted_fallbacks": 0})()
+    with pytest.raises(UpstreamError):
+        await single_attempt(router, call, attempt)
+    assert (seen, router.in_flight[target.model_id]) == ([1], 0)

@@ -40,17 +40,12 @@ async def attempt_until_answered(relay: Relay, call: Call, plan: CallPlan,
     try:
         while True:
             target = call.target
-            if router.least_busy:
-                router.in_flight[target.model_id] = router.in_flight.get(target.model_id, 0) + 1
             try:
-                return await attempt()
+                return await (counted(router, target, attempt) if router.least_busy else attempt())
             except UpstreamError as exc:
                 if not call.retry_open:  # the stream had started: its end was settled where it failed
                     raise
                 error = exc
-            finally:
-                if router.least_busy:
-                    router.in_flight[target.model_id] -= 1
             note_failure(router, target, error.status)
             tried.add(target.model_id)
             if retries_left > 0 and retryable(error.status):
@@ -80,11 +75,22 @@ async def single_attempt(router: Router, call: Call, attempt: Callable[[], Await
                          ) -> web.StreamResponse:
     """A call with no retry or fallback configured: its one attempt settles itself."""
     try:
-        return await attempt()
+        return await (counted(router, call.target, attempt) if router.least_busy else attempt())
     except UpstreamError as error:
         note_failure(router, call.target, error.status)
         error.headers = {"x-litellm-call-id": call.request_id, **attempt_headers(call)}
         raise
+
+
+async def counted(router: Router, target: Target, attempt: Callable[[], Awaitable[web.StreamResponse]]
+                  ) -> web.StreamResponse:
+    """An attempt counted in flight on its deployment while it runs (least-busy reads the count)."""
+    in_flight = router.in_flight
+    in_flight[target.model_id] = in_flight.get(target.model_id, 0) + 1
+    try:
+        return await attempt()
+    finally:
+        in_flight[target.model_id] -= 1
 
 
 def note_failure(router: Router, target: Target, status: int) -> None:
