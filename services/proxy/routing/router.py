@@ -83,7 +83,6 @@ class Target:
     base_model: str | None = None
     custom_prices: Mapping[str, Decimal] = field(default_factory=dict)
     timeout_s: float | None = None
-    weight: float = 1.0
     weight_setting: float | None = None  # litellm_params.weight, rpm, tpm: simple-shuffle's draw
     rpm: int | None = None
     tpm: int | None = None
@@ -191,7 +190,6 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
     weight_setting = (params.model_extra or {}).get("weight")
     if weight_setting is not None and (isinstance(weight_setting, bool) or not isinstance(weight_setting, (int, float)) or weight_setting < 0):
         raise ConfigurationError(f"{where}: weight must be a number of at least 0")
-    weight = weight_setting or params.rpm or params.tpm or 1
     response_headers = {
         "x-litellm-model-group": deployment.model_name,
         "x-litellm-model-id": model_id,
@@ -211,7 +209,6 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         base_model=deployment.base_model,
         custom_prices=deployment.custom_prices(),
         timeout_s=params.timeout,
-        weight=float(weight),
         weight_setting=None if weight_setting is None else float(weight_setting),
         rpm=params.rpm,
         tpm=params.tpm,
