@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -29,6 +29,7 @@ class TallyError(Exception):
 
     status = 500
     code: str | None = None
+    headers: Mapping[str, str] | None = None  # extra headers on the error answer
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None, param: str | None = None, type: str | None = None) -> None:
         super().__init__(message)
@@ -78,7 +79,10 @@ async def openai_errors(request: web.Request, handler: Callable[[web.Request], A
     try:
         return await handler(request)
     except TallyError as exc:
-        return error_response(exc.message, exc.status, type=exc.type, code=exc.code, param=exc.param)
+        response = error_response(exc.message, exc.status, type=exc.type, code=exc.code, param=exc.param)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

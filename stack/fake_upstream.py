@@ -5,6 +5,8 @@ offline. Deterministic: usage is 20 prompt + 80 completion tokens unless the req
 A request may steer it with a body field `x_fake` (the proxy forwards unknown fields upstream):
   {"usage": {...OpenAI usage object...}, "status": 429, "message": "...", "model": "gpt-4",
    "delay_ms": 50, "chunks": 5}
+and per upstream model (the deployments of one model group, or fallback groups, differ by it):
+  {"by_model": {"gpt-4o-mini-eu": {"status": 500}}} steers only a call whose body names that model.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ async def _steer(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
     body = await request.json(loads=orjson.loads)
     request.app[CALLS].append({"path": request.path, "headers": dict(request.headers), "body": body})
     steer = body.get("x_fake") or {}
+    per_model = steer.get("by_model") or {}
+    steer = {**steer, **(per_model.get(body.get("model")) or {})}
     if steer.get("delay_ms"):
         await asyncio.sleep(steer["delay_ms"] / 1000)
     if steer.get("status"):

@@ -80,7 +80,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     registry = Registry()
     add_health_routes(app, registry)
     keys = KeyTable(access_groups_of(settings.config.model_list))
-    router = Router.from_deployments(settings.config.model_list, env or {})
+    router = Router.from_config(settings.config, env or {})
     auth = Authenticator(settings.master_key, keys)
     routes = LlmRoutes()  # its Relay comes at start-up (the `llm_relay` context)
     app[SETTINGS] = settings

@@ -24,7 +24,7 @@ SESSION_HEADER = "x-litellm-session-id"
 # parameters, or the fake upstream's `x_fake`) are forwarded untouched.
 PROXY_ONLY_FIELDS = frozenset({
     "metadata", "litellm_metadata", "mock_response", "mock_tool_calls", "mock_timeout", "tags",
-    "litellm_session_id", "litellm_trace_id", "proxy_server_request", "num_retries", "fallbacks",
+    "litellm_session_id", "litellm_trace_id", "proxy_server_request", "num_retries", "fallbacks", "timeout",
     "context_window_fallback_dict", "caching", "cache", "no-log", "api_key", "api_base", "api_version",
     "base_model", "input_cost_per_token", "output_cost_per_token", "spend_logs_metadata",
 })

@@ -38,6 +38,10 @@ class Call:
     inbound: Any = None  # the API the caller spoke when not OpenAI chat's (MessagesCall, ResponsesCall), else None
     settled: bool = False  # set by SettlementBook.close, once
     detached: bool = False  # a background task finishes (and settles) the call after its handler ended
+    timeout_s: float | None = None  # the request's own `timeout`, over its deployment's
+    retry_open: bool = False  # another attempt may follow: a failure is not settled yet (attempts.py)
+    attempted_retries: int = 0
+    attempted_fallbacks: int = 0
 
 
 class CallHost(Protocol):

@@ -11,6 +11,7 @@ leaves its handler any other way (an exception, a cancellation), by `relay` itse
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import time
@@ -23,8 +24,9 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, KeyCatchUp, authenticate_with_catch_up
+from services.proxy.auth.keys import KEY_CATCH_UP_S, Authenticator, CallerIdentity, KeyCatchUp, authenticate_with_catch_up
 from services.proxy.budget.admission import AwaitRenewal, BudgetGate, BudgetRequest
+from services.proxy.calls.attempts import attempt_headers, attempt_until_answered, single_attempt
 from services.proxy.calls.attribution import attribute, upstream_body
 from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
@@ -37,6 +39,7 @@ from services.proxy.calls.streaming import relay_stream
 from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable, UpstreamError
 from services.proxy.providers import wire
 from services.proxy.providers.sse import format_money
+from services.proxy.routing.policy import CallPlan, plan_for, request_timeout
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router
 from services.proxy.settings import ProxySettings
 from services.proxy.transport.answer import Answer
@@ -121,7 +124,9 @@ class Relay:
         self.book = SettlementBook(registry)
         self.stopping = False  # set when shutdown begins: new calls are refused, streams are not handed off
         # Plain calls: the whole call. Streams: until the headers, then between two reads.
-        self.timeouts = {t.model_id: t.timeout_s or settings.upstream_timeout_s for t in router.all_targets()}
+        # A deployment's own timeout, else router_settings.timeout, else litellm_settings.request_timeout.
+        default_timeout = router.policy.timeout_s or settings.upstream_timeout_s
+        self.timeouts = {t.model_id: t.timeout_s or default_timeout for t in router.all_targets()}
         self.debug_log = settings.common.log_level.lower() == "debug"
 
     # -- the call -------------------------------------------------------------------------------
@@ -155,6 +160,8 @@ class Relay:
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
+        plan = self.plan(caller, model, body)
+        timeout_s = None if "timeout" not in body else request_timeout(body["timeout"])
         sent = upstream_body(body, call_type)
         self.check_open()
         request_id = new_request_id()
@@ -165,7 +172,8 @@ class Relay:
             admission = await short.admit_after_renewal(self.check_open)
         # From here on the call holds budget and limits: it is settled exactly once, whatever happens.
         self.book.opened()
-        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api)
+        call = Call(request_id, call_type, caller, target, attribution, admission, sent, start_time, t0, request.remote, api,
+                    timeout_s=timeout_s)
         task = asyncio.current_task()
         tasks = self.book.tasks
         tasks.add(task)  # type: ignore[arg-type]
@@ -174,8 +182,12 @@ class Relay:
             if attribution.mock_response is not None and call_type in (CHAT, TEXT) and api is None:
                 return await self._mock(request, call)
             if call.body.get("stream") is True:
-                return await relay_stream(self, request, call)
-            return await self._plain(call)
+                attempt = functools.partial(relay_stream, self, request, call)
+            else:
+                attempt = functools.partial(self._plain, call)
+            if plan is None:
+                return await single_attempt(self.router, call, attempt)
+            return await attempt_until_answered(self, call, plan, attempt)
         except BaseException as exc:
             error = exc
             raise
@@ -183,6 +195,22 @@ class Relay:
             tasks.discard(task)  # type: ignore[arg-type]
             if not call.settled and not call.detached:
                 self.abandon(call, error)
+
+    def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any]) -> CallPlan | None:
+        """The call's retries and fallbacks (None: one attempt), checked before anything is held: a
+        fallback group the request names must exist and be one the caller's key may use (the
+        config's fallbacks are passed over where the key may not)."""
+        policy = self.router.policy
+        if policy.plain and "num_retries" not in body and "fallbacks" not in body and "context_window_fallback_dict" not in body:
+            return None
+        plan = plan_for(policy, model, body, caller.allows_model)
+        for group in (*plan.fallbacks, *plan.context_window_fallbacks):
+            if not self.router.knows(group):
+                raise InvalidRequest(f"fallback model {group!r} is not configured", param="fallbacks")
+            self.auth.check_model(caller, group)
+        if plan.num_retries == 0 and not plan.fallbacks and not plan.context_window_fallbacks:
+            return None
+        return plan
 
     def check_open(self) -> None:
         """Refuse a call, before anything is held or paid for, that could not be recorded."""
@@ -201,7 +229,7 @@ class Relay:
         pool = self.pools[target.origin]
         t_up = time.perf_counter()
         response: Response | None = None
-        deadline = pool.deadline(self.timeouts[target.model_id])
+        deadline = pool.deadline(call.timeout_s or self.timeouts[target.model_id])
         try:
             response = await pool.post(path, payload, header_lines, deadline)
             raw = await response.read()
@@ -252,12 +280,14 @@ class Relay:
         return Answer(call.target.answer_lines + "".join([f"{name}: {value}\r\n" for name, value in headers.items()]), data)
 
     def headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
-        """Every x-litellm-* header of the call, the deployment's included."""
+        """Every x-litellm-* header of the call, the deployment's included. A stream asks for them
+        as its first byte is about to leave: from then on, no other attempt may follow."""
+        call.retry_open = False
         return {**call.target.response_headers, **self.call_headers(call, cost, key_spend)}
 
     def call_headers(self, call: Call, cost: Decimal | None, key_spend: Decimal | None) -> dict[str, str]:
         """The x-litellm-* headers that vary by call."""
-        headers = {"x-litellm-call-id": call.request_id}
+        headers = {"x-litellm-call-id": call.request_id, **attempt_headers(call)}
         if cost is not None:
             headers["x-litellm-response-cost"] = format_money(cost)
         if key_spend is not None:
@@ -299,7 +329,12 @@ class Relay:
         self.fail(call, status, message, stream=call.body.get("stream") is True)
 
     def fail(self, call: Call, status: int, message: str, usage: TokenUsage | None = None, *, stream: bool = False) -> None:
-        """Record a failed call (no cost quoted) and release the budget admission."""
+        """Record a failed call (no cost quoted) and release the budget admission; a failed attempt
+        that another may follow is neither (attempts.py)."""
+        if call.retry_open:
+            log.info("upstream_attempt_failed", request_id=call.request_id, model_group=call.target.model_group,
+                     api_base=call.target.api_base, status=status, error=message[:300])
+            return
         event = usage_event(
             request_id=call.request_id, call_type=call.call_type, caller=call.caller, attribution=call.attribution,
             target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage or TokenUsage(),

@@ -152,7 +152,7 @@ class _Pump:
         """Read to the end; on the way out (normally, on error, or cancelled) record the call."""
         failure: tuple[int, str] | None = None
         target = self.call.target
-        read_timeout = self.relay.timeouts[target.model_id]
+        read_timeout = self.call.timeout_s or self.relay.timeouts[target.model_id]
         loop = asyncio.get_running_loop()
         finished = handed_off = False
         try:
@@ -234,7 +234,7 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
         path, payload, header_lines = shape.upstream_request(target, call.call_type, call.body, stream=True)
         pool = relay.pools[target.origin]
         try:
-            async with asyncio.timeout(relay.timeouts[target.model_id]):
+            async with asyncio.timeout(call.timeout_s or relay.timeouts[target.model_id]):
                 upstream_response = await pool.post(path, payload, header_lines)
                 raw = await upstream_response.read() if upstream_response.status >= 400 else b""
         except TimeoutError as exc:

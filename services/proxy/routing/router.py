@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -18,9 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
+from services.proxy.routing.cooldown import Cooldowns
+from services.proxy.routing.policy import RouterPolicy, policy_from_config
+from services.proxy.routing.strategy import LEAST_BUSY, SIMPLE_SHUFFLE, least_busy, shuffle_weights, simple_shuffle
 from services.proxy.routing.wildcard import WildcardRoutes, is_pattern
 from services.proxy.transport.answer import JSON, header_lines
-from shared.config import Deployment
+from shared.config import Deployment, ProxyConfig
 
 CHAT, TEXT, EMBEDDING, IMAGE = "acompletion", "atext_completion", "aembedding", "aimage_generation"
 PATHS = {CHAT: "/chat/completions", TEXT: "/completions", EMBEDDING: "/embeddings", IMAGE: "/images/generations"}
@@ -79,7 +83,9 @@ class Target:
     base_model: str | None = None
     custom_prices: Mapping[str, Decimal] = field(default_factory=dict)
     timeout_s: float | None = None
-    weight: float = 1.0
+    weight_setting: float | None = None  # litellm_params.weight, rpm, tpm: simple-shuffle's draw
+    rpm: int | None = None
+    tpm: int | None = None
     mode: str | None = None
     response_headers: Mapping[str, str] = field(default_factory=dict)
     paths: Mapping[str, str] = field(default_factory=dict)  # call type -> path?query, for the HTTP client
@@ -181,7 +187,9 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
     model_id = deployment_id(deployment)
     headers["Accept-Encoding"] = "identity"
     headers["User-Agent"] = "tally-proxy"
-    weight = (params.model_extra or {}).get("weight") or params.rpm or params.tpm or 1
+    weight_setting = (params.model_extra or {}).get("weight")
+    if weight_setting is not None and (isinstance(weight_setting, bool) or not isinstance(weight_setting, (int, float)) or weight_setting < 0):
+        raise ConfigurationError(f"{where}: weight must be a number of at least 0")
     response_headers = {
         "x-litellm-model-group": deployment.model_name,
         "x-litellm-model-id": model_id,
@@ -201,7 +209,9 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         base_model=deployment.base_model,
         custom_prices=deployment.custom_prices(),
         timeout_s=params.timeout,
-        weight=float(weight),
+        weight_setting=None if weight_setting is None else float(weight_setting),
+        rpm=params.rpm,
+        tpm=params.tpm,
         mode=deployment.model_info.mode,
         response_headers=response_headers,
         paths={ct: path_and_query(url) for ct, url in urls.items()},
@@ -212,34 +222,54 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
 
 
 class Router:
-    """model_name -> its targets. Equal weights rotate in turn; unequal weights draw at random in
-    proportion (LiteLLM's simple-shuffle). A name no model_name equals may match a wildcard
-    deployment (wildcard.py)."""
+    """model_name -> its targets, chosen by the routing strategy (strategy.py). Under simple-shuffle,
+    deployments without weights take turns and weighted ones are drawn in proportion; least-busy
+    takes the one with the fewest calls in flight. Resting deployments (cooldown.py) and those a
+    call already tried are passed over while another is available. A name no model_name equals may
+    match a wildcard deployment (wildcard.py)."""
 
     def __init__(self, targets: Sequence[Target], rng: random.Random | None = None,
-                 wildcards: WildcardRoutes | None = None) -> None:
+                 wildcards: WildcardRoutes | None = None, *, strategy: str = SIMPLE_SHUFFLE,
+                 cooldowns: Cooldowns | None = None, policy: RouterPolicy | None = None) -> None:
         self.wildcards = wildcards
+        self.policy = policy or RouterPolicy()
         groups: dict[str, list[Target]] = {}
         for target in targets:
             groups.setdefault(target.model_group, []).append(target)
         self._groups = groups
         self._rng = rng or random.Random()
-        self._pickers: dict[str, Iterator[Target] | tuple[list[Target], list[float]]] = {}
-        for name, group in groups.items():
-            weights = [t.weight for t in group]
-            if len(set(weights)) <= 1:
-                self._pickers[name] = itertools.cycle(group)
-            else:
-                self._pickers[name] = (group, weights)
+        self.least_busy = strategy == LEAST_BUSY
+        self.cooldowns = cooldowns
+        self.in_flight: dict[str, int] = {}  # model_id -> calls in flight (kept by the relay under least-busy)
+        self._turns: dict[str, Iterator[Target]] = {
+            name: itertools.cycle(group) for name, group in groups.items() if shuffle_weights(group) is None
+        }
         self.model_names: list[str] = sorted(groups)
         self._unknown_hint = ", ".join(self.model_names)
 
     @classmethod
-    def from_deployments(cls, deployments: Sequence[Deployment], env: Mapping[str, str]) -> Router:
+    def from_deployments(cls, deployments: Sequence[Deployment], env: Mapping[str, str], *,
+                         strategy: str = SIMPLE_SHUFFLE, cooldowns: Cooldowns | None = None) -> Router:
         exact = [d for d in deployments if not is_pattern(d.model_name)]
         patterns = [d for d in deployments if is_pattern(d.model_name)]
         wildcards = WildcardRoutes(patterns, lambda d: build_target(d, env), deployment_id) if patterns else None
-        return cls([build_target(d, env) for d in exact], wildcards=wildcards)
+        return cls([build_target(d, env) for d in exact], wildcards=wildcards, strategy=strategy, cooldowns=cooldowns)
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> Router:
+        """The router the config's model_list, litellm_settings and router_settings describe."""
+        policy = policy_from_config(config.litellm_settings, (config.model_extra or {}).get("router_settings"))
+        cooldowns = Cooldowns(policy.allowed_fails, policy.cooldown_time_s, clock)
+        router = cls.from_deployments(config.model_list, env, strategy=policy.routing_strategy, cooldowns=cooldowns)
+        router.policy = policy
+        for kind, table in (("fallbacks", policy.fallbacks), ("context_window_fallbacks", policy.context_window_fallbacks)):
+            for name in {*table, *(g for groups in table.values() for g in groups)}:
+                if not router.knows(name):
+                    raise ConfigurationError(f"router_settings.{kind}: {name!r} is no model_name of the model_list")
+        return router
+
+    def knows(self, model_group: str) -> bool:
+        return model_group in self._groups or (self.wildcards is not None and self.wildcards.match(model_group) is not None)
 
     def targets(self, model_group: str) -> list[Target]:
         return self._groups.get(model_group, [])
@@ -250,22 +280,32 @@ class Router:
         templates = self.wildcards.templates if self.wildcards else []
         return [t for group in self._groups.values() for t in group] + templates  # type: ignore[operator]
 
-    def pick(self, model_group: str, allows: Callable[[str], bool] | None = None) -> Target:
-        """A target of `model_group`. An unknown name's error lists the models `allows` (the
-        caller's key) accepts: a key limited to a few models learns no other model's name."""
-        picker = self._pickers.get(model_group)
-        if picker is None and self.wildcards is not None:
+    def pick(self, model_group: str, allows: Callable[[str], bool] | None = None,
+             tried: Collection[str] = ()) -> Target:
+        """A target of `model_group`, preferably none whose model_id is in `tried`. An unknown
+        name's error lists the models `allows` (the caller's key) accepts: a key limited to a few
+        models learns no other model's name."""
+        group = self._groups.get(model_group)
+        if group is None and self.wildcards is not None:
             target = self.wildcards.target(model_group)
             if target is not None:
                 return target  # type: ignore[return-value]
-        if picker is None:
+        if group is None:
             hint = self._unknown_hint if allows is None else ", ".join(filter(allows, self.model_names))
             raise InvalidRequest(
                 f"Invalid model name passed in model={model_group}. Call `/v1/models` to view available models for your key. "
                 f"Available models: [{hint}]",
                 param="model", code="invalid_model",
             )
-        if isinstance(picker, tuple):
-            group, weights = picker
-            return self._rng.choices(group, weights)[0]
-        return next(picker)
+        if len(group) == 1:
+            return group[0]
+        cooldowns = self.cooldowns
+        if not tried and not self.least_busy and (cooldowns is None or not cooldowns.any_resting()):
+            turns = self._turns.get(model_group)
+            return next(turns) if turns is not None else simple_shuffle(group, self._rng)
+        candidates = [t for t in group if t.model_id not in tried and not (cooldowns and cooldowns.resting(t.model_id))]
+        if not candidates:  # every deployment rests or was tried: LiteLLM then calls one anyway
+            candidates = [t for t in group if t.model_id not in tried] or group
+        if self.least_busy:
+            return least_busy(candidates, self.in_flight, self._rng)
+        return simple_shuffle(candidates, self._rng)
