@@ -229,3 +229,14 @@ async def test_a_steady_worker_holds_two_seconds_of_its_own_use_not_an_eighth_of
             await account.renewal
     assert account is not None
     assert account.lease - account.committed == COST * 4
+
+
+def test_the_estimate_covers_the_dearest_group_the_call_may_fall_back_to() -> None:
+    """A call that may fall back to a dearer group reserves that group's bound, not its own group's."""
+    rates = {**RATES, "dear": Rates(D("5E-7"), D("8E-7"), 8192)}
+    guard = BudgetGuard(EntityDirectory(), TotalsView(), Catalog.from_entries({}), rates)
+    who = caller(D("1"))
+    alone = BudgetRequest("r", who, "m", None, (), "acompletion", BODY)
+    falling_back = BudgetRequest("r", who, "m", None, (), "acompletion", BODY, ("dear",))
+    assert guard.estimate(alone) == ESTIMATE
+    assert guard.estimate(falling_back) == D("0.0000875")  # 47 x 5e-07 + 80 x 8e-07

@@ -31,6 +31,9 @@ class BudgetRequest:
     tags: tuple[str, ...]
     call_type: str
     body: Mapping[str, Any] | None = None  # the request body: the budget sizes its reservation from it
+    # Model groups the router may fall back to: the reservation covers the dearest of them too, since
+    # the call is booked at the price of whichever deployment answers.
+    fallback_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,12 @@ class BudgetGuard:
         self._rate_specs: dict[str, tuple[CallerIdentity, tuple[tuple[str, BudgetSpec], ...]]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
+    def estimate(self, request: BudgetRequest) -> Decimal:
+        """The call's upper-bound cost: over its model group and every group it may fall back to."""
+        body = getattr(request, "body", None)
+        groups = (request.model_group, *getattr(request, "fallback_groups", ()))
+        return max(estimate(self.catalog, self.rates.get(group), request.call_type, body) for group in groups)
+
     # -- the request path ----------------------------------------------------------------------
 
     def admit(self, request: BudgetRequest) -> Admission:
@@ -160,8 +166,7 @@ class BudgetGuard:
             as_of = total.as_of if total is not None else None
             if spec.max_budget is not None:
                 if cost is None:
-                    cost = estimate(self.catalog, self.rates.get(request.model_group), request.call_type,
-                                    getattr(request, "body", None))
+                    cost = self.estimate(request)
                 verdict = judge(account, counted, as_of, cost, waited)
                 if verdict.short:
                     short.append((account, account.committed + cost - account.lease))  # what the call lacks

@@ -165,7 +165,9 @@ class Relay:
         sent = upstream_body(body, call_type)
         self.check_open()
         request_id = new_request_id()
-        budget_request = BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body)
+        fallback_groups = () if plan is None else (*plan.fallbacks, *plan.context_window_fallbacks)
+        budget_request = BudgetRequest(request_id, caller, model, attribution.end_user, attribution.request_tags, call_type, body,
+                                       fallback_groups)
         try:
             admission = self.gate.admit(budget_request)
         except AwaitRenewal as short:  # the budget lease is too small for this call: wait (bounded) for more
