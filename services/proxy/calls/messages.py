@@ -42,7 +42,8 @@ def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 class MessagesCall:
     """One /v1/messages call: its Messages request, and how it goes to and comes from the deployment."""
 
-    def __init__(self, body: Any, headers: Mapping[str, str]) -> None:
+    def __init__(self, body: Any, headers: Mapping[str, str], owner: Any = None) -> None:
+        """`owner` is for stored responses (/v1/responses); messages are not stored."""
         if not isinstance(body, dict):
             raise InvalidRequest("the request body must be a JSON object")
         if not isinstance(body.get("messages"), list) or not body["messages"] or not all(isinstance(m, dict) for m in body["messages"]):

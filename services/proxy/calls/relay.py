@@ -32,6 +32,7 @@ from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.limits import check as check_limits
 from services.proxy.calls.messages import MessagesCall, auth_headers
+from services.proxy.calls.response_ids import Owner
 from services.proxy.calls.responses import ResponsesCall
 from services.proxy.calls.mock import mock_completion
 from services.proxy.calls.settlement import SettlementBook
@@ -148,7 +149,7 @@ class Relay:
             raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
         api = None
         if inbound is not None:
-            api = inbound(body, request.headers)
+            api = inbound(body, request.headers, Owner(self.settings.master_key or "", caller.api_key_hash))
             body = api.openai_body
         try:
             model = validate(call_type, body)
@@ -157,6 +158,9 @@ class Relay:
                 exc.message += f". Available models: [{', '.join(filter(caller.allows_model, self.router.model_names))}]"
             raise
         target = self.router.pick(model, caller.allows_model)
+        if isinstance(api, ResponsesCall) and api.previous is not None:  # continue where the conversation is stored
+            stored = self.router.deployment(api.previous.model_id)
+            target = stored if stored is not None and stored.model_group == target.model_group else target
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for

@@ -268,6 +268,10 @@ class Router:
                     raise ConfigurationError(f"router_settings.{kind}: {name!r} is no model_name of the model_list")
         return router
 
+    def deployment(self, model_id: str) -> Target | None:
+        """The configured deployment with this model_id (a wildcard's are made per call: None)."""
+        return next((t for group in self._groups.values() for t in group if t.model_id == model_id), None)
+
     def knows(self, model_group: str) -> bool:
         return model_group in self._groups or (self.wildcards is not None and self.wildcards.match(model_group) is not None)
 
