@@ -44,16 +44,22 @@ async def _steer(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
     steer = {**steer, **(per_model.get(body.get("model")) or {})}
     if steer.get("delay_ms"):
         await asyncio.sleep(steer["delay_ms"] / 1000)
-    if steer.get("status"):
+    if steer.get("status") and _still_failing(request.app[CALLS], body.get("model"), steer.get("fail_first")):
         raise _error(steer)
     return body, steer
+
+
+def _still_failing(calls: list[dict[str, Any]], model: Any, fail_first: int | None) -> bool:
+    """x_fake.fail_first: n makes only the model's first n calls fail (the call at hand is recorded)."""
+    return fail_first is None or sum(1 for c in calls if (c["body"] or {}).get("model") == model) <= fail_first
 
 
 def _error(steer: dict[str, Any]) -> web.HTTPException:
     status = int(steer["status"])
     error_class = type(f"FakeHTTP{status}", (web.HTTPError,), {"status_code": status})
     payload = {"error": {"message": steer.get("message", "fake upstream error"), "type": "fake_error", "code": str(status)}}
-    return error_class(text=orjson.dumps(payload).decode(), content_type="application/json")
+    headers = {"Retry-After": str(steer["retry_after"])} if "retry_after" in steer else None
+    return error_class(text=orjson.dumps(payload).decode(), content_type="application/json", headers=headers)
 
 
 def _content(body: dict[str, Any]) -> str:

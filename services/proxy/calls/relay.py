@@ -164,7 +164,7 @@ class Relay:
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
-        plan = self.plan(caller, model, body)
+        plan = self.plan(caller, model, body, target.num_retries)
         timeout_s = None if "timeout" not in body else request_timeout(body["timeout"])
         sent = upstream_body(body, call_type)
         self.check_open()
@@ -202,19 +202,21 @@ class Relay:
             if not call.settled and not call.detached:
                 self.abandon(call, error)
 
-    def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any]) -> CallPlan | None:
+    def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any], deployment_retries: int | None = None
+             ) -> CallPlan | None:
         """The call's retries and fallbacks (None: one attempt), checked before anything is held: a
         fallback group the request names must exist and be one the caller's key may use (the
         config's fallbacks are passed over where the key may not)."""
         policy = self.router.policy
-        if policy.plain and "num_retries" not in body and "fallbacks" not in body and "context_window_fallback_dict" not in body:
+        if (policy.plain and not deployment_retries and "num_retries" not in body and "fallbacks" not in body
+                and "context_window_fallback_dict" not in body):
             return None
         plan = plan_for(policy, model, body, caller.allows_model)
         for group in (*plan.fallbacks, *plan.context_window_fallbacks):
             if not self.router.knows(group):
                 raise InvalidRequest(f"fallback model {group!r} is not configured", param="fallbacks")
             self.auth.check_model(caller, group)
-        if plan.num_retries == 0 and not plan.fallbacks and not plan.context_window_fallbacks:
+        if plan.retries_for(deployment_retries) == 0 and not plan.fallbacks and not plan.context_window_fallbacks:
             return None
         return plan
 
@@ -256,7 +258,7 @@ class Relay:
         status = response.status
         upstream_s = time.perf_counter() - t_up
         if status >= 400:
-            error = wire.upstream_error(target, status, raw)
+            error = wire.upstream_error(target, status, raw, response.headers)
             self.fail(call, status, error.message)
             raise error
         try:

@@ -3,6 +3,7 @@ Pure: the HTTP call itself is in relay.py."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import orjson
 from services.proxy.errors import UpstreamError
 from services.proxy.providers import anthropic
 from services.proxy.providers.openai_usage import usage_for_images, usage_from_openai
+from services.proxy.routing.policy import retry_after_s
 from services.proxy.routing.router import ANTHROPIC, CHAT, EMBEDDING, IMAGE, Target
 from shared.events import TokenUsage
 
@@ -80,8 +82,9 @@ def answer_object(target: Target, raw: bytes) -> dict[str, Any]:
     return parsed
 
 
-def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
-    """The upstream's error, its status kept, in OpenAI's error shape."""
+def upstream_error(target: Target, status: int, raw: bytes, headers: Mapping[str, str] | None = None) -> UpstreamError:
+    """The upstream's error, its status kept, in OpenAI's error shape; with the answer's
+    (lower-case) `headers`, the Retry-After it asks for."""
     message: str | None = None
     kind: str | None = None
     code: str | None = None
@@ -101,4 +104,7 @@ def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
         message = payload["error"]
     if not message:
         message = raw[:500].decode(errors="replace") or f"upstream answered {status}"
-    return UpstreamError(f"{target.provider} error from {target.api_base}: {message}", status, type=kind, code=code or str(status))
+    error = UpstreamError(f"{target.provider} error from {target.api_base}: {message}", status, type=kind, code=code or str(status))
+    if headers:
+        error.retry_after_s = retry_after_s(headers)
+    return error
