@@ -262,7 +262,10 @@ class Relay:
             self.fail(call, status, error.message)
             raise error
         try:
-            data, usage, response_model = shape.parse_response(target, call.call_type, call.body, raw)
+            if call.inbound is None:
+                data, usage, response_model = wire.parse_response(target, call.call_type, call.body, raw, response.headers)
+            else:
+                data, usage, response_model = call.inbound.parse_response(target, call.call_type, call.body, raw)
         except UpstreamError as error:
             self.fail(call, error.status, error.message)
             raise

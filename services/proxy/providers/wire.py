@@ -48,13 +48,17 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
+def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes,
+                   headers: Mapping[str, str] | None = None) -> tuple[bytes, TokenUsage, str | None]:
     """(bytes for the client, usage, the model the upstream named). OpenAI-shaped answers pass
-    byte for byte; Anthropic's are translated."""
+    byte for byte; Anthropic's are translated. `headers` (lower-case): the answer's, for a
+    provider that reports usage there."""
     parsed = answer_object(target, raw)
     if target.native is not None:
         try:
             parsed = target.native.response(call_type, request, parsed)
+            if headers:
+                parsed = target.native.with_header_usage(call_type, parsed, headers)
         except (AttributeError, TypeError, ValueError) as exc:  # an answer not in the provider's documented shape
             raise UpstreamError(f"upstream {target.api_base} answered in an unexpected shape: {type(exc).__name__}: {exc}", 502) from exc
         raw = orjson.dumps(parsed)
