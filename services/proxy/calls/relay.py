@@ -158,7 +158,7 @@ class Relay:
                 exc.message += f". Available models: [{', '.join(filter(caller.allows_model, self.router.model_names))}]"
             raise
         target = self.router.pick(model, caller.allows_model)
-        if isinstance(api, ResponsesCall) and api.previous is not None:  # continue where the conversation is stored
+        if api is not None and isinstance(api, ResponsesCall) and api.previous is not None:  # continue where the conversation is stored
             stored = self.router.deployment(api.previous.model_id)
             target = stored if stored is not None and stored.model_group == target.model_group else target
         self.auth.check_model(caller, model)

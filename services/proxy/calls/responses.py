@@ -21,6 +21,7 @@ from aiohttp import web
 from services.proxy.auth.keys import KEY_CATCH_UP_S, authenticate_with_catch_up
 from services.proxy.calls.attribution import PROXY_ONLY_FIELDS
 from services.proxy.calls.response_ids import MAX_ID_CHARS, Owner, StoredResponse, decode
+from services.proxy.calls.unbilled import unbilled_request
 from services.proxy.errors import InvalidRequest, UpstreamError
 from services.proxy.providers import sse, wire
 from services.proxy.providers.native import count
@@ -107,16 +108,7 @@ async def retrieve(relay: Any, request: web.Request) -> web.Response:
     include = [("include[]", v) for v in request.query.getall("include[]", []) + request.query.getall("include", [])]
     if include:
         path += ("&" if "?" in path else "?") + urlencode(include)
-    pool = relay.pools[target.origin]
-    try:
-        response = await pool.post(path, b"", target.header_block, pool.deadline(relay.timeouts[target.model_id]), method="GET")
-        raw = await response.read()
-    except TimeoutError as exc:
-        raise UpstreamError(f"Request timed out: upstream {target.api_base} did not answer in time", 504, type="timeout") from exc
-    except UpstreamConnectionError as exc:
-        raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
-    if response.status >= 400:
-        raise wire.upstream_error(target, response.status, raw)
+    raw = await unbilled_request(relay, target, path, method="GET")
     answer = with_managed_ids(wire.answer_object(target, raw), target, owner)
     return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
