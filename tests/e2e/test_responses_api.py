@@ -145,9 +145,10 @@ async def test_streamed_ids_are_managed_and_continue_the_conversation(proxy: dic
 
 
 async def test_azure_responses_are_retrieved_from_the_resource(proxy: dict[str, Any]) -> None:
-    """An Azure deployment's stored response: GET /openai/responses/<upstream id>?api-version=..., with its api-key."""
+    """An Azure deployment's stored response: GET /openai/responses/<upstream id>?api-version=...&include[]=..., with its api-key."""
     created = await asyncio.to_thread(lambda: proxy["client"].responses.create(model="azure-o4", input="hi", extra_body=STEER))
-    fetched = await asyncio.to_thread(lambda: proxy["client"].responses.retrieve(created.id))
+    fetched = await asyncio.to_thread(lambda: proxy["client"].responses.retrieve(created.id, include=["message.output_text.logprobs"]))
     sent = proxy["upstream"].app[CALLS][-1]
-    assert sent["path"].startswith("/openai/responses/resp_") and sent["path"].endswith("?api-version=2025-03-01-preview")
+    assert sent["path"].startswith("/openai/responses/resp_")
+    assert sent["path"].endswith("?api-version=2025-03-01-preview&include%5B%5D=message.output_text.logprobs")
     assert (sent["headers"]["api-key"], fetched.id, fetched.output_text) == ("az-key", created.id, ANSWER)
