@@ -296,3 +296,15 @@ async def test_the_requests_num_retries_wins_over_the_deployments(start_router: 
     status, headers, _ = await chat(proxy, {"solo": {"status": 429, "fail_first": 2}}, model="solo", num_retries=0)
     assert (status, headers["x-litellm-attempted-retries"]) == (429, "0")
     assert upstream_models(upstream) == ["solo"]
+
+
+async def test_a_stream_waits_for_retry_after_before_its_first_byte(start_router: RouterProxy, upstream: TestServer) -> None:
+    """A streamed call's 429 with Retry-After 0.2 s is retried on the lone deployment after 0.2 s (not the 0.5 s backoff)."""
+    proxy = await start_router(num_retries=0)
+    started = time.monotonic()
+    status, headers, body = await chat(proxy, {"solo": {"status": 429, "fail_first": 1, "retry_after": "0.2"}}, model="solo", stream=True)
+    elapsed = time.monotonic() - started
+    assert (status, headers["x-litellm-attempted-retries"]) == (200, "1")
+    assert body["text"].rstrip().endswith("data: [DONE]")
+    assert upstream_models(upstream) == ["solo", "solo"]
+    assert 0.2 <= elapsed < 0.5
