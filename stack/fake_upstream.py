@@ -22,6 +22,7 @@ from aiohttp import web
 
 DEFAULT_USAGE = {"prompt_tokens": 20, "completion_tokens": 80, "total_tokens": 100}
 CALLS: web.AppKey[list[dict[str, Any]]] = web.AppKey("calls", list)
+STORED: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("stored_responses", dict)  # the Responses API's stored responses
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -43,16 +44,22 @@ async def _steer(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
     steer = {**steer, **(per_model.get(body.get("model")) or {})}
     if steer.get("delay_ms"):
         await asyncio.sleep(steer["delay_ms"] / 1000)
-    if steer.get("status"):
+    if steer.get("status") and _still_failing(request.app[CALLS], body.get("model"), steer.get("fail_first")):
         raise _error(steer)
     return body, steer
+
+
+def _still_failing(calls: list[dict[str, Any]], model: Any, fail_first: int | None) -> bool:
+    """x_fake.fail_first: n makes only the model's first n calls fail (the call at hand is recorded)."""
+    return fail_first is None or sum(1 for c in calls if (c["body"] or {}).get("model") == model) <= fail_first
 
 
 def _error(steer: dict[str, Any]) -> web.HTTPException:
     status = int(steer["status"])
     error_class = type(f"FakeHTTP{status}", (web.HTTPError,), {"status_code": status})
     payload = {"error": {"message": steer.get("message", "fake upstream error"), "type": "fake_error", "code": str(status)}}
-    return error_class(text=orjson.dumps(payload).decode(), content_type="application/json")
+    headers = {"Retry-After": str(steer["retry_after"])} if "retry_after" in steer else None
+    return error_class(text=orjson.dumps(payload).decode(), content_type="application/json", headers=headers)
 
 
 def _content(body: dict[str, Any]) -> str:
@@ -170,7 +177,13 @@ async def responses(request: web.Request) -> web.StreamResponse:
     item = {"type": "message", "id": item_id, "status": "completed", "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": []}]}
     done = {"id": response_id, "object": "response", "created_at": int(time.time()), "status": "completed", "model": body.get("model"),
-            "output": [item], "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+            "output": [item], "usage": usage, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "previous_response_id": body.get("previous_response_id")}
+    previous = body.get("previous_response_id")
+    if previous is not None and previous not in request.app[STORED]:
+        raise _not_found(previous)
+    if body.get("store", True) is not False:
+        request.app[STORED][response_id] = done
     if not body.get("stream"):
         return _json(done)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -190,6 +203,21 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _not_found(response_id: str) -> web.HTTPException:
+    return web.HTTPNotFound(text=orjson.dumps({"error": {"message": f"Response with id '{response_id}' not found.",
+                                                         "type": "invalid_request_error", "param": None, "code": None}}).decode(),
+                            content_type="application/json")
+
+
+async def retrieve_response(request: web.Request) -> web.Response:
+    """GET /responses/{response_id}: a stored response, or OpenAI's 404."""
+    request.app[CALLS].append({"path": request.path_qs, "headers": dict(request.headers), "body": None})
+    stored = request.app[STORED].get(request.match_info["response_id"])
+    if stored is None:
+        raise _not_found(request.match_info["response_id"])
+    return _json(stored)
+
+
 async def models(request: web.Request) -> web.Response:
     return _json({"object": "list", "data": [{"id": "fake", "object": "model", "created": 0, "owned_by": "tally"}]})
 
@@ -197,6 +225,7 @@ async def models(request: web.Request) -> web.Response:
 def build_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[CALLS] = []
+    app[STORED] = {}
     for prefix in ("", "/v1", "/openai/v1"):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
         app.router.add_post(f"{prefix}/completions", completions)
@@ -204,6 +233,7 @@ def build_app() -> web.Application:
         app.router.add_post(f"{prefix}/images/generations", images)
         app.router.add_get(f"{prefix}/models", models)
         app.router.add_post(f"{prefix}/responses", responses)
+        app.router.add_get(f"{prefix}/responses/{{response_id}}", retrieve_response)
     # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_completions)
     app.router.add_post("/openai/deployments/{deployment}/completions", completions)
@@ -211,6 +241,7 @@ def build_app() -> web.Application:
     app.router.add_post("/openai/deployments/{deployment}/images/generations", images)
     app.router.add_post("/v1/messages", anthropic_messages)
     app.router.add_post("/openai/responses", responses)  # Azure OpenAI's Responses API
+    app.router.add_get("/openai/responses/{response_id}", retrieve_response)
     return app
 
 

@@ -101,6 +101,7 @@ def build_app(settings: ProxySettings, catalog: Catalog, env: Mapping[str, str] 
     for prefix in ("", "/v1"):
         for path, name in LLM_ROUTES:
             app.router.add_post(prefix + path, getattr(routes, name))
+        app.router.add_get(prefix + "/responses/{response_id}", routes.responses_retrieve)
     ModelRoutes(settings.config.model_list, catalogs, auth).install(app)
     # Azure-style clients: /openai/deployments/{model}/chat/completions
     app.router.add_post("/openai/deployments/{model}/chat/completions", routes.chat_completions)

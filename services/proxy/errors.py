@@ -37,6 +37,7 @@ class UpstreamError(ProxyError):
 
     def __init__(self, message: str, status: int, *, type: str | None = None, code: str | None = None) -> None:
         super().__init__(message, status=status, type=type, code=code)
+        self.retry_after_s: float | None = None  # the upstream's Retry-After, read where a retry may follow
 
 
 class ConfigurationError(ProxyError):

@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import time
+
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 # Custom prices per deployment: 20 prompt + 80 completion tokens cost a different, exact amount on each.
 PRICES = {"primary-a": ("0.000001", "0.000002"), "primary-b": ("0.000003", "0.000004"), "backup": ("0.000005", "0.000006"),
-          "slow-a": ("0.000001", "0.000002"), "slow-b": ("0.000003", "0.000004")}
+          "slow-a": ("0.000001", "0.000002"), "slow-b": ("0.000003", "0.000004"), "solo": ("0.000001", "0.000002")}
 COST = {"primary-a": Decimal("0.00018"), "primary-b": Decimal("0.00038"), "backup": Decimal("0.00058"),
         "slow-b": Decimal("0.00038")}
 TOO_LONG = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9001 tokens."
@@ -47,7 +49,8 @@ def deployment(group: str, upstream_model: str, url: str, **params: Any) -> dict
 def router_config(url: str, **router_settings: Any) -> dict[str, Any]:
     return {
         "model_list": [deployment("gpt", "primary-a", url), deployment("gpt", "primary-b", url), deployment("backup", "backup", url),
-                       deployment("slow", "slow-a", url, timeout=0.3), deployment("slow", "slow-b", url)],
+                       deployment("slow", "slow-a", url, timeout=0.3), deployment("slow", "slow-b", url),
+                       deployment("solo", "solo", url, num_retries=2)],
         "router_settings": {"num_retries": 1, "fallbacks": [{"gpt": ["backup"]}], "context_window_fallbacks": [{"gpt": ["backup"]}],
                             "allowed_fails": 0, "cooldown_time": 60, **router_settings},
     }
@@ -269,3 +272,39 @@ async def publish_key(kafka: CommonSettings, *, models: list[str]) -> None:
         await producer.send_and_wait(kafka.topic(topics.ENTITIES), encode(change), key=f"key:{change.entity_id}".encode())
     finally:
         await producer.stop()
+
+
+async def test_a_deployments_num_retries_waits_for_its_retry_after(start_router: RouterProxy, upstream: TestServer,
+                                                                   kafka: CommonSettings) -> None:
+    """litellm_params.num_retries 2 on a lone deployment (the config says 0): two 429s with Retry-After 0.2 s are
+    retried after 0.2 s each (not the 0.5 s + 1 s backoff), the third answers, booked once."""
+    proxy = await start_router(num_retries=0)
+    started = time.monotonic()
+    status, headers, _ = await chat(proxy, {"solo": {"status": 429, "fail_first": 2, "retry_after": "0.2"}}, model="solo")
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert upstream_models(upstream) == ["solo", "solo", "solo"]
+    assert (headers["x-litellm-attempted-retries"], headers["x-litellm-response-cost"]) == ("2", "0.00018")
+    assert 0.4 <= elapsed < 1.4
+    event = await only_event(kafka, headers["x-litellm-call-id"])
+    assert (event.status, event.model_id, event.quoted_cost) == ("success", "solo", Decimal("0.00018"))
+
+
+async def test_the_requests_num_retries_wins_over_the_deployments(start_router: RouterProxy, upstream: TestServer) -> None:
+    """num_retries 0 in the request: the deployment's own 2 do not apply; the first 429 reaches the client."""
+    proxy = await start_router(num_retries=0)
+    status, headers, _ = await chat(proxy, {"solo": {"status": 429, "fail_first": 2}}, model="solo", num_retries=0)
+    assert (status, headers["x-litellm-attempted-retries"]) == (429, "0")
+    assert upstream_models(upstream) == ["solo"]
+
+
+async def test_a_stream_waits_for_retry_after_before_its_first_byte(start_router: RouterProxy, upstream: TestServer) -> None:
+    """A streamed call's 429 with Retry-After 0.2 s is retried on the lone deployment after 0.2 s (not the 0.5 s backoff)."""
+    proxy = await start_router(num_retries=0)
+    started = time.monotonic()
+    status, headers, body = await chat(proxy, {"solo": {"status": 429, "fail_first": 1, "retry_after": "0.2"}}, model="solo", stream=True)
+    elapsed = time.monotonic() - started
+    assert (status, headers["x-litellm-attempted-retries"]) == (200, "1")
+    assert body["text"].rstrip().endswith("data: [DONE]")
+    assert upstream_models(upstream) == ["solo", "solo"]
+    assert 0.2 <= elapsed < 0.5

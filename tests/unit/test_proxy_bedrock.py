@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from services.proxy.errors import ConfigurationError
-from services.proxy.providers.bedrock import ConverseStream, request_to_converse, response_from_converse, usage_from_converse
+from services.proxy.providers.bedrock import BedrockWire, ConverseStream, request_to_converse, response_from_converse, usage_from_converse
 from services.proxy.providers.eventstream import EventStreamDecoder, encode_message
 from services.proxy.providers.openai_usage import usage_from_openai
 from services.proxy.providers.sigv4 import credentials_of, region_of
@@ -107,3 +107,20 @@ def test_no_credentials_stops_start_up_with_what_to_set():
     """Without keys, profile or API key the deployment is a configuration error naming the options."""
     with pytest.raises(ConfigurationError, match="aws_access_key_id"):
         credentials_of(LiteLLMParams(model="bedrock/x"), {}, "model_list entry 'b'")
+
+
+def test_cohere_embed_sends_several_texts_and_prices_the_header_count():
+    """cohere.embed-* (a cross-region prefix too) embeds a list at once through /invoke; tokens from X-Amzn-Bedrock-Input-Token-Count."""
+    wire = BedrockWire("us.cohere.embed-v4:0", "https://bedrock-runtime.us-east-1.amazonaws.com", None, "key")
+    assert wire.call_types == frozenset({"aembedding"})
+    path, body = wire.request("aembedding", {"input": ["a", "b"], "input_type": "search_query"}, False)
+    assert (path, orjson.loads(body)) == ("/model/us.cohere.embed-v4%3A0/invoke",
+                                          {"texts": ["a", "b"], "input_type": "search_query", "embedding_types": ["float"]})
+    answer = wire.response("aembedding", {"input": ["abcdefgh", "b"]}, {"embeddings": {"float": [[0.5], [0.25]]}, "texts": ["a", "b"]})
+    assert answer["usage"] == {"prompt_tokens": 3, "total_tokens": 3}  # no count reported: four characters a token, rounded up per text
+    assert [d["embedding"] for d in answer["data"]] == [[0.5], [0.25]]
+    assert wire.with_header_usage("aembedding", answer, {"x-amzn-bedrock-input-token-count": "7"})["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+    for hostile in ("-1", "²", "7.5", ""):
+        assert wire.with_header_usage("aembedding", {"usage": {"prompt_tokens": 3}}, {"x-amzn-bedrock-input-token-count": hostile})["usage"] == {"prompt_tokens": 3}
+    titan = BedrockWire("amazon.titan-embed-text-v2:0", "https://x", None, "key")
+    assert titan.with_header_usage("aembedding", {"usage": {"prompt_tokens": 5}}, {"x-amzn-bedrock-input-token-count": "9"})["usage"] == {"prompt_tokens": 5}

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from services.proxy.errors import ConfigurationError
+from services.proxy.errors import ConfigurationError, InvalidRequest, UpstreamError
 from services.proxy.providers.google_auth import AccessTokens, service_account_info
-from services.proxy.providers.vertex import VertexAnthropicWire, VertexGeminiWire, vertex_wire
+from services.proxy.providers.vertex import VertexAnthropicWire, VertexEmbeddingWire, VertexGeminiWire, vertex_wire
 from shared.config import LiteLLMParams
 from tests.fixtures.vertex_upstream import FakeVertex
 
@@ -64,3 +64,22 @@ async def test_a_token_is_fetched_when_missing_and_refreshed_ahead_of_expiry(exp
     if tokens._refreshing is not None:
         await tokens._refreshing
     assert tokens.credentials.refreshed == (0 if expires_in == timedelta(minutes=30) else 1)
+
+
+def test_embedding_models_go_to_predict_and_count_statistics_tokens():
+    """text-embedding-* is a :predict deployment: one instance per text, dimensions as outputDimensionality, usage the token_count sum."""
+    wire = vertex_wire("text-embedding-004", LiteLLMParams(model="vertex_ai/text-embedding-004", vertex_credentials=json.dumps(ACCOUNT)), {}, "here")
+    assert isinstance(wire, VertexEmbeddingWire) and wire.call_types == frozenset({"aembedding"})
+    path, body = wire.request("aembedding", {"input": ["a", "b c"], "dimensions": 8, "task_type": "RETRIEVAL_QUERY"}, False)
+    assert path == "/v1/projects/tally-test/locations/us-central1/publishers/google/models/text-embedding-004:predict"
+    assert orjson.loads(body) == {"instances": [{"task_type": "RETRIEVAL_QUERY", "content": "a"}, {"task_type": "RETRIEVAL_QUERY", "content": "b c"}],
+                                  "parameters": {"outputDimensionality": 8}}
+    answer = wire.response("aembedding", {}, {"predictions": [
+        {"embeddings": {"values": [0.5], "statistics": {"token_count": 2, "truncated": False}}},
+        {"embeddings": {"values": [0.25], "statistics": {"token_count": 3}}}, "junk", {"embeddings": {"statistics": {"token_count": -5}}}]})
+    assert answer["usage"] == {"prompt_tokens": 5, "total_tokens": 5}
+    assert [d["embedding"] for d in answer["data"]] == [[0.5], [0.25], []]
+    with pytest.raises(InvalidRequest, match="list of strings"):
+        wire.request("aembedding", {"input": [1, 2]}, False)
+    with pytest.raises(UpstreamError, match="do not serve chat"):
+        wire.request("acompletion", {"messages": []}, False)

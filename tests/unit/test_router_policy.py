@@ -4,7 +4,9 @@ rests (cooldown), and what a failed attempt leads to (retry, fallback, give up).
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 
 import pytest
 
@@ -12,8 +14,8 @@ from services.proxy.calls.attempts import single_attempt
 from services.proxy.errors import ConfigurationError, InvalidRequest, UpstreamError
 from services.proxy.routing.cooldown import Cooldowns
 from services.proxy.routing.policy import (
-    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, request_timeout, retry_delay_s,
-    retryable,
+    RouterPolicy, context_window_exceeded, falls_back, plan_for, policy_from_config, request_timeout, retry_after_s,
+    retry_delay_after, retry_delay_s, retryable,
 )
 from services.proxy.routing.router import Router, build_target
 from services.proxy.routing.strategy import least_busy, shuffle_weights, simple_shuffle
@@ -230,3 +232,28 @@ async def test_least_busy_counts_a_call_in_flight_while_it_runs():
     with pytest.raises(UpstreamError):
         await single_attempt(router, call, attempt)
     assert (seen, router.in_flight[target.model_id]) == ([1], 0)
+
+
+def test_retry_after_is_honoured_up_to_a_minute():
+    """retry-after-ms, then retry-after (seconds or an HTTP date) set the pause; over 60 s, unreadable or absent: the backoff."""
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after_s({"retry-after": "3"}) == 3.0
+    assert retry_after_s({}) is None and retry_after_s({"retry-after": "soon"}) is None
+    in_ten = retry_after_s({"retry-after": formatdate(time.time() + 10, usegmt=True)})
+    assert 8 < in_ten <= 10
+    assert [retry_delay_after(1, ra) for ra in (2.0, 60.0, 61.0, 0.0, -1.0, None)] == [2.0, 60.0, 0.5, 0.5, 0.5, 0.5]
+    assert retry_delay_after(3, 120.0) == 2.0
+
+
+def test_a_deployments_num_retries_applies_unless_the_request_sets_its_own():
+    """litellm_params.num_retries reaches the target (bounded); a plan uses it unless the request named num_retries."""
+    config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://a/v1", "num_retries": 3}}]}, {})
+    assert build_target(config.model_list[0], {}).num_retries == 3
+    for bad in (11, -1, "2", True):
+        wrong = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://a/v1", "num_retries": bad}}]}, {})
+        with pytest.raises(ConfigurationError, match="num_retries"):
+            build_target(wrong.model_list[0], {})
+    policy = RouterPolicy(num_retries=1)
+    assert plan_for(policy, "m", {}).retries_for(3) == 3
+    assert plan_for(policy, "m", {}).retries_for(None) == 1
+    assert plan_for(policy, "m", {"num_retries": 0}).retries_for(3) == 0

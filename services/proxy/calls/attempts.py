@@ -19,7 +19,7 @@ from aiohttp import web
 
 from services.proxy.calls.call import Call
 from services.proxy.errors import UpstreamError
-from services.proxy.routing.policy import CallPlan, context_window_exceeded, falls_back, retry_delay_s, retryable
+from services.proxy.routing.policy import CallPlan, context_window_exceeded, falls_back, retry_delay_after, retryable
 from services.proxy.routing.router import Router, Target
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ async def attempt_until_answered(relay: Relay, call: Call, plan: CallPlan,
     fallbacks = list(plan.fallbacks)
     window_fallbacks = list(plan.context_window_fallbacks)
     tried: set[str] = set()
-    retries_left = plan.num_retries
+    retries_left: int | None = None  # known once the group's first deployment fails
     call.retry_open = True
     try:
         while True:
@@ -48,12 +48,14 @@ async def attempt_until_answered(relay: Relay, call: Call, plan: CallPlan,
                 error = exc
             note_failure(router, target, error.status)
             tried.add(target.model_id)
+            if retries_left is None:
+                retries_left = plan.retries_for(target.num_retries)
             if retries_left > 0 and retryable(error.status):
                 retries_left -= 1
                 call.attempted_retries += 1
                 call.target = router.pick(target.model_group, tried=tried)
-                if call.target.model_id in tried:  # nobody else to ask: give it a moment
-                    await asyncio.sleep(retry_delay_s(call.attempted_retries))
+                if call.target.model_id in tried:  # nobody else to ask: give it a moment, or what it asked for
+                    await asyncio.sleep(retry_delay_after(call.attempted_retries, error.retry_after_s))
                 continue
             if window_fallbacks and context_window_exceeded(error.status, error.message):
                 next_group = window_fallbacks.pop(0)
@@ -62,7 +64,7 @@ async def attempt_until_answered(relay: Relay, call: Call, plan: CallPlan,
             else:
                 break
             call.attempted_fallbacks += 1
-            retries_left = plan.num_retries
+            retries_left = None
             call.target = router.pick(next_group, tried=tried)
     finally:
         call.retry_open = False

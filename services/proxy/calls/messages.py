@@ -18,6 +18,7 @@ from aiohttp import web
 from services.proxy.errors import InvalidRequest, UpstreamError
 from services.proxy.auth.keys import KEY_CATCH_UP_S, authenticate_with_catch_up
 from services.proxy.calls.streaming import prompt_chars
+from services.proxy.calls.unbilled import unbilled_request
 from services.proxy.providers import anthropic, sse, wire
 from services.proxy.providers.messages_api import MessagesEvents, chat_request, message_from_chat
 from services.proxy.providers.openai_usage import estimated_usage, usage_from_openai
@@ -42,7 +43,8 @@ def auth_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
 class MessagesCall:
     """One /v1/messages call: its Messages request, and how it goes to and comes from the deployment."""
 
-    def __init__(self, body: Any, headers: Mapping[str, str]) -> None:
+    def __init__(self, body: Any, headers: Mapping[str, str], owner: Any = None) -> None:
+        """`owner` is for stored responses (/v1/responses); messages are not stored."""
         if not isinstance(body, dict):
             raise InvalidRequest("the request body must be a JSON object")
         if not isinstance(body.get("messages"), list) or not body["messages"] or not all(isinstance(m, dict) for m in body["messages"]):
@@ -182,16 +184,6 @@ async def count_tokens(relay: Any, request: web.Request) -> web.Response:
     if target.wire != ANTHROPIC:
         chat = chat_request(body)
         return web.json_response({"input_tokens": estimated_usage(prompt_chars(chat), 0).prompt_tokens})
-    pool = relay.pools[target.origin]
     payload = orjson.dumps({**body, "model": target.upstream_model})
-    try:
-        response = await pool.post(target.paths[CHAT] + "/count_tokens", payload, target.header_block,
-                                   pool.deadline(relay.timeouts[target.model_id]))
-        raw = await response.read()
-    except TimeoutError as exc:
-        raise UpstreamError(f"Request timed out: upstream {target.api_base} did not answer in time", 504, type="timeout") from exc
-    except UpstreamConnectionError as exc:
-        raise UpstreamError(f"upstream {target.api_base} unreachable: {exc}", 502, type="api_connection_error") from exc
-    if response.status >= 400:
-        raise wire.upstream_error(target, response.status, raw)
+    raw = await unbilled_request(relay, target, target.paths[CHAT] + "/count_tokens", payload)
     return web.Response(body=raw, content_type="application/json")

@@ -32,6 +32,7 @@ from services.proxy.calls.call import Call
 from services.proxy.calls.cost import CostQuoter
 from services.proxy.calls.limits import check as check_limits
 from services.proxy.calls.messages import MessagesCall, auth_headers
+from services.proxy.calls.response_ids import Owner
 from services.proxy.calls.responses import ResponsesCall
 from services.proxy.calls.mock import mock_completion
 from services.proxy.calls.settlement import SettlementBook
@@ -148,7 +149,7 @@ class Relay:
             raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
         api = None
         if inbound is not None:
-            api = inbound(body, request.headers)
+            api = inbound(body, request.headers, Owner(self.settings.master_key or "", caller.api_key_hash))
             body = api.openai_body
         try:
             model = validate(call_type, body)
@@ -157,10 +158,13 @@ class Relay:
                 exc.message += f". Available models: [{', '.join(filter(caller.allows_model, self.router.model_names))}]"
             raise
         target = self.router.pick(model, caller.allows_model)
+        if api is not None and isinstance(api, ResponsesCall) and api.previous is not None:  # continue where the conversation is stored
+            stored = self.router.deployment(api.previous.model_id)
+            target = stored if stored is not None and stored.model_group == target.model_group else target
         self.auth.check_model(caller, model)
         attribution = attribute(body, request.headers, caller)
         check_limits(self.settings.edge_limits, call_type, body, attribution, caller)  # before anything is paid for
-        plan = self.plan(caller, model, body)
+        plan = self.plan(caller, model, body, target.num_retries)
         timeout_s = None if "timeout" not in body else request_timeout(body["timeout"])
         sent = upstream_body(body, call_type)
         self.check_open()
@@ -198,19 +202,21 @@ class Relay:
             if not call.settled and not call.detached:
                 self.abandon(call, error)
 
-    def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any]) -> CallPlan | None:
+    def plan(self, caller: CallerIdentity, model: str, body: dict[str, Any], deployment_retries: int | None = None
+             ) -> CallPlan | None:
         """The call's retries and fallbacks (None: one attempt), checked before anything is held: a
         fallback group the request names must exist and be one the caller's key may use (the
         config's fallbacks are passed over where the key may not)."""
         policy = self.router.policy
-        if policy.plain and "num_retries" not in body and "fallbacks" not in body and "context_window_fallback_dict" not in body:
+        if (policy.plain and not deployment_retries and "num_retries" not in body and "fallbacks" not in body
+                and "context_window_fallback_dict" not in body):
             return None
         plan = plan_for(policy, model, body, caller.allows_model)
         for group in (*plan.fallbacks, *plan.context_window_fallbacks):
             if not self.router.knows(group):
                 raise InvalidRequest(f"fallback model {group!r} is not configured", param="fallbacks")
             self.auth.check_model(caller, group)
-        if plan.num_retries == 0 and not plan.fallbacks and not plan.context_window_fallbacks:
+        if plan.retries_for(deployment_retries) == 0 and not plan.fallbacks and not plan.context_window_fallbacks:
             return None
         return plan
 
@@ -252,11 +258,14 @@ class Relay:
         status = response.status
         upstream_s = time.perf_counter() - t_up
         if status >= 400:
-            error = wire.upstream_error(target, status, raw)
+            error = wire.upstream_error(target, status, raw, response.headers)
             self.fail(call, status, error.message)
             raise error
         try:
-            data, usage, response_model = shape.parse_response(target, call.call_type, call.body, raw)
+            if call.inbound is None:
+                data, usage, response_model = wire.parse_response(target, call.call_type, call.body, raw, response.headers)
+            else:
+                data, usage, response_model = call.inbound.parse_response(target, call.call_type, call.body, raw)
         except UpstreamError as error:
             self.fail(call, error.status, error.message)
             raise

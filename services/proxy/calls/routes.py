@@ -9,7 +9,7 @@ from aiohttp import web
 
 from services.proxy.calls.messages import MessagesCall, count_tokens
 from services.proxy.calls.relay import Relay
-from services.proxy.calls.responses import ResponsesCall
+from services.proxy.calls.responses import ResponsesCall, retrieve
 from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT
 
 
@@ -39,6 +39,10 @@ class LlmRoutes:
     async def responses(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's Responses API, passed to OpenAI-compatible deployments."""
         return await self.relay.relay(request, CHAT, ResponsesCall)
+
+    async def responses_retrieve(self, request: web.Request) -> web.Response:
+        """A stored response, from the deployment that created it, for the key that created it."""
+        return await retrieve(self.relay, request)
 
     async def messages_count_tokens(self, request: web.Request) -> web.Response:
         return await count_tokens(self.relay, request)

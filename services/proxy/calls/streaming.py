@@ -252,7 +252,7 @@ async def relay_stream(relay: CallHost, request: web.Request, call: Call, mock: 
                 upstream_response.release()
             raise
         if upstream_response.status >= 400:
-            error = wire.upstream_error(target, upstream_response.status, raw)
+            error = wire.upstream_error(target, upstream_response.status, raw, upstream_response.headers)
             relay.fail(call, error.status, error.message, stream=True)
             raise error
         upstream_s = time.perf_counter() - t_up

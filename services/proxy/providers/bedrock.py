@@ -16,6 +16,7 @@ from urllib.parse import quote
 import orjson
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
+from services.proxy.providers import cohere
 from services.proxy.providers.eventstream import EventStreamDecoder
 from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts
 from services.proxy.providers.openai_content import content_parts, data_url, image_url, tool_arguments, unsupported
@@ -23,6 +24,8 @@ from services.proxy.providers.sigv4 import Signer, credentials_of, region_of
 from services.proxy.transport.http1 import UpstreamConnectionError
 
 CHAT, EMBEDDING = "acompletion", "aembedding"
+TITAN, COHERE = "titan", "cohere"
+INPUT_TOKEN_COUNT_HEADER = "x-amzn-bedrock-input-token-count"
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                 "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
@@ -248,6 +251,21 @@ def titan_embedding_response(parsed: dict[str, Any], model: str) -> dict[str, An
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
+def embedding_family(model_id: str) -> str | None:
+    """TITAN or COHERE for an embedding model id (a cross-region prefix such as `us.` allowed), else None."""
+    for family, prefix in ((TITAN, "amazon.titan-embed-text"), (COHERE, "cohere.embed")):
+        if model_id.startswith(prefix) or model_id.split(".", 1)[-1].startswith(prefix):
+            return family
+    return None
+
+
+def cohere_embedding_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Cohere Embed on InvokeModel: Cohere's embed body without `model` (the URL names it); several texts at once."""
+    request = cohere.embed_request(body, "")
+    del request["model"]
+    return request
+
+
 class BedrockWire(NativeWire):
     provider = "bedrock"
 
@@ -255,8 +273,8 @@ class BedrockWire(NativeWire):
         self.model = upstream_model
         root = f"/model/{quote(upstream_model, safe='')}"
         self.endpoint = endpoint
-        # Titan Text Embeddings (amazon.titan-embed-text-*) through InvokeModel; everything else chats through Converse.
-        self.embeds = upstream_model.split(".", 1)[-1].startswith("titan-embed-text")
+        # Titan Text and Cohere Embed models embed through InvokeModel; everything else chats through Converse.
+        self.embeds = embedding_family(upstream_model)
         self.call_types = frozenset({EMBEDDING} if self.embeds else {CHAT})
         urls = {EMBEDDING: f"{endpoint}{root}/invoke"} if self.embeds else {CHAT: f"{endpoint}{root}/converse"}
         super().__init__(endpoint, urls, {"Authorization": f"Bearer {api_key}"} if api_key else {})
@@ -266,7 +284,8 @@ class BedrockWire(NativeWire):
     def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
         self.check(call_type)
         if call_type == EMBEDDING:
-            return self.invoke_path, orjson.dumps(titan_embedding_request(body))
+            request = titan_embedding_request(body) if self.embeds == TITAN else cohere_embedding_request(body)
+            return self.invoke_path, orjson.dumps(request)
         return self.stream_path if stream else self.chat_path, orjson.dumps(request_to_converse(body, self.model))
 
     def sign(self, header_block: bytes, path: str, payload: bytes) -> bytes:
@@ -275,9 +294,19 @@ class BedrockWire(NativeWire):
         return header_block + self.signer.headers(self.endpoint + path, payload)
 
     def response(self, call_type: str, body: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
-        if call_type == EMBEDDING:
+        if call_type == EMBEDDING and self.embeds == TITAN:
             return titan_embedding_response(parsed, self.model)
+        if call_type == EMBEDDING:
+            return cohere.embed_response(parsed, self.model, body.get("input"))
         return response_from_converse(parsed, self.model)
+
+    def with_header_usage(self, call_type: str, answer: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        """Cohere Embed's body counts no tokens: InvokeModel reports them in X-Amzn-Bedrock-Input-Token-Count."""
+        reported = headers.get(INPUT_TOKEN_COUNT_HEADER)
+        if call_type == EMBEDDING and self.embeds == COHERE and reported is not None and reported.isascii() and reported.isdigit():
+            tokens = int(reported)
+            answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return answer
 
     def error(self, payload: Any) -> tuple[str | None, str | None]:
         """Bedrock's error body: {"message": "..."} (the type travels in the x-amzn-ErrorType header)."""

@@ -14,7 +14,9 @@ import orjson
 
 from services.proxy.errors import InvalidRequest
 from services.proxy.providers import sse
-from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts, url_path
+from services.proxy.providers.native import (
+    ChunkMaker, NativeWire, count, estimated_prompt_tokens, openai_usage_from_parts, url_path,
+)
 from services.proxy.transport.http1 import UpstreamConnectionError
 
 COHERE_BASE = "https://api.cohere.com"
@@ -64,11 +66,14 @@ def embed_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     return out
 
 
-def embed_response(parsed: dict[str, Any], model: str) -> dict[str, Any]:
+def embed_response(parsed: dict[str, Any], model: str, texts: Any = None) -> dict[str, Any]:
+    """Tokens from `meta.billed_units.input_tokens`; without it (Cohere on Bedrock reports none),
+    estimated from `texts`, as LiteLLM counts them itself."""
     embeddings = parsed.get("embeddings")
     vectors = embeddings.get("float") if isinstance(embeddings, dict) else embeddings
     billed = ((parsed.get("meta") or {}).get("billed_units") or {}) if isinstance(parsed.get("meta"), dict) else {}
-    tokens = count(billed.get("input_tokens") if isinstance(billed, dict) else None)
+    reported = billed.get("input_tokens") if isinstance(billed, dict) else None
+    tokens = count(reported) if reported is not None or texts is None else estimated_prompt_tokens(texts)
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors or [])],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -15,7 +15,9 @@ import orjson
 
 from services.proxy.errors import InvalidRequest
 from services.proxy.providers import sse
-from services.proxy.providers.native import ChunkMaker, NativeWire, count, openai_usage_from_parts, url_path
+from services.proxy.providers.native import (
+    ChunkMaker, NativeWire, count, estimated_prompt_tokens, openai_usage_from_parts, url_path,
+)
 from services.proxy.providers.openai_content import content_parts, data_url, image_url, tool_arguments, unsupported
 from services.proxy.transport.http1 import UpstreamConnectionError
 
@@ -213,8 +215,7 @@ def embedding_response(body: dict[str, Any], parsed: dict[str, Any], model: str)
     if isinstance(metadata, dict) and "promptTokenCount" in metadata:
         prompt = count(metadata.get("promptTokenCount"))
     else:
-        texts = body.get("input")
-        prompt = sum((len(t) + 3) // 4 for t in ([texts] if isinstance(texts, str) else texts or []) if isinstance(t, str))
+        prompt = estimated_prompt_tokens(body.get("input"))
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
@@ -266,6 +267,16 @@ class GeminiStream:
         return [self.maker.usage_chunk(usage_from_gemini(self.metadata))]
 
 
+def google_error(payload: Any) -> tuple[str | None, str | None]:
+    """{"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}} (Google's shape)."""
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]  # streamGenerateContent without alt=sse answers errors in an array
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        error = payload["error"]
+        return str(error.get("message", "")), error.get("status")
+    return None, None
+
+
 class GeminiWire(NativeWire):
     provider = "gemini"
     call_types = frozenset({CHAT, EMBEDDING})
@@ -296,13 +307,7 @@ class GeminiWire(NativeWire):
         return response_from_gemini(parsed, self.model)
 
     def error(self, payload: Any) -> tuple[str | None, str | None]:
-        """{"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}} (Google's shape)."""
-        if isinstance(payload, list) and payload and isinstance(payload[0], dict):
-            payload = payload[0]  # streamGenerateContent without alt=sse answers errors in an array
-        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            error = payload["error"]
-            return str(error.get("message", "")), error.get("status")
-        return None, None
+        return google_error(payload)
 
     def stream_decoder(self, body: dict[str, Any]) -> GeminiStream:
         return GeminiStream(self.model)

@@ -6,6 +6,7 @@ OpenAI-compatible path never looks at it beyond `target.native is None`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from services.proxy.errors import UpstreamError
@@ -56,6 +57,10 @@ class NativeWire:
         """The OpenAI-shaped answer (with an OpenAI usage object) for the upstream's."""
         raise NotImplementedError
 
+    def with_header_usage(self, call_type: str, answer: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+        """The OpenAI-shaped answer with the usage the upstream's (lower-case) headers report, where it reports it there."""
+        return answer
+
     def error(self, payload: Any) -> tuple[str | None, str | None]:
         """(message, type) from the upstream's error body."""
         return None, None
@@ -103,6 +108,13 @@ def openai_usage_from_parts(prompt: int, completion: int, *, cached: int = 0, ca
 def count(value: Any) -> int:
     """A token count from an upstream's JSON: a non-negative int, else 0 (openai_usage bounds it)."""
     return value if type(value) is int and value > 0 else 0
+
+
+def estimated_prompt_tokens(given: Any) -> int:
+    """Prompt tokens of embedding input an upstream reports no count for: four characters a token,
+    rounded up per text (docs/providers.md)."""
+    texts = [given] if isinstance(given, str) else given if isinstance(given, list) else []
+    return sum((len(t) + 3) // 4 for t in texts if isinstance(t, str))
 
 
 def url_path(url: str) -> str:

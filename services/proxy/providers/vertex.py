@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 import orjson
 
-from services.proxy.errors import ConfigurationError
+from services.proxy.errors import ConfigurationError, InvalidRequest
 from services.proxy.providers import anthropic, sse
-from services.proxy.providers.gemini import CHAT, GeminiWire
+from services.proxy.providers.gemini import CHAT, EMBEDDING, GeminiWire, google_error
 from services.proxy.providers.google_auth import AccessTokens, service_account_info
-from services.proxy.providers.native import NativeWire, url_path
+from services.proxy.providers.native import NativeWire, count, url_path
 from services.proxy.transport.http1 import UpstreamConnectionError
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
@@ -44,6 +44,51 @@ class VertexGeminiWire(GeminiWire):
 
     def sign(self, header_block: bytes, path: str, payload: bytes) -> bytes:
         return header_block + self.tokens.header()
+
+
+class VertexEmbeddingWire(NativeWire):
+    """Vertex AI text embeddings (`text-embedding-*`, `text-multilingual-embedding-*`,
+    `gemini-embedding-*`, `textembedding-gecko*`) through `:predict`: one instance per text, the
+    usage from each prediction's `statistics.token_count`, as LiteLLM reads it."""
+
+    provider = "vertex_ai"
+    call_types = frozenset({EMBEDDING})
+
+    def __init__(self, model: str, base: str, project: str, location: str, tokens: AccessTokens) -> None:
+        url = _model_root(base, project, location, "google", model) + ":predict"
+        super().__init__(base, {EMBEDDING: url}, {})
+        self.model, self.tokens, self.path = model, tokens, url_path(url)
+
+    async def prepare(self) -> None:
+        await self.tokens.ready()
+
+    def sign(self, header_block: bytes, path: str, payload: bytes) -> bytes:
+        return header_block + self.tokens.header()
+
+    def request(self, call_type: str, body: dict[str, Any], stream: bool) -> tuple[str, bytes]:
+        self.check(call_type)
+        given = body.get("input")
+        texts = [given] if isinstance(given, str) else given
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequest("a Vertex AI embedding model takes input as a string or a list of strings", param="input")
+        instance: dict[str, Any] = {}
+        if body.get("task_type") is not None:
+            instance["task_type"] = body["task_type"]
+        request: dict[str, Any] = {"instances": [{**instance, "content": t} for t in texts]}
+        if body.get("dimensions") is not None:
+            request["parameters"] = {"outputDimensionality": body["dimensions"]}
+        return self.path, orjson.dumps(request)
+
+    def response(self, call_type: str, body: dict[str, Any], parsed: dict[str, Any]) -> dict[str, Any]:
+        predictions = [p for p in parsed.get("predictions") or [] if isinstance(p, dict)]
+        embeddings = [p.get("embeddings") if isinstance(p.get("embeddings"), dict) else {} for p in predictions]
+        tokens = sum(count((e.get("statistics") or {}).get("token_count")) for e in embeddings if isinstance(e.get("statistics"), dict))
+        return {"object": "list", "model": self.model,
+                "data": [{"object": "embedding", "index": i, "embedding": e.get("values") or []} for i, e in enumerate(embeddings)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def error(self, payload: Any) -> tuple[str | None, str | None]:
+        return google_error(payload)
 
 
 class AnthropicEvents:
@@ -115,5 +160,7 @@ def vertex_wire(name: str, params: Any, env: Mapping[str, str], where: str) -> N
     location = extra.get("vertex_location") or env.get("VERTEXAI_LOCATION") or DEFAULT_LOCATION
     host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
     base = (params.api_base or f"https://{host}").rstrip("/")
-    wire = VertexAnthropicWire if name.startswith("claude") else VertexGeminiWire
+    wire = (VertexAnthropicWire if name.startswith("claude")
+            else VertexEmbeddingWire if "embedding" in name or name.startswith("textembedding")
+            else VertexGeminiWire)
     return wire(name, base, str(project), str(location), tokens)

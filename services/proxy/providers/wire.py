@@ -3,6 +3,7 @@ Pure: the HTTP call itself is in relay.py."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import orjson
 from services.proxy.errors import UpstreamError
 from services.proxy.providers import anthropic
 from services.proxy.providers.openai_usage import usage_for_images, usage_from_openai
+from services.proxy.routing.policy import retry_after_s
 from services.proxy.routing.router import ANTHROPIC, CHAT, EMBEDDING, IMAGE, Target
 from shared.events import TokenUsage
 
@@ -46,13 +48,17 @@ def client_wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes) -> tuple[bytes, TokenUsage, str | None]:
+def parse_response(target: Target, call_type: str, request: dict[str, Any], raw: bytes,
+                   headers: Mapping[str, str] | None = None) -> tuple[bytes, TokenUsage, str | None]:
     """(bytes for the client, usage, the model the upstream named). OpenAI-shaped answers pass
-    byte for byte; Anthropic's are translated."""
+    byte for byte; Anthropic's are translated. `headers` (lower-case): the answer's, for a
+    provider that reports usage there."""
     parsed = answer_object(target, raw)
     if target.native is not None:
         try:
             parsed = target.native.response(call_type, request, parsed)
+            if headers:
+                parsed = target.native.with_header_usage(call_type, parsed, headers)
         except (AttributeError, TypeError, ValueError) as exc:  # an answer not in the provider's documented shape
             raise UpstreamError(f"upstream {target.api_base} answered in an unexpected shape: {type(exc).__name__}: {exc}", 502) from exc
         raw = orjson.dumps(parsed)
@@ -80,8 +86,9 @@ def answer_object(target: Target, raw: bytes) -> dict[str, Any]:
     return parsed
 
 
-def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
-    """The upstream's error, its status kept, in OpenAI's error shape."""
+def upstream_error(target: Target, status: int, raw: bytes, headers: Mapping[str, str] | None = None) -> UpstreamError:
+    """The upstream's error, its status kept, in OpenAI's error shape; with the answer's
+    (lower-case) `headers`, the Retry-After it asks for."""
     message: str | None = None
     kind: str | None = None
     code: str | None = None
@@ -101,4 +108,7 @@ def upstream_error(target: Target, status: int, raw: bytes) -> UpstreamError:
         message = payload["error"]
     if not message:
         message = raw[:500].decode(errors="replace") or f"upstream answered {status}"
-    return UpstreamError(f"{target.provider} error from {target.api_base}: {message}", status, type=kind, code=code or str(status))
+    error = UpstreamError(f"{target.provider} error from {target.api_base}: {message}", status, type=kind, code=code or str(status))
+    if headers:
+        error.retry_after_s = retry_after_s(headers)
+    return error

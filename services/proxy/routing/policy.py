@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import time
 from typing import Any
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
@@ -18,6 +20,7 @@ MAX_RETRIES = 10  # a request's num_retries is bounded: each retry is an upstrea
 MAX_FALLBACKS = 10
 MAX_REQUEST_TIMEOUT_S = 3600.0
 INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S = 0.5, 8.0  # LiteLLM's backoff when no other deployment can take a retry
+MAX_RETRY_AFTER_S = 60.0  # an upstream's Retry-After is waited for up to this (LiteLLM's bound); longer: the backoff
 
 # How providers word a prompt too long for the model (OpenAI, Azure, Anthropic, Bedrock, Gemini).
 _CONTEXT_WINDOW = re.compile(
@@ -52,11 +55,11 @@ def policy_from_config(litellm_settings: Mapping[str, Any], router_settings: Map
     timeout = merged.get("timeout")
     try:
         return RouterPolicy(
-            num_retries=_count(merged.get("num_retries"), "num_retries", MAX_RETRIES, ConfigurationError),
+            num_retries=bounded_count(merged.get("num_retries"), "num_retries", MAX_RETRIES, ConfigurationError),
             timeout_s=float(timeout) if timeout is not None else None,
             fallbacks=_fallback_map(merged.get("fallbacks"), "fallbacks"),
             context_window_fallbacks=_fallback_map(merged.get("context_window_fallbacks"), "context_window_fallbacks"),
-            allowed_fails=_count(merged.get("allowed_fails", DEFAULT_ALLOWED_FAILS), "allowed_fails", 10**6, ConfigurationError),
+            allowed_fails=bounded_count(merged.get("allowed_fails", DEFAULT_ALLOWED_FAILS), "allowed_fails", 10**6, ConfigurationError),
             cooldown_time_s=float(merged.get("cooldown_time", DEFAULT_COOLDOWN_TIME_S)),
             routing_strategy=strategy,
         )
@@ -64,7 +67,7 @@ def policy_from_config(litellm_settings: Mapping[str, Any], router_settings: Map
         raise ConfigurationError(f"router_settings: {exc}") from exc
 
 
-def _count(value: Any, name: str, most: int, error: type[Exception]) -> int:
+def bounded_count(value: Any, name: str, most: int, error: type[Exception]) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
@@ -98,6 +101,12 @@ class CallPlan:
     num_retries: int
     fallbacks: tuple[str, ...]  # groups tried, in order, after the requested one fails
     context_window_fallbacks: tuple[str, ...]
+    retries_asked: bool = False  # num_retries came from the request: it wins over a deployment's own
+
+    def retries_for(self, deployment_retries: int | None) -> int:
+        """A group's retries: the request's, else the litellm_params.num_retries of the group's
+        first deployment to fail, else the config's."""
+        return self.num_retries if self.retries_asked or deployment_retries is None else deployment_retries
 
 
 def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any],
@@ -106,10 +115,11 @@ def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any],
     `context_window_fallback_dict` ({model_name: fallback}), as LiteLLM's proxy reads them. The
     config's fallbacks are kept only where `allows` (the caller's key) does; the request's are
     returned as asked, for the caller to check."""
-    retries = body.get("num_retries", policy.num_retries)
+    retries = body.get("num_retries")
+    retries_asked = retries is not None
     if retries is None:
         retries = policy.num_retries
-    retries = _count(retries, "num_retries", MAX_RETRIES, InvalidRequest)
+    retries = bounded_count(retries, "num_retries", MAX_RETRIES, InvalidRequest)
     fallbacks = body.get("fallbacks")
     if fallbacks is None:
         chosen = tuple(filter(allows, policy.fallbacks.get(model_group, ())))
@@ -123,7 +133,7 @@ def plan_for(policy: RouterPolicy, model_group: str, body: Mapping[str, Any],
         window = (asked[model_group],)
     elif asked is not None and not isinstance(asked, dict):
         raise InvalidRequest("context_window_fallback_dict must be an object", param="context_window_fallback_dict")
-    return CallPlan(retries, tuple(f for f in chosen if f != model_group), window)
+    return CallPlan(retries, tuple(f for f in chosen if f != model_group), window, retries_asked)
 
 
 def request_timeout(value: Any) -> float | None:
@@ -145,6 +155,31 @@ def retry_delay_s(retries_done: int) -> float:
     """The pause before retrying on a deployment that already failed this call (the group has no
     other): 0.5 s, doubling, at most 8 s. A retry on another deployment goes at once."""
     return min(INITIAL_RETRY_DELAY_S * 2 ** max(retries_done - 1, 0), MAX_RETRY_DELAY_S)
+
+
+def retry_delay_after(retries_done: int, retry_after: float | None) -> float:
+    """The pause before a retry on a deployment that already failed: the Retry-After it asked for
+    when that is above 0 and at most 60 s, else the backoff."""
+    if retry_after is not None and 0 < retry_after <= MAX_RETRY_AFTER_S:
+        return retry_after
+    return retry_delay_s(retries_done)
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """An answer's `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an HTTP date), as
+    LiteLLM reads them; None when absent or unreadable."""
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            return parsedate_to_datetime(value).timestamp() - time()
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def context_window_exceeded(status: int, message: str) -> bool:

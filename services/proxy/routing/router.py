@@ -20,7 +20,7 @@ import orjson
 
 from services.proxy.errors import ConfigurationError, InvalidRequest
 from services.proxy.routing.cooldown import Cooldowns
-from services.proxy.routing.policy import RouterPolicy, policy_from_config
+from services.proxy.routing.policy import MAX_RETRIES, RouterPolicy, bounded_count, policy_from_config
 from services.proxy.routing.strategy import LEAST_BUSY, SIMPLE_SHUFFLE, least_busy, shuffle_weights, simple_shuffle
 from services.proxy.routing.wildcard import WildcardRoutes, is_pattern
 from services.proxy.transport.answer import JSON, header_lines
@@ -83,6 +83,7 @@ class Target:
     base_model: str | None = None
     custom_prices: Mapping[str, Decimal] = field(default_factory=dict)
     timeout_s: float | None = None
+    num_retries: int | None = None  # litellm_params.num_retries: this deployment's group retries after it fails
     weight_setting: float | None = None  # litellm_params.weight, rpm, tpm: simple-shuffle's draw
     rpm: int | None = None
     tpm: int | None = None
@@ -209,6 +210,7 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         base_model=deployment.base_model,
         custom_prices=deployment.custom_prices(),
         timeout_s=params.timeout,
+        num_retries=deployment_retries(params.model_extra or {}, deployment.model_name),
         weight_setting=None if weight_setting is None else float(weight_setting),
         rpm=params.rpm,
         tpm=params.tpm,
@@ -219,6 +221,12 @@ def build_target(deployment: Deployment, env: Mapping[str, str]) -> Target:
         answer_lines=header_lines({"Content-Type": JSON, **response_headers}),
         native=native,
     )
+
+
+def deployment_retries(extra: Mapping[str, Any], model_name: str) -> int | None:
+    if extra.get("num_retries") is None:
+        return None
+    return bounded_count(extra["num_retries"], f"model_list {model_name!r}: litellm_params.num_retries", MAX_RETRIES, ConfigurationError)
 
 
 class Router:
@@ -267,6 +275,10 @@ class Router:
                 if not router.knows(name):
                     raise ConfigurationError(f"router_settings.{kind}: {name!r} is no model_name of the model_list")
         return router
+
+    def deployment(self, model_id: str) -> Target | None:
+        """The configured deployment with this model_id (a wildcard's are made per call: None)."""
+        return next((t for group in self._groups.values() for t in group if t.model_id == model_id), None)
 
     def knows(self, model_group: str) -> bool:
         return model_group in self._groups or (self.wildcards is not None and self.wildcards.match(model_group) is not None)

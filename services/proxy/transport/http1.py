@@ -374,7 +374,7 @@ class Pool:
         self._open -= 1
         self._slots.release()
 
-    async def post(self, target: str, body: bytes, headers: bytes, deadline: float | None = None) -> Response:
+    async def post(self, target: str, body: bytes, headers: bytes, deadline: float | None = None, method: str = "POST") -> Response:
         """POST `body` to path+query `target`; `headers` are ready-made "Name: value\\r\\n" lines.
         Returns once the status line and headers arrived. With a `deadline` (loop time), waiting
         for a connection, the headers or the body (Response.read) past it raises UpstreamTimeout.
@@ -382,7 +382,7 @@ class Pool:
         by Limits.stream_s from now, when set."""
         if not self._slots.try_take():  # the usual case takes a free slot: no timer, no await
             await _by_deadline(self._slots.take(), deadline, "no connection to the upstream came free within the timeout")
-        head = (f"POST {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: {len(body)}\r\n").encode() + headers + b"\r\n"
         for attempt in (0, 1):
             conn = self._get_idle()
             if conn is None:
