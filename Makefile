@@ -44,7 +44,7 @@ browser:
 	@test -x /usr/bin/chromium || { (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null || { echo "make: installing chromium failed"; exit 1; }; }
 
 test: venv ui-assets browser
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=15
 
 test-unit: venv
 	@$(PY) -m pytest -q tests/unit
