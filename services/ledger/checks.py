@@ -17,9 +17,9 @@ import psycopg
 from psycopg import sql
 
 from services.ledger import entity_store
-from services.ledger.retention import horizon_at
+from services.ledger.retention import dropped_days, horizon_at
 from services.ledger.entity_tables import ADMIN_TABLES
-from services.ledger.rollup import DAILY_TABLES, ENTITY_TYPES, RESETTABLE
+from services.ledger.rollup import DAILY_ENTITY, DAILY_TABLES, ENTITY_TYPES, RESETTABLE
 from services.ledger.rows import ENDPOINTS
 from shared.budget_windows import effective_start, next_reset
 
@@ -31,11 +31,6 @@ _LOG_ENTITY = {
     "customer": ("l.end_user", ""),
     "organization": ("l.organization_id", ""),
     "tag": ("tg.tag", " CROSS JOIN LATERAL (SELECT DISTINCT t AS tag FROM jsonb_array_elements_text(l.request_tags) t) tg"),
-}
-_DAILY_ENTITY = {
-    "LiteLLM_DailyUserSpend": "user", "LiteLLM_DailyTeamSpend": "team", "LiteLLM_DailyTagSpend": "tag",
-    "LiteLLM_DailyEndUserSpend": "customer", "LiteLLM_DailyApiKeySpend": "key",
-    "LiteLLM_DailyOrganizationSpend": "organization",
 }
 
 
@@ -56,19 +51,6 @@ def _entity_logs(entity_type: str) -> sql.Composed:
     ).format(e=sql.SQL(expr), lat=sql.SQL(lateral))
 
 
-async def _dropped_days(conn: psycopg.AsyncConnection, entity_type: str,
-                        horizon: datetime | None) -> dict[str, tuple[Decimal, datetime]]:
-    """Per entity, the spend and latest log of the days dropped by retention, from their rollups."""
-    if horizon is None:
-        return {}
-    table = next(t for t, e in _DAILY_ENTITY.items() if e == entity_type)
-    cur = await conn.execute(
-        sql.SQL("SELECT {col}, sum(spend), max(updated_at) FROM {table} WHERE date < %s GROUP BY 1").format(
-            col=sql.Identifier(DAILY_TABLES[table]), table=sql.Identifier(table)),
-        (horizon.date().isoformat(),))
-    return {i: (spend, latest) for i, spend, latest in await cur.fetchall()}
-
-
 async def check_totals(conn: psycopg.AsyncConnection) -> list[Difference]:
     """Every key, team, user, customer and tag: spend = Σ its logs in its window, as of its
     latest log; every logged entity has a row unless it was deleted."""
@@ -81,7 +63,7 @@ async def check_totals(conn: psycopg.AsyncConnection) -> list[Difference]:
         logs = _entity_logs(entity_type)
         cur = await conn.execute(sql.SQL("SELECT id, max(t) FROM ({}) e GROUP BY id").format(logs))
         latest: dict[str, datetime] = dict(await cur.fetchall())
-        dropped = await _dropped_days(conn, entity_type, horizon)
+        dropped = await dropped_days(conn, entity_type, horizon)
         for entity_id, (_, dropped_latest) in dropped.items():
             latest.setdefault(entity_id, dropped_latest)  # logs kept are later than any dropped
         states = {s.entity_id: s for s in await entity_store.read_states(conn, entity_type)}
@@ -131,7 +113,7 @@ async def check_rollups(conn: psycopg.AsyncConnection) -> list[Difference]:
     horizon = await horizon_at(conn)
     kept = sql.SQL(" WHERE date >= {}").format(sql.Literal(horizon.date().isoformat())) if horizon else sql.SQL("")
     for table, column in DAILY_TABLES.items():
-        expr, lateral = _LOG_ENTITY[_DAILY_ENTITY[table]]
+        expr, lateral = _LOG_ENTITY[DAILY_ENTITY[table]]
         expected = sql.SQL(
             "SELECT {e} AS entity, to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS date, l.api_key,"
             " l.model, COALESCE(l.custom_llm_provider, '') AS custom_llm_provider, {endpoint} AS endpoint,"

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import psycopg
 import structlog
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+
+from services.ledger.rollup import DAILY_ENTITY, DAILY_TABLES
 
 log = structlog.get_logger("ledger.retention")
 
@@ -40,6 +44,22 @@ async def horizon(conn: psycopg.AsyncConnection) -> date | None:
 async def horizon_at(conn: psycopg.AsyncConnection) -> datetime | None:
     day = await horizon(conn)
     return None if day is None else datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+async def dropped_days(conn: psycopg.AsyncConnection, entity_type: str, horizon: datetime | None,
+                       ids: list[str] | None = None) -> dict[str, tuple[Decimal, datetime]]:
+    """Per entity (of `ids`, or all), the spend and the latest log of the days dropped before
+    `horizon`, from their daily rollups, which stand for those logs."""
+    if horizon is None:
+        return {}
+    table = next(t for t, e in DAILY_ENTITY.items() if e == entity_type)
+    column = sql.Identifier(DAILY_TABLES[table])
+    cur = await conn.execute(
+        sql.SQL("SELECT {col}, sum(spend), max(updated_at) FROM {table} WHERE date < %s{only} GROUP BY 1").format(
+            col=column, table=sql.Identifier(table),
+            only=sql.SQL("") if ids is None else sql.SQL(" AND {} = ANY(%s)").format(column)),
+        (horizon.date().isoformat(), *([] if ids is None else [ids])))
+    return {i: (spend, latest) for i, spend, latest in await cur.fetchall()}
 
 
 async def drop_before(conn: psycopg.AsyncConnection, cutoff: date) -> list[str]:

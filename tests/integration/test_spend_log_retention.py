@@ -12,11 +12,12 @@ import psycopg
 from services.ledger.checks import check_schema
 from services.ledger.reconcile import find_differences
 from services.ledger.replay import replay_command
-from services.ledger.retention import cutoff_for, drop_before
+from services.ledger.retention import drop_before
 from services.ledger.settings import LedgerSettings
-from shared.events import encode
+from shared.events import EntityChanged, encode
 from shared.topics import PRICED, USAGE
-from tests.fixtures.ledger_support import InProcessLedger, poll, priced, produce, produce_raw, query, wait_for_logs
+from tests.fixtures.ledger_support import (InProcessLedger, key_changed, key_hash, poll, priced, produce, produce_raw, query,
+                                           wait_for_logs)
 
 DAY_1, DAY_2, DAY_3 = (datetime(2025, 3, d, 12, tzinfo=timezone.utc) for d in (1, 2, 3))
 TOTALS = ('SELECT (SELECT spend FROM "LiteLLM_VerificationToken"), (SELECT spend FROM "LiteLLM_TeamTable"),'
@@ -37,11 +38,6 @@ async def _three_days(settings) -> None:
 async def _drop(settings, cutoff: date) -> list[str]:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         return await drop_before(conn, cutoff)
-
-
-def test_the_cutoff_keeps_today_and_the_days_before_it():
-    """With 30 days, the first day kept is 30 days before today (UTC)."""
-    assert cutoff_for(datetime(2025, 3, 31, 23, 30, tzinfo=timezone.utc), 30) == date(2025, 3, 1)
 
 
 async def test_dropping_days_keeps_every_rollup_and_total_and_the_books_balance(settings):
@@ -109,3 +105,21 @@ async def _offsets_past(settings, events: int) -> bool:
     rows = await query(settings.database_url, "SELECT coalesce(sum(next_offset), 0) FROM tally_consumer_offsets WHERE topic = %s",
                        (settings.topic(PRICED),))
     return rows[0][0] >= events
+
+
+async def test_a_total_summed_again_after_a_drop_still_counts_the_dropped_days(settings):
+    """A key re-created after its first days were dropped is summed from its logs plus the dropped days' rollups."""
+    await _three_days(settings)
+    await _drop(settings, date(2025, 3, 3))
+    deleted = EntityChanged(entity_type="key", entity_id=key_hash("sk-a"), state={}, occurred_at=DAY_3, deleted=True)
+    await produce(settings, [deleted, key_changed("sk-a", at=DAY_3, key_alias="again")])
+    async with InProcessLedger(settings):
+        await poll(lambda: _alias_is(settings, "again"), what="the key re-created")
+    assert await query(settings.database_url, 'SELECT spend, spend_as_of FROM "LiteLLM_VerificationToken"') == [
+        (Decimal("3.875"), DAY_3)]
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        assert [str(d) for d in await check_schema(conn)] == []
+
+
+async def _alias_is(settings, alias: str) -> bool:
+    return await query(settings.database_url, 'SELECT key_alias FROM "LiteLLM_VerificationToken"') == [(alias,)]
