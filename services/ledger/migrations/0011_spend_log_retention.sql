@@ -16,11 +16,12 @@ DECLARE
     cut timestamptz;
     late text;
 BEGIN
-    SELECT horizon::timestamp AT TIME ZONE 'UTC' INTO cut FROM tally_spend_log_retention FOR SHARE;
+    -- Dynamic SQL: no plan cached across a replay's schema swap (names resolve at each call).
+    EXECUTE 'SELECT horizon::timestamp AT TIME ZONE ''UTC'' FROM tally_spend_log_retention FOR SHARE' INTO cut;
     IF cut IS NULL THEN
         RETURN;
     END IF;
-    SELECT request_id INTO late FROM tally_incoming WHERE "startTime" < cut LIMIT 1;
+    EXECUTE 'SELECT request_id FROM tally_incoming WHERE "startTime" < $1 LIMIT 1' INTO late USING cut;
     IF late IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22000',
             MESSAGE = format('request %s starts before the spend log retention horizon %s: its day was dropped and its totals are final', late, cut);
