@@ -3,8 +3,9 @@ services/ledger/retention.py) and what it does to report routes running meanwhil
 
 A data set of --rows logs over --days days (about rows/days logs a full day) is generated in its
 own database, the reports service started on it, and three routes called in turn without pause:
-a 30-day team report (rollups), the Usage page filtered by a team and a customer (spend logs) and
-the first page of /spend/logs/ui (spend logs). Their latencies are taken for a few seconds before
+a 30-day team report (rollups), the Usage page filtered by a team and a customer (spend logs),
+the first page of /spend/logs/ui (spend logs) and /spend/logs for a random request id (the spend
+logs' primary key, never cached). Their latencies are taken for a few seconds before
 a drop, then while the oldest full day is dropped. The database is dropped at the end (the data
 set has lost a day). Results: bench/results/retention.json."""
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from datetime import date, timedelta
@@ -27,18 +29,17 @@ RESULTS = ROOT / "bench" / "results" / "retention.json"
 DATABASE = "tally_bench_retention"
 ROUTES = (("report_30d_team", "/global/spend/report", {"group_by": "team"}),
           ("usage_30d_team_customer", "/global/spend/usage", {"team": "team-4", "customer": "customer-4"}),
-          ("logs_ui_page_1", "/spend/logs/ui", {"page_size": "25"}))
+          ("logs_ui_page_1", "/spend/logs/ui", {"page_size": "25"}),
+          ("spend_logs_request_id", "/spend/logs", {}))  # a random request id each call: never cached
 
 
-def _oldest_days(url: str) -> tuple[date, date, int]:
-    """The oldest day partition (partial: the span starts mid-day), the first full one, its logs."""
+def _oldest_days(url: str) -> tuple[date, int]:
+    """The first full day of logs (the span starts mid-day) and how many logs it holds."""
     with psycopg.connect(url) as conn:
-        first = conn.execute("SELECT min(to_date(right(c.relname, 8), 'YYYYMMDD')) FROM pg_inherits i"
-                             " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '\"LiteLLM_SpendLogs\"'::regclass"
-                             " AND c.relname ~ '_[0-9]{8}$'").fetchone()[0]
+        first = conn.execute('SELECT (min("startTime") AT TIME ZONE \'UTC\')::date FROM "LiteLLM_SpendLogs"').fetchone()[0]
         full = first + timedelta(days=1)
         logs = conn.execute(f'SELECT count(*) FROM "LiteLLM_SpendLogs_{full:%Y%m%d}"').fetchone()[0]
-    return first, full, logs
+    return full, logs
 
 
 def _drop(url: str, cutoff: date) -> tuple[float, float, list[str]]:
@@ -51,14 +52,17 @@ def _drop(url: str, cutoff: date) -> tuple[float, float, list[str]]:
         return started, time.perf_counter(), dropped
 
 
-async def _calls(base: str, window: dict[str, str], seconds: float) -> list[tuple[str, float, float]]:
+async def _calls(base: str, window: dict[str, str], seconds: float, rows: int) -> list[tuple[str, float, float]]:
     """(route, start, end) of every call made, round robin, for `seconds`."""
+    rng = random.Random(7)
     headers = {"Authorization": f"Bearer {MASTER}"}
     calls = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             for name, path, extra in ROUTES:
+                if name == "spend_logs_request_id":
+                    extra = {"request_id": f"req-{rng.randint(1, rows)}"}
                 started = time.perf_counter()
                 async with session.get(base + path, params={**window, **extra}, headers=headers) as response:
                     assert response.status == 200, await response.text()
@@ -74,14 +78,14 @@ def _by_route(calls: list[tuple[str, float, float]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     url, generation = prepare(argparse.Namespace(**{**vars(args), "fresh": True}), DATABASE)
-    partial, full, logs = _oldest_days(url)
+    full, logs = _oldest_days(url)
     _drop(url, full)  # the partial first day, not timed: the timed drop is one whole day
     with psycopg.connect(url) as conn:
         end = conn.execute('SELECT max(date) FROM "LiteLLM_DailyApiKeySpend"').fetchone()[0]
     window = {"start_date": (date.fromisoformat(end) - timedelta(days=29)).isoformat(), "end_date": end}
     with reports_service(url) as base:
-        asyncio.run(_calls(base, window, 2.0))  # warm-up
-        before = asyncio.run(_calls(base, window, 8.0))
+        asyncio.run(_calls(base, window, 2.0, args.rows))  # warm-up
+        before = asyncio.run(_calls(base, window, 8.0, args.rows))
         drop: dict[str, Any] = {}
 
         def dropper() -> None:
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
         thread = threading.Thread(target=dropper)
         thread.start()
-        during = asyncio.run(_calls(base, window, 4.0))
+        during = asyncio.run(_calls(base, window, 4.0, args.rows))
         thread.join()
     overlapping = [c for c in during if c[1] < drop["end"] and c[2] > drop["start"]]
     result = {
@@ -111,5 +115,5 @@ def run(args: argparse.Namespace) -> int:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    log(f"wrote {RESULTS}; dropped database {DATABASE} (partial: {partial})")
+    log(f"wrote {RESULTS}; dropped database {DATABASE}")
     return 0
