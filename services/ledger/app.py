@@ -12,9 +12,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.ledger.consumer import Ledger, topics_for
 from services.ledger.metrics import LedgerMetrics
+from services.ledger.retention import retention_loop
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, make_pool
-from services.ledger.retention import retention_loop
 from shared import kafka
 from shared.background import background_task
 from shared.errors import openai_errors

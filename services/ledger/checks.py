@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from services.ledger import entity_store
-from services.ledger.retention import dropped_days, horizon_at
 from services.ledger.entity_tables import ADMIN_TABLES
+from services.ledger.retention import dropped_days, horizon_at
 from services.ledger.rollup import DAILY_ENTITY, DAILY_TABLES, ENTITY_TYPES, RESETTABLE
 from services.ledger.rows import ENDPOINTS
 from shared.budget_windows import effective_start, next_reset
