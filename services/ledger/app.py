@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.ledger.consumer import Ledger, topics_for
 from services.ledger.metrics import LedgerMetrics
+from services.ledger.retention import retention_loop
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import LedgerStore, make_pool
 from shared import kafka
@@ -76,8 +77,16 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
     # the task: cancelling and awaiting it is all shutdown takes.
     async with (background_task(supervise("ledger", run_once), name="ledger"),
                 background_task(monitor(settings, topics, stored_offsets, app[PROGRESS], app[METRICS].lag,
-                                        settings.progress_interval_s), name="ledger-progress")):
+                                        settings.progress_interval_s), name="ledger-progress"),
+                background_task(_retention(app), name="ledger-retention")):
         yield
+
+
+async def _retention(app: web.Application) -> None:
+    days = app[SETTINGS].spend_log_retention_days
+    if days is not None:
+        await app[READY].wait()  # the migrations are applied
+        await retention_loop(app[POOL], days)
 
 
 def build_app(settings: LedgerSettings) -> web.Application:

@@ -38,6 +38,10 @@ _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
     sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v)) for k, v in ENDPOINTS.items())
 )
 
+# Retention (migration 0011, retention.py): an event starting before the horizon (a dropped day)
+# fails the batch as a data error, so it is split off and dead-lettered; nothing is written.
+REFUSE_BEFORE_HORIZON = sql.SQL("SELECT tally_refuse_before_horizon()")
+
 # Spend logs are partitioned by day (migration 0009): the batch's days get their partitions first,
 # and tomorrow's is made ahead, so midnight does not wait on DDL.
 ENSURE_PARTITIONS = sql.SQL(

@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from services.ledger.entity_tables import ADMIN_TABLES, ENTITY_TABLES, STATE_TABLES, AdminChange, admin_change
+from services.ledger.retention import dropped_days, horizon_at
 from services.ledger.rollup import RESETTABLE, EntityState, recomputed
 from shared.budget_windows import BadDuration, parse_duration
 from shared.events import EntityChanged, SpendReset
@@ -132,6 +133,8 @@ async def recompute(conn: psycopg.AsyncConnection, states: list[EntityState], re
     entity_type = states[0].entity_type
     table = ENTITY_TABLES[entity_type]
     log_match = sql.SQL(table.log_filter.format(id="v.id"))
+    # Days dropped by retention count through their rollups (an entity without a window).
+    dropped = await dropped_days(conn, entity_type, await horizon_at(conn), [s.entity_id for s in states])
     if find_as_of:
         cur = await conn.execute(
             sql.SQL('SELECT v.id, (SELECT max(l."startTime") FROM "LiteLLM_SpendLogs" l WHERE {match})'
@@ -139,7 +142,7 @@ async def recompute(conn: psycopg.AsyncConnection, states: list[EntityState], re
             ([s.entity_id for s in states],),
         )
         latest = dict(await cur.fetchall())
-        states = [replace(s, as_of=latest.get(s.entity_id)) for s in states]
+        states = [replace(s, as_of=latest.get(s.entity_id) or dropped.get(s.entity_id, (None, None))[1]) for s in states]
     planned = [recomputed(s, s.as_of, reset) for s in states]
     # Only entities that have logs (as_of known) can have spend; the sum scans from the earliest
     # start, which for a reset is the reset's time: a short range of the startTime index.
@@ -157,7 +160,9 @@ async def recompute(conn: psycopg.AsyncConnection, states: list[EntityState], re
             ([s.entity_id for s, _ in with_logs], starts, *([floor] if floor else [])),
         )
         sums = dict(await cur.fetchall())
-    result = [replace(s, spend=sums.get(s.entity_id, Decimal(0))) for s, _ in planned]
+    result = [replace(s, spend=sums.get(s.entity_id, Decimal(0))
+                      + (dropped[s.entity_id][0] if start is None and s.entity_id in dropped else Decimal(0)))
+              for s, start in planned]
     await save_totals(conn, entity_type, result)
     return result
 

@@ -34,7 +34,7 @@ from shared.topics import PRICED, PRICED_DLQ, USAGE, USAGE_DLQ
 # One row per readable message; `seq` is the reading order ("first read" decides, as before).
 TEMP_TABLES = (
     "CREATE TEMP TABLE rc_usage (seq bigint NOT NULL, request_id text NOT NULL, quoted numeric)",
-    "CREATE TEMP TABLE rc_priced (seq bigint NOT NULL, request_id text NOT NULL, cost numeric NOT NULL)",
+    "CREATE TEMP TABLE rc_priced (seq bigint NOT NULL, request_id text NOT NULL, cost numeric NOT NULL, start_time timestamptz)",
     "CREATE TEMP TABLE rc_usage_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
     "CREATE TEMP TABLE rc_priced_dlq (seq bigint NOT NULL, request_id text NOT NULL)",
 )
@@ -47,9 +47,10 @@ def usage_row(raw: bytes) -> tuple[str, Decimal | None]:
     return data["request_id"], None if quoted is None else Decimal(str(quoted))
 
 
-def priced_row(raw: bytes) -> tuple[str, Decimal]:
+def priced_row(raw: bytes) -> tuple[str, Decimal, str | None]:
     data = orjson.loads(raw)
-    return data["usage_event"]["request_id"], Decimal(str(data["cost"]["total"]))
+    usage = data["usage_event"]
+    return usage["request_id"], Decimal(str(data["cost"]["total"])), usage.get("start_time")
 
 
 def dead_letter_row(raw: bytes) -> tuple[str]:
@@ -97,7 +98,7 @@ async def copy_topic(settings: CommonSettings, topic: str, conn: psycopg.AsyncCo
 
 
 # (label, SQL giving (request_id, detail) in request-id order, byte-wise as Python sorts)
-_FIRST_PRICE = "SELECT DISTINCT ON (request_id) request_id, cost FROM rc_priced ORDER BY request_id, seq"
+_FIRST_PRICE = "SELECT DISTINCT ON (request_id) request_id, cost, start_time FROM rc_priced ORDER BY request_id, seq"
 _FIRST_QUOTE = ("SELECT DISTINCT ON (request_id) request_id, quoted FROM rc_usage WHERE quoted IS NOT NULL"
                 " ORDER BY request_id, seq")
 _USAGE_IDS = "SELECT DISTINCT request_id FROM rc_usage"
@@ -118,7 +119,11 @@ TOPIC_CHECKS: tuple[tuple[str, str], ...] = (
 LOG_CHECKS: tuple[tuple[str, str], ...] = (
     ("missing in spend logs", "SELECT p.request_id, 'priced ' || p.cost || ', not in \"LiteLLM_SpendLogs\"',"
      " EXISTS (SELECT FROM rc_priced_dlq d WHERE d.request_id = p.request_id) FROM (" + _FIRST_PRICE + ") p"
-     ' WHERE NOT EXISTS (SELECT FROM "LiteLLM_SpendLogs" l WHERE l.request_id = p.request_id)' + _ORDER),
+     ' WHERE NOT EXISTS (SELECT FROM "LiteLLM_SpendLogs" l WHERE l.request_id = p.request_id)'
+     # A day behind the retention horizon was dropped whole: its logs are not missing. (An event
+     # refused there as too late is still reported: it is in the ledger's dead letters.)
+     " AND (p.start_time < (SELECT horizon::timestamp AT TIME ZONE 'UTC' FROM tally_spend_log_retention)"
+     " IS NOT TRUE OR EXISTS (SELECT FROM rc_priced_dlq d WHERE d.request_id = p.request_id))" + _ORDER),
     ("extra in spend logs", "SELECT l.request_id, 'spend ' || l.spend || ' with no priced event', false"
      ' FROM "LiteLLM_SpendLogs" l WHERE NOT EXISTS (SELECT FROM rc_priced p WHERE p.request_id = l.request_id)' + _ORDER),
     ("spend mismatch", "SELECT l.request_id, 'logged ' || l.spend || ', priced ' || p.cost, false"
@@ -133,7 +138,7 @@ async def find_differences(settings: LedgerSettings, progress: bool = False) -> 
         for statement in TEMP_TABLES:
             await conn.execute(statement)
         for topic, table, columns, parse in ((USAGE, "rc_usage", "request_id, quoted", usage_row),
-                                             (PRICED, "rc_priced", "request_id, cost", priced_row),
+                                             (PRICED, "rc_priced", "request_id, cost, start_time", priced_row),
                                              (USAGE_DLQ, "rc_usage_dlq", "request_id", dead_letter_row),
                                              (PRICED_DLQ, "rc_priced_dlq", "request_id", dead_letter_row)):
             await copy_topic(settings, topic, conn, table, columns, parse, progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import psycopg
 from aiokafka import TopicPartition
@@ -22,6 +22,7 @@ from services.ledger.checks import Difference, check_schema, compare_schemas
 from services.ledger.consumer import Ledger, discover_partitions, topics_for
 from services.ledger.kafka_guards import position
 from services.ledger.metrics import LedgerMetrics
+from services.ledger.retention import drop_before
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import SWAP_LOCK, LedgerStore, make_pool
 from shared import kafka
@@ -101,6 +102,13 @@ async def _live_offsets(conn: psycopg.AsyncConnection, schema: str, consumer_nam
     return {(t, p): o for t, p, o in await cur.fetchall()}
 
 
+async def _live_horizon(conn: psycopg.AsyncConnection, schema: str) -> date | None:
+    """The live schema's retention horizon: the rebuild keeps no logs before it either."""
+    cur = await conn.execute(sql.SQL("SELECT horizon FROM {}.tally_spend_log_retention").format(sql.Identifier(schema)))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
 def _print_differences(differences: list[Difference]) -> None:
     for d in differences:
         print(d)
@@ -120,7 +128,10 @@ async def replay_command(settings: LedgerSettings, *, verify: bool, keep_backup:
                 try:
                     stored = await _live_offsets(lock_conn, live, settings.consumer_name)
                     await rebuild.run_until({tp: stored.get((tp.topic, tp.partition), 0) for tp in rebuild.partitions})
-                    differences = await compare_schemas(lock_conn, live, rebuilt)
+                    horizon = await _live_horizon(lock_conn, live)
+                    differences = await compare_schemas(
+                        lock_conn, live, rebuilt,
+                        None if horizon is None else datetime(horizon.year, horizon.month, horizon.day, tzinfo=timezone.utc))
                 finally:
                     await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (SWAP_LOCK,))
                 await lock_conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(rebuilt)))
@@ -131,6 +142,11 @@ async def replay_command(settings: LedgerSettings, *, verify: bool, keep_backup:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=False,
                                                          options=f"-c search_path={rebuilt}") as check_conn:
             problems = await check_schema(check_conn)
+            horizon = await _live_horizon(check_conn, live)
+            if not problems and horizon is not None:
+                # Checked with every day the topics hold; then the days the live tables had
+                # dropped go again, so a replay does not bring dropped logs back.
+                await drop_before(check_conn, horizon)
         if problems:
             _print_differences(problems)
             print(f"replay: the rebuild in schema {rebuilt} failed its checks ({len(problems)}); the live tables are untouched")

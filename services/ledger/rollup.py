@@ -21,6 +21,12 @@ DAILY_TABLES: dict[str, str] = {
     "LiteLLM_DailyOrganizationSpend": "organization_id",
 }
 ENTITY_TYPES = ("key", "team", "user", "customer", "tag", "organization")
+# The entity type each daily table sums.
+DAILY_ENTITY: dict[str, str] = {
+    "LiteLLM_DailyUserSpend": "user", "LiteLLM_DailyTeamSpend": "team", "LiteLLM_DailyTagSpend": "tag",
+    "LiteLLM_DailyEndUserSpend": "customer", "LiteLLM_DailyApiKeySpend": "key",
+    "LiteLLM_DailyOrganizationSpend": "organization",
+}
 RESETTABLE = frozenset({"key", "team"})  # /global/spend/reset zeroes keys and teams only
 
 

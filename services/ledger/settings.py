@@ -31,6 +31,9 @@ class LedgerSettings(CommonSettings):
     # /health answers 503 when input waits and the stored offsets have not moved for this long.
     stall_after_s: float = 60.0
     progress_interval_s: float = 5.0  # how often the monitor measures lag and progress
+    # Keep this many days of spend logs before today (UTC); older daily partitions are dropped and
+    # events starting before them refused (retention.py). None: keep everything.
+    spend_log_retention_days: int | None = None
 
 
 def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
@@ -55,4 +58,14 @@ def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
         pool_size=env_int(env, "LEDGER_POOL_SIZE", 4),
         stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
         progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),
+        spend_log_retention_days=_retention_days(env),
     )
+
+
+def _retention_days(env: Mapping[str, str]) -> int | None:
+    if not env.get("TALLY_SPEND_LOG_RETENTION_DAYS"):
+        return None
+    days = env_int(env, "TALLY_SPEND_LOG_RETENTION_DAYS", 0)
+    if days < 1:
+        raise ValueError(f"TALLY_SPEND_LOG_RETENTION_DAYS must be at least 1, got {days}")
+    return days

@@ -196,6 +196,7 @@ class LedgerStore:
                 if batch.priced:
                     rows = await self._copy_logs(conn, batch.priced)
                     async with conn.pipeline():
+                        await conn.execute(batch_sql.REFUSE_BEFORE_HORIZON)
                         await conn.execute(batch_sql.ENSURE_PARTITIONS)
                         skipped_cur = await conn.execute(batch_sql.INSERT_LOGS)
                         await conn.execute(batch_sql.ROLLUP_UPSERTS)
