@@ -9,6 +9,7 @@ spend.py, activity.py); `ReportsStore` is all of them on one pool."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from services.reports.queries.activity import ActivityQueries
@@ -25,3 +26,8 @@ class ReportsStore(ReportQueries, GlobalSpendQueries, SpendQueries, ActivityQuer
             (token_hash,),
         )
         return rows[0] if rows else None
+
+    async def retention_horizon(self) -> date | None:
+        """The first day whose spend logs are kept (TALLY_SPEND_LOG_RETENTION_DAYS); None: all kept."""
+        rows = await self._rows("SELECT horizon FROM tally_spend_log_retention", ())
+        return rows[0]["horizon"] if rows else None

@@ -212,3 +212,16 @@ async def test_whole_day_totals_from_the_rollups_equal_the_logs_count(reports, p
     assert by_rollups == by_logs
     assert by_logs == {(): 7, ("team_id",): 4, ("end_user",): 4, ("status_filter",): 1, ("model", "status_filter"): 3,
                        ("key",): 4, ("end_user", "team_id"): 1}[tuple(sorted(params))]
+
+
+async def test_whole_day_totals_leave_out_days_behind_the_retention_horizon(reports, seeded_database):
+    """After 2024-04-30 is dropped (TALLY_SPEND_LOG_RETENTION_DAYS), the rollup count covers only kept days."""
+    with psycopg.connect(seeded_database, autocommit=True) as conn:
+        conn.execute("""DELETE FROM "LiteLLM_SpendLogs" WHERE "startTime" < '2024-05-01'""")  # what the drop removes
+        conn.execute("INSERT INTO tally_spend_log_retention (horizon) VALUES ('2024-05-01')")
+        try:
+            body = await logs_ui(reports)
+            assert (body["total"], [r["request_id"] for r in body["data"]]) == (3, ["r7", "r6", "r5"])
+            assert (await logs_ui(reports, start_date="2024-04-29", end_date="2024-04-30"))["total"] == 0
+        finally:
+            conn.execute("DELETE FROM tally_spend_log_retention")

@@ -97,7 +97,12 @@ async def count_from_rollups(reports: ReportsStore, where: dict[str, Any]) -> in
     source = usage.source_for(filters, ())
     if source.kind != "rollup":
         return None
-    days = params.DateRange(start_at.date(), end_before.date() - timedelta(days=1))
+    # Days behind the retention horizon keep their rollups but not their logs: count only kept days.
+    horizon = await reports.retention_horizon()
+    first = start_at.date() if horizon is None else max(start_at.date(), horizon)
+    if first >= end_before.date():
+        return 0
+    days = params.DateRange(first, end_before.date() - timedelta(days=1))
     sums = (await reports.grouped(days, filters, source, ()))[0]
     measure = {"success": "successful_requests", "failure": "failed_requests"}.get(where["status"] or "", "api_requests")
     return int(sums[measure] or 0)
