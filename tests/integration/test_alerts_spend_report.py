@@ -20,23 +20,25 @@ NOW = datetime(2024, 5, 17, 8, 30, tzinfo=timezone.utc)
 
 
 async def test_report_figures_equal_global_spend_report(reports: TestClient, seeded_database: str):  # noqa: F811
-    """30-day report of the seeded logs: team and tag sums are exactly the routes' figures, once."""
+    """30-day report of the seeded logs, to both channels: team and tag sums are exactly the routes' figures, once."""
     period = last_complete_period(NOW.date(), 30)
     assert (period.start_text, period.end_text) == ("2024-04-17", "2024-05-16")
     pool = db.pool(seeded_database, min_size=1, max_size=2)
     await pool.open()
     woken = []
     try:
-        reporter = SpendReporter(AlertStore(pool), ReportsStore(pool), 30, lambda: woken.append(1))
+        reporter = SpendReporter(AlertStore(pool), ReportsStore(pool), 30, ("slack", "webhook"), lambda: woken.append(1))
         assert await reporter.check(NOW) is True
         assert await reporter.check(NOW) is False
     finally:
         await pool.close()
     with psycopg.connect(seeded_database) as conn:
-        rows = conn.execute("SELECT alert_key, channel, status, body FROM tally_alerts.deliveries").fetchall()
-    assert [(key, channel, status) for key, channel, status, _body in rows] == [("spend_report:2024-04-17:2024-05-16", "slack", "pending")]
+        rows = conn.execute("SELECT alert_key, channel, status, body FROM tally_alerts.deliveries ORDER BY channel").fetchall()
+    assert [(key, channel, status) for key, channel, status, _body in rows] == [
+        ("spend_report:2024-04-17:2024-05-16", "slack", "pending"), ("spend_report:2024-04-17:2024-05-16", "webhook", "pending")]
     assert woken == [1]
     text = json.loads(rows[0][3])["text"]
+    webhook = json.loads(rows[1][3], parse_float=Decimal, parse_int=Decimal)
 
     params = {"start_date": period.start_text, "end_date": period.end_text}
     report = await (await reports.get("/global/spend/report", params=params, headers=bearer(MASTER))).text()
@@ -59,6 +61,10 @@ async def test_report_figures_equal_global_spend_report(reports: TestClient, see
         f"Tag: `jobA` | Spend: `${tag_spend['jobA']}`\n"
         f"Tag: `env:prod` | Spend: `${tag_spend['env:prod']}`\n"
     )
+    assert webhook == {"event": "spend_report", "event_group": "proxy", "event_message": text,
+                       "start_date": "2024-04-17", "end_date": "2024-05-16",
+                       "teams": [{"team_name": name, "spend": spend} for name, spend in team_spend.items()],
+                       "tags": [{"tag": "jobA", "spend": tag_spend["jobA"]}, {"tag": "env:prod", "spend": tag_spend["env:prod"]}]}
 
 
 async def test_budget_panel_shows_the_last_alert(reports: TestClient, seeded_database: str):  # noqa: F811

@@ -58,7 +58,8 @@ async def spend_reports(app: web.Application) -> AsyncIterator[None]:
     if settings.spend_report_days is None:
         yield
         return
-    reporter = SpendReporter(app[STORE], ReportsStore(app[STORE].pool), settings.spend_report_days, app[SENDER].wake.set)
+    reporter = SpendReporter(app[STORE], ReportsStore(app[STORE].pool), settings.spend_report_days, settings.channels,
+                             app[SENDER].wake.set)
     async with background_task(supervise("alerts_spend_reports", lambda: reporter.run(settings.report_check_interval_s)),
                                name="alerts_spend_reports"):
         yield

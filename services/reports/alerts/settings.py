@@ -33,7 +33,7 @@ class AlertSettings(CommonSettings):
     retry_cap_s: float = 300.0
     send_timeout_s: float = 10.0
     poll_interval_s: float = 0.5
-    spend_report_days: int | None = None  # general_settings.spend_report_frequency, to Slack
+    spend_report_days: int | None = None  # general_settings.spend_report_frequency, to every channel
     report_check_interval_s: float = 300.0  # alerting_args.report_check_interval
 
 
@@ -70,7 +70,7 @@ def alert_settings(config: ProxyConfig, common: Mapping[str, object], env: Mappi
         raise ConfigError("general_settings.alerting_args must be a mapping")
     frequency = general.get("spend_report_frequency")
     try:
-        report_days = frequency_days(str(frequency)) if frequency is not None and "slack" in channels else None
+        report_days = frequency_days(str(frequency)) if frequency is not None and channels else None
     except BadFrequency as exc:
         raise ConfigError(f"general_settings.{exc}") from exc
     settings = AlertSettings(

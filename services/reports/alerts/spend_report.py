@@ -1,5 +1,6 @@
 """Periodic spend reports per team and per tag, LiteLLM's `spend_report_frequency` ("7d", "30d"):
-once per period, to Slack. The figures are the reports' own queries (the team rows of
+once per period, to every configured channel (Slack gets LiteLLM's message; a webhook gets the
+same figures as JSON, with LiteLLM's `event` / `event_group` / `event_message` fields). The figures are the reports' own queries (the team rows of
 /global/spend/report and the tag rollup of /global/spend/tags) summed over the period, so they
 equal what those routes answer for the same dates. Periods are whole UTC days counted from
 1970-01-01; the last complete one is reported, once (its key is in the outbox like an alert's)."""
@@ -59,12 +60,23 @@ def report_text(period: DateRange, teams: list[tuple[str, Decimal]], tags: list[
     return f"Level: `Low`\nTimestamp: `{at.strftime('%H:%M:%S')}`\n\nMessage: " + "\n".join(lines) + "\n"
 
 
-async def report_decision(store: ReportsStore, period: DateRange, at: datetime) -> Decision:
-    """The period's report as an outbox row for Slack, keyed by its dates."""
+def webhook_report(period: DateRange, teams: list[tuple[str, Decimal]], tags: list[tuple[str, Decimal]], text: str) -> dict[str, Any]:
+    """The report for a generic webhook: the figures as data (money as exact JSON numbers)."""
+    return {"event": "spend_report", "event_group": "proxy", "event_message": text,
+            "start_date": period.start_text, "end_date": period.end_text,
+            "teams": [{"team_name": name, "spend": spend} for name, spend in teams],
+            "tags": [{"tag": tag, "spend": spend} for tag, spend in tags]}
+
+
+async def report_decisions(store: ReportsStore, period: DateRange, at: datetime, channels: tuple[str, ...]) -> list[Decision]:
+    """The period's report as one outbox row per channel, keyed by its dates."""
     bodies = await store.grouped_report_days("team", period, [d.isoformat() for d in period.days()], None)
-    tags: list[dict[str, Any]] = await store.tag_spend(period, None)
-    text = report_text(period, team_totals(bodies.values()), [(row["tag"], row["spend"]) for row in tags if row["tag"]], at)
-    return Decision(report_key(period), "slack", "report", f"{period.start_text}:{period.end_text}", "spend_report", dumps({"text": text}))
+    rows: list[dict[str, Any]] = await store.tag_spend(period, None)
+    teams, tags = team_totals(bodies.values()), [(row["tag"], row["spend"]) for row in rows if row["tag"]]
+    text = report_text(period, teams, tags, at)
+    body = {"slack": lambda: dumps({"text": text}), "webhook": lambda: dumps(webhook_report(period, teams, tags, text))}
+    return [Decision(report_key(period), channel, "report", f"{period.start_text}:{period.end_text}", "spend_report", body[channel]())
+            for channel in channels]
 
 
 def report_key(period: DateRange) -> str:
@@ -75,14 +87,15 @@ class SpendReporter:
     """Checks now and then whether the last complete period has its report, and records it if not
     (several instances: the outbox's unique key keeps one)."""
 
-    def __init__(self, alerts: AlertStore, reports: ReportsStore, days: int, on_decided: Callable[[], None]) -> None:
-        self.alerts, self.reports, self.days, self.on_decided = alerts, reports, days, on_decided
+    def __init__(self, alerts: AlertStore, reports: ReportsStore, days: int, channels: tuple[str, ...],
+                 on_decided: Callable[[], None]) -> None:
+        self.alerts, self.reports, self.days, self.channels, self.on_decided = alerts, reports, days, channels, on_decided
 
     async def check(self, now: datetime) -> bool:
         period = last_complete_period(now.date(), self.days)
         if await self.alerts.decided(report_key(period)):
             return False
-        recorded = await self.alerts.record([await report_decision(self.reports, period, now)], {}) > 0
+        recorded = await self.alerts.record(await report_decisions(self.reports, period, now, self.channels), {}) > 0
         if recorded:
             self.on_decided()
         return recorded
