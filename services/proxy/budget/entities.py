@@ -14,6 +14,7 @@ from typing import Any
 from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
+from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs
 from shared.events import EntityChanged, SpendReset
 
 KINDS = ("key", "team", "user", "customer", "organization", "budget")
@@ -64,6 +65,7 @@ class EntityDirectory:
     def __init__(self) -> None:
         self._states: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self._specs: dict[str, dict[str, BudgetSpec]] = {kind: {} for kind in KINDS}
+        self._rates: dict[str, dict[str, RateSpecs]] = {kind: {} for kind in KINDS}  # only entities with limits
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
@@ -76,6 +78,10 @@ class EntityDirectory:
 
     def spec(self, kind: str, entity_id: str | None) -> BudgetSpec | None:
         return self._specs[kind].get(entity_id) if entity_id is not None else None
+
+    def rates(self, kind: str, entity_id: str) -> RateSpecs:
+        """The entity's rpm / tpm / parallel limits (rate_limits.py); () for none."""
+        return self._rates[kind].get(entity_id, ())
 
     def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(list(self._states[kind].items()))
@@ -110,9 +116,15 @@ class EntityDirectory:
         if event.deleted:
             self._states[kind].pop(entity_id, None)
             self._specs[kind].pop(entity_id, None)
+            self._rates[kind].pop(entity_id, None)
             return
         state = dict(event.state)
         self._states[kind][entity_id] = state
         self._specs[kind][entity_id] = spec_from_state(kind, entity_id, state)
+        rates = entity_rate_specs(kind, entity_id, state)
+        if rates:
+            self._rates[kind][entity_id] = rates
+        else:
+            self._rates[kind].pop(entity_id, None)
         if kind == "key" and state.get("key_alias"):
             self._aliases[state["key_alias"]] = entity_id

@@ -1,6 +1,6 @@
 """rpm_limit, tpm_limit and max_parallel_requests as leased budgets. Plain code.
 
-A key's rpm_limit is a budget of `rpm_limit` requests per minute, its tpm_limit one of `tpm_limit`
+Keys, teams, internal users, customers and organisations may each have them. A key's rpm_limit is a budget of `rpm_limit` requests per minute, its tpm_limit one of `tpm_limit`
 tokens, its max_parallel_requests one of that many slots (no window: a slot comes back when its
 call ends); each is an Account with a lease from the same authority as money budgets (leases.py),
 so any worker can use a key's whole limit. The minute is a window of 60 s counted from the epoch,
@@ -11,8 +11,10 @@ settles at 0 (nothing stays spent)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from services.proxy.auth.keys import CallerIdentity
 from services.proxy.budget.core import REQUESTS, SLOTS, TOKENS, Account, BudgetSpec
@@ -22,6 +24,11 @@ ONE = Decimal(1)
 MINUTE = timedelta(minutes=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 KINDS = {REQUESTS: "rpm", TOKENS: "tpm", SLOTS: "parallel"}  # the entity kind of each measure's leases
+# LiteLLM's rate limiter names the entity whose limit was hit by these descriptor keys, and the limit
+# by these types.
+DESCRIPTORS = {"team": "team", "user": "user", "customer": "end_user", "organization": "organization"}
+LIMIT_TYPES = {REQUESTS: "requests", TOKENS: "tokens", SLOTS: "max_parallel_requests"}
+RateSpecs = tuple[tuple[str, BudgetSpec], ...]
 
 
 class RateLimited(ProxyError):
@@ -31,19 +38,49 @@ class RateLimited(ProxyError):
         super().__init__(message, type="rate_limit_error", code="429")
 
 
-def rate_specs(caller: CallerIdentity) -> tuple[tuple[str, BudgetSpec], ...]:
+def rate_specs(caller: CallerIdentity) -> RateSpecs:
     """(measure, spec) of each rate limit the key has: parsed once per identity by the guard."""
+    return _specs(caller.api_key_hash, caller.rpm_limit, caller.tpm_limit, caller.max_parallel_requests)
+
+
+def entity_rate_specs(kind: str, entity_id: str, state: Mapping[str, Any]) -> RateSpecs:
+    """The rate limits of a team, internal user, customer or organisation, from its state: parsed
+    once when its EntityChanged is applied. Their leases are named `<kind>:<id>` (a key's by its
+    hash alone), so no two entities share one."""
+    if kind not in DESCRIPTORS:
+        return ()
+    return _specs(f"{kind}:{entity_id}", _limit(state.get("rpm_limit")), _limit(state.get("tpm_limit")),
+                  _limit(state.get("max_parallel_requests")))
+
+
+def _specs(lease_id: str, rpm: int | None, tpm: int | None, parallel: int | None) -> RateSpecs:
     specs = []
-    for measure, limit in ((REQUESTS, caller.rpm_limit), (TOKENS, caller.tpm_limit)):
+    for measure, limit in ((REQUESTS, rpm), (TOKENS, tpm)):
         if limit is not None:
-            specs.append((measure, BudgetSpec(KINDS[measure], caller.api_key_hash, Decimal(limit), anchor=EPOCH, duration=MINUTE)))
-    if caller.max_parallel_requests is not None:
-        specs.append((SLOTS, BudgetSpec(KINDS[SLOTS], caller.api_key_hash, Decimal(caller.max_parallel_requests))))
+            specs.append((measure, BudgetSpec(KINDS[measure], lease_id, Decimal(limit), anchor=EPOCH, duration=MINUTE)))
+    if parallel is not None:
+        specs.append((SLOTS, BudgetSpec(KINDS[SLOTS], lease_id, Decimal(parallel))))
     return tuple(specs)
 
 
-def rate_limited(measure: str, spec: BudgetSpec, account: Account) -> RateLimited:
+def _limit(value: Any) -> int | None:
+    """A stored limit as a count; the admin routes refuse anything else, so this only guards old states."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        return None
+    return limit if limit >= 0 else None
+
+
+def rate_limited(measure: str, spec: BudgetSpec, account: Account, now: datetime) -> RateLimited:
     limit = int(spec.max_budget or 0)
+    kind, _, entity_id = spec.entity_id.partition(":")
+    if entity_id:  # LiteLLM's (v3 limiter) wording for a team's, user's, end user's or organisation's limit
+        resets = account.end if account.end is not None else now + MINUTE
+        return RateLimited(f"Rate limit exceeded for {DESCRIPTORS[kind]}: {entity_id}. Limit type: {LIMIT_TYPES[measure]}. "
+                           f"Current limit: {limit}, Remaining: 0. Limit resets at: {resets:%Y-%m-%d %H:%M:%S} UTC")
     key = spec.entity_id[:12]
     if measure == SLOTS:
         return RateLimited(f"Max parallel request limit reached. Hit limit for api_key: {key}... "
