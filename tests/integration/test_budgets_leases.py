@@ -1,6 +1,6 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
 one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
-by at most one call per worker, max_parallel_requests holds across all four workers, a SIGKILLed worker's lease expires and is folded into the window's
+by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a customer's rpm_limit hold over their keys and both replicas, a SIGKILLed worker's lease expires and is folded into the window's
 settled spend, and its restarted successor holds only what it was granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
@@ -22,7 +22,7 @@ import pytest
 from shared.keys import hash_key
 from tests.fixtures.polling import eventually, eventually_async
 from tests.fixtures.stack import TallyStack, running_stack
-from tests.integration.test_budgets_replicas import CALL_COST, assert_budget_refusals, chat, hammer, new_key
+from tests.integration.test_budgets_replicas import CALL_COST, admin, assert_budget_refusals, chat, hammer, new_key
 from tests.integration.test_proxy_workers import connections_of, workers_of
 
 pytestmark = pytest.mark.integration
@@ -188,3 +188,34 @@ async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(t
     answers = await asyncio.gather(*(one(i) for i in range(12)))
     assert sorted(status for status, _ in answers) == [200] * 6 + [429] * 6
     assert all("max_parallel_requests: 6" in message for status, message in answers if status == 429)
+
+
+async def test_a_teams_rpm_limit_holds_over_its_keys_on_both_replicas(two_by_two: TallyStack) -> None:
+    """Team rpm_limit 5, two keys of the team alternating replicas: 5 calls in the minute, the 6th LiteLLM's 429 naming the team."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    team_id = f"team-rpm-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        status, body = await admin(session, two_by_two, "proxy-a", "/team/new", {"team_id": team_id, "rpm_limit": 5})
+        assert status == 200, body
+        keys = [await new_key(session, two_by_two, team_id=team_id) for _ in range(2)]
+        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], keys[i % 2]) for i in range(6)]
+    assert [status for status, _, _ in answers] == [200] * 5 + [429]
+    error = answers[-1][1]["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "429")
+    assert error["message"].startswith(f"Rate limit exceeded for team: {team_id}. Limit type: requests. Current limit: 5, Remaining: 0. ")
+
+
+async def test_a_customers_rpm_limit_holds_over_every_key_and_replica(two_by_two: TallyStack) -> None:
+    """Customer rpm_limit 3, sent as `user` through two keys on both replicas: 3 calls, then LiteLLM's 429 naming the end user."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    customer = f"cust-rpm-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        status, body = await admin(session, two_by_two, "proxy-a", "/customer/new", {"user_id": customer, "rpm_limit": 3})
+        assert status == 200, body
+        keys = [await new_key(session, two_by_two) for _ in range(2)]
+        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], keys[i % 2], user=customer) for i in range(4)]
+        other, _, _ = await chat(session, two_by_two, "proxy-a", keys[0], user=f"{customer}-other")
+    assert [status for status, _, _ in answers] == [200] * 3 + [429]
+    assert answers[-1][1]["error"]["message"].startswith(
+        f"Rate limit exceeded for end_user: {customer}. Limit type: requests. Current limit: 3, Remaining: 0. ")
+    assert other == 200  # another customer of the same key is not held back
