@@ -1,7 +1,9 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
 one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
-by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a customer's rpm_limit hold over their keys and both replicas, a SIGKILLed worker's lease expires and is folded into the window's
-settled spend, and its restarted successor holds only what it was granted itself.
+by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a
+customer's rpm_limit hold over their keys and both replicas, a SIGKILLed worker's lease expires and
+is folded into the window's settled spend, and its restarted successor holds only what it was
+granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
 
