@@ -8,7 +8,7 @@ import pytest
 from services.proxy.auth.keys import CallerIdentity
 from services.proxy.budget.admission import Admission, AwaitRenewal, BudgetRequest
 from services.proxy.budget.guard import BudgetGuard
-from services.proxy.budget.rate_limits import RateLimited, entity_rate_specs
+from services.proxy.budget.rate_limits import RateLimited, entity_rate_specs, model_rate_specs
 from shared.events import EntityChanged, TokenUsage, UsageEvent
 from tests.unit.test_budget_rate_limits import Clock, admit_only, workers
 
@@ -101,3 +101,29 @@ def test_limits_are_parsed_once_per_state_and_bad_values_ignored() -> None:
         ("requests", "rpm", "team:t:x", 5), ("tokens", "tpm", "team:t:x", 7)]
     assert entity_rate_specs("team", "t", {"rpm_limit": -1, "tpm_limit": True, "max_parallel_requests": "x"}) == ()
     assert entity_rate_specs("key", "h", {"rpm_limit": 5}) == ()
+
+
+async def test_a_keys_model_rpm_limit_holds_only_that_model() -> None:
+    """model_rpm_limit {"m": 2}: 2 calls to m, the 3rd LiteLLM's model_per_key 429; calls to another model pass."""
+    guard, = workers(1, Clock())
+    with_entity([guard], "key", "h1", model_rpm_limit={"m": 2})
+    caller = CallerIdentity.from_state("h1", {})
+    assert (await calls(guard, caller)) == (
+        2, f"Rate limit exceeded for model_per_key: h1:m. Limit type: requests. Current limit: 2, Remaining: 0. {RESETS}")
+    for _ in range(3):
+        await admit_only_request(guard, BudgetRequest("r", caller, "other", None, (), "acompletion", {}))
+
+
+async def test_a_keys_model_tpm_limit_from_its_metadata_counts_tokens() -> None:
+    """model_tpm_limit {"m": 300} in the key's metadata (where LiteLLM also reads it), calls of 100 tokens: 3 calls, then 429."""
+    guard, = workers(1, Clock())
+    with_entity([guard], "key", "h2", metadata={"model_tpm_limit": {"m": 300}})
+    assert (await calls(guard, CallerIdentity.from_state("h2", {}))) == (
+        3, f"Rate limit exceeded for model_per_key: h2:m. Limit type: tokens. Current limit: 300, Remaining: 0. {RESETS}")
+
+
+def test_model_limits_are_parsed_per_model() -> None:
+    """rpm and tpm of one model share its specs; a model with only bad limits has none."""
+    specs = model_rate_specs("h", {"model_rpm_limit": {"a": 3, "b": -1}, "model_tpm_limit": {"a": "9"}})
+    assert {model: [(measure, spec.entity_id, spec.max_budget) for measure, spec in found] for model, found in specs.items()} == {
+        "a": [("requests", "model_per_key:h:a", 3), ("tokens", "model_per_key:h:a", 9)]}

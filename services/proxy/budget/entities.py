@@ -14,7 +14,7 @@ from typing import Any
 from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
-from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs
+from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs, model_rate_specs
 from shared.events import EntityChanged, SpendReset
 
 KINDS = ("key", "team", "user", "customer", "organization", "budget")
@@ -66,6 +66,7 @@ class EntityDirectory:
         self._states: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self._specs: dict[str, dict[str, BudgetSpec]] = {kind: {} for kind in KINDS}
         self._rates: dict[str, dict[str, RateSpecs]] = {kind: {} for kind in KINDS}  # only entities with limits
+        self._model_rates: dict[str, dict[str, RateSpecs]] = {}  # key hash -> model -> its per-model limits
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
@@ -82,6 +83,10 @@ class EntityDirectory:
     def rates(self, kind: str, entity_id: str) -> RateSpecs:
         """The entity's rpm / tpm / parallel limits (rate_limits.py); () for none."""
         return self._rates[kind].get(entity_id, ())
+
+    def model_rates(self, api_key_hash: str) -> dict[str, RateSpecs] | None:
+        """The key's per-model rpm / tpm limits, or None for none."""
+        return self._model_rates.get(api_key_hash)
 
     def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(list(self._states[kind].items()))
@@ -117,6 +122,8 @@ class EntityDirectory:
             self._states[kind].pop(entity_id, None)
             self._specs[kind].pop(entity_id, None)
             self._rates[kind].pop(entity_id, None)
+            if kind == "key":
+                self._model_rates.pop(entity_id, None)
             return
         state = dict(event.state)
         self._states[kind][entity_id] = state
@@ -126,5 +133,11 @@ class EntityDirectory:
             self._rates[kind][entity_id] = rates
         else:
             self._rates[kind].pop(entity_id, None)
+        if kind == "key":
+            model_rates = model_rate_specs(entity_id, state)
+            if model_rates:
+                self._model_rates[entity_id] = model_rates
+            else:
+                self._model_rates.pop(entity_id, None)
         if kind == "key" and state.get("key_alias"):
             self._aliases[state["key_alias"]] = entity_id

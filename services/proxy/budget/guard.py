@@ -147,6 +147,9 @@ class BudgetGuard:
         user_id = None if caller.team_id else caller.user_id
         limits = self._rates_of(caller) if (caller.rpm_limit is not None or caller.tpm_limit is not None
                                             or caller.max_parallel_requests is not None) else ()
+        model_rates = self.directory.model_rates(caller.api_key_hash)
+        if model_rates is not None:
+            limits += model_rates.get(request.model_group, ())
         for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user),
                                 ("organization", caller.organization_id)):
             if entity_id is None:

@@ -26,7 +26,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 KINDS = {REQUESTS: "rpm", TOKENS: "tpm", SLOTS: "parallel"}  # the entity kind of each measure's leases
 # LiteLLM's rate limiter names the entity whose limit was hit by these descriptor keys, and the limit
 # by these types.
-DESCRIPTORS = {"team": "team", "user": "user", "customer": "end_user", "organization": "organization"}
+DESCRIPTORS = {"team": "team", "user": "user", "customer": "end_user", "organization": "organization",
+               "model_per_key": "model_per_key"}
 LIMIT_TYPES = {REQUESTS: "requests", TOKENS: "tokens", SLOTS: "max_parallel_requests"}
 RateSpecs = tuple[tuple[str, BudgetSpec], ...]
 
@@ -51,6 +52,20 @@ def entity_rate_specs(kind: str, entity_id: str, state: Mapping[str, Any]) -> Ra
         return ()
     return _specs(f"{kind}:{entity_id}", _limit(state.get("rpm_limit")), _limit(state.get("tpm_limit")),
                   _limit(state.get("max_parallel_requests")))
+
+
+def model_rate_specs(api_key_hash: str, state: Mapping[str, Any]) -> dict[str, RateSpecs]:
+    """A key's `model_rpm_limit` / `model_tpm_limit` ({model: limit}, as a column or in its metadata,
+    where LiteLLM reads them too): model -> its specs, leased as `model_per_key:<hash>:<model>`."""
+    metadata = state.get("metadata") if isinstance(state.get("metadata"), Mapping) else {}
+    per_model: dict[str, list[int | None]] = {}
+    for position, name in ((0, "model_rpm_limit"), (1, "model_tpm_limit")):
+        limits = state.get(name) or metadata.get(name)
+        if isinstance(limits, Mapping):
+            for model, limit in limits.items():
+                per_model.setdefault(str(model), [None, None])[position] = _limit(limit)
+    specs = {model: _specs(f"model_per_key:{api_key_hash}:{model}", rpm, tpm, None) for model, (rpm, tpm) in per_model.items()}
+    return {model: found for model, found in specs.items() if found}
 
 
 def _specs(lease_id: str, rpm: int | None, tpm: int | None, parallel: int | None) -> RateSpecs:
