@@ -221,3 +221,14 @@ async def test_a_customers_rpm_limit_holds_over_every_key_and_replica(two_by_two
     assert answers[-1][1]["error"]["message"].startswith(
         f"Rate limit exceeded for end_user: {customer}. Limit type: requests. Current limit: 3, Remaining: 0. ")
     assert other == 200  # another customer of the same key is not held back
+
+
+async def test_a_keys_model_rpm_limit_holds_that_model_on_both_replicas(two_by_two: TallyStack) -> None:
+    """model_rpm_limit {"llama3": 3} alternating replicas: 3 calls, the 4th LiteLLM's 429 naming model_per_key."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    async with aiohttp.ClientSession() as session:
+        key = await new_key(session, two_by_two, model_rpm_limit={"llama3": 3})
+        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], key) for i in range(4)]
+    assert [status for status, _, _ in answers] == [200] * 3 + [429]
+    assert answers[-1][1]["error"]["message"].startswith(
+        f"Rate limit exceeded for model_per_key: {hash_key(key)}:llama3. Limit type: requests. Current limit: 3, Remaining: 0. ")
