@@ -14,6 +14,7 @@ from typing import Any
 from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
+from services.proxy.budget.model_budgets import model_budget_specs
 from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs, model_rate_specs
 from shared.events import EntityChanged, SpendReset
 
@@ -67,6 +68,7 @@ class EntityDirectory:
         self._specs: dict[str, dict[str, BudgetSpec]] = {kind: {} for kind in KINDS}
         self._rates: dict[str, dict[str, RateSpecs]] = {kind: {} for kind in KINDS}  # only entities with limits
         self._model_rates: dict[str, dict[str, RateSpecs]] = {}  # key hash -> model -> its per-model limits
+        self._model_budgets: dict[str, dict[str, BudgetSpec]] = {}  # key hash -> model -> its model_max_budget
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
@@ -87,6 +89,10 @@ class EntityDirectory:
     def model_rates(self, api_key_hash: str) -> dict[str, RateSpecs] | None:
         """The key's per-model rpm / tpm limits, or None for none."""
         return self._model_rates.get(api_key_hash)
+
+    def model_budgets(self, api_key_hash: str) -> dict[str, BudgetSpec] | None:
+        """The key's model_max_budget, parsed (model_budgets.py), or None for none."""
+        return self._model_budgets.get(api_key_hash)
 
     def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(list(self._states[kind].items()))
@@ -124,6 +130,7 @@ class EntityDirectory:
             self._rates[kind].pop(entity_id, None)
             if kind == "key":
                 self._model_rates.pop(entity_id, None)
+                self._model_budgets.pop(entity_id, None)
             return
         state = dict(event.state)
         self._states[kind][entity_id] = state
@@ -134,10 +141,15 @@ class EntityDirectory:
         else:
             self._rates[kind].pop(entity_id, None)
         if kind == "key":
-            model_rates = model_rate_specs(entity_id, state)
-            if model_rates:
-                self._model_rates[entity_id] = model_rates
-            else:
-                self._model_rates.pop(entity_id, None)
+            _keep(self._model_rates, entity_id, model_rate_specs(entity_id, state))
+            _keep(self._model_budgets, entity_id, model_budget_specs(entity_id, state, self._specs[kind][entity_id]))
         if kind == "key" and state.get("key_alias"):
             self._aliases[state["key_alias"]] = entity_id
+
+
+def _keep(found: dict[str, Any], entity_id: str, value: Any) -> None:
+    """Hold what a key's state gave, or forget the key when it gave nothing."""
+    if value:
+        found[entity_id] = value
+    else:
+        found.pop(entity_id, None)

@@ -37,6 +37,7 @@ from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
+from services.proxy.budget.model_budgets import KIND as MODEL_BUDGET, ModelBudgetExceeded
 from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, RateSpecs, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
@@ -147,6 +148,11 @@ class BudgetGuard:
         user_id = None if caller.team_id else caller.user_id
         limits = self._rates_of(caller) if (caller.rpm_limit is not None or caller.tpm_limit is not None
                                             or caller.max_parallel_requests is not None) else ()
+        model_budgets = self.directory.model_budgets(caller.api_key_hash)
+        if model_budgets is not None:
+            model_budget = model_budgets.get(request.model_group)
+            if model_budget is not None:
+                budgeted.append((model_budget, self._account(model_budget, now)))
         model_rates = self.directory.model_rates(caller.api_key_hash)
         if model_rates is not None:
             limits += model_rates.get(request.model_group, ())
@@ -179,6 +185,8 @@ class BudgetGuard:
                 if verdict.short:
                     short.append((account, account.committed + cost - account.lease))  # what the call lacks
                 elif not verdict.admitted:
+                    if spec.kind == MODEL_BUDGET:
+                        raise ModelBudgetExceeded(caller, request.model_group)
                     raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
                 believed = verdict.believed_spend
             else:
