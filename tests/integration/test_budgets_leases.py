@@ -232,3 +232,16 @@ async def test_a_keys_model_rpm_limit_holds_that_model_on_both_replicas(two_by_t
     assert [status for status, _, _ in answers] == [200] * 3 + [429]
     assert answers[-1][1]["error"]["message"].startswith(
         f"Rate limit exceeded for model_per_key: {hash_key(key)}:llama3. Limit type: requests. Current limit: 3, Remaining: 0. ")
+
+
+async def test_a_keys_model_max_budget_refuses_the_call_past_it(two_by_two: TallyStack) -> None:
+    """model_max_budget of 3 calls for llama3, one keep-alive client: 3 calls, the 4th LiteLLM's 400 budget_exceeded for llama3."""
+    async with aiohttp.ClientSession() as session:
+        key = await new_key(session, two_by_two, key_alias=f"mmb-{os.getpid()}",
+                            model_max_budget={"llama3": {"budget_limit": str(CALL_COST * 3), "time_period": "1d"}})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        answers = [await chat(session, two_by_two, "proxy-a", key) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200] * 3 + [400]
+    assert answers[-1][1]["error"] == {
+        "message": f"LiteLLM Virtual Key: {hash_key(key)}, key_alias: mmb-{os.getpid()}, exceeded budget for model=llama3",
+        "type": "budget_exceeded", "param": None, "code": "400"}
