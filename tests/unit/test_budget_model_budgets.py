@@ -9,6 +9,7 @@ import pytest
 from services.proxy.auth.keys import CallerIdentity
 from services.proxy.budget.admission import AwaitRenewal, BudgetRequest
 from services.proxy.budget.core import BudgetSpec
+from services.proxy.budget.entities import parse_money
 from services.proxy.budget.lease_store import MemoryLeaseStore
 from services.proxy.budget.model_budgets import ModelBudgetExceeded, model_budget_specs
 from shared.events import EntityChanged
@@ -51,6 +52,6 @@ def test_model_budgets_parse_litellms_shapes() -> None:
     key = BudgetSpec("key", "h", anchor=None)
     specs = model_budget_specs("h", {"model_max_budget": {
         "a": {"budget_limit": "0.5", "time_period": "1d"}, "b": 2, "c": {"budget_limit": "x"},
-        "d": {"budget_limit": 1, "time_period": "soon"}, "e": {"budget_limit": -1}}}, key)
+        "d": {"budget_limit": 1, "time_period": "soon"}, "e": {"budget_limit": -1}}}, key, parse_money)
     assert {model: (spec.kind, spec.entity_id, spec.max_budget, spec.duration) for model, spec in specs.items()} == {
         "a": ("model_budget", "h:a", D("0.5"), timedelta(days=1)), "b": ("model_budget", "h:b", D(2), None)}

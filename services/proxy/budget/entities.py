@@ -14,6 +14,7 @@ from typing import Any
 from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
+from services.proxy.budget.member_budgets import member_budget_specs
 from services.proxy.budget.model_budgets import model_budget_specs
 from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs, model_rate_specs
 from shared.events import EntityChanged, SpendReset
@@ -69,6 +70,7 @@ class EntityDirectory:
         self._rates: dict[str, dict[str, RateSpecs]] = {kind: {} for kind in KINDS}  # only entities with limits
         self._model_rates: dict[str, dict[str, RateSpecs]] = {}  # key hash -> model -> its per-model limits
         self._model_budgets: dict[str, dict[str, BudgetSpec]] = {}  # key hash -> model -> its model_max_budget
+        self._member_budgets: dict[str, dict[str, BudgetSpec]] = {}  # team id -> user id -> max_budget_in_team
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
@@ -93,6 +95,11 @@ class EntityDirectory:
     def model_budgets(self, api_key_hash: str) -> dict[str, BudgetSpec] | None:
         """The key's model_max_budget, parsed (model_budgets.py), or None for none."""
         return self._model_budgets.get(api_key_hash)
+
+    def member_budget(self, team_id: str, user_id: str) -> BudgetSpec | None:
+        """The member's max_budget_in_team in that team, parsed (member_budgets.py), or None."""
+        members = self._member_budgets.get(team_id)
+        return members.get(user_id) if members is not None else None
 
     def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(list(self._states[kind].items()))
@@ -131,6 +138,8 @@ class EntityDirectory:
             if kind == "key":
                 self._model_rates.pop(entity_id, None)
                 self._model_budgets.pop(entity_id, None)
+            if kind == "team":
+                self._member_budgets.pop(entity_id, None)
             return
         state = dict(event.state)
         self._states[kind][entity_id] = state
@@ -142,7 +151,9 @@ class EntityDirectory:
             self._rates[kind].pop(entity_id, None)
         if kind == "key":
             _keep(self._model_rates, entity_id, model_rate_specs(entity_id, state))
-            _keep(self._model_budgets, entity_id, model_budget_specs(entity_id, state, self._specs[kind][entity_id]))
+            _keep(self._model_budgets, entity_id, model_budget_specs(entity_id, state, self._specs[kind][entity_id], parse_money))
+        if kind == "team":
+            _keep(self._member_budgets, entity_id, member_budget_specs(entity_id, state, self._specs[kind][entity_id], parse_money))
         if kind == "key" and state.get("key_alias"):
             self._aliases[state["key_alias"]] = entity_id
 

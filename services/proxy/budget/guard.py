@@ -37,6 +37,7 @@ from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
+from services.proxy.budget.member_budgets import KIND as TEAM_MEMBER
 from services.proxy.budget.model_budgets import KIND as MODEL_BUDGET, ModelBudgetExceeded
 from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, RateSpecs, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
@@ -59,8 +60,9 @@ class BudgetExceeded(ProxyError):
 
     status = 400
 
-    def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal) -> None:
-        label = _LABEL.get(kind, "").format(entity_id)
+    def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal, label: str | None = None) -> None:
+        if label is None:
+            label = _LABEL.get(kind, "").format(entity_id)
         super().__init__(
             f"Budget has been exceeded! {label}Current cost: {format(spend, 'f')}, Max budget: {format(max_budget, 'f')}",
             type="budget_exceeded", code="400")
@@ -153,6 +155,10 @@ class BudgetGuard:
             model_budget = model_budgets.get(request.model_group)
             if model_budget is not None:
                 budgeted.append((model_budget, self._account(model_budget, now)))
+        if caller.team_id is not None and caller.user_id is not None:
+            member_budget = self.directory.member_budget(caller.team_id, caller.user_id)
+            if member_budget is not None:
+                budgeted.append((member_budget, self._account(member_budget, now)))
         model_rates = self.directory.model_rates(caller.api_key_hash)
         if model_rates is not None:
             limits += model_rates.get(request.model_group, ())
@@ -187,7 +193,8 @@ class BudgetGuard:
                 elif not verdict.admitted:
                     if spec.kind == MODEL_BUDGET:
                         raise ModelBudgetExceeded(caller, request.model_group)
-                    raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
+                    label = f"User={caller.user_id} in Team={caller.team_id} " if spec.kind == TEAM_MEMBER else None
+                    raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget, label)
                 believed = verdict.believed_spend
             else:
                 believed = counted + account.uncounted(as_of) + account.reserved

@@ -29,11 +29,10 @@ class ModelBudgetExceeded(ProxyError):
                          f"exceeded budget for model={model}", type="budget_exceeded", code="400")
 
 
-def model_budget_specs(api_key_hash: str, state: Mapping[str, Any], key_spec: BudgetSpec) -> dict[str, BudgetSpec]:
-    """model -> its BudgetSpec, from the key's state; entries without a valid amount are ignored
-    (the admin routes refuse them; this only guards old states)."""
-    from services.proxy.budget.entities import parse_money
-
+def model_budget_specs(api_key_hash: str, state: Mapping[str, Any], key_spec: BudgetSpec,
+                       parse_money: Any) -> dict[str, BudgetSpec]:
+    """model -> its BudgetSpec, from the key's state (`parse_money`: the directory's parser); entries
+    without a valid amount are ignored (the admin routes refuse them; this only guards old states)."""
     budgets = state.get("model_max_budget")
     if not isinstance(budgets, Mapping):
         return {}
