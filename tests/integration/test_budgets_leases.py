@@ -1,7 +1,8 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
 one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
 by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a
-customer's rpm_limit hold over their keys and both replicas, a SIGKILLed worker's lease expires and
+customer's rpm_limit hold over their keys and both replicas, so do a key's per-model limits and a
+member's max_budget_in_team, a SIGKILLed worker's lease expires and
 is folded into the window's settled spend, and its restarted successor holds only what it was
 granted itself.
 
@@ -245,3 +246,22 @@ async def test_a_keys_model_max_budget_refuses_the_call_past_it(two_by_two: Tall
     assert answers[-1][1]["error"] == {
         "message": f"LiteLLM Virtual Key: {hash_key(key)}, key_alias: mmb-{os.getpid()}, exceeded budget for model=llama3",
         "type": "budget_exceeded", "param": None, "code": "400"}
+
+
+async def test_a_members_max_budget_in_team_refuses_the_call_past_it(two_by_two: TallyStack) -> None:
+    """max_budget_in_team of 3 calls for u in t, one keep-alive client: 3 calls, the 4th LiteLLM's 400 naming member and team."""
+    team_id, user_id = f"team-mb-{os.getpid()}", f"user-mb-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        for path, body in (("/team/new", {"team_id": team_id}), ("/user/new", {"user_id": user_id}),
+                           ("/team/member_add", {"team_id": team_id, "member": {"user_id": user_id, "role": "user"},
+                                                 "max_budget_in_team": float(CALL_COST * 3)})):
+            status, answer = await admin(session, two_by_two, "proxy-a", path, body)
+            assert status == 200, answer
+        key = await new_key(session, two_by_two, team_id=team_id, user_id=user_id)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        answers = [await chat(session, two_by_two, "proxy-a", key) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200] * 3 + [400]
+    error = answers[-1][1]["error"]
+    assert (error["type"], error["code"]) == ("budget_exceeded", "400")
+    assert error["message"].startswith(f"Budget has been exceeded! User={user_id} in Team={team_id} Current cost: ")
+    assert error["message"].endswith(f", Max budget: {CALL_COST * 3}")
