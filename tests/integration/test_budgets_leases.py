@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import orjson
@@ -193,15 +194,27 @@ async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(t
     assert all("max_parallel_requests: 6" in message for status, message in answers if status == 429)
 
 
+async def entity_with_keys(session: aiohttp.ClientSession, stack: TallyStack, path: str, body: dict[str, Any],
+                           **key_fields: Any) -> list[str]:
+    """Creates a team, customer, ... with the admin route `path`, then two keys with `key_fields`."""
+    status, answer = await admin(session, stack, "proxy-a", path, body)
+    assert status == 200, answer
+    return [await new_key(session, stack, **key_fields) for _ in range(2)]
+
+
+async def alternating_calls(session: aiohttp.ClientSession, stack: TallyStack, keys: list[str], calls: int,
+                            user: str | None = None) -> list[tuple[int, Any, Decimal]]:
+    """`calls` chat calls one after another, alternating replicas and keys."""
+    return [await chat(session, stack, ("proxy-a", "proxy-b")[i % 2], keys[i % len(keys)], user=user) for i in range(calls)]
+
+
 async def test_a_teams_rpm_limit_holds_over_its_keys_on_both_replicas(two_by_two: TallyStack) -> None:
     """Team rpm_limit 5, two keys of the team alternating replicas: 5 calls in the minute, the 6th LiteLLM's 429 naming the team."""
     eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
     team_id = f"team-rpm-{os.getpid()}"
     async with aiohttp.ClientSession() as session:
-        status, body = await admin(session, two_by_two, "proxy-a", "/team/new", {"team_id": team_id, "rpm_limit": 5})
-        assert status == 200, body
-        keys = [await new_key(session, two_by_two, team_id=team_id) for _ in range(2)]
-        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], keys[i % 2]) for i in range(6)]
+        keys = await entity_with_keys(session, two_by_two, "/team/new", {"team_id": team_id, "rpm_limit": 5}, team_id=team_id)
+        answers = await alternating_calls(session, two_by_two, keys, 6)
     assert [status for status, _, _ in answers] == [200] * 5 + [429]
     error = answers[-1][1]["error"]
     assert (error["type"], error["code"]) == ("rate_limit_error", "429")
@@ -213,10 +226,8 @@ async def test_a_customers_rpm_limit_holds_over_every_key_and_replica(two_by_two
     eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
     customer = f"cust-rpm-{os.getpid()}"
     async with aiohttp.ClientSession() as session:
-        status, body = await admin(session, two_by_two, "proxy-a", "/customer/new", {"user_id": customer, "rpm_limit": 3})
-        assert status == 200, body
-        keys = [await new_key(session, two_by_two) for _ in range(2)]
-        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], keys[i % 2], user=customer) for i in range(4)]
+        keys = await entity_with_keys(session, two_by_two, "/customer/new", {"user_id": customer, "rpm_limit": 3})
+        answers = await alternating_calls(session, two_by_two, keys, 4, user=customer)
         other, _, _ = await chat(session, two_by_two, "proxy-a", keys[0], user=f"{customer}-other")
     assert [status for status, _, _ in answers] == [200] * 3 + [429]
     assert answers[-1][1]["error"]["message"].startswith(
@@ -229,7 +240,7 @@ async def test_a_keys_model_rpm_limit_holds_that_model_on_both_replicas(two_by_t
     eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
     async with aiohttp.ClientSession() as session:
         key = await new_key(session, two_by_two, model_rpm_limit={"llama3": 3})
-        answers = [await chat(session, two_by_two, ("proxy-a", "proxy-b")[i % 2], key) for i in range(4)]
+        answers = await alternating_calls(session, two_by_two, [key], 4)
     assert [status for status, _, _ in answers] == [200] * 3 + [429]
     assert answers[-1][1]["error"]["message"].startswith(
         f"Rate limit exceeded for model_per_key: {hash_key(key)}:llama3. Limit type: requests. Current limit: 3, Remaining: 0. ")

@@ -150,18 +150,9 @@ class BudgetGuard:
         user_id = None if caller.team_id else caller.user_id
         limits = self._rates_of(caller) if (caller.rpm_limit is not None or caller.tpm_limit is not None
                                             or caller.max_parallel_requests is not None) else ()
-        model_budgets = self.directory.model_budgets(caller.api_key_hash)
-        if model_budgets is not None:
-            model_budget = model_budgets.get(request.model_group)
-            if model_budget is not None:
-                budgeted.append((model_budget, self._account(model_budget, now)))
-        if caller.team_id is not None and caller.user_id is not None:
-            member_budget = self.directory.member_budget(caller.team_id, caller.user_id)
-            if member_budget is not None:
-                budgeted.append((member_budget, self._account(member_budget, now)))
-        model_rates = self.directory.model_rates(caller.api_key_hash)
-        if model_rates is not None:
-            limits += model_rates.get(request.model_group, ())
+        scoped, model_limits = self._scoped_limits(request, now)
+        budgeted += scoped
+        limits += model_limits
         for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user),
                                 ("organization", caller.organization_id)):
             if entity_id is None:
@@ -225,6 +216,22 @@ class BudgetGuard:
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
         return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account))
+
+    def _scoped_limits(self, request: BudgetRequest, now: datetime) -> tuple[list[tuple[BudgetSpec, Account]], RateSpecs]:
+        """The limits that hold for this key only on some calls: its model_max_budget and
+        model_rpm / tpm_limit for the requested model, and its owner's max_budget_in_team."""
+        caller, model = request.caller, request.model_group
+        specs = []
+        model_budgets = self.directory.model_budgets(caller.api_key_hash)
+        if model_budgets is not None and model in model_budgets:
+            specs.append(model_budgets[model])
+        if caller.team_id is not None and caller.user_id is not None:
+            member_budget = self.directory.member_budget(caller.team_id, caller.user_id)
+            if member_budget is not None:
+                specs.append(member_budget)
+        model_rates = self.directory.model_rates(caller.api_key_hash)
+        rates = model_rates.get(model, ()) if model_rates is not None else ()
+        return [(spec, self._account(spec, now)) for spec in specs], rates
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
