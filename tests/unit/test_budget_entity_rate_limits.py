@@ -88,7 +88,7 @@ async def test_an_organisations_max_parallel_requests_holds_calls_in_flight() ->
     with pytest.raises(RateLimited) as refused:
         await admit_only(guard, caller)
     assert refused.value.message == (
-        f"Rate limit exceeded for organization: o1. Limit type: max_parallel_requests. Current limit: 2, Remaining: 0. "
+        "Rate limit exceeded for organization: o1. Limit type: max_parallel_requests. Current limit: 2, Remaining: 0. "
         "Limit resets at: 2026-01-01 12:01:05 UTC")  # no window: LiteLLM's "now + 60 s"
     guard.settle(held[0], UsageEvent.model_construct(quoted_cost=None, start_time=clock(), usage=TokenUsage()))
     await admit_only(guard, caller)
