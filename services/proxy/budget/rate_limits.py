@@ -90,18 +90,11 @@ def _limit(value: Any) -> int | None:
 
 
 def rate_limited(measure: str, spec: BudgetSpec, account: Account, now: datetime) -> RateLimited:
-    limit = int(spec.max_budget or 0)
+    """LiteLLM's (v3 rate limiter) refusal: the entity by its descriptor key (a key: `api_key` and its
+    hash), the limit's type, and when the minute resets (for parallel requests, a minute from now)."""
     kind, _, entity_id = spec.entity_id.partition(":")
-    if entity_id:  # LiteLLM's (v3 limiter) wording for a team's, user's, end user's or organisation's limit
-        resets = account.end if account.end is not None else now + MINUTE
-        return RateLimited(f"Rate limit exceeded for {DESCRIPTORS[kind]}: {entity_id}. Limit type: {LIMIT_TYPES[measure]}. "
-                           f"Current limit: {limit}, Remaining: 0. Limit resets at: {resets:%Y-%m-%d %H:%M:%S} UTC")
-    key = spec.entity_id[:12]
-    if measure == SLOTS:
-        return RateLimited(f"Max parallel request limit reached. Hit limit for api_key: {key}... "
-                           f"max_parallel_requests: {limit}, current parallel requests on this worker: {account.inflight}")
-    if measure == REQUESTS:
-        return RateLimited(f"Rate limit exceeded for api_key: {key}... rpm_limit: {limit}, "
-                           f"no request of this minute's limit is left (this worker sent {account.inflight + int(account.own)})")
-    return RateLimited(f"Rate limit exceeded for api_key: {key}... tpm_limit: {limit}, "
-                       f"no token of this minute's limit is left (this worker's calls used {int(account.own)})")
+    descriptor, value = (DESCRIPTORS[kind], entity_id) if entity_id else ("api_key", spec.entity_id)
+    resets = account.end if account.end is not None else now + MINUTE
+    return RateLimited(f"Rate limit exceeded for {descriptor}: {value}. Limit type: {LIMIT_TYPES[measure]}. "
+                       f"Current limit: {int(spec.max_budget or 0)}, Remaining: 0. "
+                       f"Limit resets at: {resets:%Y-%m-%d %H:%M:%S} UTC")
