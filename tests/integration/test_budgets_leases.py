@@ -1,7 +1,10 @@
 """Budget leases across two replicas of two workers each (real Kafka, Postgres, pricer and ledger):
 one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concurrent callers pass it
-by at most one call per worker, max_parallel_requests holds across all four workers, a SIGKILLed worker's lease expires and is folded into the window's
-settled spend, and its restarted successor holds only what it was granted itself.
+by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a
+customer's rpm_limit hold over their keys and both replicas, so do a key's per-model limits and a
+member's max_budget_in_team, a SIGKILLed worker's lease expires and
+is folded into the window's settled spend, and its restarted successor holds only what it was
+granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
 
@@ -13,6 +16,7 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import orjson
@@ -22,7 +26,7 @@ import pytest
 from shared.keys import hash_key
 from tests.fixtures.polling import eventually, eventually_async
 from tests.fixtures.stack import TallyStack, running_stack
-from tests.integration.test_budgets_replicas import CALL_COST, assert_budget_refusals, chat, hammer, new_key
+from tests.integration.test_budgets_replicas import CALL_COST, admin, assert_budget_refusals, chat, hammer, new_key
 from tests.integration.test_proxy_workers import connections_of, workers_of
 
 pytestmark = pytest.mark.integration
@@ -168,7 +172,7 @@ async def test_one_keep_alive_client_gets_the_whole_rpm_limit_from_one_of_four_w
     assert len(statuses) == 31
     status, data = statuses[-1]
     assert (status, data["error"]["type"]) == (429, "rate_limit_error"), data
-    assert "rpm_limit: 30" in data["error"]["message"]
+    assert data["error"]["message"].startswith(f"Rate limit exceeded for api_key: {hash_key(key)}. Limit type: requests. Current limit: 30, ")
 
 
 async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(two_by_two: TallyStack) -> None:
@@ -187,4 +191,89 @@ async def test_max_parallel_requests_is_shared_by_all_workers_of_both_replicas(t
 
     answers = await asyncio.gather(*(one(i) for i in range(12)))
     assert sorted(status for status, _ in answers) == [200] * 6 + [429] * 6
-    assert all("max_parallel_requests: 6" in message for status, message in answers if status == 429)
+    assert all(message.startswith(f"Rate limit exceeded for api_key: {hash_key(key)}. Limit type: max_parallel_requests. Current limit: 6, ")
+               for status, message in answers if status == 429)
+
+
+async def entity_with_keys(session: aiohttp.ClientSession, stack: TallyStack, path: str, body: dict[str, Any],
+                           **key_fields: Any) -> list[str]:
+    """Creates a team, customer, ... with the admin route `path`, then two keys with `key_fields`."""
+    status, answer = await admin(session, stack, "proxy-a", path, body)
+    assert status == 200, answer
+    return [await new_key(session, stack, **key_fields) for _ in range(2)]
+
+
+async def alternating_calls(session: aiohttp.ClientSession, stack: TallyStack, keys: list[str], calls: int,
+                            user: str | None = None) -> list[tuple[int, Any, Decimal]]:
+    """`calls` chat calls one after another, alternating replicas and keys."""
+    return [await chat(session, stack, ("proxy-a", "proxy-b")[i % 2], keys[i % len(keys)], user=user) for i in range(calls)]
+
+
+async def test_a_teams_rpm_limit_holds_over_its_keys_on_both_replicas(two_by_two: TallyStack) -> None:
+    """Team rpm_limit 5, two keys of the team alternating replicas: 5 calls in the minute, the 6th LiteLLM's 429 naming the team."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    team_id = f"team-rpm-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        keys = await entity_with_keys(session, two_by_two, "/team/new", {"team_id": team_id, "rpm_limit": 5}, team_id=team_id)
+        answers = await alternating_calls(session, two_by_two, keys, 6)
+    assert [status for status, _, _ in answers] == [200] * 5 + [429]
+    error = answers[-1][1]["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "429")
+    assert error["message"].startswith(f"Rate limit exceeded for team: {team_id}. Limit type: requests. Current limit: 5, Remaining: 0. ")
+
+
+async def test_a_customers_rpm_limit_holds_over_every_key_and_replica(two_by_two: TallyStack) -> None:
+    """Customer rpm_limit 3, sent as `user` through two keys on both replicas: 3 calls, then LiteLLM's 429 naming the end user."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    customer = f"cust-rpm-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        keys = await entity_with_keys(session, two_by_two, "/customer/new", {"user_id": customer, "rpm_limit": 3})
+        answers = await alternating_calls(session, two_by_two, keys, 4, user=customer)
+        other, _, _ = await chat(session, two_by_two, "proxy-a", keys[0], user=f"{customer}-other")
+    assert [status for status, _, _ in answers] == [200] * 3 + [429]
+    assert answers[-1][1]["error"]["message"].startswith(
+        f"Rate limit exceeded for end_user: {customer}. Limit type: requests. Current limit: 3, Remaining: 0. ")
+    assert other == 200  # another customer of the same key is not held back
+
+
+async def test_a_keys_model_rpm_limit_holds_that_model_on_both_replicas(two_by_two: TallyStack) -> None:
+    """model_rpm_limit {"llama3": 3} alternating replicas: 3 calls, the 4th LiteLLM's 429 naming model_per_key."""
+    eventually(lambda: datetime.now(timezone.utc).second < 45, 20, "a minute with 15 s left to run the calls in")
+    async with aiohttp.ClientSession() as session:
+        key = await new_key(session, two_by_two, model_rpm_limit={"llama3": 3})
+        answers = await alternating_calls(session, two_by_two, [key], 4)
+    assert [status for status, _, _ in answers] == [200] * 3 + [429]
+    assert answers[-1][1]["error"]["message"].startswith(
+        f"Rate limit exceeded for model_per_key: {hash_key(key)}:llama3. Limit type: requests. Current limit: 3, Remaining: 0. ")
+
+
+async def test_a_keys_model_max_budget_refuses_the_call_past_it(two_by_two: TallyStack) -> None:
+    """model_max_budget of 3 calls for llama3, one keep-alive client: 3 calls, the 4th LiteLLM's 400 budget_exceeded for llama3."""
+    async with aiohttp.ClientSession() as session:
+        key = await new_key(session, two_by_two, key_alias=f"mmb-{os.getpid()}",
+                            model_max_budget={"llama3": {"budget_limit": str(CALL_COST * 3), "time_period": "1d"}})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        answers = [await chat(session, two_by_two, "proxy-a", key) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200] * 3 + [400]
+    assert answers[-1][1]["error"] == {
+        "message": f"LiteLLM Virtual Key: {hash_key(key)}, key_alias: mmb-{os.getpid()}, exceeded budget for model=llama3",
+        "type": "budget_exceeded", "param": None, "code": "400"}
+
+
+async def test_a_members_max_budget_in_team_refuses_the_call_past_it(two_by_two: TallyStack) -> None:
+    """max_budget_in_team of 3 calls for u in t, one keep-alive client: 3 calls, the 4th LiteLLM's 400 naming member and team."""
+    team_id, user_id = f"team-mb-{os.getpid()}", f"user-mb-{os.getpid()}"
+    async with aiohttp.ClientSession() as session:
+        for path, body in (("/team/new", {"team_id": team_id}), ("/user/new", {"user_id": user_id}),
+                           ("/team/member_add", {"team_id": team_id, "member": {"user_id": user_id, "role": "user"},
+                                                 "max_budget_in_team": float(CALL_COST * 3)})):
+            status, answer = await admin(session, two_by_two, "proxy-a", path, body)
+            assert status == 200, answer
+        key = await new_key(session, two_by_two, team_id=team_id, user_id=user_id)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        answers = [await chat(session, two_by_two, "proxy-a", key) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200] * 3 + [400]
+    error = answers[-1][1]["error"]
+    assert (error["type"], error["code"]) == ("budget_exceeded", "400")
+    assert error["message"].startswith(f"Budget has been exceeded! User={user_id} in Team={team_id} Current cost: ")
+    assert error["message"].endswith(f", Max budget: {CALL_COST * 3}")

@@ -63,12 +63,12 @@ async def admitted_until_limited(guard: BudgetGuard, caller: CallerIdentity) -> 
 
 
 async def test_one_client_on_one_of_two_workers_gets_the_whole_rpm_limit() -> None:
-    """rpm_limit 10, every call through worker 0 of 2: 10 requests in the minute, then 429 naming rpm_limit."""
+    """rpm_limit 10, every call through worker 0 of 2: 10 requests in the minute, then LiteLLM's 429 for the key's requests."""
     clock = Clock()
     first, _ = workers(2, clock)
     calls, message = await admitted_until_limited(first, CallerIdentity.from_state("k", {"rpm_limit": 10}))
     assert calls == 10
-    assert message.startswith("Rate limit exceeded for api_key: k... rpm_limit: 10, no request of this minute's limit is left")
+    assert message == "Rate limit exceeded for api_key: k. Limit type: requests. Current limit: 10, Remaining: 0. Limit resets at: 2026-01-01 12:01:00 UTC"
 
 
 async def test_the_next_minute_gives_the_rpm_limit_again() -> None:
@@ -82,11 +82,11 @@ async def test_the_next_minute_gives_the_rpm_limit_again() -> None:
 
 
 async def test_tpm_counts_the_tokens_of_finished_calls() -> None:
-    """tpm_limit 500, calls of 100 tokens on one worker: 5 calls, then 429 naming tpm_limit."""
+    """tpm_limit 500, calls of 100 tokens on one worker: 5 calls, then LiteLLM's 429 for the key's tokens."""
     guard, = workers(1, Clock())
     calls, message = await admitted_until_limited(guard, CallerIdentity.from_state("k", {"tpm_limit": 500}))
     assert calls == 5
-    assert message.startswith("Rate limit exceeded for api_key: k... tpm_limit: 500, no token of this minute's limit is left")
+    assert message == "Rate limit exceeded for api_key: k. Limit type: tokens. Current limit: 500, Remaining: 0. Limit resets at: 2026-01-01 12:01:00 UTC"
 
 
 async def test_tpm_across_workers_is_shared_not_split() -> None:
@@ -119,7 +119,7 @@ async def test_max_parallel_requests_is_shared_by_the_workers() -> None:
     held = [await admit_only(first, caller) for _ in range(3)] + [await admit_only(second, caller)]
     with pytest.raises(RateLimited) as refused:
         await admit_only(second, caller)
-    assert refused.value.message.startswith("Max parallel request limit reached. Hit limit for api_key: k... max_parallel_requests: 4")
+    assert refused.value.message.startswith("Rate limit exceeded for api_key: k. Limit type: max_parallel_requests. Current limit: 4, Remaining: 0.")
     first.settle(held[0], UsageEvent.model_construct(quoted_cost=None, start_time=clock(), usage=TokenUsage()))
     first.keeper.tick()  # worker 0 hears nothing is left and keeps one call's worth beyond its two in flight
     await first._accounts["parallel"]["k"].renewal  # type: ignore[misc]

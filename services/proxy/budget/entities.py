@@ -14,6 +14,9 @@ from typing import Any
 from shared.budget_windows import BadDuration, parse_duration
 from services.proxy.auth.ahead_of_log import AheadOfLog
 from services.proxy.budget.core import BudgetSpec
+from services.proxy.budget.member_budgets import member_budget_specs
+from services.proxy.budget.model_budgets import model_budget_specs
+from services.proxy.budget.rate_limits import RateSpecs, entity_rate_specs, model_rate_specs
 from shared.events import EntityChanged, SpendReset
 
 KINDS = ("key", "team", "user", "customer", "organization", "budget")
@@ -64,6 +67,10 @@ class EntityDirectory:
     def __init__(self) -> None:
         self._states: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self._specs: dict[str, dict[str, BudgetSpec]] = {kind: {} for kind in KINDS}
+        self._rates: dict[str, dict[str, RateSpecs]] = {kind: {} for kind in KINDS}  # only entities with limits
+        self._model_rates: dict[str, dict[str, RateSpecs]] = {}  # key hash -> model -> its per-model limits
+        self._model_budgets: dict[str, dict[str, BudgetSpec]] = {}  # key hash -> model -> its model_max_budget
+        self._member_budgets: dict[str, dict[str, BudgetSpec]] = {}  # team id -> user id -> max_budget_in_team
         self._aliases: dict[str, str] = {}
         self.last_reset: datetime | None = None
         self.applied = 0
@@ -76,6 +83,23 @@ class EntityDirectory:
 
     def spec(self, kind: str, entity_id: str | None) -> BudgetSpec | None:
         return self._specs[kind].get(entity_id) if entity_id is not None else None
+
+    def rates(self, kind: str, entity_id: str) -> RateSpecs:
+        """The entity's rpm / tpm / parallel limits (rate_limits.py); () for none."""
+        return self._rates[kind].get(entity_id, ())
+
+    def model_rates(self, api_key_hash: str) -> dict[str, RateSpecs] | None:
+        """The key's per-model rpm / tpm limits, or None for none."""
+        return self._model_rates.get(api_key_hash)
+
+    def model_budgets(self, api_key_hash: str) -> dict[str, BudgetSpec] | None:
+        """The key's model_max_budget, parsed (model_budgets.py), or None for none."""
+        return self._model_budgets.get(api_key_hash)
+
+    def member_budget(self, team_id: str, user_id: str) -> BudgetSpec | None:
+        """The member's max_budget_in_team in that team, parsed (member_budgets.py), or None."""
+        members = self._member_budgets.get(team_id)
+        return members.get(user_id) if members is not None else None
 
     def states(self, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(list(self._states[kind].items()))
@@ -110,9 +134,33 @@ class EntityDirectory:
         if event.deleted:
             self._states[kind].pop(entity_id, None)
             self._specs[kind].pop(entity_id, None)
+            self._rates[kind].pop(entity_id, None)
+            if kind == "key":
+                self._model_rates.pop(entity_id, None)
+                self._model_budgets.pop(entity_id, None)
+            if kind == "team":
+                self._member_budgets.pop(entity_id, None)
             return
         state = dict(event.state)
         self._states[kind][entity_id] = state
         self._specs[kind][entity_id] = spec_from_state(kind, entity_id, state)
+        rates = entity_rate_specs(kind, entity_id, state)
+        if rates:
+            self._rates[kind][entity_id] = rates
+        else:
+            self._rates[kind].pop(entity_id, None)
+        if kind == "key":
+            _keep(self._model_rates, entity_id, model_rate_specs(entity_id, state))
+            _keep(self._model_budgets, entity_id, model_budget_specs(entity_id, state, self._specs[kind][entity_id], parse_money))
+        if kind == "team":
+            _keep(self._member_budgets, entity_id, member_budget_specs(entity_id, state, self._specs[kind][entity_id], parse_money))
         if kind == "key" and state.get("key_alias"):
             self._aliases[state["key_alias"]] = entity_id
+
+
+def _keep(found: dict[str, Any], entity_id: str, value: Any) -> None:
+    """Hold what a key's state gave, or forget the key when it gave nothing."""
+    if value:
+        found[entity_id] = value
+    else:
+        found.pop(entity_id, None)

@@ -2,10 +2,10 @@
 
 Everything answers from memory: the EntityDirectory (entities topic), the TotalsView (totals
 topic) and this worker's own Accounts with their budget leases. `admit` checks the key, its team,
-its internal user and the request's customer (`user`), then the key's rpm / tpm / parallel limits,
-and only then reserves the call's upper-bound estimate on every budgeted entity; `settle` swaps the
-reservation for the call's real cost. A call that does not fit an entity's lease raises
-AwaitRenewal: the caller awaits a renewal (bounded by `lease_wait_s`) and the call is judged again."""
+its internal user, the request's customer (`user`) and its organisation, then the rpm / tpm /
+parallel limits of each of them, and only then reserves the call's upper-bound estimate on every
+budgeted entity; `settle` swaps the reservation for the call's real cost. A call that does not fit
+an entity's lease raises AwaitRenewal: the caller awaits a renewal (bounded by `lease_wait_s`) and the call is judged again."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ from services.proxy.budget.entities import EntityDirectory, spec_from_state
 from services.proxy.budget.estimate import Rates, estimate
 from services.proxy.budget.lease_keeper import LeaseKeeper
 from services.proxy.budget.lease_store import LeasesUnavailable, MemoryLeaseStore
-from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, rate_limited, rate_specs
+from services.proxy.budget.member_budgets import KIND as TEAM_MEMBER
+from services.proxy.budget.model_budgets import KIND as MODEL_BUDGET, ModelBudgetExceeded
+from services.proxy.budget.rate_limits import KINDS as RATE_KINDS, ONE, RateSpecs, rate_limited, rate_specs
 from services.proxy.budget.totals import TotalsView
 from services.proxy.errors import AuthError, PermissionDenied, ProxyError
 from shared.events import UsageEvent, utcnow
@@ -58,8 +60,9 @@ class BudgetExceeded(ProxyError):
 
     status = 400
 
-    def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal) -> None:
-        label = _LABEL.get(kind, "").format(entity_id)
+    def __init__(self, kind: str, entity_id: str, spend: Decimal, max_budget: Decimal, label: str | None = None) -> None:
+        if label is None:
+            label = _LABEL.get(kind, "").format(entity_id)
         super().__init__(
             f"Budget has been exceeded! {label}Current cost: {format(spend, 'f')}, Max budget: {format(max_budget, 'f')}",
             type="budget_exceeded", code="400")
@@ -92,7 +95,7 @@ class BudgetGuard:
         self.slots_held = 0  # max_parallel_requests slots held by calls in flight, over every key
         self._accounts: defaultdict[str, dict[str, Account]] = defaultdict(dict)
         self._fallback: dict[str, tuple[CallerIdentity, BudgetSpec]] = {}
-        self._rate_specs: dict[str, tuple[CallerIdentity, tuple[tuple[str, BudgetSpec], ...]]] = {}
+        self._rate_specs: dict[str, tuple[CallerIdentity, RateSpecs]] = {}
         self.double_settlements = double_settlements or Metric("proxy_double_settlements_total", "", "counter")
 
     def estimate(self, request: BudgetRequest) -> Decimal:
@@ -145,6 +148,11 @@ class BudgetGuard:
         budgeted: list[tuple[BudgetSpec, Account]] = [(key_spec, key_account)] if key_spec.budgeted else []
         # A team key answers to its team's budget, not its owner's personal one (LiteLLM's rule).
         user_id = None if caller.team_id else caller.user_id
+        limits = self._rates_of(caller) if (caller.rpm_limit is not None or caller.tpm_limit is not None
+                                            or caller.max_parallel_requests is not None) else ()
+        scoped, model_limits = self._scoped_limits(request, now)
+        budgeted += scoped
+        limits += model_limits
         for kind, entity_id in (("team", caller.team_id), ("user", user_id), ("customer", request.end_user),
                                 ("organization", caller.organization_id)):
             if entity_id is None:
@@ -156,6 +164,9 @@ class BudgetGuard:
                 _blocked(kind, spec.entity_id)
             if spec.budgeted:
                 budgeted.append((spec, self._account(spec, now)))
+            rates = self.directory.rates(kind, entity_id)
+            if rates:
+                limits += rates
 
         cost = None
         soft = False
@@ -171,15 +182,18 @@ class BudgetGuard:
                 if verdict.short:
                     short.append((account, account.committed + cost - account.lease))  # what the call lacks
                 elif not verdict.admitted:
-                    raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget)
+                    if spec.kind == MODEL_BUDGET:
+                        raise ModelBudgetExceeded(caller, request.model_group)
+                    label = f"User={caller.user_id} in Team={caller.team_id} " if spec.kind == TEAM_MEMBER else None
+                    raise BudgetExceeded(spec.kind, spec.entity_id, verdict.believed_spend, spec.max_budget, label)
                 believed = verdict.believed_spend
             else:
                 believed = counted + account.uncounted(as_of) + account.reserved
             if spec.soft_budget is not None and believed >= spec.soft_budget:
                 soft = True
         rated: list[tuple[str, Account]] = []
-        if caller.rpm_limit is not None or caller.tpm_limit is not None or caller.max_parallel_requests is not None:
-            for measure, spec in self._rates_of(caller):
+        if limits:
+            for measure, spec in limits:
                 account = self._account(spec, now)
                 if measure == SLOTS and account.expires <= self.keeper.clock():
                     # Slots of a lease the authority may have dropped (no heartbeat got through): ask first.
@@ -189,7 +203,7 @@ class BudgetGuard:
                 if verdict.short:  # tokens settle above the 1 reserved: the lack may be far more than 1
                     short.append((account, account.committed + ONE - account.lease))
                 elif not verdict.admitted:
-                    raise rate_limited(measure, spec, account)
+                    raise rate_limited(measure, spec, account, now)
                 rated.append((measure, account))
         if short:
             return short
@@ -202,6 +216,22 @@ class BudgetGuard:
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
         return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account))
+
+    def _scoped_limits(self, request: BudgetRequest, now: datetime) -> tuple[list[tuple[BudgetSpec, Account]], RateSpecs]:
+        """The limits that hold for this key only on some calls: its model_max_budget and
+        model_rpm / tpm_limit for the requested model, and its owner's max_budget_in_team."""
+        caller, model = request.caller, request.model_group
+        specs = []
+        model_budgets = self.directory.model_budgets(caller.api_key_hash)
+        if model_budgets is not None and model in model_budgets:
+            specs.append(model_budgets[model])
+        if caller.team_id is not None and caller.user_id is not None:
+            member_budget = self.directory.member_budget(caller.team_id, caller.user_id)
+            if member_budget is not None:
+                specs.append(member_budget)
+        model_rates = self.directory.model_rates(caller.api_key_hash)
+        rates = model_rates.get(model, ()) if model_rates is not None else ()
+        return [(spec, self._account(spec, now)) for spec in specs], rates
 
     def settle(self, admission: Admission, event: UsageEvent) -> Decimal | None:
         hold = admission.reservation
@@ -260,7 +290,7 @@ class BudgetGuard:
             spend += account.uncounted(total.as_of if total else None)
         return spend, end
 
-    def _rates_of(self, caller: CallerIdentity) -> tuple[tuple[str, BudgetSpec], ...]:
+    def _rates_of(self, caller: CallerIdentity) -> RateSpecs:
         """The key's rpm / tpm limits as budgets of one-minute windows (rate_limits.py)."""
         cached = self._rate_specs.get(caller.api_key_hash)
         if cached is None or cached[0] is not caller:
