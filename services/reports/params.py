@@ -18,6 +18,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 GROUP_BYS = ("team", "customer", "api_key")
 MAX_LIMIT = 100_000
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 10**9  # page numbers of the paged log routes
 
 
 @dataclass(frozen=True)

@@ -419,3 +419,15 @@ async def test_global_spend_teams_follows_a_team_rename(reports, seeded_database
         conn.execute("""UPDATE "LiteLLM_TeamTable" SET team_alias = 'Production' WHERE team_id = 'team-a'""")
     body = await get(reports, "/global/spend/teams", **RANGE)
     assert body["teams"] == ["Production", "Research", "Unassigned"]
+
+
+async def test_spend_logs_raw_rows_page_past_the_limit(reports):
+    """summarize=false with limit=4: no silent cap, the first page links to the second, which ends it."""
+    first = await reports.get("/spend/logs", params={"summarize": "false", "limit": "4", **RANGE}, headers=bearer(MASTER))
+    rows = [r["request_id"] for r in await first.json()]
+    assert rows == ["r6", "r5", "r4", "r3"]
+    link = first.headers["Link"]
+    assert link.startswith("</spend/logs?") and link.endswith('>; rel="next"') and "page=2" in link and "limit=4" in link
+    second = await reports.get(link[1:link.index(">")], headers=bearer(MASTER))
+    assert [r["request_id"] for r in await second.json()] == ["r2", "r1"]
+    assert "Link" not in second.headers

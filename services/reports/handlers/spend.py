@@ -42,7 +42,15 @@ async def spend_logs(request: web.Request) -> web.Response:
         today = params.date_range({}, required=False, default_days=1)
         assert today is not None
         return json_response(shaping.spend_logs_by_day(rows, fill_until=min(days.end, today.end)))
-    return json_response(await reports.logs(days, api_key=api_key, user_id=user_id, limit=limit))
+    # Raw rows come a page of `limit` at a time (LiteLLM's list shape): never a silent cap, a page
+    # with more behind it says where the next one is in a `Link: <...>; rel="next"` header.
+    page = params.parse_int("page", q.get("page"), default=1, maximum=params.MAX_PAGE)
+    assert page is not None
+    rows = await reports.logs(days, api_key=api_key, user_id=user_id, limit=limit + 1, offset=(page - 1) * limit)
+    response = json_response(rows[:limit])
+    if len(rows) > limit:
+        response.headers["Link"] = f'<{request.rel_url.update_query(page=str(page + 1), limit=str(limit))}>; rel="next"'
+    return response
 
 
 async def spend_logs_ui(request: web.Request) -> web.Response:
@@ -54,7 +62,7 @@ async def spend_logs_ui(request: web.Request) -> web.Response:
     q = request.query
     settings = request.app[SETTINGS]
     start_at, end_before = params.parse_moment_range(q)
-    page = params.parse_int("page", q.get("page"), default=1, maximum=10**9)
+    page = params.parse_int("page", q.get("page"), default=1, maximum=params.MAX_PAGE)
     page_size = params.parse_int("page_size", q.get("page_size"), default=50, maximum=params.MAX_PAGE_SIZE)
     assert page is not None and page_size is not None
     api_keys: list[str] | None = None

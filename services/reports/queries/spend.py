@@ -27,7 +27,8 @@ class SpendQueries(Queries):
             {"rid": request_id, "own": own_key},
         )
 
-    async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int) -> list[dict[str, Any]]:
+    async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int,
+                   offset: int = 0) -> list[dict[str, Any]]:
         where = ["TRUE"]
         if days is not None:
             where.append('"startTime" >= %(start_at)s AND "startTime" < %(end_before)s')
@@ -35,12 +36,12 @@ class SpendQueries(Queries):
             where.append("api_key = %(api_key)s")
         if user_id is not None:
             where.append('"user" = %(user_id)s')
-        params: dict[str, Any] = {"api_key": api_key, "user_id": user_id, "limit": limit}
+        params: dict[str, Any] = {"api_key": api_key, "user_id": user_id, "limit": limit, "offset": offset}
         if days is not None:
             params.update(start_at=days.start_at, end_before=days.end_before)
         return await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {" AND ".join(where)}'
-            ' ORDER BY "startTime" DESC, request_id DESC LIMIT %(limit)s',
+            ' ORDER BY "startTime" DESC, request_id DESC LIMIT %(limit)s OFFSET %(offset)s',
             params,
         )
 
