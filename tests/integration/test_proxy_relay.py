@@ -286,7 +286,7 @@ async def test_upstream_timeout_answers_504(proxy: TestServer, kafka: CommonSett
 
 
 async def test_bad_input_is_a_4xx_and_records_nothing(proxy: TestServer, kafka: CommonSettings) -> None:
-    """Malformed JSON, missing/unknown model, wrong types, too big, unknown route: 4xx, no usage event."""
+    """Malformed JSON, missing/unknown model, wrong types, too big, unknown route, an API Anthropic lacks: 4xx, no usage event."""
     auth = {"Authorization": f"Bearer {MASTER}"}
     url = base_url(proxy)
     cases = [
@@ -297,6 +297,8 @@ async def test_bad_input_is_a_4xx_and_records_nothing(proxy: TestServer, kafka: 
         ("/chat/completions", orjson.dumps({"model": "llama3", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}), 400, "stream"),
         ("/chat/completions", orjson.dumps({"model": "llama3", "messages": [{"role": "user", "content": "x" * (65 * 1024 * 1024)}]}), 413, None),
         ("/v1/nothing/here", b"{}", 404, "Route not found"),
+        ("/completions", orjson.dumps({"model": "claude", "prompt": "x"}), 400, "Anthropic models serve chat completions only"),
+        ("/embeddings", orjson.dumps({"model": "claude", "input": "x"}), 400, "Anthropic models serve chat completions only"),
     ]
     async with aiohttp.ClientSession() as http:
         for path, body, status, needle in cases:

@@ -41,7 +41,7 @@ from services.proxy.errors import InvalidRequest, KeyRefused, ServiceUnavailable
 from services.proxy.providers import wire
 from services.proxy.providers.sse import format_money
 from services.proxy.routing.policy import CallPlan, plan_for, request_timeout
-from services.proxy.routing.router import CHAT, EMBEDDING, IMAGE, TEXT, Router
+from services.proxy.routing.router import ANTHROPIC, CHAT, EMBEDDING, IMAGE, TEXT, Router
 from services.proxy.settings import ProxySettings
 from services.proxy.transport.answer import Answer
 from services.proxy.transport.http1 import Pool, Response, UpstreamConnectionError
@@ -158,6 +158,9 @@ class Relay:
                 exc.message += f". Available models: [{', '.join(filter(caller.allows_model, self.router.model_names))}]"
             raise
         target = self.router.pick(model, caller.allows_model)
+        if target.wire == ANTHROPIC and call_type != CHAT:  # refused before anything is held or recorded
+            raise InvalidRequest(f"model {model!r} is served by Anthropic, which has no such API: Anthropic models serve "
+                                 "chat completions only (/chat/completions, /v1/messages)", param="model")
         if api is not None and isinstance(api, ResponsesCall) and api.previous is not None:  # continue where the conversation is stored
             stored = self.router.deployment(api.previous.model_id)
             target = stored if stored is not None and stored.model_group == target.model_group else target
