@@ -431,3 +431,13 @@ async def test_spend_logs_raw_rows_page_past_the_limit(reports):
     second = await reports.get(link[1:link.index(">")], headers=bearer(MASTER))
     assert [r["request_id"] for r in await second.json()] == ["r2", "r1"]
     assert "Link" not in second.headers
+
+
+async def test_spend_log_metadata_has_litellms_key_and_usage_object(reports):
+    """A log's metadata carries LiteLLM's user_api_key and usage_object, rebuilt from the row's columns."""
+    row = (await get(reports, "/spend/logs", request_id="r1"))[0]
+    usage = row["metadata"]["usage_object"]
+    assert row["metadata"]["user_api_key"] == K1
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (20, 8, row["total_tokens"])
+    assert (usage["prompt_tokens_details"]["cached_tokens"], usage["completion_tokens_details"]["reasoning_tokens"]) == (
+        row["cache_read_input_tokens"], row["reasoning_tokens"])
