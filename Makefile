@@ -55,7 +55,7 @@ faults-full: venv
 
 # The cluster fault suite on its own three Kafka nodes (docs/faults.md); TALLY_FAULTS_FULL=1 for the long form.
 faults-cluster: venv
-	@$(PY) -m pytest -q -s -m cluster_faults tests/faults/test_cluster_faults.py
+	@TALLY_FAULTS_ALL=1 $(PY) -m pytest -q -s -m cluster_faults tests/faults/test_cluster_faults.py
 
 # The adversarial suite at length: 1,500 new random cases per generated test (docs/adversarial.md). `make test` runs 25, derandomized.
 adversarial-full: venv

@@ -16,7 +16,7 @@ import pytest
 
 from shared.settings import env_float
 from tests.faults.test_faults import under_load
-from tests.fixtures.faults import FaultRig, FaultSettings
+from tests.fixtures.faults import FaultRig, FaultSettings, long_mode
 from tests.fixtures.stack import ServiceProcess, free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster_faults, pytest.mark.timeout(900)]
@@ -43,6 +43,7 @@ async def test_a_broker_sigkilled_then_restarted(cluster_faults: FaultRig):
     await cluster_faults.assert_books_balance()
 
 
+@long_mode
 async def test_the_active_controller_sigkilled_then_restarted(cluster_faults: FaultRig):
     """SIGKILL the KRaft quorum's leader (a new one is elected), restart it: the books still balance."""
     nodes = cluster_faults.broker
@@ -58,6 +59,7 @@ async def test_the_active_controller_sigkilled_then_restarted(cluster_faults: Fa
     await cluster_faults.assert_books_balance()
 
 
+@long_mode
 async def test_every_pricer_ledger_and_proxy_rolled_one_at_a_time(cluster_faults: FaultRig):
     """SIGTERM and restart each pricer, ledger and proxy in turn, each healthy before the next."""
     async def roll() -> None:
@@ -73,6 +75,7 @@ async def test_every_pricer_ledger_and_proxy_rolled_one_at_a_time(cluster_faults
     await cluster_faults.assert_books_balance()
 
 
+@long_mode
 async def test_a_third_ledger_joins_then_leaves(cluster_faults: FaultRig):
     """A third ledger takes a share of the partitions, then stops; the other two take them back."""
     stack = cluster_faults.stack
@@ -94,6 +97,7 @@ async def test_a_third_ledger_joins_then_leaves(cluster_faults: FaultRig):
     await cluster_faults.assert_books_balance()
 
 
+@long_mode
 async def test_a_ledger_paused_past_its_session_then_resumed(cluster_faults: FaultRig):
     """SIGSTOP a ledger for longer than its session timeout, then SIGCONT: the other took its partitions; no batch of it lands twice."""
     ledger = cluster_faults.stack.services["ledger"].process

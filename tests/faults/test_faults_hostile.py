@@ -29,7 +29,7 @@ from shared import kafka
 from shared.topics import UNLIMITED, USAGE, USAGE_DLQ
 from tests.faults.load import LoadResult, run_load
 from tests.faults.test_faults import MAX_CALLS, metric, under_load
-from tests.fixtures.faults import FaultRig
+from tests.fixtures.faults import FaultRig, long_mode
 from tests.fixtures.polling import eventually
 from tests.fixtures.stack import ROOT
 from tests.fixtures.topics import read_topic
@@ -148,6 +148,7 @@ async def test_spool_disk_full(faults: FaultRig, tmp_path: Path):
             await restore(faults, replica, before)
 
 
+@long_mode  # in make test: tests/integration/test_pricer_dead_letters.py, test_stage_dead_letters.py
 async def test_oversized_usage_event_is_dead_lettered(faults: FaultRig):
     """A usage event just under the broker's limit (its priced event would not fit): the pricer
     dead-letters it and every call around it is booked."""
@@ -170,6 +171,7 @@ async def test_oversized_usage_event_is_dead_lettered(faults: FaultRig):
     assert listed.returncode == 0, out.decode(errors="replace")[-2000:]
 
 
+@long_mode  # in make test: the quarantine tests in test_pricer_dead_letters.py, test_stage_dead_letters.py
 async def test_dead_letter_refused_by_the_broker_is_quarantined(faults: FaultRig):
     """The pricer's dead-letter topic takes only 100-byte messages: an unpriceable event is
     quarantined in Postgres with its coordinates and the pricer goes on."""
@@ -190,6 +192,7 @@ async def test_dead_letter_refused_by_the_broker_is_quarantined(faults: FaultRig
         await set_topic_config(faults, USAGE_DLQ, dict(UNLIMITED))
 
 
+@long_mode  # in make test: tests/integration/test_proxy_settlement.py's SIGTERM drain tests
 async def test_sigterm_with_calls_longer_than_the_drain(faults: FaultRig):
     """SIGTERM to proxy-b (drain 2 s) with 8 s calls in flight: it exits within the drain, and
     every call it answered is in the books."""
