@@ -92,3 +92,11 @@ def test_request_shape_checks_and_x_api_key():
     with pytest.raises(InvalidRequest, match="messages"):
         MessagesCall({"model": "m", "messages": [], "max_tokens": 5}, {})
     assert auth_headers({"x-api-key": "sk-v"}) == {"Authorization": "Bearer sk-v"}
+
+
+@pytest.mark.parametrize("messages", [" ", None, {"role": "user"}, ["hi"]])
+def test_messages_that_are_not_a_list_of_objects_are_a_400(messages):
+    """A Messages API body whose messages are not a list of objects is refused as the caller's error, never a 500."""
+    with pytest.raises(InvalidRequest) as refused:
+        chat_request({"model": "llama3", "max_tokens": 1, "messages": messages})
+    assert (refused.value.message, refused.value.param) == ("messages: Input should be a list of message objects", "messages")

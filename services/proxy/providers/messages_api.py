@@ -66,10 +66,12 @@ def _openai_parts(content: Any) -> tuple[list[dict[str, Any]], list[dict[str, An
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """A Messages API request as an OpenAI chat request (for deployments other than Anthropic's)."""
     messages: list[dict[str, Any]] = []
-    system = body.get("system")
+    system, sent = body.get("system"), body.get("messages")
+    if not isinstance(sent, list) or not all(isinstance(message, dict) for message in sent):
+        raise InvalidRequest("messages: Input should be a list of message objects", param="messages")
     if system:
         messages.append({"role": "system", "content": system if isinstance(system, str) else _openai_parts(system)[0]})
-    for message in body.get("messages") or []:
+    for message in sent:
         role = message.get("role")
         if role not in ("user", "assistant"):
             raise InvalidRequest(f"messages[].role must be user or assistant, not {role!r}", param="messages")
