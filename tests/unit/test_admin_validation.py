@@ -105,3 +105,12 @@ def test_an_org_member_needs_litellms_org_role() -> None:
         validate("/organization/member_add", {"organization_id": "o", "member": {"user_id": "u", "role": "admin"}},
                  schemas.ORG_MEMBER_ADD)
     assert info.value.param == "member"
+
+
+@pytest.mark.parametrize("page", [str(2**64), "0", "1000000001"])
+def test_a_list_page_out_of_bounds_is_a_400(page):
+    """/key/list and the other list routes refuse a page number outside 1..10^9 (fuzzing found 2^64 a 500)."""
+    from services.proxy.admin.context import AdminContext
+    with pytest.raises(AdminBadRequest):
+        AdminContext.page({"page": page})
+    assert AdminContext.page({"page": "1000000000", "page_size": "5"}) == (1_000_000_000, 5)

@@ -33,6 +33,9 @@ def answer(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=states.dumps(data), status=status, content_type="application/json")
 
 
+MAX_PAGE = 10**9  # page numbers of the list routes: larger ones are a 400, not an overflow
+
+
 class AdminContext:
     def __init__(self, master_key: str | None, directory: EntityDirectory, guard: BudgetGuard,
                  publisher: EntityPublisher) -> None:
@@ -60,8 +63,8 @@ class AdminContext:
             page, size = int(params.get("page", "1")), int(params.get("page_size", params.get("size", str(default_size))))
         except ValueError as exc:
             raise AdminBadRequest("page and page_size must be whole numbers", param="page") from exc
-        if page < 1 or not 1 <= size <= max_size:
-            raise AdminBadRequest(f"page must be >= 1 and page_size between 1 and {max_size}", param="page_size")
+        if not 1 <= page <= MAX_PAGE or not 1 <= size <= max_size:
+            raise AdminBadRequest(f"page must be between 1 and {MAX_PAGE} and page_size between 1 and {max_size}", param="page_size")
         return page, size
 
     # -- the directory -----------------------------------------------------------------------------
