@@ -28,6 +28,7 @@ def fault_settings() -> FaultSettings:
     return dataclasses.replace(FaultSettings.from_env(), rate=env_float(os.environ, "TALLY_FAULTS_RATE", 100.0))
 
 
+@long_mode
 async def test_a_broker_sigkilled_then_restarted(cluster_faults: FaultRig):
     """SIGKILL a node that is not the active controller, restart it: nothing lost, nothing doubled."""
     nodes = cluster_faults.broker

@@ -247,17 +247,17 @@ async def test_bad_json_in_a_usage_chunk_is_relayed_and_the_call_recorded_once(p
 
 # -- whatever raises between admission and answer -------------------------------------------------
 
-async def test_an_error_before_the_upstream_releases_the_slot_and_records_a_failure(proxy: Proxy) -> None:
-    """/embeddings on an Anthropic model, three times on a max_parallel_requests=2 key: three 400 failures, then a chat call passes."""
+async def test_an_api_the_deployment_lacks_is_refused_before_a_slot_is_held(proxy: Proxy) -> None:
+    """/embeddings on an Anthropic model, three times on a max_parallel_requests=2 key: three 400s that
+    hold no slot and record nothing, then a chat call passes."""
     for _ in range(3):
         status, raw = await proxy.post({"model": "claude", "input": "hi"}, path="/embeddings")
         assert status == 400
         assert orjson.loads(raw)["error"]["type"] == "invalid_request_error"
     status, _raw = await proxy.post({"model": "vllm", "messages": CHAT})
     assert status == 200
-    assert [(e.status, e.error_status, e.quoted_cost) for e in proxy.emitter.events] == [("failure", 400, None)] * 3 + [
-        ("success", None, Decimal("0.000039"))]
-    assert proxy.upstream[SEEN][0].get("input") is None  # the failed calls never reached the upstream
+    assert [(e.status, e.error_status, e.quoted_cost) for e in proxy.emitter.events] == [("success", None, Decimal("0.000039"))]
+    assert proxy.upstream[SEEN][0].get("input") is None  # the refused calls never reached the upstream
     assert proxy.held() == (0, 0, 0, 0)
 
 
