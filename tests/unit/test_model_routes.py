@@ -1,5 +1,6 @@
 """LiteLLM's model routes on Tally: /v1/models, /model/info, /model_group/info in LiteLLM's shapes,
-filtered by what the calling key may use (its models, its team's, all-team-models, access groups),
+filtered by what the calling key may use (its models, its team's, all-team-models, access groups,
+its user's and its organisation's),
 and wildcard deployments routed and listed as LiteLLM does."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.proxy.auth.keys import Authenticator, CallerIdentity, KeyTable
 from services.proxy.errors import InvalidRequest
-from services.proxy.routing.access import EVERY_MODEL, access_groups_of, model_grant, usable_models
+from services.proxy.routing.access import EVERY_MODEL, access_groups_of, model_grant, usable_models, user_model_grant
 from services.proxy.routing.model_routes import ModelRoutes
 from services.proxy.routing.router import Router
 from shared.config import parse_config
@@ -40,8 +41,12 @@ KEYS = {
     "sk-team-member": {"models": ["all-team-models"], "team_id": "t1"},
     "sk-team-default": {"team_id": "t1"},
     "sk-beta": {"models": ["beta"]},
+    "sk-org": {"organization_id": "o1"},
+    "sk-org-team": {"team_id": "t1", "organization_id": "o1"},
+    "sk-user": {"user_id": "u1"},
 }
 TEAMS = {"t1": {"team_id": "t1", "models": ["claude", "embed"]}}
+OTHERS = {("organization", "o1"): {"models": ["gpt-4o", "embed"]}, ("user", "u1"): {"models": ["claude"]}}
 
 
 @pytest.fixture
@@ -49,6 +54,8 @@ async def client():
     table = KeyTable(access_groups_of(CONFIG.model_list))
     for team_id, state in TEAMS.items():
         table.apply(EntityChanged(entity_type="team", entity_id=team_id, state=state))
+    for (kind, entity_id), state in OTHERS.items():
+        table.apply(EntityChanged(entity_type=kind, entity_id=entity_id, state=state))
     for raw, state in KEYS.items():
         table.apply(EntityChanged(entity_type="key", entity_id=hash_key(raw), state=state))
     routes = ModelRoutes(CONFIG.model_list, CatalogVersions(load_catalog()), Authenticator(MASTER, table))
@@ -79,24 +86,38 @@ def team(*models: str) -> object:
 
 
 def test_a_model_must_pass_the_key_and_the_team() -> None:
-    """LiteLLM's two steps: the key's list, then the team's; all-team-models leaves it to the team."""
+    """LiteLLM's steps: the key's list, then the team's; all-team-models leaves it to the team."""
     proxy = ["a", "b", "c"]
-    assert usable_models(key("a", "b"), team("b", "c"), proxy) == ["b"]
-    assert usable_models(key("a", "all-team-models"), team("b"), proxy) == ["b"]
-    assert usable_models(key("all-proxy-models"), team("b"), proxy) == ["b"]
-    assert usable_models(key("all-team-models"), EVERY_MODEL, proxy) == proxy
+    assert usable_models([key("a", "b"), team("b", "c")], proxy) == ["b"]
+    assert usable_models([key("a", "all-team-models"), team("b")], proxy) == ["b"]
+    assert usable_models([key("all-proxy-models"), team("b")], proxy) == ["b"]
+    assert usable_models([key("all-team-models"), EVERY_MODEL], proxy) == proxy
 
 
 def test_key_without_models_uses_its_teams_then_every_model() -> None:
     """An empty key list defers to the team's, and an empty team list to the whole proxy."""
-    assert (usable_models(key(), team("b"), ["a", "b"]), usable_models(key(), team(), ["a", "b"])) == (["b"], ["a", "b"])
+    assert (usable_models([key(), team("b")], ["a", "b"]), usable_models([key(), team()], ["a", "b"])) == (["b"], ["a", "b"])
+
+
+def test_the_organisations_list_bounds_what_key_and_team_admit() -> None:
+    """A third step: the organisation's list keeps only its models, and lists them when nothing else is restricted."""
+    proxy = ["a", "b", "c"]
+    assert usable_models([key("a", "b"), team(), team("b", "c")], proxy) == ["b"]
+    assert usable_models([key(), team(), team("c", "a")], proxy) == ["c", "a"]
+    assert usable_models([key(), team("all-proxy-models"), team()], proxy) == proxy
+
+
+def test_no_default_models_on_a_user_admits_nothing() -> None:
+    """LiteLLM's "no-default-models" on a user: its keys without a team may call no model."""
+    grant = user_model_grant(["no-default-models"], {})
+    assert (grant.allows("a"), usable_models([key(), grant, EVERY_MODEL], ["a", "b"])) == (False, [])
 
 
 def test_a_pattern_admits_the_models_it_matches() -> None:
     """`anthropic/*` in a key's models admits every anthropic/ name and lists the proxy's."""
     grant = key("anthropic/*")
     assert (grant.allows("anthropic/claude-x"), grant.allows("anthropicx"), grant.allows("openai/gpt-4o")) == (True, False, False)
-    assert usable_models(grant, EVERY_MODEL, ["anthropic/claude-x", "gpt-4o"]) == ["anthropic/*", "anthropic/claude-x"]
+    assert usable_models([grant, EVERY_MODEL], ["anthropic/claude-x", "gpt-4o"]) == ["anthropic/*", "anthropic/claude-x"]
 
 
 async def test_master_key_lists_every_model_with_wildcards_expanded(client) -> None:
@@ -120,9 +141,13 @@ async def test_return_wildcard_routes_lists_the_pattern_too(client) -> None:
     ("sk-team-member", ["claude", "embed"]),
     ("sk-team-default", ["claude", "embed"]),
     ("sk-beta", ["gpt-4o"]),
+    ("sk-org", ["gpt-4o", "embed"]),
+    ("sk-org-team", ["embed"]),
+    ("sk-user", ["claude"]),
 ])
 async def test_v1_models_shows_only_what_the_key_may_use(client, key, expected) -> None:
-    """Key list, all-team-models, the team's list for a key with none, an access group."""
+    """Key list, all-team-models, the team's list for a key with none, an access group, the
+    organisation's list (alone and with the team's), the user's list for a key without a team."""
     assert ids((await get(client, "/v1/models", key))[1]) == expected
 
 
@@ -186,6 +211,14 @@ async def test_model_group_info_merges_a_groups_deployments(client) -> None:
     assert (group["model_group"], group["providers"], group["rpm"], group["tpm"], group["mode"]) == (
         "gpt-4o", ["openai", "azure"], 15, None, "chat")
     assert (D(str(group["input_cost_per_token"])), group["supports_vision"]) == (D("0.0000025"), True)
+
+
+async def test_model_info_and_group_info_follow_the_organisations_list(client) -> None:
+    """A key of an organisation limited to gpt-4o and embed sees only their deployments and groups."""
+    _, info = await get(client, "/model/info", "sk-org")
+    _, groups = await get(client, "/model_group/info", "sk-org")
+    assert ([row["model_name"] for row in info["data"]], [g["model_group"] for g in groups["data"]]) == (
+        ["gpt-4o", "gpt-4o", "embed"], ["gpt-4o", "embed"])
 
 
 async def test_model_group_info_for_a_key_lists_its_groups(client) -> None:

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from multidict import CIMultiDictProxy
 
 from services.proxy.auth.ahead_of_log import AheadOfLog
-from services.proxy.errors import AuthError, KeyRefused, ProxyError
+from services.proxy.auth.model_access import KINDS, NO_TEAM, EntityGrants, ModelAccessDenied
+from services.proxy.errors import AuthError, KeyRefused
 from services.proxy.routing.access import EVERY_MODEL, ModelGrant, model_grant
 from shared.events import EntityChanged
 from shared.keys import hash_key
@@ -27,30 +28,8 @@ from shared.master_key import MASTER_KEY_ALIAS
 
 MASTER_USER_ID = "default_user_id"  # LiteLLM's name for the proxy admin
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class TeamView:
-    """What the call path needs of a key's team, derived once per team change."""
-
-    grant: ModelGrant = EVERY_MODEL
-    alias: str | None = None
-
-
-_NO_TEAM = TeamView()
-_NO_TEAMS: Mapping[str, TeamView] = MappingProxyType({})
-
-
-class ModelAccessDenied(ProxyError):
-    """LiteLLM's refusal of a model to a key or to its team: 401, type `key_model_access_denied`
-    or `team_model_access_denied`, param `model`."""
-
-    status = 401
-
-    def __init__(self, object_type: str, grant: ModelGrant, model: str) -> None:
-        super().__init__(f"{object_type} not allowed to access model. This {object_type} can only access "
-                         f"models={list(grant.listed)}. Tried to access {model}",
-                         type=f"{object_type}_model_access_denied", param="model", code="401")
+_KINDS = ("key", *KINDS)  # what the key table keeps
+_NO_GRANTS = EntityGrants()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +59,35 @@ class CallerIdentity:
     spend_logs_metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     expires_at: float | None = None  # epoch seconds
     model_grant: ModelGrant = EVERY_MODEL
-    # The key table's teams (team_id -> TeamView), read at call time: a team's change counts at once.
-    teams: Mapping[str, TeamView] = field(default_factory=lambda: _NO_TEAMS, compare=False, repr=False)
-
-    @property
-    def team_grant(self) -> ModelGrant:
-        return self.teams.get(self.team_id, _NO_TEAM).grant if self.team_id is not None else EVERY_MODEL
+    # The key table's teams, users and organisations, read at call time: their changes count at once.
+    grants: EntityGrants = field(default=_NO_GRANTS, compare=False, repr=False)
 
     @property
     def team_alias(self) -> str | None:
-        return self.teams.get(self.team_id, _NO_TEAM).alias if self.team_id is not None else None
+        return self.grants.teams.get(self.team_id, NO_TEAM).alias if self.team_id is not None else None
+
+    def model_steps(self) -> tuple[tuple[str, ModelGrant], ...]:
+        """LiteLLM's steps, each named as its refusal names it: the key's models; its team's, or for
+        a key without a team its user's; its organisation's (the key's `organization_id`)."""
+        if self.team_id is not None:
+            second = ("team", self.grants.teams.get(self.team_id, NO_TEAM).grant)
+        else:
+            second = ("user", self.grants.users.get(self.user_id, EVERY_MODEL) if self.user_id is not None else EVERY_MODEL)
+        org = self.grants.organizations.get(self.organization_id, EVERY_MODEL) if self.organization_id is not None else EVERY_MODEL
+        return ("key", self.model_grant), second, ("org", org)
+
+    def model_refusal(self, model_group: str) -> ModelAccessDenied | None:
+        """LiteLLM's refusal from the first step that does not admit the model, or None."""
+        if self.is_master:
+            return None
+        for object_type, grant in self.model_steps():
+            if not grant.allows(model_group):
+                return ModelAccessDenied(object_type, grant, model_group)
+        return None
 
     def allows_model(self, model_group: str) -> bool:
-        """LiteLLM's two steps: the key's models, then its team's (routing/access.py)."""
-        return self.is_master or (self.model_grant.allows(model_group) and self.team_grant.allows(model_group))
+        """Every step admits the model (routing/access.py)."""
+        return self.is_master or all(grant.allows(model_group) for _, grant in self.model_steps())
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
@@ -106,9 +100,7 @@ class CallerIdentity:
         return cls(api_key_hash=MASTER_KEY_ALIAS, is_master=True, user_id=MASTER_USER_ID, key_alias="master_key")
 
     @classmethod
-    def from_state(cls, api_key_hash: str, state: Mapping[str, Any],
-                   access_groups: Mapping[str, list[str]] = _EMPTY,
-                   teams: Mapping[str, TeamView] = _NO_TEAMS) -> CallerIdentity:
+    def from_state(cls, api_key_hash: str, state: Mapping[str, Any], grants: EntityGrants = _NO_GRANTS) -> CallerIdentity:
         """Build from a LiteLLM_VerificationToken-shaped dict (as carried by EntityChanged)."""
         models = state.get("models") or ()
         metadata = state.get("metadata") or {}
@@ -138,8 +130,8 @@ class CallerIdentity:
             tags=tuple(str(t) for t in tags) if isinstance(tags, (list, tuple)) else (),
             spend_logs_metadata=MappingProxyType(dict(slm)) if isinstance(slm, Mapping) else _EMPTY,
             expires_at=expires.timestamp() if expires is not None else None,
-            model_grant=model_grant(models, access_groups, is_key=True) if isinstance(models, list | tuple) else EVERY_MODEL,
-            teams=teams,
+            model_grant=model_grant(models, grants.access_groups, is_key=True) if isinstance(models, list | tuple) else EVERY_MODEL,
+            grants=grants,
         )
 
 
@@ -181,13 +173,13 @@ def _datetime(value: Any) -> datetime | None:
 
 
 class KeyTable:
-    """hash -> CallerIdentity, and team_id -> TeamView, fed by entity changes. Plain
-    code, no I/O. `access_groups` (group -> model names) comes from the config's deployments."""
+    """hash -> CallerIdentity, and the teams', users' and organisations' model grants, fed by entity
+    changes. Plain code, no I/O. `access_groups` (group -> model names) comes from the config's
+    deployments."""
 
     def __init__(self, access_groups: Mapping[str, list[str]] | None = None) -> None:
         self._keys: dict[str, CallerIdentity] = {}
-        self.access_groups = dict(access_groups or {})
-        self.teams: dict[str, TeamView] = {}
+        self.grants = EntityGrants(access_groups)
         self.synced = False  # set once the table has caught up with the topic at start-up
         self._ahead = AheadOfLog()
 
@@ -199,28 +191,22 @@ class KeyTable:
 
     def apply_here(self, change: EntityChanged) -> None:
         """A change this process made, applied before the topic brings it back."""
-        if change.entity_type in ("key", "team"):
+        if change.entity_type in _KINDS:
             self._ahead.applied_here(change)
             self._apply(change)
 
     def apply(self, change: EntityChanged) -> None:
-        if change.entity_type in ("key", "team") and not self._ahead.is_stale(change):
+        if change.entity_type in _KINDS and not self._ahead.is_stale(change):
             self._apply(change)
 
     def _apply(self, change: EntityChanged) -> None:
-        if change.entity_type == "team":
-            if change.deleted:
-                self.teams.pop(change.entity_id, None)
-            else:
-                models, alias = change.state.get("models"), change.state.get("team_alias")
-                self.teams[change.entity_id] = TeamView(
-                    model_grant(models, self.access_groups, is_key=False) if isinstance(models, list) else EVERY_MODEL,
-                    alias if isinstance(alias, str) else None)
+        if change.entity_type != "key":
+            self.grants.apply(change)
         elif change.deleted:
             self._keys.pop(change.entity_id, None)
         else:
             self._keys[change.entity_id] = CallerIdentity.from_state(
-                change.entity_id, change.state, self.access_groups, self.teams)
+                change.entity_id, change.state, self.grants)
 
     def put(self, identity: CallerIdentity) -> None:
         self._keys[identity.api_key_hash] = identity
@@ -276,14 +262,10 @@ class Authenticator:
 
     @staticmethod
     def check_model(identity: CallerIdentity, model_group: str) -> None:
-        """LiteLLM's refusal, naming the step (key or team) that refused."""
-        if identity.is_master:
-            return
-        if not identity.model_grant.allows(model_group):
-            raise ModelAccessDenied("key", identity.model_grant, model_group)
-        team = identity.team_grant
-        if not team.allows(model_group):
-            raise ModelAccessDenied("team", team, model_group)
+        """LiteLLM's refusal, naming the step (key, team, user or org) that refused."""
+        refused = identity.model_refusal(model_group)
+        if refused is not None:
+            raise refused
 
 
 KEY_CATCH_UP_S = 2.0  # how long a refused key waits for the key table to read the entities topic

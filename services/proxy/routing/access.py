@@ -1,12 +1,15 @@
 """Which models a caller may use: LiteLLM's rule, one for the call path (`CallerIdentity.allows_model`)
 and for the lists of /v1/models and /model/info, so a key may call exactly what it is shown.
 
-A key passes two steps, as in LiteLLM's `can_key_call_model` and `can_team_access_model`: its own
-`models`, then its team's. In either list, empty, "*" or "all-proxy-models" means every model;
-on a key, "all-team-models" skips the key's step (the team's step decides; with no team, every
-model); the name of a model access group (a deployment's `model_info.access_groups`) means the
-models in that group; a name with "*" (`anthropic/*`) is a pattern. A `ModelGrant` is built once
-when a key or team changes, so a check on the request path is a set lookup. Pure."""
+A key passes every step that applies to it, as LiteLLM's `_can_object_call_model` reads each list
+(`can_key_call_model`, `can_team_access_model`, `can_user_call_model`, `can_org_access_model`): its
+own `models`; its team's; a key without a team, its user's; its organisation's. In every list,
+empty, "*" or "all-proxy-models" means every model; on a key, "all-team-models" skips the key's
+step (the team's step decides; with no team, every model); on a user, "no-default-models" admits
+nothing (only team keys may call); the name of a model access group (a deployment's
+`model_info.access_groups`) means the models in that group; a name with "*" (`anthropic/*`) is a
+pattern. A `ModelGrant` is built once when a key, team, user or organisation changes, so a check on
+the request path is a set lookup. Pure."""
 
 from __future__ import annotations
 
@@ -18,12 +21,13 @@ from shared.config import Deployment
 
 ALL_PROXY_MODELS = "all-proxy-models"
 ALL_TEAM_MODELS = "all-team-models"
+NO_DEFAULT_MODELS = "no-default-models"
 _EVERY = ("*", ALL_PROXY_MODELS)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelGrant:
-    """One step of the check: the models a key's or a team's list admits."""
+    """One step of the check: the models one entity's list admits."""
 
     listed: tuple[str, ...] = ()  # as the entity names them (the refusal quotes them)
     everything: bool = True
@@ -50,17 +54,24 @@ def model_grant(models: Iterable[object], access_groups: Mapping[str, Sequence[s
     return ModelGrant(listed, False, frozenset(m for m in ordered if "*" not in m), patterns, tuple(ordered))
 
 
-def usable_models(key: ModelGrant, team: ModelGrant, proxy_models: Sequence[str]) -> list[str]:
-    """The model names a caller with these two grants may call, in a stable order, without repeats:
-    the most specific list's names (a pattern also brings the proxy's models it matches), kept if
-    both steps admit them."""
-    chosen = key if not key.everything else team
+def user_model_grant(models: Iterable[object], access_groups: Mapping[str, Sequence[str]]) -> ModelGrant:
+    """A user's list: as a team's, except that "no-default-models" admits nothing (LiteLLM's
+    `can_user_call_model`)."""
+    grant = model_grant(models, access_groups, is_key=False)
+    return ModelGrant(listed=grant.listed, everything=False) if NO_DEFAULT_MODELS in grant.listed else grant
+
+
+def usable_models(steps: Sequence[ModelGrant], proxy_models: Sequence[str]) -> list[str]:
+    """The model names a caller whose steps are these grants (the key's first) may call, in a
+    stable order, without repeats: the first restricted list's names (a pattern also brings the
+    proxy's models it matches), kept if every step admits them."""
+    chosen = next((grant for grant in steps if not grant.everything), EVERY_MODEL)
     if chosen.everything:
         candidates: Iterable[str] = proxy_models
     else:
         candidates = [n for name in chosen.ordered
                       for n in ((name,) if "*" not in name else (name, *_matching(chosen, proxy_models)))]
-    return [n for n in dict.fromkeys(candidates) if key.allows(n) and team.allows(n)]
+    return [n for n in dict.fromkeys(candidates) if all(grant.allows(n) for grant in steps)]
 
 
 def _matching(grant: ModelGrant, proxy_models: Sequence[str]) -> list[str]:

@@ -58,7 +58,7 @@ class ModelRoutes:
         """What the caller may call (the call path's own rule, routing/access.py)."""
         if caller.is_master:
             return list(self.proxy_models)
-        return usable_models(caller.model_grant, caller.team_grant, self.proxy_models)
+        return usable_models([grant for _, grant in caller.model_steps()], self.proxy_models)
 
     async def models(self, request: web.Request) -> web.Response:
         """OpenAI's model list. A wildcard deployment lists the catalog's models of its provider
