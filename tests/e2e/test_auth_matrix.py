@@ -451,6 +451,42 @@ def test_all_team_models_and_a_keys_own_list(tenants: Tenants, proxy: httpx.Clie
                                                    "models=['llama3']. Tried to access gpt-4o-mini")
 
 
+def test_an_organisations_models_bound_its_keys_calls_and_lists(tenants: Tenants, proxy: httpx.Client) -> None:
+    """An organisation's models bound a team key of it at call time and in the model routes (401 in
+    LiteLLM's org wording); /organization/update of models counts for the key's next call."""
+    master = tenants.keys["master"]
+    org = _admin(proxy, master, "/organization/new", {"organization_alias": _fresh("org"), "models": ["llama3"]})["organization_id"]
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team"), "organization_id": org})["team_id"]
+    key = _admin(proxy, master, "/key/generate", {"team_id": team})["key"]
+    groups = _as(proxy, key, "GET", "/model_group/info").json()["data"]
+    deployments = _as(proxy, key, "GET", "/model/info").json()["data"]
+    assert (_listed(proxy, key), [g["model_group"] for g in groups], [d["model_name"] for d in deployments]) == (
+        ["llama3"], ["llama3"], ["llama3"])
+    _chat(proxy, key)
+    assert _refusal(proxy, key, "gpt-4o-mini") == (401, "org_model_access_denied",
+                                                   "org not allowed to access model. This org can only access "
+                                                   "models=['llama3']. Tried to access gpt-4o-mini")
+    _assert_answer(_as(proxy, master, "PATCH", "/organization/update", {"organization_id": org, "models": ["gpt-4o-mini"]}), 200)
+    assert _listed(proxy, key) == ["gpt-4o-mini"]
+    _chat(proxy, key, "gpt-4o-mini")
+    assert _refusal(proxy, key, "llama3")[:2] == (401, "org_model_access_denied")
+    _assert_answer(_as(proxy, master, "PATCH", "/organization/update", {"organization_id": org, "models": []}), 200)
+    _chat(proxy, key)
+
+
+def test_a_users_models_bound_its_keys_without_a_team(tenants: Tenants, proxy: httpx.Client) -> None:
+    """LiteLLM's can_user_call_model: a user's models bound its personal keys (401 in the user's wording), not its team keys."""
+    master = tenants.keys["master"]
+    user = _admin(proxy, master, "/user/new", {"user_id": _fresh("user"), "models": ["llama3"], "auto_create_key": False})["user_id"]
+    personal = _admin(proxy, master, "/key/generate", {"user_id": user})["key"]
+    assert _listed(proxy, personal) == ["llama3"]
+    assert _refusal(proxy, personal, "gpt-4o-mini") == (401, "user_model_access_denied",
+                                                        "user not allowed to access model. This user can only access "
+                                                        "models=['llama3']. Tried to access gpt-4o-mini")
+    team = _admin(proxy, master, "/team/new", {"team_id": _fresh("team")})["team_id"]
+    _chat(proxy, _admin(proxy, master, "/key/generate", {"user_id": user, "team_id": team})["key"], "gpt-4o-mini")
+
+
 def test_a_team_admin_manages_its_teams_members_only(tenants: Tenants, proxy: httpx.Client) -> None:
     """A key of a team's "admin" member adds, updates and removes that team's members; other teams' are 403."""
     master = tenants.keys["master"]
