@@ -17,16 +17,19 @@ that sets `granted` to what the holder has committed, so its charge falls to wha
 A row whose holder stopped renewing for the lease TTL is *dead*. Its holder admits nothing on a
 lease it has not renewed for 0.8 TTL (guard.py), so all it can have spent is what it reported
 `used` plus the calls it answered after that report, and the ledger counts those from their usage
-events, which name the holder. So a dead row of a kind the ledger counts (`counted` is the ledger's
-count of the holder's spend in the window) is charged
+events, which name the holder. Events a killed worker had not sent yet wait in its journal until
+the worker restarted in its place sends them (within seconds), so a dead row stays charged in full
+for `DRAIN_GRACE` more; then, of a kind the ledger counts (`counted` is the ledger's count of the
+holder's spend in the window), it is charged
 
     dead charge = max(used, counted)
 
 and its unused grant is free again. The row stays (for `DEAD_KEPT`) so that events the ledger
 counts later still raise its charge at the next renewal; then it is folded into one settled row at
 its charge. A dead row the ledger does not count (rpm, tpm, per-model and member budgets) is folded
-at once at its full charge. A holder that renews its own dead row keeps only what it has committed:
-its old grant may be someone else's by now. docs/budgets.md has the proof."""
+at once at its full charge. A holder that renews its own row past the grace keeps only what it has
+committed: its old grant may be someone else's by now (within the grace the row was charged in
+full, so it keeps its lease: its calls admitted while the renewal was on its way are within it). docs/budgets.md has the proof."""
 
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ from decimal import Decimal
 ZERO = Decimal(0)
 SETTLED = "~settled"  # the holder name of the row dead leases are folded into
 SLICE_FRACTION = Decimal(1) / Decimal(8)  # a grant is this much of what is left, at least the call asked for
+# How long after its expiry a dead row stays charged in full: the time a killed worker's successor
+# takes to start and send the events its journal kept (a few seconds), with room to spare.
+DRAIN_GRACE = timedelta(seconds=10)
 DEAD_KEPT = timedelta(hours=1)  # how long a dead row waits for late ledger counts before it is folded
 # The entity types whose spend the ledger counts per holder (services/ledger/holder_spend.py).
 LEDGER_COUNTED = frozenset({"key", "team", "user", "customer", "organization"})
@@ -55,14 +61,18 @@ class LeaseRow:
     def charge(self) -> Decimal:
         return max(self.granted, self.used + self.inflight)
 
-    def dead_charge(self) -> Decimal:
+    def dead_charge(self, now: datetime) -> Decimal:
         """What a dead holder may have spent, as far as the ledger knows (module docstring)."""
-        if self.counted is None:
+        if self.counted is None or not self.drained(now):
             return self.charge
         return max(self.used, self.counted)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def drained(self, now: datetime) -> bool:
+        """Dead long enough that what its holder answered is in the ledger's count."""
+        return self.expires_at is not None and self.expires_at + DRAIN_GRACE <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,7 @@ class LeaseAsk:
     want: Decimal  # the smallest useful new headroom (a call's estimate); 0 when returning
     most: Decimal | None = None  # the most headroom worth holding (the holder's recent use); None: no cap
     concurrent: bool = False  # slots, not spend: a dead holder's calls ended with it, so its lease is dropped
+    ledger_counted: bool = False  # the ledger counts each holder's spend of this entity (LEDGER_COUNTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +124,7 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
     kept: list[LeaseRow] = []
     for row in rows:
         if row.holder == ask.holder:
-            if row.expired(now):  # it was counted dead: what it did not commit may be granted to others
+            if row.drained(now):  # charged as dead past the grace: what it did not commit may be others' now
                 keep = min(keep, ask.used + ask.inflight)
             continue
         if row.holder == SETTLED:
@@ -121,10 +132,10 @@ def grant(rows: list[LeaseRow], ask: LeaseAsk, now: datetime,
         elif row.expired(now):
             if ask.concurrent:
                 continue  # slots: a dead holder's calls ended with it
-            if row.counted is None or row.expires_at + DEAD_KEPT <= now:  # type: ignore[operator]
-                settled += row.dead_charge()
+            if not ask.ledger_counted or row.expires_at + DEAD_KEPT <= now:  # type: ignore[operator]
+                settled += row.dead_charge(now)
             else:
-                others += row.dead_charge()
+                others += row.dead_charge(now)
                 kept.append(row)
         else:
             others += row.charge
