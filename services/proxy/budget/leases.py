@@ -20,9 +20,10 @@ lease it has not renewed for 0.8 TTL (guard.py), so all it can have spent is wha
 events, which name the holder. Events a killed worker had not sent yet wait in its journal until
 the worker restarted in its place sends them (within seconds), so a dead row stays charged in full
 for `DRAIN_GRACE` more; then, of a kind the ledger counts (`counted` is the ledger's count of the
-holder's spend in the window), it is charged
+holder's spend in the window), once the ledger has counted at least what the holder reported, it is
+charged
 
-    dead charge = max(used, counted)
+    dead charge = counted  (>= used)
 
 and its unused grant is free again. The row stays (for `DEAD_KEPT`) so that events the ledger
 counts later still raise its charge at the next renewal; then it is folded into one settled row at
@@ -62,10 +63,12 @@ class LeaseRow:
         return max(self.granted, self.used + self.inflight)
 
     def dead_charge(self, now: datetime) -> Decimal:
-        """What a dead holder may have spent, as far as the ledger knows (module docstring)."""
-        if self.counted is None or not self.drained(now):
+        """What a dead holder may have spent, as far as the ledger knows (module docstring). While the
+        ledger shows less than the holder reported, it lags (a broker or ledger outage): its count says
+        nothing yet about the calls after the report, so the row stays charged in full."""
+        if self.counted is None or not self.drained(now) or self.counted < self.used:
             return self.charge
-        return max(self.used, self.counted)
+        return self.counted
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
