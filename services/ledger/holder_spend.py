@@ -28,23 +28,45 @@ NO_WINDOW = datetime(1, 1, 1, tzinfo=timezone.utc)
 # The entity types budgets are leased for (tags have no budget).
 COUNTED_TYPES = frozenset({"key", "team", "user", "customer", "organization"})
 
+_BRANCHES = [(t, e, w) for t, e, j, w in ENTITY_BRANCHES if t in COUNTED_TYPES]
+# Every inserted log that names a holder, once per entity it adds to (for a window that began
+# inside the batch).
 _HELD_LOGS = sql.SQL(" UNION ALL ").join(
-    sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.at, n.spend, n.lease_holder FROM {j} n"
-            " WHERE n.lease_holder IS NOT NULL{w}").format(
-        t=sql.Literal(t), e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w.replace("WHERE", " AND")))
-    for t, e, j, w in ENTITY_BRANCHES if t in COUNTED_TYPES
+    sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.at, n.spend, n.lease_holder FROM tally_new n"
+            " WHERE n.lease_holder IS NOT NULL{w}").format(t=sql.Literal(t), e=sql.SQL(e), w=sql.SQL(w.replace("WHERE", " AND")))
+    for t, e, w in _BRANCHES
+)
+# The same per (entity, holder), from the logs summed once per holder and caller first (`sums`).
+_PER_ENTITY = sql.SQL(" UNION ALL ").join(
+    sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.lease_holder, min(n.first) AS first, sum(n.spend) AS spend"
+            " FROM sums n {w} GROUP BY 2, 3").format(t=sql.Literal(t), e=sql.SQL(e), w=sql.SQL(w))
+    for t, e, w in _BRANCHES
 )
 
-# Rows written in key order: the entities' totals rows are already locked in that order by this
-# transaction, so two ledgers never wait on each other here.
+# Summed with hash aggregates, per holder and caller, then per (entity, holder): a plain join of
+# every log with the windows sorted the logs by entity id (8.5 µs per event at 4 holders, against
+# about 2 µs so). A group whose earliest log lies in the window counts whole (the usual case); only
+# the groups of a window that began inside the batch are summed again log by log from its start.
+# Rows are written in key order: the entities' totals rows are already locked in that order by
+# this transaction, so two ledgers never wait on each other here.
 COUNT = sql.SQL(
-    "INSERT INTO tally_holder_spend AS h (entity_type, entity_id, window_start, holder, spend, window_end)"
+    "WITH sums AS (SELECT lease_holder, api_key, team_id, user_id, end_user, organization_id, min(at) AS first,"
+    " sum(spend) AS spend FROM tally_new WHERE lease_holder IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6),"
+    " agg AS ({per_entity}),"
+    " v AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
+    " AS v(entity_type, entity_id, start, window_end)),"
+    " counted AS ("
+    " SELECT v.entity_type, v.entity_id, v.start, a.lease_holder, a.spend, v.window_end"
+    " FROM agg a JOIN v ON v.entity_type = a.entity_type AND v.entity_id = a.entity_id WHERE a.first >= v.start"
+    " UNION ALL"
     " SELECT v.entity_type, v.entity_id, v.start, e.lease_holder, sum(e.spend), v.window_end"
-    " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(entity_type, entity_id, start, window_end)"
-    " JOIN ({}) e ON e.entity_type = v.entity_type AND e.entity_id = v.entity_id AND e.at >= v.start"
-    " GROUP BY 1, 2, 3, 4, 6 ORDER BY 1, 2, 3, 4"
+    " FROM agg a JOIN v ON v.entity_type = a.entity_type AND v.entity_id = a.entity_id AND a.first < v.start"
+    " JOIN ({held}) e ON e.entity_type = a.entity_type AND e.entity_id = a.entity_id AND e.lease_holder = a.lease_holder"
+    " AND e.at >= v.start GROUP BY 1, 2, 3, 4, 6)"
+    " INSERT INTO tally_holder_spend AS h (entity_type, entity_id, window_start, holder, spend, window_end)"
+    " SELECT * FROM counted ORDER BY 1, 2, 3, 4"
     " ON CONFLICT (entity_type, entity_id, window_start, holder) DO UPDATE SET spend = h.spend + EXCLUDED.spend"
-).format(_HELD_LOGS)
+).format(per_entity=_PER_ENTITY, held=_HELD_LOGS)
 
 
 def windows(states: Sequence[EntityState]) -> tuple[list[str], list[str], list[datetime], list[datetime | None]]:

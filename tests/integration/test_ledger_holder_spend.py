@@ -16,6 +16,18 @@ NO_WINDOW = datetime(1, 1, 1, tzinfo=timezone.utc)
 A, B = "host:4000/0/aaaa", "host:4000/1/bbbb"
 
 
+async def key_with_hourly_budget(settings, key: str) -> None:
+    """The key's EntityChanged (an hourly budget from T0), applied before any of its calls is read."""
+    await produce(settings, [key_changed(key, at=T0, created_at=T0.isoformat(), budget_duration="1h", max_budget=10)])
+    async with InProcessLedger(settings):
+        async def applied() -> bool:
+            rows = await query(settings.database_url, 'SELECT budget_duration FROM "LiteLLM_VerificationToken" WHERE token = %s',
+                               (key_hash(key),))
+            return rows == [("1h",)]
+
+        await poll(applied, what="the key's budget applied")
+
+
 async def holder_rows(database_url: str) -> dict[tuple[str, str, datetime, str], Decimal]:
     rows = await query(database_url, "SELECT entity_type, entity_id, window_start, holder, spend FROM tally_holder_spend")
     return {(t, i, w, h): s for t, i, w, h, s in rows}
@@ -41,7 +53,7 @@ async def test_each_holders_calls_are_counted_once_per_entity_and_window(setting
 
 async def test_a_holders_spend_is_counted_in_the_window_the_leases_name(settings):
     """A key with an hourly budget: calls at :10 and :70 count in the windows starting at T0 and T0 + 1 h, ending an hour later."""
-    await produce(settings, [key_changed("sk-h", at=T0, created_at=T0.isoformat(), budget_duration="1h", max_budget=10)])
+    await key_with_hourly_budget(settings, "sk-h")
     await produce(settings, [priced(request_id="w1", key="sk-h", team=None, user=None, end_user=None, cost="1",
                                     at=T0 + timedelta(minutes=10), lease_holder=A)])
     async with InProcessLedger(settings, batch_max_events=1):
@@ -53,6 +65,18 @@ async def test_a_holders_spend_is_counted_in_the_window_the_leases_name(settings
                                               " WHERE entity_type = 'key' AND entity_id = %s ORDER BY 1", (key_hash("sk-h"),))
     hour = timedelta(hours=1)
     assert rows == [(T0, T0 + hour, Decimal("1")), (T0 + hour, T0 + 2 * hour, Decimal("3"))]
+
+
+async def test_in_a_batch_where_a_window_begins_only_the_logs_from_its_start_count(settings):
+    """One batch with calls at :10, :70 and :80 of an hourly budget: only the two of the window it ends in count there (3 + 5)."""
+    await key_with_hourly_budget(settings, "sk-m")
+    await produce(settings, [priced(request_id=f"m{minute}", key="sk-m", team=None, user=None, end_user=None, cost=cost,
+                                    at=T0 + timedelta(minutes=minute), lease_holder=A)
+                             for minute, cost in ((10, "1"), (70, "3"), (80, "5"))])
+    async with InProcessLedger(settings):
+        await wait_for_logs(settings.database_url, 3)
+    hour = timedelta(hours=1)
+    assert await holder_rows(settings.database_url) == {("key", key_hash("sk-m"), T0 + hour, A): Decimal("8")}
 
 
 async def test_replay_rebuilds_the_holders_spend_of_the_current_windows(settings):
