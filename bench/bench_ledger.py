@@ -9,7 +9,7 @@ bench/results/ledger.json:
 - CPU per event of ingest and replay: the ledger's Python and its Postgres backends (steadier
   than events/s on a shared machine).
 
-    python bench/bench_ledger.py [--events 100000] [--rate 1000] [--seconds 20]
+    python bench/bench_ledger.py [--events 100000] [--rate 1000] [--seconds 20] [--lease-holders N]
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ from shared.topics import PRICED  # noqa: E402
 from stack.prune import delete_prefixed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ledger.json"
+# --lease-holders N: every event names one of N budget lease holders, as calls a budget lease admitted
+# do (the ledger then also counts each holder's spend); through the environment, so the steady
+# producer process makes the same events.
+LEASE_HOLDERS = int(os.environ.get("BENCH_LEASE_HOLDERS", "0"))
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://tally:tally@127.0.0.1:5432/tally")
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
@@ -59,6 +63,7 @@ def event(i: int, at: datetime) -> PricedUsageEvent:
         usage=TokenUsage(prompt_tokens=20 + i % 500, completion_tokens=80 + i % 300), request_tags=[f"team-tag-{i % 10}"],
         quoted_cost=Decimal("0.000051"), requester_ip_address="10.0.0.7",
         metadata={"user_api_key_team_alias": f"team-alias-{i % 20}"},  # as the proxy adds it
+        lease_holder=f"bench-host:4000/{i % LEASE_HOLDERS}/0123456789ab" if LEASE_HOLDERS else None,
     )
     return PricedUsageEvent(usage_event=usage, cost=CostBreakdown(input=Decimal("0.000003"), output=Decimal("0.000048"),
                                                                   total=Decimal("0.000051")),
@@ -295,7 +300,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--lease-holders", type=int, default=0)
     args = parser.parse_args()
+    if args.lease_holders:
+        global LEASE_HOLDERS
+        LEASE_HOLDERS = args.lease_holders
+        os.environ["BENCH_LEASE_HOLDERS"] = str(args.lease_holders)
     try:
         import uvloop
 

@@ -18,6 +18,7 @@ from shared.record_limits import excerpt, sha256_hex
 # A Decimal that travels as a string: "0.000051", never 5.1e-05 as a float.
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 
+MAX_LEASE_HOLDER_CHARS = 300  # a host name (≤ 253), a port, a worker number and a nonce
 CallType = Literal["acompletion", "atext_completion", "aembedding", "aimage_generation"]
 Status = Literal["success", "failure"]
 
@@ -103,6 +104,10 @@ class UsageEvent(Event):
     session_id: str | None = None
     messages: Any = None  # bodies only when store_prompts_in_spend_logs is on
     response: Any = None
+    # Added to v1 (optional: records written before decode unchanged). The budget lease holder that
+    # admitted the call ("<host>:<port>/<worker>/<boot nonce>"), set when a budget lease held it: the
+    # ledger counts each holder's spend, so a dead holder's lease is charged what it really spent.
+    lease_holder: str | None = Field(default=None, max_length=MAX_LEASE_HOLDER_CHARS)
 
 
 class CostBreakdown(BaseModel):

@@ -17,22 +17,23 @@ from services.ledger.rollup import DAILY_TABLES
 from services.ledger.rows import ENDPOINTS, SPEND_LOG_COLUMNS
 
 # Both live until the end of the transaction. tally_incoming: the rows as copied, plus the
-# call's distinct tags when request_tags repeats one (rows.copy_row) and the reading order.
+# call's distinct tags when request_tags repeats one (rows.copy_row), the budget lease holder that
+# admitted it (holder_spend.py) and the reading order.
 CREATE_TEMP_TABLES = tuple(sql.SQL(q) for q in (
-    'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs", distinct_tags jsonb, seq integer NOT NULL)'
-    " ON COMMIT DELETE ROWS",
+    'CREATE TEMP TABLE IF NOT EXISTS tally_incoming (LIKE "LiteLLM_SpendLogs", distinct_tags jsonb, lease_holder text,'
+    " seq integer NOT NULL) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS tally_new (seq integer NOT NULL, api_key text NOT NULL, user_id text,"
     " team_id text, end_user text, tags jsonb NOT NULL, at timestamptz NOT NULL, date text NOT NULL,"
     " model text NOT NULL, model_group text, provider text NOT NULL, endpoint text NOT NULL,"
     " prompt_tokens integer NOT NULL, completion_tokens integer NOT NULL, cache_read_input_tokens integer NOT NULL,"
     " cache_creation_input_tokens integer NOT NULL, spend numeric NOT NULL, success boolean NOT NULL,"
-    " organization_id text)"
+    " organization_id text, lease_holder text)"
     " ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS tally_new_tags (LIKE tally_new, tag text NOT NULL) ON COMMIT DELETE ROWS",
 ))
 
 _LOG_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, SPEND_LOG_COLUMNS))
-COPY_INCOMING = sql.SQL("COPY tally_incoming ({}, distinct_tags, seq) FROM STDIN").format(_LOG_COLUMNS)
+COPY_INCOMING = sql.SQL("COPY tally_incoming ({}, distinct_tags, lease_holder, seq) FROM STDIN").format(_LOG_COLUMNS)
 
 _ENDPOINT = sql.SQL("CASE l.call_type {} ELSE '' END").format(
     sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v)) for k, v in ENDPOINTS.items())
@@ -61,7 +62,7 @@ INSERT_LOGS = sql.SQL(
     " COALESCE(l.distinct_tags, l.request_tags), l.\"startTime\","
     " to_char(l.\"startTime\" AT TIME ZONE 'UTC', 'YYYY-MM-DD'), l.model, l.model_group,"
     " COALESCE(l.custom_llm_provider, ''), {endpoint}, l.prompt_tokens, l.completion_tokens,"
-    " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success', l.organization_id"
+    " l.cache_read_input_tokens, l.cache_creation_input_tokens, l.spend, l.status = 'success', l.organization_id, l.lease_holder"
     " FROM tally_incoming l JOIN ins USING (request_id) RETURNING *),"
     " tags AS (INSERT INTO tally_new_tags SELECT new.*, t FROM new, jsonb_array_elements_text(new.tags) t)"
     " SELECT l.seq FROM tally_incoming l WHERE NOT EXISTS (SELECT FROM new WHERE new.seq = l.seq)"
@@ -124,7 +125,7 @@ ROLLUP_UPSERTS = sql.SQL("WITH {} SELECT 1").format(sql.SQL(", ").join(
 ))
 
 # (entity_type, entity_id, event time, spend) of every inserted log, per entity it adds to.
-_BRANCHES = (
+ENTITY_BRANCHES = (
     ("key", "n.api_key", "tally_new", ""),
     ("team", "n.team_id", "tally_new", "WHERE n.team_id <> ''"),
     ("user", "n.user_id", "tally_new", "WHERE n.user_id <> ''"),
@@ -135,7 +136,7 @@ _BRANCHES = (
 _ENTITY_LOGS = sql.SQL(" UNION ALL ").join(
     sql.SQL("SELECT {t} AS entity_type, {e} AS entity_id, n.at, n.spend FROM {j} n {w}").format(
         t=sql.Literal(t), e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
-    for t, e, j, w in _BRANCHES
+    for t, e, j, w in ENTITY_BRANCHES
 )
 
 # Per entity: earliest and latest event time and the spend of its newly inserted logs (summed
@@ -143,7 +144,7 @@ _ENTITY_LOGS = sql.SQL(" UNION ALL ").join(
 ENTITY_SUMS = sql.SQL(" UNION ALL ").join(
     sql.SQL("SELECT {t}, {e}, min(n.at), max(n.at), sum(n.spend) FROM {j} n {w} GROUP BY 2").format(
         t=sql.Literal(t), e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
-    for t, e, j, w in _BRANCHES
+    for t, e, j, w in ENTITY_BRANCHES
 )
 
 # The spend of those logs from a start time on, for the few entities whose window began inside
@@ -158,5 +159,5 @@ ENTITY_SUMS_FROM = sql.SQL(
 # Per entity type, the ids the batch's inserted logs add to (what the totals step locks).
 NEW_ENTITY_IDS: dict[str, sql.Composed] = {
     t: sql.SQL("SELECT DISTINCT {e} FROM {j} n {w}").format(e=sql.SQL(e), j=sql.Identifier(j), w=sql.SQL(w))
-    for t, e, j, w in _BRANCHES
+    for t, e, j, w in ENTITY_BRANCHES
 }

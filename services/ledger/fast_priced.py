@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from services.ledger.errors import LedgerError
+from shared.events import MAX_LEASE_HOLDER_CHARS
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 CallType = Literal["acompletion", "atext_completion", "aembedding", "aimage_generation"]
@@ -84,6 +85,7 @@ class FastUsageEvent(Strict):
     session_id: str | None = None
     messages: Any = None
     response: Any = None
+    lease_holder: Annotated[str, msgspec.Meta(max_length=MAX_LEASE_HOLDER_CHARS)] | None = None
 
 
 class FastCostBreakdown(Strict):

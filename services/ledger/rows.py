@@ -126,7 +126,8 @@ class SpendLogLine(NamedTuple):
 
     request_id: str
     end_time: datetime
-    text: str  # the cells of SPEND_LOG_COLUMNS and distinct_tags, tab-separated, no newline
+    text: str  # the cells of SPEND_LOG_COLUMNS, distinct_tags and lease_holder, tab-separated, no newline
+    lease_holder: str | None = None  # the budget lease holder that admitted the call (holder_spend.py)
 
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
@@ -160,8 +161,9 @@ def _timestamptz(value: datetime) -> str:
 def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool, raw: bytes | None = None) -> SpendLogLine:
     """The event's "LiteLLM_SpendLogs" row, cells in SPEND_LOG_COLUMNS order, as a line of COPY's
     text format (byte for byte what psycopg's own formatter writes for the same values; JSON
-    columns as JSON text), then one more cell: the call's distinct tags for the rollups (NULL when
-    request_tags has no repeat, the usual case: Postgres then reads request_tags).
+    columns as JSON text), then two more cells: the call's distinct tags for the rollups (NULL when
+    request_tags has no repeat, the usual case: Postgres then reads request_tags) and the budget
+    lease holder that admitted it (for holder_spend.py; never stored in the spend log).
 
     Raises Unstorable for what Postgres would refuse: an integer past INTEGER, a NUL character.
     `raw`, the event's JSON, lets the scan of JSON values for NUL be skipped when no escaped NUL
@@ -193,7 +195,7 @@ def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool
         None if messages is None else json_text(messages), None if response is None else json_text(response), None,
         str(cache_read), str(cache_creation), str(reasoning), event.priced_model, "t" if event.unpriced else "f",
         event.catalog_version, None if quoted is None else str(quoted),
-        json_text(list(dict.fromkeys(tags))) if repeated else None,
+        json_text(list(dict.fromkeys(tags))) if repeated else None, u.lease_holder,
     )
     line = "\t".join([_COPY_NULL if c is None else c for c in cells])
     # Numbers, times and booleans print without any character COPY escapes; so when the line's
@@ -204,7 +206,7 @@ def spend_log_line(event: PricedUsageEvent | FastPricedEvent, store_bodies: bool
         line = "\t".join([_COPY_NULL if c is None else _copy_escaped(c) for c in cells])
     if "\x00" in line or raw is None or b"\\u0000" in raw:
         _refuse_nul(cells, {"metadata": meta, "request_tags": tags, "messages": messages, "response": response})
-    return SpendLogLine(u.request_id, end, line)
+    return SpendLogLine(u.request_id, end, line, u.lease_holder)
 
 
 def _refuse_integers(values: dict[str, int]) -> None:

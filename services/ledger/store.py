@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from services.ledger import batch_sql, entity_store
+from services.ledger import batch_sql, entity_store, holder_spend
 from services.ledger.batching import Batch
 from services.ledger.entity_tables import ADMIN_TABLES, ENTITY_TABLES
 from services.ledger.errors import PartitionsFenced, SchemaSwapped, Unstorable
@@ -206,6 +206,7 @@ class LedgerStore:
                     new_totals = await self._advance_totals(conn, *totals)
                 async with conn.pipeline():
                     await entity_store.queue_save_all_totals(conn, new_totals)
+                    await holder_spend.queue_count(conn, inserted, new_totals)
                     await self._store_offsets(conn, batch.next_offsets)
                 for state in new_totals:
                     changed[(state.entity_type, state.entity_id)] = state

@@ -1,6 +1,7 @@
 """The lease stores' contract, run against Postgres (migration 0007) and the in-memory twin alike:
-renewals of one window take turns, so racing holders never lease past the budget, and a lease
-not renewed within its TTL is folded into the settled row by the store's own clock."""
+renewals of one window take turns, so racing holders never lease past the budget, a lease not
+renewed within its TTL is folded into the settled row by the store's own clock, and a dead holder of
+an entity the ledger counts is charged what the ledger counted of it (tally_holder_spend)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 
 from services.proxy.budget.lease_store import MemoryLeaseStore, PostgresLeaseStore, WindowKey
-from services.proxy.budget.leases import LeaseAsk
+from services.proxy.budget.leases import DRAIN_GRACE, LeaseAsk
 from shared.db import pool as db_pool
 from tests.fixtures.polling import eventually_async
 
@@ -31,6 +32,26 @@ class Stores:
             return sorted((row.holder, row.charge) for row in store.windows.get(WINDOW, []))
         with psycopg.connect(self.database_url) as conn:
             return sorted(conn.execute("SELECT holder, greatest(granted, used + inflight) FROM tally_leases.budget_leases").fetchall())
+
+    def count(self, store: object, holder: str, spend: Decimal) -> None:
+        """What the ledger has counted of `holder`'s spend in WINDOW."""
+        if isinstance(store, MemoryLeaseStore):
+            store.holder_spend[(WINDOW, holder)] = spend
+            return
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute("INSERT INTO tally_holder_spend (entity_type, entity_id, window_start, holder, spend, window_end)"
+                         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (entity_type, entity_id, window_start, holder)"
+                         " DO UPDATE SET spend = EXCLUDED.spend",
+                         (WINDOW.entity_type, WINDOW.entity_id, WINDOW.start, holder, spend, WINDOW.end))
+
+    def age(self, store: object, holder: str, past_expiry: timedelta) -> None:
+        """Move the store's clock on until `holder`'s lease expired `past_expiry` ago."""
+        if isinstance(store, MemoryLeaseStore):
+            expires = next(row.expires_at for row in store.windows[WINDOW] if row.holder == holder)
+            store.clock = lambda: expires + past_expiry  # type: ignore[operator]
+            return
+        with psycopg.connect(self.database_url) as conn:  # the authority's clock is Postgres's now()
+            conn.execute("UPDATE tally_leases.budget_leases SET expires_at = now() - %s WHERE holder = %s", (past_expiry, holder))
 
     def expired(self, holder: str) -> bool:
         with psycopg.connect(self.database_url) as conn:
@@ -75,6 +96,22 @@ async def test_a_lease_not_renewed_within_its_ttl_is_folded_into_the_settled_row
     grant = await lease_store.renew(WINDOW, LeaseAsk("b", D(100), D(0), D(0), D(0), D(0), D(100)), 30)  # type: ignore[attr-defined]
     assert grant.granted == D("87.5")
     assert stores.rows(lease_store) == [("b", D("87.5")), ("~settled", D("12.5"))]
+
+
+async def test_a_dead_holder_past_the_grace_is_charged_what_the_ledger_counted_of_it(store: tuple[object, Stores]) -> None:
+    """a (granted 12.5, used 2) dead past DRAIN_GRACE, the ledger counted 3 of it: b gets 97; counted 5 later, b's next renewal knows 102."""
+    lease_store, stores = store
+    await lease_store.renew(WINDOW, LeaseAsk("a", D(100), D(0), D(0), D(0), D(0), D(1), ledger_counted=True), 30)  # type: ignore[attr-defined]
+    await lease_store.renew(WINDOW, LeaseAsk("a", D(100), D(0), D("12.5"), D(2), D(0), D(0), ledger_counted=True), 30)  # type: ignore[attr-defined]
+    stores.count(lease_store, "a", D(3))
+    stores.age(lease_store, "a", DRAIN_GRACE + timedelta(seconds=1))
+    ask = LeaseAsk("b", D(100), D(0), D(0), D(0), D(0), D(100), ledger_counted=True)
+    assert (await lease_store.renew(WINDOW, ask, 30)).granted == D(97)  # type: ignore[attr-defined]
+    assert stores.rows(lease_store) == [("a", D("12.5")), ("b", D(97))]  # a's row kept, its grant as it was
+    stores.count(lease_store, "a", D(5))
+    again = LeaseAsk("b", D(100), D(0), D(97), D(97), D(0), D(1), ledger_counted=True)
+    grant = await lease_store.renew(WINDOW, again, 30)  # type: ignore[attr-defined]
+    assert (grant.headroom, grant.known, grant.final) == (D(0), D(102), True)
 
 
 async def test_the_first_renewal_creates_the_lease_table_on_a_database_the_ledger_has_not_migrated(

@@ -3,8 +3,8 @@ one keep-alive client gets its whole budget (and its whole rpm_limit), 64 concur
 by at most one call per worker, max_parallel_requests holds across all four workers, a team's and a
 customer's rpm_limit hold over their keys and both replicas, so do a key's per-model limits and a
 member's max_budget_in_team, a SIGKILLed worker's lease expires and
-is folded into the window's settled spend, and its restarted successor holds only what it was
-granted itself.
+is then charged what the ledger counted of its calls (its unused part granted to the others, late
+events raising its charge), and its restarted successor holds only what it was granted itself.
 
 Prices as in test_budgets_replicas.py: every call costs exactly 0.0000074."""
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -23,7 +25,10 @@ import orjson
 import psycopg
 import pytest
 
+from services.proxy.budget.leases import DRAIN_GRACE
 from shared.keys import hash_key
+from tests.fixtures.events import priced_event
+from tests.fixtures.ledger_support import produce
 from tests.fixtures.polling import eventually, eventually_async
 from tests.fixtures.stack import TallyStack, running_stack
 from tests.integration.test_budgets_replicas import CALL_COST, admin, assert_budget_refusals, chat, hammer, new_key
@@ -34,6 +39,8 @@ pytestmark = pytest.mark.integration
 WORKERS = 2
 PROCESSES = 2 * WORKERS  # lease holders: 2 replicas x 2 workers
 TTL_S = 2.0
+DRAIN_GRACE_S = DRAIN_GRACE.total_seconds()
+LEASE_WAIT_S = 2.0  # TALLY_BUDGET_LEASE_WAIT_S's default: how long a call short of lease renews before it is refused
 
 
 @pytest.fixture(scope="module")
@@ -92,35 +99,96 @@ async def test_64_callers_on_two_replicas_of_two_workers_pass_the_budget_by_at_m
     assert budget * Decimal("0.99") <= spent <= budget + PROCESSES * CALL_COST, spent / CALL_COST
 
 
-async def test_a_sigkilled_workers_lease_expires_and_the_rest_of_the_budget_is_delivered(two_by_two: TallyStack) -> None:
-    """A worker killed holding a lease: its row is folded into ~settled at its charge after the TTL, and
-    the other workers deliver everything else: the only loss is the dead lease's unused headroom."""
+def holder_spend(stack: TallyStack, key: str, holder: str) -> Decimal:
+    """What the ledger counted of `holder`'s calls with `key` (a budget without a window)."""
+    with psycopg.connect(stack.common.database_url) as conn:
+        row = conn.execute("SELECT spend FROM tally_holder_spend WHERE entity_type = 'key' AND entity_id = %s AND holder = %s",
+                           (hash_key(key), holder)).fetchone()
+    return row[0] if row else Decimal(0)
+
+
+def lease_expired(stack: TallyStack, key: str, holder: str) -> bool:
+    with psycopg.connect(stack.common.database_url) as conn:
+        row = conn.execute("SELECT expires_at < now() FROM tally_leases.budget_leases"
+                           " WHERE entity_type = 'key' AND entity_id = %s AND holder = %s", (hash_key(key), holder)).fetchone()
+    return bool(row and row[0])
+
+
+async def kill_the_worker_serving(stack: TallyStack, key: str, calls: int) -> str:
+    """`calls` calls on one keep-alive connection to proxy-a, then SIGKILL the worker that served
+    them (once both of proxy-a's workers run); returns its lease holder id."""
+    proxy = stack.services["proxy-a"]
+    eventually(lambda: len(workers_of(proxy.process.pid)) == WORKERS, 30, "both of proxy-a's workers running")
+    eventually(lambda: proxy.log_path.read_text().count('"proxy_worker_ready"') >= len(_killed) + WORKERS, 60,
+               "the restarted worker ready")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for _ in range(calls):
+            assert (await chat(session, stack, "proxy-a", key))[0] == 200
+        serving = [pid for pid in workers_of(proxy.process.pid) if connections_of(pid, proxy.port)]
+        assert len(serving) == 1
+        (holder, _), = lease_rows(stack, key).items()
+        os.kill(serving[0], signal.SIGKILL)
+        _killed.append(serving[0])
+    return holder
+
+
+_killed: list[int] = []  # workers this module killed: each restart logs one more "proxy_worker_ready"
+
+
+async def calls_as_budget_returns(stack: TallyStack, key: str, wanted: int, timeout: float) -> tuple[int, Decimal]:
+    """Calls to proxy-b until refused, again and again (a dead worker's unused lease is free only
+    after its expiry and DRAIN_GRACE), until `wanted` calls went through or `timeout`; then once more,
+    which must be refused at once. Returns the calls and what they cost."""
+    total = [0, Decimal(0)]
+
+    async def served_all() -> bool:
+        async with aiohttp.ClientSession() as session:
+            calls, spent = await calls_until_refused(session, stack, "proxy-b", key)
+        total[0], total[1] = total[0] + calls, total[1] + spent
+        return total[0] >= wanted
+
+    await eventually_async(served_all, timeout, f"{wanted} calls served on proxy-b", interval=0.3)
+    async with aiohttp.ClientSession() as session:
+        assert (await calls_until_refused(session, stack, "proxy-b", key))[0] == 0
+    return total[0], total[1]  # type: ignore[return-value]
+
+
+async def test_a_sigkilled_workers_unused_lease_comes_back_at_expiry(two_by_two: TallyStack) -> None:
+    """A worker killed 10 calls into a budget of 100: within TTL + DRAIN_GRACE (+ slack) of its last renewal
+    it is charged the 10 calls the ledger counted (its successor sent what its journal kept), its row kept,
+    and the other replica delivers exactly the other 90."""
     budget = CALL_COST * 100
     async with aiohttp.ClientSession() as admin:
         key = await new_key(admin, two_by_two, max_budget=float(budget))
-    proxy = two_by_two.services["proxy-a"]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-        for _ in range(10):
-            assert (await chat(session, two_by_two, "proxy-a", key))[0] == 200
-        serving = [pid for pid in workers_of(proxy.process.pid) if connections_of(pid, proxy.port)]
-        assert len(serving) == 1
-        (dead_holder, (granted, _, dead_charge)), = lease_rows(two_by_two, key).items()
-        os.kill(serving[0], signal.SIGKILL)
-    async with aiohttp.ClientSession() as session:
-        calls, spent = await calls_until_refused(session, two_by_two, "proxy-b", key)
+    dead_holder = await kill_the_worker_serving(two_by_two, key, 10)
+    killed_at = time.monotonic()
+    calls, spent = await calls_as_budget_returns(two_by_two, key, 90, TTL_S + DRAIN_GRACE_S + 10)
+    took = time.monotonic() - killed_at
+    assert (calls, spent) == (90, 90 * CALL_COST)
+    assert took < TTL_S + DRAIN_GRACE_S + LEASE_WAIT_S + 3, took  # not the window's end: the expiry and the grace
+    assert holder_spend(two_by_two, key, dead_holder) == 10 * CALL_COST
+    granted, used, _ = lease_rows(two_by_two, key)[dead_holder]  # kept, marked dead by its expiry
+    assert lease_expired(two_by_two, key, dead_holder) and granted > 10 * CALL_COST
 
-        async def folded() -> bool:
-            await chat(session, two_by_two, "proxy-b", key)  # a renewal after the TTL folds the dead lease
-            rows = lease_rows(two_by_two, key)
-            return dead_holder not in rows and rows["~settled"][2] == dead_charge
 
-        await eventually_async(folded, 4 * TTL_S, "the dead worker's lease folded into ~settled", interval=0.3)
-    delivered = 10 * CALL_COST + spent
-    unused = dead_charge - 10 * CALL_COST  # what the dead worker held and never used
-    assert dead_charge == granted
-    assert delivered <= budget + PROCESSES * CALL_COST
-    assert budget - unused - CALL_COST <= delivered, (delivered / CALL_COST, unused / CALL_COST)
-    assert unused <= budget / 4  # a slice: an eighth of what was left, renewed once at most
+async def test_a_dead_holders_late_events_raise_its_charge(two_by_two: TallyStack) -> None:
+    """After a killed worker's 10 calls were counted, the ledger counts 2 more of its calls (answered after
+    its last report, sent late; its lease was at least 12.5 calls): the authority charges it 12 calls, so the
+    other replica gets exactly 88 of 100."""
+    budget = CALL_COST * 100
+    async with aiohttp.ClientSession() as admin:
+        key = await new_key(admin, two_by_two, max_budget=float(budget))
+    dead_holder = await kill_the_worker_serving(two_by_two, key, 10)
+    eventually(lambda: holder_spend(two_by_two, key, dead_holder) == 10 * CALL_COST, 30, "its 10 calls counted")
+    now = datetime.now(timezone.utc)
+    late = priced_event(cost=2 * CALL_COST, request_id=f"late-{uuid.uuid4()}", api_key_hash=hash_key(key),
+                        start_time=now, end_time=now, lease_holder=dead_holder)
+    await produce(two_by_two.common, [late])
+    eventually(lambda: holder_spend(two_by_two, key, dead_holder) == 12 * CALL_COST, 10, "the late event counted")
+    assert lease_rows(two_by_two, key)[dead_holder][0] >= 12 * CALL_COST  # what it was granted covers them
+    calls, spent = await calls_as_budget_returns(two_by_two, key, 88, TTL_S + DRAIN_GRACE_S + 10)
+    assert (calls, spent) == (88, 88 * CALL_COST)
+    assert dead_holder in lease_rows(two_by_two, key)  # kept: a later count would raise its charge again
 
 
 async def test_a_restarted_worker_holds_only_what_it_was_granted_itself(two_by_two: TallyStack) -> None:

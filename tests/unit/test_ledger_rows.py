@@ -60,8 +60,16 @@ def expected_row(event: PricedUsageEvent, store_bodies: bool) -> list[Any]:
         json_text(u.response) if store_bodies and u.response is not None else None, None,
         tokens.cache_read_input_tokens, tokens.cache_creation_input_tokens, tokens.reasoning_tokens,
         event.priced_model, event.unpriced, event.catalog_version, u.quoted_cost,
-        json_text(list(dict.fromkeys(tags))) if len(set(tags)) < len(tags) else None,
+        json_text(list(dict.fromkeys(tags))) if len(set(tags)) < len(tags) else None, u.lease_holder,
     ]
+
+
+def test_copy_lines_carry_the_lease_holder_after_the_spend_log_cells():
+    """The budget lease holder travels as the last COPY cell and on the line, for the per-holder count, never in the spend log's cells."""
+    line = spend_log_line(_priced(lease_holder="h:4000/0/abc"), False)
+    cells = _copy_cells(line.text)
+    assert (cells[len(SPEND_LOG_COLUMNS):], line.lease_holder) == ([None, "h:4000/0/abc"], "h:4000/0/abc")
+    assert "h:4000/0/abc" not in cells[:len(SPEND_LOG_COLUMNS)]
 
 
 def test_copy_lines_carry_json_columns_as_exact_text():
@@ -70,9 +78,9 @@ def test_copy_lines_carry_json_columns_as_exact_text():
     cells = _copy_cells(line.text)
     row = dict(zip(SPEND_LOG_COLUMNS, cells))
     assert (line.request_id, line.end_time) == ("r1", T0 + timedelta(milliseconds=1250))
-    assert cells[len(SPEND_LOG_COLUMNS):] == [None]
+    assert cells[len(SPEND_LOG_COLUMNS):] == [None, None]
     repeated = spend_log_line(_priced(request_tags=["a", "b", "a"]), False)
-    assert _copy_cells(repeated.text)[len(SPEND_LOG_COLUMNS):] == ['["a","b"]']
+    assert _copy_cells(repeated.text)[len(SPEND_LOG_COLUMNS):] == ['["a","b"]', None]
     assert row["metadata"] == '{"user_api_key_alias":"alias","cost_breakdown":{"input":"0.0000030"}}'
     assert row["request_tags"] == '["a","b"]'
     assert (row["spend"], row["request_duration_ms"], row["model"], row["messages"], row["unpriced"]) == (

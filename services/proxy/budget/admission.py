@@ -43,6 +43,7 @@ class Admission:
     request: BudgetRequest
     soft_budget_exceeded: bool = False
     reservation: object = None
+    lease_holder: str | None = None  # the budget lease holder that admitted it: named on its usage event
 
 
 class AwaitRenewal(Exception):

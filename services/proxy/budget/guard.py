@@ -170,6 +170,7 @@ class BudgetGuard:
 
         cost = None
         soft = False
+        leased = False
         short: Short = []
         for spec, account in budgeted:
             total = self.totals.get(spec.kind, spec.entity_id)
@@ -178,6 +179,12 @@ class BudgetGuard:
             if spec.max_budget is not None:
                 if cost is None:
                     cost = self.estimate(request)
+                leased = True
+                if account.expires <= self.keeper.clock():
+                    # The authority may already count this lease as its dead holder's and have granted
+                    # its unused part to others: admit nothing on it until a renewal gets through.
+                    short.append((account, max(ZERO, account.committed + cost - account.lease)))
+                    continue
                 verdict = judge(account, counted, as_of, cost, waited)
                 if verdict.short:
                     short.append((account, account.committed + cost - account.lease))  # what the call lacks
@@ -215,7 +222,8 @@ class BudgetGuard:
                 self.slots_held += 1
         if not key_spec.budgeted:
             held.append(key_account.reserve(ZERO))
-        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account))
+        return Admission(request, soft_budget_exceeded=soft, reservation=Hold(held, key_account),
+                         lease_holder=self.keeper.holder if leased else None)
 
     def _scoped_limits(self, request: BudgetRequest, now: datetime) -> tuple[list[tuple[BudgetSpec, Account]], RateSpecs]:
         """The limits that hold for this key only on some calls: its model_max_budget and

@@ -7,10 +7,11 @@ that keeps leases useful and small:
 - renews ahead of need, when an account's headroom falls below half of its last slice (or below
   its largest estimate), so a busy key rarely waits;
 - heartbeats a lease that still holds headroom or calls in flight, reporting what it used, so it
-  does not expire while its holder lives (the authority folds a lease that is not renewed within
-  the TTL into the window's settled spend at its full charge); at each heartbeat it measures the
-  account's recent use here and trims the lease to `horizon_s` of it (at least one call), and asks
-  for no more than that when it renews ahead of need: a worker that dies holds little unused;
+  does not expire while its holder lives (the authority treats a lease not renewed within the TTL
+  as its dead holder's, and the guard admits nothing on one not renewed for 0.8 TTL); at each
+  heartbeat it measures the account's recent use here and trims the lease to `horizon_s` of it (at
+  least one call), and asks for no more than that when it renews ahead of need: a worker that dies
+  holds little unused;
 - returns what an idle account holds (nothing admitted for `idle_s`, nothing in flight): its grant
   falls to what it used, and the rest is free for every other worker;
 - trims a lease to what is committed plus one call once the authority said nothing is left
@@ -31,7 +32,7 @@ import structlog
 
 from services.proxy.budget.core import SLOTS, ZERO, Account, counted_spend
 from services.proxy.budget.lease_store import LeasesUnavailable, LeaseStore, WindowKey
-from services.proxy.budget.leases import LeaseAsk
+from services.proxy.budget.leases import LEDGER_COUNTED, LeaseAsk
 from services.proxy.budget.rate_limits import KINDS as RATE_KINDS
 from services.proxy.budget.totals import TotalsView
 from shared.events import utcnow
@@ -88,7 +89,7 @@ class LeaseKeeper:
         total = self.totals.get(spec.kind, spec.entity_id)
         ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
                        used=account.own, inflight=account.reserved, want=want, most=most,
-                       concurrent=spec.kind == CONCURRENT_KIND)
+                       concurrent=spec.kind == CONCURRENT_KIND, ledger_counted=spec.kind in LEDGER_COUNTED)
         window = WindowKey(spec.kind, spec.entity_id, account.start, account.end)
         sent = self.clock()
         try:

@@ -3,19 +3,23 @@
 Both run the same arithmetic (leases.grant) over all the rows of one entity's window, under a lock
 that makes renewals of one window take turns (in Postgres: a transaction-scoped advisory lock, so a
 window with no rows yet is serialised too). Time is the store's: Postgres's now() decides expiry,
-so the workers' clocks play no part."""
+so the workers' clocks play no part. A dead row (expired) of a kind the ledger counts is given the
+ledger's count of its holder's spend in the window (`tally_holder_spend`, migration 0012, in the
+ledger's schema on the database's search path; where it is missing, a dead row keeps its full
+charge)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from services.proxy.budget.leases import LeaseAsk, LeaseGrant, LeaseRow, grant
+from services.proxy.budget.leases import SETTLED, ZERO, LeaseAsk, LeaseGrant, LeaseRow, grant
 from services.proxy.errors import ServiceUnavailable
 from shared.events import utcnow
 from shared.migrations import _LOCK_ID as MIGRATIONS_LOCK
@@ -57,12 +61,17 @@ class MemoryLeaseStore:
     def __init__(self, clock=utcnow) -> None:  # type: ignore[no-untyped-def]
         self.clock = clock
         self.windows: dict[WindowKey, list[LeaseRow]] = {}
+        self.holder_spend: dict[tuple[WindowKey, str], Decimal] = {}  # what the ledger counted, per holder
         self._lock = asyncio.Lock()
 
     async def renew(self, window: WindowKey, ask: LeaseAsk, ttl_s: float) -> LeaseGrant:
         async with self._lock:
             now = self.clock()
-            result, rows = grant(self.windows.get(window, []), ask, now)
+            rows = self.windows.get(window, [])
+            if ask.ledger_counted:
+                rows = [replace(row, counted=self.holder_spend.get((window, row.holder), ZERO))
+                        if row.drained(now) and row.holder != SETTLED else row for row in rows]
+            result, rows = grant(rows, ask, now)
             self.windows[window] = [replace(row, expires_at=now + timedelta(seconds=ttl_s)) if row.holder == ask.holder else row
                                     for row in rows]
             return result
@@ -79,6 +88,8 @@ _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7305012))"
 _ROWS = ("SELECT holder, granted, used, inflight, expires_at, now() FROM tally_leases.budget_leases"
          " WHERE entity_type = %s AND entity_id = %s AND window_start = %s")
 _NOW = "SELECT now()"
+_HOLDER_SPEND = ("SELECT holder, spend FROM tally_holder_spend"
+                 " WHERE entity_type = %s AND entity_id = %s AND window_start = %s AND holder = ANY(%s)")
 _DELETE_OTHERS = ("DELETE FROM tally_leases.budget_leases WHERE entity_type = %s AND entity_id = %s AND window_start = %s"
                   " AND NOT (holder = ANY(%s))")
 _UPSERT = (
@@ -127,6 +138,12 @@ class PostgresLeaseStore:
                 now = (await (await conn.execute(_NOW)).fetchone())[0]  # type: ignore[index]
             rows = [LeaseRow(holder, granted, used, inflight, expires_at)
                     for holder, granted, used, inflight, expires_at, _ in fetched]
+            dead = [row.holder for row in rows if row.drained(now) and row.holder not in (SETTLED, ask.holder)]
+            if dead and ask.ledger_counted:
+                counted = await _holder_spend(conn, where, dead)
+                if counted is not None:
+                    rows = [replace(row, counted=counted.get(row.holder, ZERO)) if row.holder in dead else row
+                            for row in rows]
             result, after = grant(rows, ask, now)
             await conn.execute(_DELETE_OTHERS, (*where, [row.holder for row in after]))
             for row in after:
@@ -142,3 +159,14 @@ class PostgresLeaseStore:
                 return cursor.rowcount
         except (psycopg.Error, OSError) as exc:
             raise LeasesUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+async def _holder_spend(conn: psycopg.AsyncConnection, where: tuple, holders: list[str]) -> dict[str, Decimal] | None:
+    """The ledger's count of each holder's spend in the window; None when the ledger has no such
+    table here (not migrated to 0012 yet): the dead rows then keep their full charge."""
+    try:
+        async with conn.transaction():  # a savepoint: a missing table must not end the renewal's transaction
+            cursor = await conn.execute(_HOLDER_SPEND, (*where, holders))
+            return {holder: spend for holder, spend in await cursor.fetchall()}
+    except psycopg.errors.UndefinedTable:
+        return None

@@ -321,7 +321,7 @@ class Relay:
             target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage, stream=stream,
             completion_start_time=completion_start_time, response_model=response_model,
             soft_budget_exceeded=call.admission.soft_budget_exceeded, requester_ip_address=call.requester_ip,
-            metadata_extra=metadata_extra,
+            metadata_extra=metadata_extra, lease_holder=call.admission.lease_holder,
         )
         event, cost = self.quoter.quote(event)
         if not self.book.close(call):
@@ -354,6 +354,7 @@ class Relay:
             target=call.target, start_time=call.start_time, end_time=utcnow(), usage=usage or TokenUsage(),
             stream=stream, error_status=status, error_message=message[:2000],
             soft_budget_exceeded=call.admission.soft_budget_exceeded, requester_ip_address=call.requester_ip,
+            lease_holder=call.admission.lease_holder,
         )
         if not self.book.close(call):
             return

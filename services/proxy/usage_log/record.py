@@ -88,6 +88,7 @@ def usage_event(
     soft_budget_exceeded: bool = False,
     requester_ip_address: str | None = None,
     metadata_extra: dict | None = None,
+    lease_holder: str | None = None,
 ) -> UsageEvent:
     metadata = dict(attribution.metadata)
     if metadata_extra:
@@ -130,4 +131,5 @@ def usage_event(
         "quoted_catalog_version": None,
         "messages": None,
         "response": None,
+        "lease_holder": lease_holder,
     })
