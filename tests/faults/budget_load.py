@@ -1,0 +1,103 @@
+"""Budget clients for the cluster fault suite: spend one key's `max_budget` through the proxy
+replicas until it is refused, and hand every answered call to the books as the load client does, so
+the module's books (every call logged once at its quoted cost) cover these calls too.
+
+Each key is made in a team and for a user of the population and every call names a customer of it,
+so the books can attribute the calls; the calls carry `max_tokens` (the proxy's estimate, an upper
+bound of the cost) and the fake upstream's default usage (20 + 80 tokens), so each costs the same.
+A refusal must be LiteLLM's budget error (400, type `budget_exceeded`); any other answer is a failure
+the books report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import aiohttp
+import orjson
+
+from tests.faults.load import Answered, Failed, LoadResult, Population, VirtualKey
+
+BODY = {"model": "llama3", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 80}
+
+
+@dataclass
+class BudgetRun:
+    """What one key's callers were answered: the calls (as the books take them) and the refusals."""
+
+    key: VirtualKey
+    max_budget: Decimal
+    result: LoadResult = field(default_factory=lambda: LoadResult(rate=0.0))
+    refused: int = 0  # 400 budget_exceeded
+
+    @property
+    def spent(self) -> Decimal:
+        """Σ the cost headers of the answered calls: what the ledger must count for the key."""
+        return sum((a.cost for a in self.result.answered), Decimal(0))
+
+    @property
+    def call_costs(self) -> set[Decimal]:
+        return {a.cost for a in self.result.answered}
+
+
+async def budget_key(proxy: str, master_key: str, population: Population, max_budget: Decimal) -> VirtualKey:
+    """A key with `max_budget` (sent as an exact JSON number), in the population's first team, for its first user."""
+    team_id, user_id = population.teams[0], population.users[0]
+    fields = orjson.dumps({"team_id": team_id, "user_id": user_id})
+    body = fields[:-1] + b',"max_budget":' + str(max_budget).encode() + b"}"
+    async with aiohttp.ClientSession() as session, session.post(
+            proxy + "/key/generate", data=body,
+            headers={"Authorization": f"Bearer {master_key}", "Content-Type": "application/json"}) as resp:
+        answer = await resp.read()
+        assert resp.status == 200, f"/key/generate answered {resp.status}: {answer[:300]!r}"
+    return VirtualKey(orjson.loads(answer)["key"], team_id, user_id, ())
+
+
+async def call(session: aiohttp.ClientSession, bases: list[str], run: BudgetRun, customer: str, first: int = 0) -> bool:
+    """One call, to bases[first] or, when that one refuses the connection, the next; False once the
+    budget refused it (or every replica refused the connection, recorded as a failure)."""
+    body = orjson.dumps({**BODY, "user": customer})
+    headers = {"Authorization": f"Bearer {run.key.raw}", "Content-Type": "application/json"}
+    for attempt in range(len(bases)):
+        base = bases[(first + attempt) % len(bases)]
+        sent = time.monotonic()
+        try:
+            async with session.post(base + "/chat/completions", data=body, headers=headers) as resp:
+                answer = await resp.read()
+                if resp.status == 400 and orjson.loads(answer)["error"]["type"] == "budget_exceeded":
+                    run.refused += 1
+                    return False
+                if resp.status != 200:
+                    run.result.failed.append(Failed(base, f"HTTP {resp.status}: {answer[:200]!r}", resp.status, time.monotonic(), True))
+                    return False
+                run.result.answered.append(Answered(resp.headers["x-litellm-call-id"], Decimal(resp.headers["x-litellm-response-cost"]),
+                                                    run.key, customer, (), base, sent, time.monotonic(), time.time()))
+                return True
+        except aiohttp.ClientConnectorError:  # refused: the request never left; try the next replica
+            run.result.redirected += 1
+            continue
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # sent, then lost: maybe recorded
+            run.result.failed.append(Failed(base, f"{type(exc).__name__}: {exc}", None, time.monotonic(), True))
+            return False
+    run.result.failed.append(Failed(bases[first], "every replica refused the connection", None, time.monotonic(), False))
+    return False
+
+
+async def concurrent_callers(bases: list[str], run: BudgetRun, customer: str, callers: int = 64) -> None:
+    """`callers` clients, each on its own connections, alternating replicas, each until refused."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=callers),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async def caller(i: int) -> None:
+            while await call(session, bases, run, customer, first=i % len(bases)):
+                pass
+
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+
+
+async def keep_alive_client(base: str, run: BudgetRun, customer: str) -> None:
+    """One client on one keep-alive connection (so one worker of one replica) until refused."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while await call(session, [base], run, customer):
+            pass
