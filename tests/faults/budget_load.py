@@ -5,8 +5,10 @@ the module's books (every call logged once at its quoted cost) cover these calls
 Each key is made in a team and for a user of the population and every call names a customer of it,
 so the books can attribute the calls; the calls carry `max_tokens` (the proxy's estimate, an upper
 bound of the cost) and the fake upstream's default usage (20 + 80 tokens), so each costs the same.
-A refusal must be LiteLLM's budget error (400, type `budget_exceeded`); any other answer is a failure
-the books report."""
+A refusal must be LiteLLM's budget error (400, type `budget_exceeded`). A 503 `service_unavailable`
+(no lease granted within `TALLY_BUDGET_LEASE_WAIT_S`: renewals too slow, e.g. on a starved machine)
+is answered before the upstream is called; the client tries again, as the message asks, a bounded
+number of times. Any other answer is a failure the books report."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import orjson
 from tests.faults.load import Answered, Failed, LoadResult, Population, VirtualKey
 
 BODY = {"model": "llama3", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 80}
+UNAVAILABLE_RETRIES = 10  # 503s in a row a call is sent again after (each after the proxy's own lease wait)
 
 
 @dataclass
@@ -31,6 +34,7 @@ class BudgetRun:
     max_budget: Decimal
     result: LoadResult = field(default_factory=lambda: LoadResult(rate=0.0))
     refused: int = 0  # 400 budget_exceeded
+    unavailable: int = 0  # 503 service_unavailable, sent again
 
     @property
     def spent(self) -> Decimal:
@@ -56,11 +60,12 @@ async def budget_key(proxy: str, master_key: str, population: Population, max_bu
 
 
 async def call(session: aiohttp.ClientSession, bases: list[str], run: BudgetRun, customer: str, first: int = 0) -> bool:
-    """One call, to bases[first] or, when that one refuses the connection, the next; False once the
-    budget refused it (or every replica refused the connection, recorded as a failure)."""
+    """One call, to bases[first] or, when that one refuses the connection or answers 503, the next;
+    False once the budget refused it (or every replica refused the connection, recorded as a failure)."""
     body = orjson.dumps({**BODY, "user": customer})
     headers = {"Authorization": f"Bearer {run.key.raw}", "Content-Type": "application/json"}
-    for attempt in range(len(bases)):
+    attempt, unavailable = 0, 0
+    while attempt < len(bases):
         base = bases[(first + attempt) % len(bases)]
         sent = time.monotonic()
         try:
@@ -69,6 +74,11 @@ async def call(session: aiohttp.ClientSession, bases: list[str], run: BudgetRun,
                 if resp.status == 400 and orjson.loads(answer)["error"]["type"] == "budget_exceeded":
                     run.refused += 1
                     return False
+                if resp.status == 503 and orjson.loads(answer)["error"]["type"] == "service_unavailable" and unavailable < UNAVAILABLE_RETRIES:
+                    run.unavailable += 1
+                    unavailable += 1
+                    first += 1  # to the next replica, as a load balancer would
+                    continue
                 if resp.status != 200:
                     run.result.failed.append(Failed(base, f"HTTP {resp.status}: {answer[:200]!r}", resp.status, time.monotonic(), True))
                     return False
@@ -77,6 +87,7 @@ async def call(session: aiohttp.ClientSession, bases: list[str], run: BudgetRun,
                 return True
         except aiohttp.ClientConnectorError:  # refused: the request never left; try the next replica
             run.result.redirected += 1
+            attempt += 1
             continue
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # sent, then lost: maybe recorded
             run.result.failed.append(Failed(base, f"{type(exc).__name__}: {exc}", None, time.monotonic(), True))

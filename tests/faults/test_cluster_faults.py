@@ -201,7 +201,7 @@ def assert_budget_kept(rig: FaultRig, run: BudgetRun, cost: Decimal, holders: in
         f"spend {total} passed max_budget {run.max_budget} by {(total - run.max_budget) / cost} calls (bound {holders})")
     share = total / run.max_budget
     print(f"budget {run.max_budget}: {len(run.result.answered)} calls answered, spend {total} "
-          f"({share:.2%}, {(total - run.max_budget) / cost:+} calls), {run.refused} refused")
+          f"({share:.2%}, {(total - run.max_budget) / cost:+} calls), {run.refused} refused, {run.unavailable} 503s sent again")
     return share
 
 
