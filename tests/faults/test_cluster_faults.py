@@ -179,19 +179,21 @@ async def new_budget(rig: FaultRig, calls: int, cost: Decimal) -> BudgetRun:
     return BudgetRun(await budget_key(rig.proxies[0], rig.stack.master_key, rig.population, max_budget), max_budget)
 
 
-def key_spend(database_url: str, key: VirtualKey) -> tuple[Decimal, Decimal]:
-    """(the key's total, Σ its spend logs) in Postgres."""
+def key_spend(database_url: str, key: VirtualKey) -> tuple[Decimal, Decimal, list[tuple]]:
+    """(the key's total, Σ its spend logs, its budget lease rows) in Postgres."""
     with psycopg.connect(database_url) as conn:
         total = conn.execute('SELECT spend FROM "LiteLLM_VerificationToken" WHERE token = %s', (key.hashed,)).fetchone()[0]
         logged = conn.execute('SELECT coalesce(sum(spend), 0) FROM "LiteLLM_SpendLogs" WHERE api_key = %s', (key.hashed,)).fetchone()[0]
-    return total, logged
+        leases = conn.execute("SELECT holder, granted, used, inflight FROM tally_leases.budget_leases WHERE entity_id = %s ORDER BY 1",
+                              (key.hashed,)).fetchall()
+    return total, logged, leases
 
 
 def assert_budget_kept(rig: FaultRig, run: BudgetRun, cost: Decimal, holders: int) -> Decimal:
     """Once the books balance: the key's total = Σ its logs = Σ its cost headers (to the digit, when
     no call of it was ambiguous), every call cost `cost`, and the spend ≤ max_budget + one call per
     holder. Returns the share of the budget delivered."""
-    total, logged = key_spend(rig.stack.common.database_url, run.key)
+    total, logged, leases = key_spend(rig.stack.common.database_url, run.key)
     assert total == logged, f"key total {total} ≠ Σ its spend logs {logged}"
     if not run.result.failed:
         assert total == run.spent, f"key total {total} ≠ Σ its {len(run.result.answered)} cost headers {run.spent}"
@@ -201,7 +203,8 @@ def assert_budget_kept(rig: FaultRig, run: BudgetRun, cost: Decimal, holders: in
         f"spend {total} passed max_budget {run.max_budget} by {(total - run.max_budget) / cost} calls (bound {holders})")
     share = total / run.max_budget
     print(f"budget {run.max_budget}: {len(run.result.answered)} calls answered, spend {total} "
-          f"({share:.2%}, {(total - run.max_budget) / cost:+} calls), {run.refused} refused, {run.unavailable} 503s sent again")
+          f"({share:.2%}, {(total - run.max_budget) / cost:+} calls), {run.refused} refused, {run.unavailable} 503s sent again; "
+          f"leases (holder, granted, used, in flight): {leases}")
     return share
 
 
