@@ -179,6 +179,15 @@ async def new_budget(rig: FaultRig, calls: int, cost: Decimal) -> BudgetRun:
     return BudgetRun(await budget_key(rig.proxies[0], rig.stack.master_key, rig.population, max_budget), max_budget)
 
 
+async def budget_runs(rig: FaultRig, spread_calls: int) -> tuple[Decimal, BudgetRun, BudgetRun]:
+    """Once every worker serves: a call's cost, a key for many callers (`spread_calls` calls' worth)
+    and one for a keep-alive client (BUDGET_CALLS' worth)."""
+    for name in REPLICAS:
+        await all_workers_ready(rig, name)
+    cost = await one_call_cost(rig)
+    return cost, await new_budget(rig, spread_calls, cost), await new_budget(rig, BUDGET_CALLS, cost)
+
+
 def key_spend(database_url: str, key: VirtualKey) -> tuple[Decimal, Decimal, list[tuple]]:
     """(the key's total, Σ its spend logs, its budget lease rows) in Postgres."""
     with psycopg.connect(database_url) as conn:
@@ -212,12 +221,9 @@ def assert_budget_kept(rig: FaultRig, run: BudgetRun, cost: Decimal, holders: in
 async def test_budgets_hold_while_a_broker_is_down(cluster_faults: FaultRig):
     """With one node SIGKILLed, 64 callers over 2 proxies × 2 workers pass a budget by ≤ 4 calls; a keep-alive client gets ≥ 99 % of one."""
     rig = cluster_faults
-    for name in REPLICAS:
-        await all_workers_ready(rig, name)
-    cost = await one_call_cost(rig)
+    cost, spread, keep = await budget_runs(rig, spread_calls=2 * BUDGET_CALLS)
     nodes = rig.broker
     victim = next(n for n in nodes.nodes if n != nodes.active_controller())
-    spread, keep = await new_budget(rig, 2 * BUDGET_CALLS, cost), await new_budget(rig, BUDGET_CALLS, cost)
 
     async def spend_with_a_node_down() -> None:
         await asyncio.to_thread(nodes.sigkill, victim)
@@ -239,10 +245,7 @@ async def test_budgets_hold_while_a_broker_is_down(cluster_faults: FaultRig):
 async def test_budgets_hold_while_a_proxy_restarts(cluster_faults: FaultRig):
     """64 callers spend a budget while proxy-b stops and starts again (6 worker processes in all) and pass it by ≤ 6 calls; a keep-alive client on proxy-a meanwhile gets ≥ 99 % of one."""
     rig = cluster_faults
-    for name in REPLICAS:
-        await all_workers_ready(rig, name)
-    cost = await one_call_cost(rig)
-    spread, keep = await new_budget(rig, 10 * BUDGET_CALLS, cost), await new_budget(rig, BUDGET_CALLS, cost)
+    cost, spread, keep = await budget_runs(rig, spread_calls=10 * BUDGET_CALLS)
     proxy_b_log = rig.stack.services["proxy-b"].log_path
 
     async def spend_while_proxy_b_restarts() -> None:
