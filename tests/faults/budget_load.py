@@ -59,41 +59,53 @@ async def budget_key(proxy: str, master_key: str, population: Population, max_bu
     return VirtualKey(orjson.loads(answer)["key"], team_id, user_id, ())
 
 
+def _error_type(answer: bytes) -> str | None:
+    """The `error.type` of an OpenAI-shaped error body, None for anything else."""
+    try:
+        return orjson.loads(answer)["error"]["type"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 async def call(session: aiohttp.ClientSession, bases: list[str], run: BudgetRun, customer: str, first: int = 0) -> bool:
-    """One call, to bases[first] or, when that one refuses the connection or answers 503, the next;
-    False once the budget refused it (or every replica refused the connection, recorded as a failure)."""
+    """One call, to bases[first] or, when that one refuses the connection or answers 503, the next
+    (as a load balancer would); False once the budget refused it, or once every replica in a row
+    refused the connection (recorded as a failure)."""
     body = orjson.dumps({**BODY, "user": customer})
     headers = {"Authorization": f"Bearer {run.key.raw}", "Content-Type": "application/json"}
-    attempt, unavailable = 0, 0
-    while attempt < len(bases):
+    attempt, refusals, unavailable = -1, 0, 0
+    while True:
+        attempt += 1
         base = bases[(first + attempt) % len(bases)]
         sent = time.monotonic()
         try:
             async with session.post(base + "/chat/completions", data=body, headers=headers) as resp:
                 answer = await resp.read()
-                if resp.status == 400 and orjson.loads(answer)["error"]["type"] == "budget_exceeded":
-                    run.refused += 1
-                    return False
-                if resp.status == 503 and orjson.loads(answer)["error"]["type"] == "service_unavailable" and unavailable < UNAVAILABLE_RETRIES:
-                    run.unavailable += 1
-                    unavailable += 1
-                    first += 1  # to the next replica, as a load balancer would
-                    continue
-                if resp.status != 200:
-                    run.result.failed.append(Failed(base, f"HTTP {resp.status}: {answer[:200]!r}", resp.status, time.monotonic(), True))
-                    return False
-                run.result.answered.append(Answered(resp.headers["x-litellm-call-id"], Decimal(resp.headers["x-litellm-response-cost"]),
-                                                    run.key, customer, (), base, sent, time.monotonic(), time.time()))
-                return True
-        except aiohttp.ClientConnectorError:  # refused: the request never left; try the next replica
+        except aiohttp.ClientConnectorError:  # refused: the request never left
             run.result.redirected += 1
-            attempt += 1
+            refusals += 1
+            if refusals == len(bases):
+                run.result.failed.append(Failed(base, "every replica refused the connection", None, time.monotonic(), False))
+                return False
             continue
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # sent, then lost: maybe recorded
             run.result.failed.append(Failed(base, f"{type(exc).__name__}: {exc}", None, time.monotonic(), True))
             return False
-    run.result.failed.append(Failed(bases[first], "every replica refused the connection", None, time.monotonic(), False))
-    return False
+        refusals = 0
+        kind = _error_type(answer) if resp.status != 200 else None
+        if resp.status == 400 and kind == "budget_exceeded":
+            run.refused += 1
+            return False
+        if resp.status == 503 and kind == "service_unavailable" and unavailable < UNAVAILABLE_RETRIES:
+            run.unavailable += 1
+            unavailable += 1
+            continue
+        if resp.status != 200:
+            run.result.failed.append(Failed(base, f"HTTP {resp.status}: {answer[:200]!r}", resp.status, time.monotonic(), True))
+            return False
+        run.result.answered.append(Answered(resp.headers["x-litellm-call-id"], Decimal(resp.headers["x-litellm-response-cost"]),
+                                            run.key, customer, (), base, sent, time.monotonic(), time.time()))
+        return True
 
 
 async def concurrent_callers(bases: list[str], run: BudgetRun, customer: str, callers: int = 64) -> None:
