@@ -252,8 +252,8 @@ async def test_budgets_hold_while_a_proxy_restarts(cluster_faults: FaultRig):
         spending = asyncio.create_task(concurrent_callers(rig.proxies, spread, rig.population.customers[0]))
         # Every worker holds a lease on the spread key before proxy-b stops.
         await eventually_async(lambda: len(spread.result.answered) >= BUDGET_CALLS or spending.done(), 30, "100 calls of the spread key")
-        async with aiohttp.ClientSession() as fresh:  # proxy-b's workers take a lease of the keep-alive key too
-            for _ in range(CLUSTER_PROXY_WORKERS):
+        for _ in range(CLUSTER_PROXY_WORKERS):  # a new connection each: proxy-b hands them to its workers in turn
+            async with aiohttp.ClientSession() as fresh:  # so each takes a lease of the keep-alive key too
                 assert await call(fresh, [rig.stack.url("proxy-b")], keep, rig.population.customers[1])
         since = proxy_b_log.stat().st_size
         await asyncio.to_thread(rig.stack.kill, "proxy-b", signal.SIGTERM)  # its workers return their leases as they stop
