@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -370,13 +371,14 @@ def compare_cluster(args: argparse.Namespace) -> dict:
     min.insync.replicas 2, acks=all), on this machine; the ratios cluster / single."""
     admin_url = os.environ.get("DATABASE_URL") or ensure_postgres()
     single = ramp_on("single", os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ensure_kafka(), admin_url, args)
-    port = free_ports_below_ephemeral(6)
-    nodes = cluster.nodes(3, port, Path(tempfile.mkdtemp(prefix="tally-bench-e2e-kafka-")), f"kafka-bench-{port}")
+    port, data = free_ports_below_ephemeral(6), Path(tempfile.mkdtemp(prefix="tally-bench-e2e-kafka-"))
+    nodes = cluster.nodes(3, port, data, f"kafka-bench-{port}")
     try:
         servers, _ = cluster.ensure_cluster(members=nodes)
         three = ramp_on("cluster", servers, admin_url, args)
     finally:
         cluster.stop_cluster(members=nodes)
+        shutil.rmtree(data, ignore_errors=True)  # the nodes' logs stay under .run/logs/kafka-bench-<port>-<i>
     # At the highest rate both sustained, or else at the first rate (which both ran).
     common = min(single["highest_sustained_rps"] or 0, three["highest_sustained_rps"] or 0) or args.rates[0]
     at = {kind: next(s for s in run["steps"] if s["asked_rps"] == common) for kind, run in (("single", single), ("cluster", three))}
