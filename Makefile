@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test test-unit bench bench-full faults-full faults-cluster adversarial-full venv ui-assets browser clean prune price-map price-map-diff
+.PHONY: up down status test test-unit bench bench-cluster bench-full faults-full faults-cluster adversarial-full venv ui-assets browser clean prune price-map price-map-diff
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is missing: install Python 3.11+"; exit 1; }
@@ -53,7 +53,8 @@ test-unit: venv
 faults-full: venv
 	@TALLY_FAULTS_FULL=1 $(PY) -m pytest -q -s -m faults tests/faults
 
-# The cluster fault suite on its own three Kafka nodes (docs/faults.md); TALLY_FAULTS_FULL=1 for the long form.
+# The cluster fault suite on its own three Kafka nodes, every step (docs/faults.md; `make test` runs
+# its first: a broker SIGKILLed under load); TALLY_FAULTS_FULL=1 for longer calm windows.
 faults-cluster: venv
 	@TALLY_FAULTS_ALL=1 $(PY) -m pytest -q -s -m cluster_faults tests/faults/test_cluster_faults.py
 
@@ -63,6 +64,10 @@ adversarial-full: venv
 
 bench: venv ui-assets
 	@$(PY) -m bench
+
+# The end-to-end freshness ramp on a single broker and on three Kafka nodes, one run (docs/operations.md).
+bench-cluster: venv
+	@$(PY) bench/bench_e2e.py --compare-cluster
 
 # Delete the scratch topics tests and benchmarks left on the local broker (stack/prune.py).
 prune: venv

@@ -2,6 +2,7 @@
 reports service, Kafka and Postgres, and this process as the load generator.
 
     python bench/bench_e2e.py [--seconds 10] [--overhead-requests 2000]
+    python bench/bench_e2e.py --compare-cluster [--seconds 10] [--rates 100,250,500,750,1000,1250,1500]
 
 Figures, all measured in the same run:
 - freshness: the time from a call's answer to its spend being visible in /global/spend/report
@@ -18,7 +19,16 @@ Figures, all measured in the same run:
 - ledger ingest: the ledger is stopped while load runs, then started; events per second from its
   start to the last row.
 
-Writes bench/results/e2e.json and prints a table."""
+Writes bench/results/e2e.json and prints a table.
+
+`--compare-cluster` runs only the freshness ramp (a 10 s warm-up, then steps at rising rates up to
+the first not sustained), first on a single broker (KAFKA_BOOTSTRAP_SERVERS, else the one `make up` runs), then on
+three KRaft nodes this run starts on free ports and stops afterwards (replication factor 3,
+min.insync.replicas 2, every producer acks=all), each time with one of each service on this
+machine; it reports the highest sustained rate on each, the ratios cluster / single of that rate and
+of the answered rate and freshness p99 at the highest rate both sustained (else the first rate),
+and the load average around each run.
+Writes bench/results/e2e_cluster.json."""
 
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -49,14 +60,19 @@ sys.path.insert(0, str(ROOT))
 from shared.kafka import ensure_topics  # noqa: E402
 from shared.migrations import migrate  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
+from stack import cluster  # noqa: E402
 from stack.kafka import ensure_kafka  # noqa: E402
 from stack.postgres import ensure_postgres  # noqa: E402
 from stack.procs import port_open  # noqa: E402
 from stack.prune import delete_prefixed  # noqa: E402
 from tests.faults.load import Answered, Population, provision, run_load  # noqa: E402
-from tests.fixtures.stack import ServiceProcess, TallyStack, _create_database, free_port, wait_for  # noqa: E402
+from tests.fixtures.faults import free_ports_below_ephemeral  # noqa: E402
+from tests.fixtures.polling import eventually as wait_for  # noqa: E402
+from tests.fixtures.stack import ServiceProcess, TallyStack, _create_database, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "e2e.json"
+CLUSTER_RESULTS = ROOT / "bench" / "results" / "e2e_cluster.json"
+WARM_UP_S = 10.0
 PROBE_EVERY = 20
 POLL_S = 0.05
 SUSTAINED = {"answered_share": 0.95, "freshness_p99_s": 5.0}
@@ -313,9 +329,90 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# -- the same load on one broker and on a three-node cluster --------------------------------------
+
+
+async def ramp(stack: TallyStack, seconds: float, rates: list[float]) -> list[dict]:
+    """Freshness steps at rising rates, up to the first one not sustained, after a warm-up step at
+    the first rate that is not counted (new JVMs, partition leaders and consumer groups settle)."""
+    population = await provision([stack.url("proxy")], stack.master_key, label="bench")
+    warm = await freshness_step(stack, population, rates[0], WARM_UP_S, seed=1000)
+    print(f"  warm-up {rates[0]:.0f}/s for {WARM_UP_S:.0f} s: {warm['answered_rps']}/s answered", flush=True)
+    steps: list[dict] = []
+    for rate in rates:
+        step = await freshness_step(stack, population, rate, seconds, seed=len(steps))
+        steps.append(step)
+        print(f"  {rate:>6.0f}/s asked: {step['answered_rps']:>7.1f}/s answered, row freshness p50 {step['freshness_row_s']['p50']} s "
+              f"p99 {step['freshness_row_s']['p99']} s, sustained {step['sustained']}", flush=True)
+        if not step["sustained"]:
+            break
+    return steps
+
+
+def ramp_on(kind: str, kafka: str, admin_url: str, args: argparse.Namespace) -> dict:
+    """Start the stack (one of each service) on `kafka`, ramp the load, stop it; with the load average around it."""
+    work = Path(tempfile.mkdtemp(prefix=f"tally-bench-e2e-{kind}-"))
+    load_before = os.getloadavg()
+    stack, database = start_stack(kafka, admin_url, work)
+    print(f"bench e2e on {kind} Kafka ({kafka}): logs in {work}", flush=True)
+    try:
+        steps = asyncio.run(ramp(stack, args.seconds, args.rates))
+    finally:
+        stack.stop_all()
+        asyncio.run(delete_prefixed(kafka, stack.common.topic_prefix))
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    return {"kafka": kafka, "steps": steps, "highest_sustained_rps": max((s["asked_rps"] for s in steps if s["sustained"]), default=None),
+            "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def compare_cluster(args: argparse.Namespace) -> dict:
+    """The same ramp on a single broker, then on three KRaft nodes of this run's own (RF 3,
+    min.insync.replicas 2, acks=all), on this machine; the ratios cluster / single."""
+    admin_url = os.environ.get("DATABASE_URL") or ensure_postgres()
+    single = ramp_on("single", os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ensure_kafka(), admin_url, args)
+    port, data = free_ports_below_ephemeral(6), Path(tempfile.mkdtemp(prefix="tally-bench-e2e-kafka-"))
+    nodes = cluster.nodes(3, port, data, f"kafka-bench-{port}")
+    try:
+        servers, _ = cluster.ensure_cluster(members=nodes)
+        three = ramp_on("cluster", servers, admin_url, args)
+    finally:
+        cluster.stop_cluster(members=nodes)
+        shutil.rmtree(data, ignore_errors=True)  # the nodes' logs stay under .run/logs/kafka-bench-<port>-<i>
+    # At the highest rate both sustained, or else at the first rate (which both ran).
+    common = min(single["highest_sustained_rps"] or 0, three["highest_sustained_rps"] or 0) or args.rates[0]
+    at = {kind: next(s for s in run["steps"] if s["asked_rps"] == common) for kind, run in (("single", single), ("cluster", three))}
+
+    def ratio(cluster_value: float | None, single_value: float | None) -> float | None:
+        return round(cluster_value / single_value, 2) if cluster_value is not None and single_value else None
+
+    return {"single": single, "cluster": three, "ratios_cluster_over_single": {
+        "highest_sustained_rps": ratio(three["highest_sustained_rps"], single["highest_sustained_rps"]),
+        "at_rps": common, "answered_rps": ratio(at["cluster"]["answered_rps"], at["single"]["answered_rps"]),
+        "freshness_row_p99": ratio(at["cluster"]["freshness_row_s"]["p99"], at["single"]["freshness_row_s"]["p99"]),
+        "freshness_report_p99": ratio(at["cluster"]["freshness_report_s"]["p99"], at["single"]["freshness_report_s"]["p99"])}}
+
+
+def compare_table(results: dict) -> str:
+    lines = [f"{'kafka':<8} {'asked/s':>8} {'answered/s':>10} {'row p50':>8} {'row p99':>8} {'report p99':>10} sustained"]
+    for kind in ("single", "cluster"):
+        run = results[kind]
+        for s in run["steps"]:
+            lines.append(f"{kind:<8} {s['asked_rps']:>8.0f} {s['answered_rps']:>10.1f} {s['freshness_row_s']['p50']!s:>8} "
+                         f"{s['freshness_row_s']['p99']!s:>8} {s['freshness_report_s']['p99']!s:>10} {s['sustained']}")
+        lines.append(f"{kind:<8} highest sustained {run['highest_sustained_rps']}/s; load average before {run['load_average_before']}, "
+                     f"after {run['load_average_after']}")
+    lines.append(f"cluster / single: {results['ratios_cluster_over_single']}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="load per freshness step")
+    parser.add_argument("--compare-cluster", action="store_true",
+                        help="only the freshness ramp, on a single broker and on a three-node cluster; writes e2e_cluster.json")
+    parser.add_argument("--rates", type=lambda v: [float(r) for r in v.split(",")], default=[100, 250, 500, 750, 1000, 1250, 1500],
+                        help="the ramp of --compare-cluster, calls/s")
     parser.add_argument("--overhead-requests", type=int, default=2000)
     parser.add_argument("--overhead-seconds", type=float, default=5.0)
     parser.add_argument("--relay", metavar="UPSTREAM", help=argparse.SUPPRESS)  # internal: run the minimal relay
@@ -323,6 +420,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.relay:
         web.run_app(relay_app(args.relay), host="127.0.0.1", port=args.port, print=None, access_log=None)
+        return
+    if args.compare_cluster:
+        results = compare_cluster(args)
+        results["machine"] = {"cpus": os.cpu_count()}
+        results["method"] = {"probe_every": PROBE_EVERY, "poll_s": POLL_S, "sustained_if": SUSTAINED, "seconds_per_step": args.seconds,
+                             "services": "one fake upstream, pricer, ledger, reports and proxy on each Kafka"}
+        CLUSTER_RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(compare_table(results))
+        print(f"wrote {CLUSTER_RESULTS}")
         return
 
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ensure_kafka()
