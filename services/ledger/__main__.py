@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.ledger.app import build_app
     from shared.service import run_service
 
-    run_service(build_app(settings), settings.host, settings.port)
+    run_service(build_app(settings), settings.host, settings.port, stop_deadline_s=settings.stop_deadline_s)
     return 0
 
 

@@ -30,6 +30,7 @@ class LedgerSettings(CommonSettings):
     pool_size: int = 4
     # /health answers 503 when input waits and the stored offsets have not moved for this long.
     stall_after_s: float = 60.0
+    stop_deadline_s: float = 25.0  # a SIGTERM not done by then ends the process (shared/service.py)
     progress_interval_s: float = 5.0  # how often the monitor measures lag and progress
     # Keep this many days of spend logs before today (UTC); older daily partitions are dropped and
     # events starting before them refused (retention.py). None: keep everything.
@@ -57,6 +58,7 @@ def ledger_settings(env: Mapping[str, str] | None = None) -> LedgerSettings:
         retry_max_delay_s=env_float(env, "LEDGER_RETRY_MAX_DELAY_S", 5.0),
         pool_size=env_int(env, "LEDGER_POOL_SIZE", 4),
         stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
+        stop_deadline_s=env_float(env, "TALLY_STOP_DEADLINE_S", 25.0),
         progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),
         spend_log_retention_days=_retention_days(env),
     )

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogError as exc:
         print(f"pricer: {exc}", file=sys.stderr)
         return 2
-    run_service(build_app(settings, catalog), settings.host, settings.port)
+    run_service(build_app(settings, catalog), settings.host, settings.port, stop_deadline_s=settings.stop_deadline_s)
     return 0
 
 

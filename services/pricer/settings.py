@@ -27,6 +27,7 @@ class PricerSettings(CommonSettings):
     batch_size: int = 5000
     # /health answers 503 when input waits and the committed offsets have not moved for this long.
     stall_after_s: float = 60.0
+    stop_deadline_s: float = 25.0  # a SIGTERM not done by then ends the process (shared/service.py)
     progress_interval_s: float = 5.0  # how often the monitor measures lag and progress
 
 
@@ -47,6 +48,7 @@ def pricer_settings(env: Mapping[str, str] | None = None) -> PricerSettings:
         catalog_sync_timeout_s=env_float(env, "TALLY_CATALOG_SYNC_TIMEOUT_S", 10.0),
         batch_size=env_int(env, "PRICER_BATCH_SIZE", 5000),
         stall_after_s=env_float(env, "TALLY_STALL_AFTER_S", 60.0),
+        stop_deadline_s=env_float(env, "TALLY_STOP_DEADLINE_S", 25.0),
         progress_interval_s=env_float(env, "TALLY_PROGRESS_INTERVAL_S", 5.0),
     )
 
