@@ -37,6 +37,7 @@ class SpendQueries(Queries):
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE request_id = %(rid)s'
             + (" AND api_key = %(own)s" if own_key else ""),
             {"rid": request_id, "own": own_key},
+            generic_plan=True,
         )
 
     async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int,
@@ -80,12 +81,16 @@ class SpendQueries(Queries):
         # Only latency may be NULL; the others keep Postgres' default order so that time, the
         # page's default, walks the ("startTime", request_id) index backwards instead of sorting.
         nulls = " NULLS LAST" if sort_by == "request_duration_ms" else ""
+        # With a request id the rows are a probe of each day's primary key, however wide the range:
+        # a generic plan (base.GENERIC_PLAN), pruned to the range when it runs.
+        by_request = where.get("request_id") is not None
         if total is None:
-            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
+            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where,
+                                       generic_plan=by_request)
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
             f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
-            {**where, "offset": offset, "limit": limit},
+            {**where, "offset": offset, "limit": limit}, generic_plan=by_request,
         )
         return int(total or 0), rows
 
