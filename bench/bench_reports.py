@@ -3,7 +3,7 @@ and the daily rollups the ledger would hold for them), the reports service start
 process on it, and p50/p95 of the figures issue 7 asks for:
 
   /global/spend/report for 30 days grouped by team, customer and api_key   p95 < 100 ms each
-  /spend/logs for one request id                                            p95 < 10 ms
+  /spend/logs for one request id (and /spend/logs/ui over every day)        p95 < 10 ms
   the Usage page's first paint (headless Chromium, when installed)          < 1 s
   the Usage page's panels all filled                                         < 1.5 s
   a filter applied on the page (warm)                                        < 300 ms
@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -255,19 +256,43 @@ async def measure_live(base: str, url: str, path: str, params: dict[str, str], i
     return summary(samples)
 
 
-async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
+async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession,
+                              path: str = "/spend/logs", extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """A random request id each call (never cached); `path` /spend/logs/ui answers `{data, ...}`."""
     headers = {"Authorization": f"Bearer {MASTER}"}
     rng = random.Random(7)
     samples = []
     for n in range(iterations + 5):
         rid = f"req-{rng.randint(1, rows)}"
         started = time.perf_counter()
-        async with session.get(base + "/spend/logs", params={"request_id": rid}, headers=headers) as response:
+        async with session.get(base + path, params={**(extra or {}), "request_id": rid}, headers=headers) as response:
             body = await response.json()
         if n >= 5:
             samples.append((time.perf_counter() - started) * 1000)
-        assert len(body) == 1 and body[0]["request_id"] == rid
+        found = body["data"] if isinstance(body, dict) else body
+        assert len(found) == 1 and found[0]["request_id"] == rid, body
     return summary(samples)
+
+
+def lookup_plan_times(url: str, rows: int, samples: int = 30) -> dict[str, Any]:
+    """Where a request-id lookup's time goes in Postgres, by EXPLAIN ANALYZE: planned afresh (what
+    every call paid before the lookup reused a generic plan) against the generic plan reused."""
+    rng = random.Random(11)
+    query = 'SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = $1'
+    with psycopg.connect(url, autocommit=True) as conn:
+        partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = '\"LiteLLM_SpendLogs\"'::regclass").fetchone()[0]
+        conn.execute(f"PREPARE bench_lookup(text) AS {query}")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        times: dict[str, list[float]] = {"fresh_planning_ms": [], "fresh_execution_ms": [], "generic_planning_ms": [],
+                                         "generic_execution_ms": []}
+        for _ in range(samples + 3):
+            rid = f"req-{rng.randint(1, rows)}"
+            for kind, statement in (("fresh", query.replace("$1", "{}")), ("generic", "EXECUTE bench_lookup({})")):
+                explain = sql.SQL("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + statement).format(sql.Literal(rid))
+                plan = conn.execute(explain).fetchone()[0][0]
+                times[f"{kind}_planning_ms"].append(plan["Planning Time"])
+                times[f"{kind}_execution_ms"].append(plan["Execution Time"])
+    return {"partitions": partitions, **{k: round(statistics.median(v[3:]), 3) for k, v in times.items()}}
 
 
 def first_paint(base: str, runs_wanted: int = 5) -> dict[str, Any] | None:
@@ -371,6 +396,8 @@ def main() -> int:
         return time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - n * 86400))
 
     window = {"start_date": days_before(29), "end_date": end}
+    plan_times = lookup_plan_times(url, args.rows)
+    log(f"a request-id lookup in Postgres (EXPLAIN ANALYZE, median): {plan_times}")
 
     async def routes(base: str) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -386,6 +413,10 @@ def main() -> int:
                     f"{out[f'report_30d_{group_by}_live']}")
             out["spend_logs_request_id"] = await measure_request_ids(base, args.rows, max(100, args.iterations), session)
             log(f"/spend/logs?request_id=: {out['spend_logs_request_id']}")
+            out["logs_ui_request_id"] = await measure_request_ids(
+                base, args.rows, max(100, args.iterations), session, "/spend/logs/ui",
+                {"start_date": days_before(args.days), "end_date": end})
+            log(f"/spend/logs/ui?request_id= over {args.days + 1} days: {out['logs_ui_request_id']}")
             for name, path, extra in (("global_spend_logs_30d", "/global/spend/logs", {}),
                                       ("global_spend_keys_30d", "/global/spend/keys", {"limit": "10"}),
                                       ("global_spend_models_30d", "/global/spend/models", {"limit": "10"}),
@@ -411,6 +442,7 @@ def main() -> int:
 
     with reports_service(url) as base:
         figures = asyncio.run(routes(base))
+    figures["request_id_lookup_in_postgres"] = plan_times
     with reports_service(url) as base:  # a fresh process: the page's first load finds nothing cached
         cold = first_paint(base, runs_wanted=1)
         warm = first_paint(base)
