@@ -84,14 +84,16 @@ class SpendQueries(Queries):
         # With a request id the rows are a probe of each day's primary key, however wide the range:
         # a generic plan (base.GENERIC_PLAN), pruned to the range when it runs.
         by_request = where.get("request_id") is not None
-        if total is None:
-            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where,
-                                       generic_plan=by_request)
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
             f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
             {**where, "offset": offset, "limit": limit}, generic_plan=by_request,
         )
+        if total is None and offset == 0 and len(rows) < limit:
+            total = len(rows)  # the first page holds every match: nothing more to count
+        if total is None:
+            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where,
+                                       generic_plan=by_request)
         return int(total or 0), rows
 
     async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
