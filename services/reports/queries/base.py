@@ -5,7 +5,7 @@ errors are translated into answers (a parameter Postgres refuses: 400; Postgres 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -65,12 +65,13 @@ named AS (
 )"""
 
 
-# A lookup by request id cannot be pruned to a day ("LiteLLM_SpendLogs" is partitioned by
-# "startTime"), so its plan holds an index probe of every daily partition: planning that afresh
-# costs ~7 ms at 90 partitions, running it ~1 ms. Such lookups are prepared (psycopg
-# `prepare=True`) and told to reuse one generic plan from the first call on: Postgres' default
-# (`auto`) would still plan the first five calls on each pooled connection afresh. SET LOCAL: the
-# setting ends with the lookup's own transaction.
+# How a statement is planned (`plan=`). "auto": psycopg prepares a statement after five runs on a
+# connection and Postgres then picks custom or generic plans itself. "custom": never prepared,
+# planned for its own values each run (a range of days prunes the daily partitions while planning).
+# "generic": prepared and run with one generic plan from the first run on, for a statement no
+# value prunes (it reads every monthly partition of tally_request_days): planning it afresh would
+# cost more than running it. SET LOCAL ends with the statement's own transaction.
+Plan = Literal["auto", "custom", "generic"]
 GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 
@@ -81,23 +82,22 @@ class Queries:
         self.pool = pool
 
     async def _rows(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = (), *,
-                    generic_plan: bool = False) -> list[dict[str, Any]]:
-        """`generic_plan`: see GENERIC_PLAN."""
+                    plan: Plan = "auto") -> list[dict[str, Any]]:
         try:
             async with self.pool.connection() as conn:
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    return await _fetch(cur, query, params, generic_plan)
+                    return await _fetch(cur, query, params, plan)
         except psycopg.DataError as exc:
             raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
 
     async def _scalar(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = (), *,
-                      generic_plan: bool = False) -> Any:
+                      plan: Plan = "auto") -> Any:
         try:
             async with self.pool.connection() as conn:
                 async with conn.cursor() as cur:
-                    rows = await _fetch(cur, query, params, generic_plan)
+                    rows = await _fetch(cur, query, params, plan)
                     return rows[0][0] if rows else None
         except psycopg.DataError as exc:
             raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
@@ -106,11 +106,11 @@ class Queries:
 
 
 async def _fetch(cur: psycopg.AsyncCursor[Any], query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...],
-                 generic_plan: bool) -> list[Any]:
-    if not generic_plan:
-        await cur.execute(query, params)  # type: ignore[arg-type]
+                 plan: Plan) -> list[Any]:
+    if plan != "generic":
+        await cur.execute(query, params, prepare=False if plan == "custom" else None)  # type: ignore[arg-type]
         return await cur.fetchall()
-    async with cur.connection.pipeline():  # the setting and the lookup in one round trip
+    async with cur.connection.pipeline():  # the setting and the statement in one round trip
         await cur.connection.execute(GENERIC_PLAN)
         await cur.execute(query, params, prepare=True)  # type: ignore[arg-type]
         return await cur.fetchall()

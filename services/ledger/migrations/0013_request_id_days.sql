@@ -1,0 +1,94 @@
+-- The UTC day of each request id, so a lookup by request id reads one daily partition of
+-- "LiteLLM_SpendLogs" instead of probing every day's (whose cost grows with the days kept:
+-- ~1 ms at 90 partitions, ~10 ms at 365, even with a cached plan).
+--
+-- tally_request_days is filled by a statement trigger on "LiteLLM_SpendLogs" from the rows each
+-- insert really added (its transition table), so it is written in the same transaction as the
+-- rows, by whatever writes them (the ledger's batches, a replay's rebuild), once per
+-- (request id, day) however often a batch is re-read. It is partitioned by month, so retention
+-- drops a whole month of entries with the month's last day (tally_drop_spend_logs_before below);
+-- the entries of dropped days in a month still kept point at days with no rows: a lookup through
+-- them finds nothing, which is the truth. A request id without an entry has no spend log.
+
+CREATE TABLE tally_request_days (
+    request_id TEXT NOT NULL,
+    day        DATE NOT NULL,
+    PRIMARY KEY (request_id, day)
+) PARTITION BY RANGE (day);
+
+-- Dynamic SQL throughout: no plan cached across a replay's schema swap (names resolve at each call).
+CREATE FUNCTION tally_ensure_request_days_partition(month date) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    first date := date_trunc('month', month)::date;
+    name text := 'tally_request_days_' || to_char(first, 'YYYYMM');
+BEGIN
+    IF to_regclass(quote_ident(name)) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    -- As tally_ensure_spend_log_partition: two writers making the same month queue here.
+    LOCK TABLE tally_request_days IN SHARE UPDATE EXCLUSIVE MODE;
+    IF to_regclass(quote_ident(name)) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TABLE %I (LIKE tally_request_days INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+    EXECUTE format('ALTER TABLE tally_request_days ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   name, first, (first + interval '1 month')::date);
+END $$;
+
+CREATE FUNCTION tally_note_request_days() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    month date;
+BEGIN
+    FOR month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', "startTime" AT TIME ZONE ''UTC'')::date FROM tally_added_logs' LOOP
+        PERFORM tally_ensure_request_days_partition(month);
+    END LOOP;
+    EXECUTE 'INSERT INTO tally_request_days (request_id, day)'
+            ' SELECT DISTINCT request_id, ("startTime" AT TIME ZONE ''UTC'')::date FROM tally_added_logs'
+            ' ORDER BY 1, 2 ON CONFLICT DO NOTHING';
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER tally_note_request_days AFTER INSERT ON "LiteLLM_SpendLogs"
+    REFERENCING NEW TABLE AS tally_added_logs FOR EACH STATEMENT EXECUTE FUNCTION tally_note_request_days();
+
+-- The logs already kept.
+DO $$
+DECLARE
+    month date;
+BEGIN
+    FOR month IN SELECT DISTINCT date_trunc('month', "startTime" AT TIME ZONE 'UTC')::date FROM "LiteLLM_SpendLogs" LOOP
+        PERFORM tally_ensure_request_days_partition(month);
+    END LOOP;
+END $$;
+INSERT INTO tally_request_days (request_id, day)
+    SELECT DISTINCT request_id, ("startTime" AT TIME ZONE 'UTC')::date FROM "LiteLLM_SpendLogs";
+
+-- Retention (migration 0011) as before, and every month of entries wholly before the cut-off
+-- (a DROP TABLE: no row is deleted).
+CREATE OR REPLACE FUNCTION tally_drop_spend_logs_before(cutoff date) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    part text;
+BEGIN
+    INSERT INTO tally_spend_log_retention AS r (horizon) VALUES (cutoff)
+        ON CONFLICT (only_row) DO UPDATE SET horizon = greatest(r.horizon, EXCLUDED.horizon);
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = '"LiteLLM_SpendLogs"'::regclass
+           AND c.relname ~ '^LiteLLM_SpendLogs_[0-9]{8}$'
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') < cutoff
+         ORDER BY 1
+    LOOP
+        EXECUTE format('DROP TABLE %I', part);
+        RETURN NEXT part;
+    END LOOP;
+    DELETE FROM "LiteLLM_SpendLogs_default" WHERE "startTime" < cutoff::timestamp AT TIME ZONE 'UTC';
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'tally_request_days'::regclass
+           AND c.relname ~ '^tally_request_days_[0-9]{6}$'
+           AND (to_date(right(c.relname, 6), 'YYYYMM') + interval '1 month')::date <= cutoff
+         ORDER BY 1
+    LOOP
+        EXECUTE format('DROP TABLE %I', part);  -- not returned: the caller is told of spend log days
+    END LOOP;
+END $$;
