@@ -275,23 +275,36 @@ async def measure_request_ids(base: str, rows: int, iterations: int, session: ai
 
 
 def lookup_plan_times(url: str, rows: int, samples: int = 30) -> dict[str, Any]:
-    """Where a request-id lookup's time goes in Postgres, by EXPLAIN ANALYZE: planned afresh (what
-    every call paid before the lookup reused a generic plan) against the generic plan reused."""
+    """Where a request-id lookup's time goes in Postgres, by EXPLAIN ANALYZE (medians, ms): by
+    request id alone, planned afresh and with a reused generic plan (both probe every day's
+    partition), against the two statements the reports run (the request's days from
+    tally_request_days with a reused generic plan, then its day's partition, planned for it)."""
     rng = random.Random(11)
-    query = 'SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = $1'
+    by_id = 'SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = {rid}'
+    through_day = ('SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = {rid}'
+                   ' AND "startTime" >= {day}::timestamp AT TIME ZONE \'UTC\''
+                   ' AND "startTime" < ({day} + 1)::timestamp AT TIME ZONE \'UTC\'')
+    times: dict[str, list[float]] = {}
     with psycopg.connect(url, autocommit=True) as conn:
         partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = '\"LiteLLM_SpendLogs\"'::regclass").fetchone()[0]
-        conn.execute(f"PREPARE bench_lookup(text) AS {query}")
+        conn.execute("PREPARE bench_by_id(text) AS SELECT * FROM \"LiteLLM_SpendLogs\" WHERE request_id = $1")
+        conn.execute("PREPARE bench_days(text) AS SELECT min(day), max(day) FROM tally_request_days WHERE request_id = $1")
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        times: dict[str, list[float]] = {"fresh_planning_ms": [], "fresh_execution_ms": [], "generic_planning_ms": [],
-                                         "generic_execution_ms": []}
+
+        def explain(name: str, statement: str, **values: Any) -> None:
+            query = sql.SQL("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + statement).format(
+                **{k: sql.Literal(v) for k, v in values.items()})
+            plan = conn.execute(query).fetchone()[0][0]
+            times.setdefault(f"{name}_planning_ms", []).append(plan["Planning Time"])
+            times.setdefault(f"{name}_execution_ms", []).append(plan["Execution Time"])
+
         for _ in range(samples + 3):
             rid = f"req-{rng.randint(1, rows)}"
-            for kind, statement in (("fresh", query.replace("$1", "{}")), ("generic", "EXECUTE bench_lookup({})")):
-                explain = sql.SQL("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + statement).format(sql.Literal(rid))
-                plan = conn.execute(explain).fetchone()[0][0]
-                times[f"{kind}_planning_ms"].append(plan["Planning Time"])
-                times[f"{kind}_execution_ms"].append(plan["Execution Time"])
+            day = conn.execute("SELECT min(day) FROM tally_request_days WHERE request_id = %s", (rid,)).fetchone()[0]
+            explain("by_id_fresh", by_id, rid=rid)
+            explain("by_id_generic", "EXECUTE bench_by_id({rid})", rid=rid)
+            explain("days_generic", "EXECUTE bench_days({rid})", rid=rid)
+            explain("day_partition", through_day, rid=rid, day=day)
     return {"partitions": partitions, **{k: round(statistics.median(v[3:]), 3) for k, v in times.items()}}
 
 

@@ -101,13 +101,14 @@ class SpendQueries(Queries):
         # page's default, walks the ("startTime", request_id) index backwards instead of sorting.
         nulls = " NULLS LAST" if sort_by == "request_duration_ms" else ""
         plan: Plan = "auto"
-        if where.get("request_id") is not None:  # the range narrowed to the request's days (request_days)
+        if where.get("request_id") is not None:  # the range narrowed to the request's days
             days = await self.request_days(where["request_id"])
-            start_at = max(where["start_at"], days[0]) if days else where["start_at"]
-            end_before = min(where["end_before"], days[1]) if days else start_at
-            if start_at >= end_before:
+            if days is None:
                 return 0, []
-            where, plan = {**where, "start_at": start_at, "end_before": end_before}, "custom"
+            where = {**where, "start_at": max(where["start_at"], days[0]), "end_before": min(where["end_before"], days[1])}
+            if where["start_at"] >= where["end_before"]:
+                return 0, []
+            plan = "custom"
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
             f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
