@@ -288,7 +288,8 @@ def lookup_plan_times(url: str, rows: int, samples: int = 30) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = '\"LiteLLM_SpendLogs\"'::regclass").fetchone()[0]
         conn.execute("PREPARE bench_by_id(text) AS SELECT * FROM \"LiteLLM_SpendLogs\" WHERE request_id = $1")
-        conn.execute("PREPARE bench_days(text) AS SELECT min(day), max(day) FROM tally_request_days WHERE request_id = $1")
+        conn.execute("PREPARE bench_days(text) AS SELECT min(day), max(day) FROM tally_request_days"
+                     " WHERE request_key = hashtextextended($1, 0)")
         conn.execute("SET plan_cache_mode = force_generic_plan")
 
         def explain(name: str, statement: str, **values: Any) -> None:
@@ -300,7 +301,8 @@ def lookup_plan_times(url: str, rows: int, samples: int = 30) -> dict[str, Any]:
 
         for _ in range(samples + 3):
             rid = f"req-{rng.randint(1, rows)}"
-            day = conn.execute("SELECT min(day) FROM tally_request_days WHERE request_id = %s", (rid,)).fetchone()[0]
+            day = conn.execute("SELECT min(day) FROM tally_request_days WHERE request_key = hashtextextended(%s, 0)",
+                               (rid,)).fetchone()[0]
             explain("by_id_fresh", by_id, rid=rid)
             explain("by_id_generic", "EXECUTE bench_by_id({rid})", rid=rid)
             explain("days_generic", "EXECUTE bench_days({rid})", rid=rid)

@@ -39,8 +39,8 @@ class SpendQueries(Queries):
     async def request_days(self, request_id: str) -> tuple[datetime, datetime] | None:
         """The UTC days holding `request_id`'s logs, from the ledger's tally_request_days
         (migration 0013), as [start, end) of the first to the last; None: it has no log."""
-        rows = await self._rows("SELECT min(day) AS first, max(day) AS last FROM tally_request_days WHERE request_id = %(rid)s",
-                                {"rid": request_id}, plan="generic")
+        rows = await self._rows("SELECT min(day) AS first, max(day) AS last FROM tally_request_days"
+                                " WHERE request_key = hashtextextended(%(rid)s, 0)", {"rid": request_id}, plan="generic")
         first, last = rows[0]["first"], rows[0]["last"]
         if first is None:
             return None
