@@ -68,25 +68,16 @@ END $$;
 INSERT INTO tally_request_days (request_key, day)
     SELECT DISTINCT hashtextextended(request_id, 0), ("startTime" AT TIME ZONE 'UTC')::date FROM "LiteLLM_SpendLogs";
 
--- Retention (migration 0011) as before, and every month of entries wholly before the cut-off
--- (a DROP TABLE: no row is deleted).
-CREATE OR REPLACE FUNCTION tally_drop_spend_logs_before(cutoff date) RETURNS SETOF text LANGUAGE plpgsql AS $$
+-- Retention: migration 0011's drop as before (renamed, called first), then every month of entries
+-- wholly before the cut-off (a DROP TABLE: no row is deleted). The names returned are still the
+-- spend log days dropped.
+ALTER FUNCTION tally_drop_spend_logs_before(date) RENAME TO tally_drop_spend_log_days_before;
+
+CREATE FUNCTION tally_drop_spend_logs_before(cutoff date) RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
     part text;
 BEGIN
-    INSERT INTO tally_spend_log_retention AS r (horizon) VALUES (cutoff)
-        ON CONFLICT (only_row) DO UPDATE SET horizon = greatest(r.horizon, EXCLUDED.horizon);
-    FOR part IN
-        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = '"LiteLLM_SpendLogs"'::regclass
-           AND c.relname ~ '^LiteLLM_SpendLogs_[0-9]{8}$'
-           AND to_date(right(c.relname, 8), 'YYYYMMDD') < cutoff
-         ORDER BY 1
-    LOOP
-        EXECUTE format('DROP TABLE %I', part);
-        RETURN NEXT part;
-    END LOOP;
-    DELETE FROM "LiteLLM_SpendLogs_default" WHERE "startTime" < cutoff::timestamp AT TIME ZONE 'UTC';
+    RETURN QUERY SELECT tally_drop_spend_log_days_before(cutoff);
     FOR part IN
         SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = 'tally_request_days'::regclass
@@ -94,6 +85,6 @@ BEGIN
            AND (to_date(right(c.relname, 6), 'YYYYMM') + interval '1 month')::date <= cutoff
          ORDER BY 1
     LOOP
-        EXECUTE format('DROP TABLE %I', part);  -- not returned: the caller is told of spend log days
+        EXECUTE format('DROP TABLE %I', part);
     END LOOP;
 END $$;
