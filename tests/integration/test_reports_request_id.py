@@ -192,3 +192,14 @@ async def test_the_migration_gives_every_log_kept_before_it_its_day(settings, tm
     assert entries == [("old-1", date(2025, 2, 28)), ("old-2", date(2025, 3, 1))]
     assert found == {"old-1": [("old-1", "", Decimal("1"), datetime(2025, 2, 28, 23, 59, tzinfo=timezone.utc))],
                      "old-2": [("old-2", "", Decimal("2"), datetime(2025, 3, 1, 0, 1, tzinfo=timezone.utc))]}
+
+
+async def test_a_request_id_logged_on_two_days_is_found_on_both(logged, store):
+    """Two start times of one request id: two entries, and the lookup returns both rows, as a probe of every day does."""
+    await query(logged.database_url, 'INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, "startTime", "endTime", spend)'
+                " VALUES ('d1-a', 'acompletion', '2025-03-03 09:00+00', '2025-03-03 09:00+00', 7) RETURNING 1")
+    assert [day for rid, day in await query(logged.database_url, ENTRIES) if rid == "d1-a"] == [date(2025, 3, 1), date(2025, 3, 3)]
+    found = await store.log_by_request_id("d1-a", None)
+    assert sorted((r["spend"], r["startTime"]) for r in found) == [
+        (Decimal("1.5"), DAY_1), (Decimal("7"), datetime(2025, 3, 3, 9, tzinfo=timezone.utc))]
+    assert sorted(map(str, found)) == sorted(map(str, await store._rows(EVERY_DAY, {"rid": "d1-a"})))
