@@ -1,6 +1,6 @@
 -- The UTC day of each request id, so a lookup by request id reads one daily partition of
--- "LiteLLM_SpendLogs" instead of probing every day's (whose cost grows with the days kept:
--- ~1 ms at 90 partitions, ~10 ms at 365, even with a cached plan).
+-- "LiteLLM_SpendLogs" instead of probing every day's, whose cost grows with the days kept: with a
+-- cached plan 1.2-1.5 ms at 93 partitions and 5-17 ms at 365 (bench/results/RUNS.md).
 --
 -- tally_request_days is filled by a statement trigger on "LiteLLM_SpendLogs" from the rows each
 -- insert really added (its transition table), so it is written in the same transaction as the
