@@ -56,17 +56,21 @@ END $$;
 CREATE TRIGGER tally_note_request_days AFTER INSERT ON "LiteLLM_SpendLogs"
     REFERENCING NEW TABLE AS tally_added_logs FOR EACH STATEMENT EXECUTE FUNCTION tally_note_request_days();
 
--- The logs already kept.
-DO $$
+-- The entries of every log kept: run once here for the logs written before this migration (and
+-- by bench/bench_reports.py after a bulk load with the trigger disabled).
+CREATE FUNCTION tally_fill_request_days() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     month date;
 BEGIN
-    FOR month IN SELECT DISTINCT date_trunc('month', "startTime" AT TIME ZONE 'UTC')::date FROM "LiteLLM_SpendLogs" LOOP
+    FOR month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', "startTime" AT TIME ZONE ''UTC'')::date FROM "LiteLLM_SpendLogs"' LOOP
         PERFORM tally_ensure_request_days_partition(month);
     END LOOP;
+    EXECUTE 'INSERT INTO tally_request_days (request_key, day)'
+            ' SELECT DISTINCT hashtextextended(request_id, 0), ("startTime" AT TIME ZONE ''UTC'')::date FROM "LiteLLM_SpendLogs"'
+            ' ON CONFLICT DO NOTHING';
 END $$;
-INSERT INTO tally_request_days (request_key, day)
-    SELECT DISTINCT hashtextextended(request_id, 0), ("startTime" AT TIME ZONE 'UTC')::date FROM "LiteLLM_SpendLogs";
+
+SELECT tally_fill_request_days();
 
 -- Retention: migration 0011's drop as before (renamed, called first), then every month of entries
 -- wholly before the cut-off (a DROP TABLE: no row is deleted). The names returned are still the
