@@ -40,16 +40,24 @@ BEGIN
                    name, first, (first + interval '1 month')::date);
 END $$;
 
+-- The statements that add the entries of the logs in `source`: the partitions of the months they
+-- fall in made first (an insert routes its rows to the partitions there were when it started),
+-- then the insert, in key order.
+CREATE FUNCTION tally_request_days_statements(source text) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY[
+        format('SELECT tally_ensure_request_days_partition(m) FROM (SELECT DISTINCT'
+               ' date_trunc(''month'', "startTime" AT TIME ZONE ''UTC'')::date FROM %s) AS months(m)', source),
+        format('INSERT INTO tally_request_days (request_key, day) SELECT DISTINCT hashtextextended(request_id, 0),'
+               ' ("startTime" AT TIME ZONE ''UTC'')::date FROM %s ORDER BY 1, 2 ON CONFLICT DO NOTHING', source)]
+$$;
+
+-- Run by the trigger's own function: only there is its transition table visible.
 CREATE FUNCTION tally_note_request_days() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    month date;
+    statements text[] := tally_request_days_statements('tally_added_logs');
 BEGIN
-    FOR month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', "startTime" AT TIME ZONE ''UTC'')::date FROM tally_added_logs' LOOP
-        PERFORM tally_ensure_request_days_partition(month);
-    END LOOP;
-    EXECUTE 'INSERT INTO tally_request_days (request_key, day)'
-            ' SELECT DISTINCT hashtextextended(request_id, 0), ("startTime" AT TIME ZONE ''UTC'')::date FROM tally_added_logs'
-            ' ORDER BY 1, 2 ON CONFLICT DO NOTHING';
+    EXECUTE statements[1];
+    EXECUTE statements[2];
     RETURN NULL;
 END $$;
 
@@ -60,14 +68,10 @@ CREATE TRIGGER tally_note_request_days AFTER INSERT ON "LiteLLM_SpendLogs"
 -- by bench/bench_reports.py after a bulk load with the trigger disabled).
 CREATE FUNCTION tally_fill_request_days() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    month date;
+    statements text[] := tally_request_days_statements('"LiteLLM_SpendLogs"');
 BEGIN
-    FOR month IN EXECUTE 'SELECT DISTINCT date_trunc(''month'', "startTime" AT TIME ZONE ''UTC'')::date FROM "LiteLLM_SpendLogs"' LOOP
-        PERFORM tally_ensure_request_days_partition(month);
-    END LOOP;
-    EXECUTE 'INSERT INTO tally_request_days (request_key, day)'
-            ' SELECT DISTINCT hashtextextended(request_id, 0), ("startTime" AT TIME ZONE ''UTC'')::date FROM "LiteLLM_SpendLogs"'
-            ' ON CONFLICT DO NOTHING';
+    EXECUTE statements[1];
+    EXECUTE statements[2];
 END $$;
 
 SELECT tally_fill_request_days();
