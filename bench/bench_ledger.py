@@ -248,10 +248,16 @@ async def bench(events: int, rate: int, seconds: float) -> dict:
 
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute('VACUUM ANALYZE "LiteLLM_SpendLogs"')
-            table, total = conn.execute(
-                """SELECT pg_relation_size('"LiteLLM_SpendLogs"'), pg_total_relation_size('"LiteLLM_SpendLogs"')""").fetchone()
-        results["spend_log_bytes_per_row"] = {"table": round(table / events), "table_and_indexes": round(total / events)}
-        print(f"size: {total / events:,.0f} bytes per spend log row with indexes ({table / events:,.0f} table only)", flush=True)
+            # Partitioned tables hold no bytes themselves: their partitions' are summed.
+            table, total, days = conn.execute(
+                """SELECT sum(pg_relation_size(relid)), sum(pg_total_relation_size(relid)),
+                          (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('tally_request_days'))
+                   FROM pg_partition_tree('"LiteLLM_SpendLogs"')""").fetchone()
+        results["spend_log_bytes_per_row"] = {"table": round(table / events), "table_and_indexes": round(total / events),
+                                              "request_days": round(days / events),
+                                              "with_request_days": round((total + days) / events)}
+        print(f"size: {total / events:,.0f} bytes per spend log row with indexes ({table / events:,.0f} table only),"
+              f" {(total + days) / events:,.0f} with its request-days entry", flush=True)
 
         # 2. Replay's rebuild phase, from the same topics.
         async with CpuUse(settings.database_url) as cpu, Rebuild(settings, "tally_bench_rebuild", progress=False) as rebuild:

@@ -3,7 +3,7 @@ and the daily rollups the ledger would hold for them), the reports service start
 process on it, and p50/p95 of the figures issue 7 asks for:
 
   /global/spend/report for 30 days grouped by team, customer and api_key   p95 < 100 ms each
-  /spend/logs for one request id                                            p95 < 10 ms
+  /spend/logs for one request id (and /spend/logs/ui over every day)        p95 < 10 ms
   the Usage page's first paint (headless Chromium, when installed)          < 1 s
   the Usage page's panels all filled                                         < 1.5 s
   a filter applied on the page (warm)                                        < 300 ms
@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,6 +96,8 @@ def generate(url: str, rows: int, days: int, keys: int, teams: int, customers: i
                       "LiteLLM_SpendLogs_session_id_idx", "LiteLLM_SpendLogs_api_key_startTime_idx"):
             conn.execute(f'DROP INDEX IF EXISTS "{index}"')
         conn.execute('ALTER TABLE "LiteLLM_SpendLogs" DROP CONSTRAINT "LiteLLM_SpendLogs_pkey"')
+        # Each request id's day (migration 0013) is filled once after the load, not per chunk.
+        conn.execute('ALTER TABLE "LiteLLM_SpendLogs" DISABLE TRIGGER tally_note_request_days')
         chunk = 1_000_000
         span_seconds = days * 86400
         for first in range(1, rows + 1, chunk):
@@ -129,8 +132,10 @@ def generate(url: str, rows: int, days: int, keys: int, teams: int, customers: i
         conn.execute('CREATE INDEX "LiteLLM_SpendLogs_api_key_startTime_idx" ON "LiteLLM_SpendLogs" (api_key, "startTime")')
         conn.execute('CREATE INDEX "LiteLLM_SpendLogs_end_user_idx" ON "LiteLLM_SpendLogs" (end_user) WHERE end_user IS NOT NULL')
         conn.execute('CREATE INDEX "LiteLLM_SpendLogs_session_id_idx" ON "LiteLLM_SpendLogs" (session_id) WHERE session_id IS NOT NULL')
+        conn.execute("SELECT tally_fill_request_days()")
+        conn.execute('ALTER TABLE "LiteLLM_SpendLogs" ENABLE TRIGGER tally_note_request_days')
         timings["log_indexes_s"] = time.perf_counter() - started
-        log("  spend log indexes built")
+        log("  spend log indexes and request days built")
 
         started = time.perf_counter()
         day = """to_char(l."startTime" AT TIME ZONE 'UTC', 'YYYY-MM-DD')"""
@@ -255,19 +260,58 @@ async def measure_live(base: str, url: str, path: str, params: dict[str, str], i
     return summary(samples)
 
 
-async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession) -> dict[str, Any]:
+async def measure_request_ids(base: str, rows: int, iterations: int, session: aiohttp.ClientSession,
+                              path: str = "/spend/logs", extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """A random request id each call (never cached); `path` /spend/logs/ui answers `{data, ...}`."""
     headers = {"Authorization": f"Bearer {MASTER}"}
     rng = random.Random(7)
     samples = []
     for n in range(iterations + 5):
         rid = f"req-{rng.randint(1, rows)}"
         started = time.perf_counter()
-        async with session.get(base + "/spend/logs", params={"request_id": rid}, headers=headers) as response:
+        async with session.get(base + path, params={**(extra or {}), "request_id": rid}, headers=headers) as response:
             body = await response.json()
         if n >= 5:
             samples.append((time.perf_counter() - started) * 1000)
-        assert len(body) == 1 and body[0]["request_id"] == rid
+        found = body["data"] if isinstance(body, dict) else body
+        assert len(found) == 1 and found[0]["request_id"] == rid, body
     return summary(samples)
+
+
+def lookup_plan_times(url: str, rows: int, samples: int = 30) -> dict[str, Any]:
+    """Where a request-id lookup's time goes in Postgres, by EXPLAIN ANALYZE (medians, ms): by
+    request id alone, planned afresh and with a reused generic plan (both probe every day's
+    partition), against the two statements the reports run (the request's days from
+    tally_request_days with a reused generic plan, then its day's partition, planned for it)."""
+    rng = random.Random(11)
+    by_id = 'SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = {rid}'
+    through_day = ('SELECT * FROM "LiteLLM_SpendLogs" WHERE request_id = {rid}'
+                   ' AND "startTime" >= {day}::timestamp AT TIME ZONE \'UTC\''
+                   ' AND "startTime" < ({day} + 1)::timestamp AT TIME ZONE \'UTC\'')
+    times: dict[str, list[float]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = '\"LiteLLM_SpendLogs\"'::regclass").fetchone()[0]
+        conn.execute("PREPARE bench_by_id(text) AS SELECT * FROM \"LiteLLM_SpendLogs\" WHERE request_id = $1")
+        conn.execute("PREPARE bench_days(text) AS SELECT min(day), max(day) FROM tally_request_days"
+                     " WHERE request_key = hashtextextended($1, 0)")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+
+        def explain(name: str, statement: str, **values: Any) -> None:
+            query = sql.SQL("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + statement).format(
+                **{k: sql.Literal(v) for k, v in values.items()})
+            plan = conn.execute(query).fetchone()[0][0]
+            times.setdefault(f"{name}_planning_ms", []).append(plan["Planning Time"])
+            times.setdefault(f"{name}_execution_ms", []).append(plan["Execution Time"])
+
+        for _ in range(samples + 3):
+            rid = f"req-{rng.randint(1, rows)}"
+            day = conn.execute("SELECT min(day) FROM tally_request_days WHERE request_key = hashtextextended(%s, 0)",
+                               (rid,)).fetchone()[0]
+            explain("by_id_fresh", by_id, rid=rid)
+            explain("by_id_generic", "EXECUTE bench_by_id({rid})", rid=rid)
+            explain("days_generic", "EXECUTE bench_days({rid})", rid=rid)
+            explain("day_partition", through_day, rid=rid, day=day)
+    return {"partitions": partitions, **{k: round(statistics.median(v[3:]), 3) for k, v in times.items()}}
 
 
 def first_paint(base: str, runs_wanted: int = 5) -> dict[str, Any] | None:
@@ -371,6 +415,8 @@ def main() -> int:
         return time.strftime("%Y-%m-%d", time.gmtime(time.mktime(time.strptime(end, "%Y-%m-%d")) - n * 86400))
 
     window = {"start_date": days_before(29), "end_date": end}
+    plan_times = lookup_plan_times(url, args.rows)
+    log(f"a request-id lookup in Postgres (EXPLAIN ANALYZE, median): {plan_times}")
 
     async def routes(base: str) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -386,6 +432,10 @@ def main() -> int:
                     f"{out[f'report_30d_{group_by}_live']}")
             out["spend_logs_request_id"] = await measure_request_ids(base, args.rows, max(100, args.iterations), session)
             log(f"/spend/logs?request_id=: {out['spend_logs_request_id']}")
+            out["logs_ui_request_id"] = await measure_request_ids(
+                base, args.rows, max(100, args.iterations), session, "/spend/logs/ui",
+                {"start_date": days_before(args.days), "end_date": end})
+            log(f"/spend/logs/ui?request_id= over {args.days + 1} days: {out['logs_ui_request_id']}")
             for name, path, extra in (("global_spend_logs_30d", "/global/spend/logs", {}),
                                       ("global_spend_keys_30d", "/global/spend/keys", {"limit": "10"}),
                                       ("global_spend_models_30d", "/global/spend/models", {"limit": "10"}),
@@ -411,6 +461,7 @@ def main() -> int:
 
     with reports_service(url) as base:
         figures = asyncio.run(routes(base))
+    figures["request_id_lookup_in_postgres"] = plan_times
     with reports_service(url) as base:  # a fresh process: the page's first load finds nothing cached
         cold = first_paint(base, runs_wanted=1)
         warm = first_paint(base)

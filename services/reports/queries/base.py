@@ -5,7 +5,7 @@ errors are translated into answers (a parameter Postgres refuses: 400; Postgres 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -65,30 +65,52 @@ named AS (
 )"""
 
 
+# How a statement is planned (`plan=`). "auto": psycopg prepares a statement after five runs on a
+# connection and Postgres then picks custom or generic plans itself. "custom": never prepared,
+# planned for its own values each run (a range of days prunes the daily partitions while planning).
+# "generic": prepared and run with one generic plan from the first run on, for a statement no
+# value prunes (it reads every monthly partition of tally_request_days): planning it afresh would
+# cost more than running it. SET LOCAL ends with the statement's own transaction.
+Plan = Literal["auto", "custom", "generic"]
+GENERIC_PLAN = "SET LOCAL plan_cache_mode = force_generic_plan"
+
+
 class Queries:
     """Runs parameterised statements on the pool; the query groups derive from it."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def _rows(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    async def _rows(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = (), *,
+                    plan: Plan = "auto") -> list[dict[str, Any]]:
         try:
             async with self.pool.connection() as conn:
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(query, params)  # type: ignore[arg-type]
-                    return await cur.fetchall()
+                    return await _fetch(cur, query, params, plan)
         except psycopg.DataError as exc:
             raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
 
-    async def _scalar(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = ()) -> Any:
+    async def _scalar(self, query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...] = (), *,
+                      plan: Plan = "auto") -> Any:
         try:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(query, params)  # type: ignore[arg-type]
-                row = await cur.fetchone()
-                return row[0] if row else None
+                async with conn.cursor() as cur:
+                    rows = await _fetch(cur, query, params, plan)
+                    return rows[0][0] if rows else None
         except psycopg.DataError as exc:
             raise BadRequest(f"a parameter is not acceptable to the database: {exc.diag.message_primary or type(exc).__name__}") from exc
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise StoreUnavailable(f"the spend database is not reachable: {type(exc).__name__}") from exc
+
+
+async def _fetch(cur: psycopg.AsyncCursor[Any], query: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...],
+                 plan: Plan) -> list[Any]:
+    if plan != "generic":
+        await cur.execute(query, params, prepare=False if plan == "custom" else None)  # type: ignore[arg-type]
+        return await cur.fetchall()
+    async with cur.connection.pipeline():  # the setting and the statement in one round trip
+        await cur.connection.execute(GENERIC_PLAN)
+        await cur.execute(query, params, prepare=True)  # type: ignore[arg-type]
+        return await cur.fetchall()

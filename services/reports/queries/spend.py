@@ -3,13 +3,13 @@ key, user and model) and the key and user tables by spend (/spend/keys, /spend/u
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from psycopg import sql
 
 from services.reports.params import DateRange
-from services.reports.queries.base import NAMED_AND_UNASSIGNED, USER, Queries
+from services.reports.queries.base import NAMED_AND_UNASSIGNED, USER, Plan, Queries
 
 # LiteLLM's dashboards read `user_api_key` and `usage_object` in a log's metadata. Both repeat
 # columns of the row (storing them would add ~400 B a row), so they are rebuilt here on read; a
@@ -31,12 +31,32 @@ _LOG_COLUMNS = f"""request_id, call_type, api_key, spend, total_tokens, prompt_t
 LOG_SORTS = ("startTime", "spend", "total_tokens", "request_duration_ms", "model")
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+
+
 class SpendQueries(Queries):
+    async def request_days(self, request_id: str) -> tuple[datetime, datetime] | None:
+        """The UTC days holding `request_id`'s logs, from the ledger's tally_request_days
+        (migration 0013), as [start, end) of the first to the last; None: it has no log."""
+        rows = await self._rows("SELECT min(day) AS first, max(day) AS last FROM tally_request_days"
+                                " WHERE request_key = hashtextextended(%(rid)s, 0)", {"rid": request_id}, plan="generic")
+        first, last = rows[0]["first"], rows[0]["last"]
+        if first is None:
+            return None
+        return _midnight(first), _midnight(last + timedelta(days=1))
+
     async def log_by_request_id(self, request_id: str, own_key: str | None) -> list[dict[str, Any]]:
+        # Through its days, so Postgres plans and reads only their partitions, not every day's.
+        days = await self.request_days(request_id)
+        if days is None:
+            return []
         return await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE request_id = %(rid)s'
+            ' AND "startTime" >= %(start_at)s AND "startTime" < %(end_before)s'
             + (" AND api_key = %(own)s" if own_key else ""),
-            {"rid": request_id, "own": own_key},
+            {"rid": request_id, "own": own_key, "start_at": days[0], "end_before": days[1]},
+            plan="custom",
         )
 
     async def logs(self, days: DateRange | None, *, api_key: str | None, user_id: str | None, limit: int,
@@ -80,13 +100,24 @@ class SpendQueries(Queries):
         # Only latency may be NULL; the others keep Postgres' default order so that time, the
         # page's default, walks the ("startTime", request_id) index backwards instead of sorting.
         nulls = " NULLS LAST" if sort_by == "request_duration_ms" else ""
-        if total is None:
-            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where)
+        plan: Plan = "auto"
+        if where.get("request_id") is not None:  # the range narrowed to the request's days
+            days = await self.request_days(where["request_id"])
+            if days is None:
+                return 0, []
+            where = {**where, "start_at": max(where["start_at"], days[0]), "end_before": min(where["end_before"], days[1])}
+            if where["start_at"] >= where["end_before"]:
+                return 0, []
+            plan = "custom"
         rows = await self._rows(
             f'SELECT {_LOG_COLUMNS} FROM "LiteLLM_SpendLogs" WHERE {filter_}'
             f' ORDER BY "{sort_by}" {direction}{nulls}, request_id {direction} OFFSET %(offset)s LIMIT %(limit)s',
-            {**where, "offset": offset, "limit": limit},
+            {**where, "offset": offset, "limit": limit}, plan=plan,
         )
+        if total is None and offset == 0 and len(rows) < limit:
+            total = len(rows)  # the first page holds every match: nothing more to count
+        if total is None:
+            total = await self._scalar(f'SELECT COUNT(*) FROM "LiteLLM_SpendLogs" WHERE {filter_}', where, plan=plan)
         return int(total or 0), rows
 
     async def user_spend_rows(self, days: DateRange, *, api_key: str | None, user_id: str | None) -> list[dict[str, Any]]:
