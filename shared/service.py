@@ -15,14 +15,15 @@ from shared.task_dump import install_task_dump
 SHUTDOWN_TIMEOUT_S = 15.0  # calls in flight at SIGTERM get this long to finish
 
 
-def run_service(app: web.Application, host: str, port: int, *, stop_deadline_s: float | None = None) -> None:
+def run_service(app: web.Application, host: str, port: int, *, stop_deadline_s: float | None = None,
+                shutdown_timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
     """With `stop_deadline_s`, a SIGTERM that has not ended the process by then ends it at once: for
     a stage whose books never depend on a clean stop (offsets committed with the rows, or in the
     same transaction as what they produce), a stop hung on an unreachable broker must not keep a
     process that an operator or a supervisor means to replace holding its partitions."""
     if stop_deadline_s is not None:
         app.on_shutdown.append(lambda _app: _exit_after(stop_deadline_s))
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=service_loop(), shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=service_loop(), shutdown_timeout=shutdown_timeout)
 
 
 async def _exit_after(seconds: float) -> None:

@@ -252,7 +252,9 @@ def main() -> None:
     args = parser.parse_args()
     from shared.service import run_service
 
-    run_service(build_app(), args.host, args.port)
+    # A stand-in has no answers worth finishing at a stop: a call still sleeping out its `delay_ms`
+    # (its client long gone) must not hold the stop for the 15 s a real service gives its calls.
+    run_service(build_app(), args.host, args.port, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from services.ledger.checks import check_schema
+from shared.settings import env_bool
 from tests.fixtures.ledger_support import InProcessLedger, T0, count_logs, poll, priced, produce, query, wait_for_logs
 from tests.fixtures.stack import free_port
 
@@ -56,21 +57,26 @@ async def _assert_books_balance(settings, expected_rows: int, expected_total: De
         assert [str(d) for d in await check_schema(conn)] == []
 
 
+# make test: 3 kills over 15,000 events; make faults-full: 5 over 30,000.
+FULL = env_bool(os.environ, "TALLY_FAULTS_FULL", False) or env_bool(os.environ, "TALLY_FAULTS_ALL", False)
+SIGKILL_EVENTS, SIGKILLS = (30000, 5) if FULL else (15000, 3)
+
+
 async def test_sigkill_mid_batch_several_times_loses_and_doubles_nothing(settings):
-    """Five SIGKILLs of `python -m services.ledger` under load; after restart the books equal the topic exactly."""
-    events, total = _load(30000, seed=1)
+    """Several SIGKILLs of `python -m services.ledger` under load; after restart the books equal the topic exactly."""
+    events, total = _load(SIGKILL_EVENTS, seed=1)
     port = free_port()
     producer = asyncio.create_task(_produce_in_chunks(settings, events, chunk=2000))
     proc = _start_ledger(settings, port)
     try:
-        for kill in range(5):
+        for kill in range(SIGKILLS):
             seen = await count_logs(settings.database_url)
             await wait_for_logs(settings.database_url, seen + 1000 + kill * 500, timeout=120)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             proc = _start_ledger(settings, port)
         await producer
-        await wait_for_logs(settings.database_url, 30000, timeout=180)
+        await wait_for_logs(settings.database_url, SIGKILL_EVENTS, timeout=180)
 
         async def all_consumed() -> bool:
             rows = await query(settings.database_url, "SELECT sum(next_offset) FROM tally_consumer_offsets WHERE topic LIKE '%%priced.v1'")
@@ -80,7 +86,7 @@ async def test_sigkill_mid_batch_several_times_loses_and_doubles_nothing(setting
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    await _assert_books_balance(settings, 30000, total)
+    await _assert_books_balance(settings, SIGKILL_EVENTS, total)
 
 
 async def _produce_in_chunks(settings, events: list, chunk: int) -> None:
