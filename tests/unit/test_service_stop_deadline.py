@@ -23,7 +23,7 @@ async def hanging(app):
     if sys.argv[2] == "hang":
         while True:
             try:
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # the hung stop under test: only the stop deadline ends it
             except asyncio.CancelledError:
                 pass  # swallowed: the stop never ends by itself
 
