@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+import psycopg
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from services.ledger.consumer import Ledger, topics_for
+from services.ledger.holder_spend import prune_ended
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.retention import retention_loop
 from services.ledger.settings import LedgerSettings
@@ -25,6 +29,9 @@ from shared.stage_monitor import monitor
 from shared.supervise import supervise
 
 SETTINGS: web.AppKey[LedgerSettings] = web.AppKey("settings", LedgerSettings)
+log = structlog.get_logger("ledger.app")
+PRUNE_INTERVAL_S = 600.0
+
 POOL: web.AppKey[AsyncConnectionPool] = web.AppKey("pool", AsyncConnectionPool)
 METRICS: web.AppKey[LedgerMetrics] = web.AppKey("ledger_metrics", LedgerMetrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
@@ -78,7 +85,8 @@ async def consumer_loop(app: web.Application) -> AsyncIterator[None]:
     async with (background_task(supervise("ledger", run_once), name="ledger"),
                 background_task(monitor(settings, topics, stored_offsets, app[PROGRESS], app[METRICS].lag,
                                         settings.progress_interval_s), name="ledger-progress"),
-                background_task(_retention(app), name="ledger-retention")):
+                background_task(_retention(app), name="ledger-retention"),
+                background_task(_prune_holder_spend(app), name="ledger-holder-spend-prune")):
         yield
 
 
@@ -87,6 +95,20 @@ async def _retention(app: web.Application) -> None:
     if days is not None:
         await app[READY].wait()  # the migrations are applied
         await retention_loop(app[POOL], days)
+
+
+async def _prune_holder_spend(app: web.Application) -> None:
+    """Every PRUNE_INTERVAL_S, the per-holder spend of windows long over; a failed round is tried again."""
+    await app[READY].wait()  # the migrations are applied
+    while True:
+        try:
+            async with app[POOL].connection() as conn:
+                pruned = await prune_ended(conn, datetime.now(timezone.utc))
+            if pruned:
+                log.info("holder_spend_pruned", rows=pruned)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("holder_spend_prune_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(PRUNE_INTERVAL_S)
 
 
 def build_app(settings: LedgerSettings) -> web.Application:

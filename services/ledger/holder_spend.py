@@ -13,7 +13,7 @@ no statement here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -82,3 +82,15 @@ async def queue_count(conn: psycopg.AsyncConnection, inserted: Sequence[SpendLog
     if not any(line.lease_holder for line in inserted):
         return None
     return await conn.execute(COUNT, windows(states))
+
+
+# A window's rows are of no use once the authority has dropped its leases, an hour after it ended
+# (services/proxy/budget/lease_store.py); rows of a budget without a window stay.
+KEEP_AFTER_WINDOW = timedelta(hours=1)
+
+
+async def prune_ended(conn: psycopg.AsyncConnection, now: datetime) -> int:
+    """Delete the rows of windows that ended over KEEP_AFTER_WINDOW before `now`; returns how many."""
+    async with conn.transaction():
+        cur = await conn.execute("DELETE FROM tally_holder_spend WHERE window_end < %s", (now - KEEP_AFTER_WINDOW,))
+    return cur.rowcount

@@ -6,8 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import psycopg
+
+from services.ledger.holder_spend import prune_ended
 from services.ledger.replay import replay_command
 from services.ledger.settings import LedgerSettings
+from shared.migrations import migrate
 from tests.fixtures.ledger_support import (
     T0, InProcessLedger, key_changed, key_hash, poll, priced, produce, query, wait_for_logs,
 )
@@ -93,3 +97,19 @@ async def test_replay_rebuilds_the_holders_spend_of_the_current_windows(settings
     assert before[("key", key_hash("sk-a"), NO_WINDOW, A)] == Decimal("1.5")
     assert await replay_command(LedgerSettings(**settings.model_dump()), verify=False, progress=False) == 0
     assert await holder_rows(settings.database_url) == before
+
+
+async def test_rows_of_windows_over_an_hour_past_are_pruned(settings):
+    """A window that ended 2 h ago goes; one that ended 30 min ago and one without an end stay."""
+    await migrate(settings.database_url)
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+    ended_long_ago, ended_lately = now - timedelta(hours=3), now - timedelta(hours=1, minutes=30)
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        for start, end, spend in ((ended_long_ago, now - timedelta(hours=2), "1"),
+                                  (ended_lately, now - timedelta(minutes=30), "2"), (NO_WINDOW, None, "4")):
+            await conn.execute("INSERT INTO tally_holder_spend (entity_type, entity_id, window_start, holder, spend, window_end)"
+                               " VALUES ('key', 'k', %s, %s, %s, %s)", (start, A, Decimal(spend), end))
+        assert await prune_ended(conn, now) == 1
+        assert await prune_ended(conn, now) == 0
+    assert await holder_rows(settings.database_url) == {
+        ("key", "k", ended_lately, A): Decimal("2"), ("key", "k", NO_WINDOW, A): Decimal("4")}
