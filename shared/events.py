@@ -19,6 +19,9 @@ from shared.record_limits import excerpt, sha256_hex
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 
 MAX_LEASE_HOLDER_CHARS = 300  # a host name (≤ 253), a port, a worker number and a nonce
+# The budgets whose spend the ledger counts per lease holder (services/ledger/holder_spend.py) and
+# whose dead holders the lease authority charges from that count (services/proxy/budget/leases.py).
+HOLDER_COUNTED_ENTITY_TYPES = frozenset({"key", "team", "user", "customer", "organization"})
 CallType = Literal["acompletion", "atext_completion", "aembedding", "aimage_generation"]
 Status = Literal["success", "failure"]
 

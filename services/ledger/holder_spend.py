@@ -22,13 +22,12 @@ from psycopg import sql
 from services.ledger.batch_sql import ENTITY_BRANCHES
 from services.ledger.rollup import EntityState
 from services.ledger.rows import SpendLogLine
+from shared.events import HOLDER_COUNTED_ENTITY_TYPES
 
 # The window of a budget without a start, as tally_leases.budget_leases names it.
 NO_WINDOW = datetime(1, 1, 1, tzinfo=timezone.utc)
-# The entity types budgets are leased for (tags have no budget).
-COUNTED_TYPES = frozenset({"key", "team", "user", "customer", "organization"})
 
-_BRANCHES = [(t, e, w) for t, e, j, w in ENTITY_BRANCHES if t in COUNTED_TYPES]
+_BRANCHES = [(t, e, w) for t, e, j, w in ENTITY_BRANCHES if t in HOLDER_COUNTED_ENTITY_TYPES]
 # Every inserted log that names a holder, once per entity it adds to (for a window that began
 # inside the batch).
 _HELD_LOGS = sql.SQL(" UNION ALL ").join(
@@ -71,7 +70,7 @@ COUNT = sql.SQL(
 
 def windows(states: Sequence[EntityState]) -> tuple[list[str], list[str], list[datetime], list[datetime | None]]:
     """The counted entities' current windows, as COUNT's arrays."""
-    counted = [s for s in states if s.entity_type in COUNTED_TYPES]
+    counted = [s for s in states if s.entity_type in HOLDER_COUNTED_ENTITY_TYPES]
     return ([s.entity_type for s in counted], [s.entity_id for s in counted],
             [s.window_start or NO_WINDOW for s in counted], [s.budget_reset_at for s in counted])
 

@@ -87,7 +87,7 @@ class CallerIdentity:
 
     def allows_model(self, model_group: str) -> bool:
         """Every step admits the model (routing/access.py)."""
-        return self.is_master or all(grant.allows(model_group) for _, grant in self.model_steps())
+        return self.model_refusal(model_group) is None
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at

@@ -55,20 +55,20 @@ class EntityGrants:
 
     def apply(self, change: EntityChanged) -> None:
         """A team's, user's or organisation's change (other kinds are not this view's)."""
-        kind, entity_id, models = change.entity_type, change.entity_id, change.state.get("models")
+        kind, entity_id = change.entity_type, change.entity_id
+        views: dict | None = {"team": self.teams, "user": self.users, "organization": self.organizations}.get(kind)
+        if views is None:
+            return
+        if change.deleted:
+            views.pop(entity_id, None)
+            return
+        models = change.state.get("models")
         listed = models if isinstance(models, list) else ()
         if kind == "team":
-            if change.deleted:
-                self.teams.pop(entity_id, None)
-            else:
-                alias = change.state.get("team_alias")
-                self.teams[entity_id] = TeamView(model_grant(listed, self.access_groups, is_key=False),
-                                                 alias if isinstance(alias, str) else None)
-        elif kind in ("user", "organization"):
-            grants = self.users if kind == "user" else self.organizations
-            if change.deleted:
-                grants.pop(entity_id, None)
-            elif kind == "user":
-                grants[entity_id] = user_model_grant(listed, self.access_groups)
-            else:
-                grants[entity_id] = model_grant(listed, self.access_groups, is_key=False)
+            alias = change.state.get("team_alias")
+            views[entity_id] = TeamView(model_grant(listed, self.access_groups, is_key=False),
+                                        alias if isinstance(alias, str) else None)
+        elif kind == "user":
+            views[entity_id] = user_model_grant(listed, self.access_groups)
+        else:
+            views[entity_id] = model_grant(listed, self.access_groups, is_key=False)

@@ -32,10 +32,10 @@ import structlog
 
 from services.proxy.budget.core import SLOTS, ZERO, Account, counted_spend
 from services.proxy.budget.lease_store import LeasesUnavailable, LeaseStore, WindowKey
-from services.proxy.budget.leases import LEDGER_COUNTED, LeaseAsk
+from services.proxy.budget.leases import LeaseAsk
 from services.proxy.budget.rate_limits import KINDS as RATE_KINDS
 from services.proxy.budget.totals import TotalsView
-from shared.events import utcnow
+from shared.events import HOLDER_COUNTED_ENTITY_TYPES, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ class LeaseKeeper:
         total = self.totals.get(spec.kind, spec.entity_id)
         ask = LeaseAsk(self.holder, spec.max_budget, counted_spend(total, account.start), keep=account.lease,
                        used=account.own, inflight=account.reserved, want=want, most=most,
-                       concurrent=spec.kind == CONCURRENT_KIND, ledger_counted=spec.kind in LEDGER_COUNTED)
+                       concurrent=spec.kind == CONCURRENT_KIND, ledger_counted=spec.kind in HOLDER_COUNTED_ENTITY_TYPES)
         window = WindowKey(spec.kind, spec.entity_id, account.start, account.end)
         sent = self.clock()
         try:

@@ -19,7 +19,7 @@ from typing import Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from services.proxy.budget.leases import SETTLED, ZERO, LeaseAsk, LeaseGrant, LeaseRow, grant
+from services.proxy.budget.leases import ZERO, LeaseAsk, LeaseGrant, LeaseRow, grant, needing_counts, with_counts
 from services.proxy.errors import ServiceUnavailable
 from shared.events import utcnow
 from shared.migrations import _LOCK_ID as MIGRATIONS_LOCK
@@ -68,9 +68,9 @@ class MemoryLeaseStore:
         async with self._lock:
             now = self.clock()
             rows = self.windows.get(window, [])
-            if ask.ledger_counted:
-                rows = [replace(row, counted=self.holder_spend.get((window, row.holder), ZERO))
-                        if row.drained(now) and row.holder != SETTLED else row for row in rows]
+            dead = needing_counts(rows, ask, now)
+            if dead:
+                rows = with_counts(rows, dead, {holder: self.holder_spend.get((window, holder), ZERO) for holder in dead})
             result, rows = grant(rows, ask, now)
             self.windows[window] = [replace(row, expires_at=now + timedelta(seconds=ttl_s)) if row.holder == ask.holder else row
                                     for row in rows]
@@ -138,12 +138,11 @@ class PostgresLeaseStore:
                 now = (await (await conn.execute(_NOW)).fetchone())[0]  # type: ignore[index]
             rows = [LeaseRow(holder, granted, used, inflight, expires_at)
                     for holder, granted, used, inflight, expires_at, _ in fetched]
-            dead = [row.holder for row in rows if row.drained(now) and row.holder not in (SETTLED, ask.holder)]
-            if dead and ask.ledger_counted:
+            dead = needing_counts(rows, ask, now)
+            if dead:
                 counted = await _holder_spend(conn, where, dead)
                 if counted is not None:
-                    rows = [replace(row, counted=counted.get(row.holder, ZERO)) if row.holder in dead else row
-                            for row in rows]
+                    rows = with_counts(rows, dead, counted)
             result, after = grant(rows, ask, now)
             await conn.execute(_DELETE_OTHERS, (*where, [row.holder for row in after]))
             for row in after:

@@ -34,7 +34,8 @@ full, so it keeps its lease: its calls admitted while the renewal was on its way
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -45,8 +46,6 @@ SLICE_FRACTION = Decimal(1) / Decimal(8)  # a grant is this much of what is left
 # takes to start and send the events its journal kept (a few seconds), with room to spare.
 DRAIN_GRACE = timedelta(seconds=10)
 DEAD_KEPT = timedelta(hours=1)  # how long a dead row waits for late ledger counts before it is folded
-# The entity types whose spend the ledger counts per holder (services/ledger/holder_spend.py).
-LEDGER_COUNTED = frozenset({"key", "team", "user", "customer", "organization"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ class LeaseAsk:
     want: Decimal  # the smallest useful new headroom (a call's estimate); 0 when returning
     most: Decimal | None = None  # the most headroom worth holding (the holder's recent use); None: no cap
     concurrent: bool = False  # slots, not spend: a dead holder's calls ended with it, so its lease is dropped
-    ledger_counted: bool = False  # the ledger counts each holder's spend of this entity (LEDGER_COUNTED)
+    ledger_counted: bool = False  # the ledger counts each holder's spend of this entity (shared.events.HOLDER_COUNTED_ENTITY_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +104,19 @@ class LeaseGrant:
     final: bool  # nothing of the budget is left unleased: no renewal can give more now
     known: Decimal  # the authority's bound on the window's spend, this grant included
     others_unused: Decimal = ZERO  # what live other holders were granted and had not used, as last reported
+
+
+def needing_counts(rows: list[LeaseRow], ask: LeaseAsk, now: datetime) -> list[str]:
+    """The holders whose ledger count `grant` needs for this ask: the other dead rows past the
+    drain grace of an entity the ledger counts (none otherwise)."""
+    if not ask.ledger_counted:
+        return []
+    return [row.holder for row in rows if row.drained(now) and row.holder not in (SETTLED, ask.holder)]
+
+
+def with_counts(rows: list[LeaseRow], holders: list[str], counts: Mapping[str, Decimal]) -> list[LeaseRow]:
+    """`rows` with the ledger's count set on each of `holders` (0 where it counted nothing)."""
+    return [replace(row, counted=counts.get(row.holder, ZERO)) if row.holder in holders else row for row in rows]
 
 
 def slice_of(free: Decimal, want: Decimal, fraction: Decimal = SLICE_FRACTION, most: Decimal | None = None) -> Decimal:
