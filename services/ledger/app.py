@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-import psycopg
-import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from services.ledger.consumer import Ledger, topics_for
-from services.ledger.holder_spend import prune_ended
+from services.ledger.holder_spend import prune_loop
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.retention import retention_loop
 from services.ledger.settings import LedgerSettings
@@ -29,9 +26,6 @@ from shared.stage_monitor import monitor
 from shared.supervise import supervise
 
 SETTINGS: web.AppKey[LedgerSettings] = web.AppKey("settings", LedgerSettings)
-log = structlog.get_logger("ledger.app")
-PRUNE_INTERVAL_S = 600.0
-
 POOL: web.AppKey[AsyncConnectionPool] = web.AppKey("pool", AsyncConnectionPool)
 METRICS: web.AppKey[LedgerMetrics] = web.AppKey("ledger_metrics", LedgerMetrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
@@ -98,17 +92,8 @@ async def _retention(app: web.Application) -> None:
 
 
 async def _prune_holder_spend(app: web.Application) -> None:
-    """Every PRUNE_INTERVAL_S, the per-holder spend of windows long over; a failed round is tried again."""
     await app[READY].wait()  # the migrations are applied
-    while True:
-        try:
-            async with app[POOL].connection() as conn:
-                pruned = await prune_ended(conn, datetime.now(timezone.utc))
-            if pruned:
-                log.info("holder_spend_pruned", rows=pruned)
-        except (psycopg.Error, OSError) as exc:
-            log.warning("holder_spend_prune_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(PRUNE_INTERVAL_S)
+    await prune_loop(app[POOL])
 
 
 def build_app(settings: LedgerSettings) -> web.Application:

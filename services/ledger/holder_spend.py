@@ -17,12 +17,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from services.ledger.batch_sql import ENTITY_BRANCHES
+from services.ledger.housekeeping import every
 from services.ledger.rollup import EntityState
 from services.ledger.rows import SpendLogLine
 from shared.events import HOLDER_COUNTED_ENTITY_TYPES
+
+log = structlog.get_logger("ledger.holder_spend")
 
 # The window of a budget without a start, as tally_leases.budget_leases names it.
 NO_WINDOW = datetime(1, 1, 1, tzinfo=timezone.utc)
@@ -86,6 +91,7 @@ async def queue_count(conn: psycopg.AsyncConnection, inserted: Sequence[SpendLog
 # A window's rows are of no use once the authority has dropped its leases, an hour after it ended
 # (services/proxy/budget/lease_store.py); rows of a budget without a window stay.
 KEEP_AFTER_WINDOW = timedelta(hours=1)
+PRUNE_INTERVAL_S = 600.0
 
 
 async def prune_ended(conn: psycopg.AsyncConnection, now: datetime) -> int:
@@ -93,3 +99,13 @@ async def prune_ended(conn: psycopg.AsyncConnection, now: datetime) -> int:
     async with conn.transaction():
         cur = await conn.execute("DELETE FROM tally_holder_spend WHERE window_end < %s", (now - KEEP_AFTER_WINDOW,))
     return cur.rowcount
+
+
+async def prune_loop(pool: AsyncConnectionPool, interval_s: float = PRUNE_INTERVAL_S) -> None:
+    """Every `interval_s`: prune the rows of windows long over (a failed round is tried at the next)."""
+    async def prune(conn: psycopg.AsyncConnection) -> None:
+        pruned = await prune_ended(conn, datetime.now(timezone.utc))
+        if pruned:
+            log.info("holder_spend_pruned", rows=pruned)
+
+    await every(interval_s, pool, prune, failed="holder_spend_prune_failed")

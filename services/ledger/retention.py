@@ -10,7 +10,6 @@ accepted is therefore the retention itself: an event that reaches the ledger mor
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -19,6 +18,7 @@ import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from services.ledger.housekeeping import every
 from services.ledger.rollup import DAILY_ENTITY, DAILY_TABLES
 
 log = structlog.get_logger("ledger.retention")
@@ -72,15 +72,14 @@ async def drop_before(conn: psycopg.AsyncConnection, cutoff: date) -> list[str]:
 
 
 async def retention_loop(pool: AsyncConnectionPool, days: int, interval_s: float = INTERVAL_S) -> None:
-    """Every `interval_s`: drop the days before the cut-off. A round that fails (a lock not had
-    in time, the database away) is logged and tried again at the next."""
-    while True:
-        cutoff = cutoff_for(datetime.now(timezone.utc), days)
-        try:
-            async with pool.connection() as conn:
-                dropped = await drop_before(conn, cutoff)
-            if dropped:
-                log.info("spend_logs_dropped", horizon=cutoff.isoformat(), partitions=dropped)
-        except (psycopg.Error, OSError) as exc:
-            log.warning("spend_log_retention_failed", horizon=cutoff.isoformat(), error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval_s)
+    """Every `interval_s`: drop the days before the cut-off (a failed round is tried at the next)."""
+    def cutoff() -> date:
+        return cutoff_for(datetime.now(timezone.utc), days)
+
+    async def drop(conn: psycopg.AsyncConnection) -> None:
+        horizon_day = cutoff()
+        dropped = await drop_before(conn, horizon_day)
+        if dropped:
+            log.info("spend_logs_dropped", horizon=horizon_day.isoformat(), partitions=dropped)
+
+    await every(interval_s, pool, drop, failed="spend_log_retention_failed", fields=lambda: {"horizon": cutoff().isoformat()})
