@@ -1,7 +1,7 @@
 """Requests generated from the proxy's and the reports service's OpenAPI documents (hypothesis;
 docs/fuzz.md) against a real stack: no 5xx, only documented statuses, OpenAI's error shape on every
 error, the services healthy afterwards, and a spend log row for exactly the LLM calls that were
-answered 2xx — none for a rejected one. FUZZ_EXAMPLES sets the requests per service (default 800)."""
+answered 2xx — none for a rejected one. FUZZ_EXAMPLES sets the requests per service (default 600)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.fixtures.stack import TallyStack
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "600"))
 MODELS = ("llama3", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3")
 LLM_OPERATIONS = ("chat_completions", "v1_chat_completions", "azure_chat_completions", "completions", "v1_completions",
                   "embeddings", "v1_embeddings", "image_generations", "v1_image_generations", "messages", "v1_messages",
